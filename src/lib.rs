@@ -1,0 +1,14 @@
+//! komodo-rotate: keep the three planes of a Komodo deployment (MongoDB's live credential, the
+//! SOPS-encrypted compose.env, the running containers) in agreement, and rotate their secrets as
+//! one transaction. See DESIGN.md in the project's shared folder for the architecture.
+
+pub mod cli;
+pub mod commands;
+pub mod docker;
+pub mod error;
+pub mod fsutil;
+pub mod mongo;
+pub mod secret;
+pub mod sops;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The rehearsal stack. Filled in by the MongoDB and Docker planes.
