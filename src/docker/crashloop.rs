@@ -1,0 +1,216 @@
+//! Is core crash-looping, and why. A crash loop is a container that keeps dying with a non-zero
+//! exit code while its restart policy brings it back (so the restart count rises between two
+//! looks); the log signature (research/komodo.md §2.2) names the cause.
+
+use super::engine::Engine;
+use super::inspect::{ContainerInfo, RunState};
+use super::DockerError;
+use std::time::Duration;
+
+/// Known causes, matched in core's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signature {
+    /// Wrong password or user missing (Mongo code 18 / "SCRAM failure: Authentication failed").
+    AuthFailed,
+    /// FerretDB v2: Postgres rejected the role password.
+    FerretAuthFailed,
+    /// Connected without credentials (code 13, "requires authentication"): the env names
+    /// probably belong to another Komodo generation.
+    NoCredentials,
+    /// Mongo unreachable ("Server selection timeout").
+    Unreachable,
+    /// A malformed database address.
+    BadAddress,
+}
+
+impl Signature {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Signature::AuthFailed => {
+                "MongoDB rejected core's password (SCRAM authentication failed)"
+            }
+            Signature::FerretAuthFailed => "FerretDB/Postgres rejected core's password",
+            Signature::NoCredentials => {
+                "core reached MongoDB without credentials (env names of another Komodo generation?)"
+            }
+            Signature::Unreachable => "core cannot reach MongoDB (server selection timeout)",
+            Signature::BadAddress => "core's database address is malformed",
+        }
+    }
+}
+
+/// The most specific signature found in `lines`, newest line first.
+pub fn match_signature<S: AsRef<str>>(lines: &[S]) -> Option<Signature> {
+    lines.iter().rev().find_map(|l| match_line(l.as_ref()))
+}
+
+fn match_line(l: &str) -> Option<Signature> {
+    if l.contains("SCRAM failure: password authentication failed for user") {
+        Some(Signature::FerretAuthFailed)
+    } else if l.contains("SCRAM failure: Authentication failed")
+        || l.contains("AuthenticationFailed")
+    {
+        Some(Signature::AuthFailed)
+    } else if l.contains("requires authentication") {
+        Some(Signature::NoCredentials)
+    } else if l.contains("Server selection timeout") {
+        Some(Signature::Unreachable)
+    } else if l.contains("invalid server address") {
+        Some(Signature::BadAddress)
+    } else {
+        None
+    }
+}
+
+/// The verdict on one container from two observations some time apart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CrashLoop {
+    pub looping: bool,
+    pub state: String,
+    pub restart_count: i64,
+    pub exit_code: i64,
+    pub signature: Option<Signature>,
+}
+
+/// Pure verdict: `first` and `second` are two inspections of the same container (same ID), `logs`
+/// its recent log lines. Crash-looping means it is restarting or exited with a non-zero exit
+/// code, and either its restart count rose between the looks or it is already restarting with
+/// a recorded failure and a known signature.
+pub fn assess<S: AsRef<str>>(
+    first: &ContainerInfo,
+    second: &ContainerInfo,
+    logs: &[S],
+) -> CrashLoop {
+    let failing = matches!(second.state, RunState::Restarting | RunState::Exited)
+        && second.exit_code != 0
+        || (second.state == RunState::Running
+            && second.restart_count > first.restart_count
+            && second.exit_code != 0);
+    let same = first.id == second.id;
+    let rising = same && second.restart_count > first.restart_count;
+    let signature = match_signature(logs);
+    let looping =
+        failing && (rising || (second.state == RunState::Restarting && signature.is_some()));
+    CrashLoop {
+        looping,
+        state: second.state.as_str().to_string(),
+        restart_count: second.restart_count,
+        exit_code: second.exit_code,
+        signature,
+    }
+}
+
+/// Inspects `name` twice, `interval` apart, and reads its last `log_lines` lines.
+pub async fn observe(
+    engine: &Engine,
+    name: &str,
+    interval: Duration,
+    log_lines: usize,
+) -> Result<CrashLoop, DockerError> {
+    let first = ContainerInfo::load(engine, name).await?;
+    tokio::time::sleep(interval).await;
+    let second = ContainerInfo::load(engine, name).await?;
+    let logs = engine.logs_tail(name, log_lines).await?;
+    Ok(assess(&first, &second, &logs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(state: RunState, restarts: i64, exit: i64) -> ContainerInfo {
+        ContainerInfo {
+            id: "id1".into(),
+            name: "komodo-core-1".into(),
+            image: String::new(),
+            image_id: String::new(),
+            state,
+            restart_count: restarts,
+            exit_code: exit,
+            health: None,
+            started_at: String::new(),
+            env: Vec::new(),
+            labels: Default::default(),
+            ip_addresses: Default::default(),
+            ports: Vec::new(),
+        }
+    }
+
+    const V1_LINE: &str = r#"Error: task 9 panicked with message "called `Result::unwrap()` on an `Err` value: failed to initialize database client | failed to create index | index: enabled | error: Error { kind: Authentication { message: \"SCRAM failure: Authentication failed.\" }, labels: {}, source: Some(Error { kind: Command(CommandError { code: 18, code_name: \"AuthenticationFailed\" }) }) }""#;
+    const V2_NOCRED: &str = "ERROR CoreStartup: FATAL: Failed to initialize database::Client | failed to create index | error: Command failed: code 13 (Unauthorized): Command createIndexes requires authentication | Exiting...";
+
+    #[test]
+    fn signatures_from_komodo_logs() {
+        assert_eq!(match_signature(&[V1_LINE]), Some(Signature::AuthFailed));
+        assert_eq!(
+            match_signature(&[V2_NOCRED]),
+            Some(Signature::NoCredentials)
+        );
+        assert_eq!(
+            match_signature(&[
+                "Server selection timeout: No available servers. Connection refused"
+            ]),
+            Some(Signature::Unreachable)
+        );
+        assert_eq!(
+            match_signature(&[r#"SCRAM failure: password authentication failed for user "admin""#]),
+            Some(Signature::FerretAuthFailed)
+        );
+        assert_eq!(match_signature(&["INFO listening on 0.0.0.0:9120"]), None);
+        // The newest line decides.
+        assert_eq!(
+            match_signature(&[V2_NOCRED, V1_LINE]),
+            Some(Signature::AuthFailed)
+        );
+    }
+
+    #[test]
+    fn rising_restarts_with_failure_is_a_loop() {
+        let v = assess(
+            &info(RunState::Restarting, 3, 1),
+            &info(RunState::Exited, 5, 1),
+            &[V1_LINE],
+        );
+        assert!(v.looping);
+        assert_eq!(v.signature, Some(Signature::AuthFailed));
+        // Restarting with a signature counts even when the count did not move during the look.
+        assert!(
+            assess(
+                &info(RunState::Restarting, 4, 1),
+                &info(RunState::Restarting, 4, 1),
+                &[V1_LINE]
+            )
+            .looping
+        );
+    }
+
+    #[test]
+    fn healthy_or_cleanly_stopped_is_not_a_loop() {
+        assert!(
+            !assess(
+                &info(RunState::Running, 0, 0),
+                &info(RunState::Running, 0, 0),
+                &[V1_LINE]
+            )
+            .looping
+        );
+        assert!(
+            !assess(
+                &info(RunState::Exited, 0, 0),
+                &info(RunState::Exited, 0, 0),
+                &[""]
+            )
+            .looping
+        );
+        // One old failure, not restarting, count steady: not a loop.
+        assert!(
+            !assess(
+                &info(RunState::Exited, 2, 1),
+                &info(RunState::Exited, 2, 1),
+                &[V1_LINE]
+            )
+            .looping
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Finding Komodo's containers. Compose sets no container names in Komodo's official files, and
+//! many users add their own, so the labels compose puts on every container
+//! (`com.docker.compose.project`, `com.docker.compose.service`) are the reliable key; an explicit
+//! container name overrides the label lookup for a role.
+
+use super::engine::Engine;
+use super::recreate::{NEXT_SUFFIX, PREV_SUFFIX};
+use super::DockerError;
+
+pub const PROJECT_LABEL: &str = "com.docker.compose.project";
+pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// How to find the containers (DESIGN.md "Configuration" `[discovery]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverySpec {
+    pub project: String,
+    pub mongo_service: String,
+    pub core_service: String,
+    pub periphery_services: Vec<String>,
+    /// Container names that replace the label lookup for a role.
+    pub mongo_name: Option<String>,
+    pub core_name: Option<String>,
+    pub periphery_names: Vec<String>,
+}
+
+impl Default for DiscoverySpec {
+    fn default() -> Self {
+        DiscoverySpec {
+            project: "komodo".into(),
+            mongo_service: "mongo".into(),
+            core_service: "core".into(),
+            periphery_services: vec!["periphery".into()],
+            mongo_name: None,
+            core_name: None,
+            periphery_names: Vec::new(),
+        }
+    }
+}
+
+/// Container names of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub mongo: String,
+    pub core: String,
+    pub periphery: Vec<String>,
+}
+
+impl Deployment {
+    pub async fn discover(
+        engine: &Engine,
+        spec: &DiscoverySpec,
+    ) -> Result<Deployment, DockerError> {
+        let mongo = match &spec.mongo_name {
+            Some(n) => named(engine, n, "mongo").await?,
+            None => one_service(engine, &spec.project, &spec.mongo_service).await?,
+        };
+        let core = match &spec.core_name {
+            Some(n) => named(engine, n, "core").await?,
+            None => one_service(engine, &spec.project, &spec.core_service).await?,
+        };
+        let mut periphery = Vec::new();
+        if spec.periphery_names.is_empty() {
+            for svc in &spec.periphery_services {
+                let found = service_containers(engine, &spec.project, svc).await?;
+                if found.is_empty() {
+                    return Err(not_found(&spec.project, svc, &[]));
+                }
+                periphery.extend(found);
+            }
+        } else {
+            for n in &spec.periphery_names {
+                periphery.push(named(engine, n, "periphery").await?);
+            }
+        }
+        Ok(Deployment {
+            mongo,
+            core,
+            periphery,
+        })
+    }
+}
+
+async fn named(engine: &Engine, name: &str, role: &str) -> Result<String, DockerError> {
+    match engine.try_inspect(name).await? {
+        Some(_) => Ok(name.to_string()),
+        None => Err(DockerError::Discovery(format!(
+            "{role} container {name:?} (set by name) does not exist"
+        ))),
+    }
+}
+
+async fn one_service(engine: &Engine, project: &str, service: &str) -> Result<String, DockerError> {
+    let found = service_containers(engine, project, service).await?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => {
+            let leftovers = leftovers(engine, project, service).await?;
+            Err(not_found(project, service, &leftovers))
+        }
+        many => Err(DockerError::Discovery(format!(
+            "service {service:?} of compose project {project:?} has {} containers ({}); name the one to use in [discovery]",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Canonical containers of a service, sorted by name; the `-next`/`-prev` containers of an
+/// interrupted recreate carry the same labels and are left out.
+async fn service_containers(
+    engine: &Engine,
+    project: &str,
+    service: &str,
+) -> Result<Vec<String>, DockerError> {
+    let mut names: Vec<String> = all_names(engine, project, service)
+        .await?
+        .into_iter()
+        .filter(|n| !is_leftover(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn leftovers(
+    engine: &Engine,
+    project: &str,
+    service: &str,
+) -> Result<Vec<String>, DockerError> {
+    Ok(all_names(engine, project, service)
+        .await?
+        .into_iter()
+        .filter(|n| is_leftover(n))
+        .collect())
+}
+
+async fn all_names(
+    engine: &Engine,
+    project: &str,
+    service: &str,
+) -> Result<Vec<String>, DockerError> {
+    let list = engine
+        .list_by_labels(&[(PROJECT_LABEL, project), (SERVICE_LABEL, service)])
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+fn is_leftover(name: &str) -> bool {
+    name.ends_with(NEXT_SUFFIX) || name.ends_with(PREV_SUFFIX)
+}
+
+fn not_found(project: &str, service: &str, leftovers: &[String]) -> DockerError {
+    if leftovers.is_empty() {
+        DockerError::Discovery(format!(
+            "no container of service {service:?} in compose project {project:?} (labels {PROJECT_LABEL}, {SERVICE_LABEL})"
+        ))
+    } else {
+        DockerError::Discovery(format!(
+            "service {service:?} of compose project {project:?} has only the leftovers of an interrupted recreate ({}); run `komodo-rotate resume`",
+            leftovers.join(", ")
+        ))
+    }
+}

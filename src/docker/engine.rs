@@ -1,0 +1,295 @@
+//! The engine connection. bollard 0.21 speaks API 1.53 by default and Debian's engine (20.10)
+//! only 1.41, so every connection negotiates the version first; without that every request fails.
+//!
+//! All engine calls go through the thin wrappers below so that errors are mapped in one place to
+//! one-line [`DockerError`]s naming the operation and the container, never echoing a request body.
+
+use super::DockerError;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
+    NetworkConnectRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, RenameContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+/// A connected engine whose API version has been negotiated.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("host", &self.host).finish()
+    }
+}
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+impl Engine {
+    /// Connects to `DOCKER_HOST`, else the local socket, and negotiates the API version.
+    pub async fn connect() -> Result<Engine, DockerError> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        Self::connect_to(&host).await
+    }
+
+    /// Connects to `host` (`unix://…`, `tcp://…` or `http://…`) and negotiates the API version.
+    pub async fn connect_to(host: &str) -> Result<Engine, DockerError> {
+        let fail = |msg: String| DockerError::Connect {
+            host: host.to_string(),
+            msg,
+        };
+        let docker = Docker::connect_with_host(host).map_err(|e| fail(short(&e)))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| fail(short(&e)))?;
+        docker.ping().await.map_err(|e| fail(short(&e)))?;
+        Ok(Engine {
+            docker,
+            host: host.to_string(),
+        })
+    }
+
+    /// The negotiated API version, e.g. "1.41".
+    pub fn api_version(&self) -> String {
+        let v = self.docker.client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The raw client, for callers (the rehearsal stack) that need calls not wrapped here.
+    pub fn raw(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse, DockerError> {
+        self.docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| api("inspect", name, e))
+    }
+
+    /// Like [`inspect`](Self::inspect), but a missing container is `Ok(None)`.
+    pub async fn try_inspect(
+        &self,
+        name: &str,
+    ) -> Result<Option<ContainerInspectResponse>, DockerError> {
+        match self.inspect(name).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// All containers (running or not) carrying every `key=value` label given.
+    pub async fn list_by_labels(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
+        let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_string(), filter)])),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| api("list containers", "by label", e))
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let opts = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        let r = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| api("create", name, e))?;
+        Ok(r.id)
+    }
+
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<(), DockerError> {
+        let req = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(endpoint),
+        };
+        self.docker
+            .connect_network(network, req)
+            .await
+            .map_err(|e| api("connect network", &format!("{container} to {network}"), e))
+    }
+
+    /// Starts `name`; starting a running container is not an error.
+    pub async fn start(&self, name: &str) -> Result<(), DockerError> {
+        match self
+            .docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(api("start", name, e)),
+        }
+    }
+
+    /// Stops `name` within `timeout_s` seconds (then SIGKILL); stopping a stopped container is
+    /// not an error.
+    pub async fn stop(&self, name: &str, timeout_s: i32) -> Result<(), DockerError> {
+        let opts = StopContainerOptions {
+            t: Some(timeout_s),
+            ..Default::default()
+        };
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(api("stop", name, e)),
+        }
+    }
+
+    pub async fn rename(&self, name: &str, new_name: &str) -> Result<(), DockerError> {
+        let opts = RenameContainerOptions {
+            name: new_name.to_string(),
+        };
+        self.docker
+            .rename_container(name, opts)
+            .await
+            .map_err(|e| api("rename", &format!("{name} to {new_name}"), e))
+    }
+
+    /// Force-removes `name` (never its volumes); a missing container is not an error.
+    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = api("remove", name, e);
+                if e.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The image's ID if `image` (a name or an ID) is present locally.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(e) => {
+                let e = api("inspect image", image, e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The last `n` lines of `name`'s stdout and stderr, interleaved as the engine returns them.
+    pub async fn logs_tail(&self, name: &str, n: usize) -> Result<Vec<String>, DockerError> {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: n.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| api("logs", name, e))?;
+            text.extend_from_slice(&chunk.into_bytes());
+        }
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let skip = lines.len().saturating_sub(n);
+        Ok(lines.into_iter().skip(skip).collect())
+    }
+}
+
+/// Maps a bollard error to one line. Server errors keep their status and message (the engine's
+/// messages name objects, not env values); decode errors are reduced to their kind, since their
+/// text can quote the response body, which may hold env values.
+pub(crate) fn api(op: &'static str, target: &str, e: BollardError) -> DockerError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            if status_code == 404 {
+                return DockerError::Api {
+                    op,
+                    target: target.to_string(),
+                    status: Some(404),
+                    msg: "no such object".to_string(),
+                };
+            }
+            DockerError::Api {
+                op,
+                target: target.to_string(),
+                status: Some(status_code),
+                msg: one_line(&message),
+            }
+        }
+        other => DockerError::Api {
+            op,
+            target: target.to_string(),
+            status: None,
+            msg: short(&other),
+        },
+    }
+}
+
+fn short(e: &BollardError) -> String {
+    match e {
+        BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. } => {
+            "malformed reply from the engine".to_string()
+        }
+        other => one_line(&other.to_string()),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.trim();
+    let first = s.lines().next().unwrap_or_default();
+    let mut out: String = first.chars().take(300).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
