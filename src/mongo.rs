@@ -1,7 +1,348 @@
-//! MongoAdmin (being built: see issue 3).
+//! MongoAdmin: the only place that talks to MongoDB. It answers "does this password log in?"
+//! (telling a rejection, code 18, apart from "could not reach / other error"), and changes a
+//! user's password with `updateUser` over a session authenticated with the old one, then proves
+//! the change with a fresh client.
+//!
+//! Passwords travel only inside the driver's `Credential` (never spliced into a URI, which driver
+//! errors may quote), and no message of this module carries one.
+
+use crate::secret::Secret;
+use mongodb::bson::{doc, Document};
+use mongodb::error::{Error as DriverError, ErrorKind};
+use mongodb::options::{ClientOptions, Credential};
+use mongodb::Client;
+use std::time::Duration;
+
+/// Default server-selection and connect timeout: short, so an unreachable server is reported
+/// in seconds rather than after the driver's 30 s default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
-    #[error("mongo {0}")]
+    #[error("MongoDB URI {0}")]
+    InvalidTarget(String),
+    #[error("MongoDB at {server} rejected the password of user {user} (code 18 AuthenticationFailed)")]
+    Rejected { server: String, user: String },
+    #[error("MongoDB at {server} (user {user}) could not be reached: {reason}")]
+    Unreachable {
+        server: String,
+        user: String,
+        reason: String,
+    },
+    #[error("MongoDB at {server}: {command} for user {user} failed: {reason}")]
+    Command {
+        server: String,
+        user: String,
+        command: &'static str,
+        code: Option<i32>,
+        reason: String,
+    },
+    #[error("MongoDB at {server}: the password of user {user} was changed, but a fresh login with the new password {outcome}")]
+    ProofFailed {
+        server: String,
+        user: String,
+        outcome: String,
+    },
+}
+
+/// Where and as whom to log in. The URI carries hosts and options, never credentials.
+#[derive(Debug, Clone)]
+pub struct Target {
+    uri: String,
+    server: String,
+    pub user: String,
+    pub auth_source: String,
+    pub server_selection_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// Checks the URI's shape; refuses one that carries credentials without echoing it.
+    pub fn new(uri: &str, user: &str) -> Result<Target, MongoError> {
+        let rest = uri
+            .strip_prefix("mongodb://")
+            .or_else(|| uri.strip_prefix("mongodb+srv://"))
+            .ok_or_else(|| {
+                MongoError::InvalidTarget("must start with mongodb:// or mongodb+srv://".into())
+            })?;
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(MongoError::InvalidTarget(
+                "must not carry credentials (give the user with --user and the password on stdin)"
+                    .into(),
+            ));
+        }
+        if authority.is_empty() {
+            return Err(MongoError::InvalidTarget("names no host".into()));
+        }
+        if user.is_empty() {
+            return Err(MongoError::InvalidTarget("user must not be empty".into()));
+        }
+        Ok(Target {
+            uri: uri.to_owned(),
+            server: authority.to_owned(),
+            user: user.to_owned(),
+            auth_source: "admin".into(),
+            server_selection_timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    pub fn with_auth_source(mut self, db: &str) -> Self {
+        self.auth_source = db.to_owned();
+        self
+    }
+
+    pub fn with_timeout(mut self, t: Duration) -> Self {
+        self.server_selection_timeout = t;
+        self.connect_timeout = t;
+        self
+    }
+
+    /// The hosts part of the URI, for messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn client(&self, password: &Secret) -> Result<Client, MongoError> {
+        let mut opts = ClientOptions::parse(&self.uri).await.map_err(|e| {
+            MongoError::InvalidTarget(format!("cannot be parsed: {}", scrub(&e, password)))
+        })?;
+        opts.credential = Some(
+            Credential::builder()
+                .username(self.user.clone())
+                .password(password.expose().to_owned())
+                .source(self.auth_source.clone())
+                .build(),
+        );
+        opts.server_selection_timeout = Some(self.server_selection_timeout);
+        opts.connect_timeout = Some(self.connect_timeout);
+        opts.app_name = Some("komodo-rotate".into());
+        Client::with_options(opts).map_err(|e| self.unreachable(&e, password))
+    }
+
+    fn unreachable(&self, e: &DriverError, password: &Secret) -> MongoError {
+        MongoError::Unreachable {
+            server: self.server.clone(),
+            user: self.user.clone(),
+            reason: scrub(e, password),
+        }
+    }
+}
+
+/// The answer to "does this password log in?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Accepted,
+    /// The server refused the credentials (code 18): wrong password or unknown user.
+    Rejected,
+    /// No verdict: the server could not be reached, or failed otherwise. The reason never
+    /// holds the candidate.
     Unreachable(String),
+}
+
+/// Tries `candidate` with a throwaway client; never puts the candidate in a result or log.
+pub async fn login_works(target: &Target, candidate: &Secret) -> LoginOutcome {
+    let client = match target.client(candidate).await {
+        Ok(c) => c,
+        Err(e) => return LoginOutcome::Unreachable(e.to_string()),
+    };
+    let outcome = match ping(&client).await {
+        Ok(()) => LoginOutcome::Accepted,
+        Err(e) if is_rejection(&e) => LoginOutcome::Rejected,
+        Err(e) => LoginOutcome::Unreachable(scrub(&e, candidate)),
+    };
+    client.shutdown().await;
+    outcome
+}
+
+async fn ping(client: &Client) -> Result<(), DriverError> {
+    // ping needs no privileges, but the pooled connection authenticates during its handshake,
+    // so a bad password surfaces here.
+    client
+        .database("admin")
+        .run_command(doc! {"ping": 1})
+        .await
+        .map(|_| ())
+}
+
+/// Code 18 anywhere in the chain: the driver wraps the server's reply as the source of its
+/// Authentication error.
+fn is_rejection(e: &DriverError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // The driver's `source` is an `Option<Box<Error>>`, so the chain holds the boxed type.
+        let me = err
+            .downcast_ref::<DriverError>()
+            .or_else(|| err.downcast_ref::<Box<DriverError>>().map(|b| &**b));
+        if let Some(me) = me {
+            match me.kind.as_ref() {
+                ErrorKind::Command(c) if c.code == 18 => return true,
+                _ => {}
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// One line from a driver error, with the secret masked should a server ever echo it.
+fn scrub(e: &DriverError, secret: &Secret) -> String {
+    let mut s = e.to_string().replace(['\n', '\r'], " ");
+    if secret.len() >= 4 && s.contains(secret.expose()) {
+        s = s.replace(secret.expose(), "***");
+    }
+    s
+}
+
+fn command_code(e: &DriverError) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+/// A session authenticated as the target's user.
+pub struct MongoAdmin {
+    target: Target,
+    client: Client,
+}
+
+impl std::fmt::Debug for MongoAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoAdmin")
+            .field("server", &self.target.server)
+            .field("user", &self.target.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoAdmin {
+    /// Logs in (the first command authenticates) and keeps the session.
+    pub async fn connect(target: &Target, password: &Secret) -> Result<MongoAdmin, MongoError> {
+        let client = target.client(password).await?;
+        if let Err(e) = ping(&client).await {
+            client.shutdown().await;
+            return Err(if is_rejection(&e) {
+                MongoError::Rejected {
+                    server: target.server.clone(),
+                    user: target.user.clone(),
+                }
+            } else {
+                target.unreachable(&e, password)
+            });
+        }
+        Ok(MongoAdmin {
+            target: target.clone(),
+            client,
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Runs a command on `admin` over the authenticated session (for diagnostics and tests).
+    pub async fn run_admin_command(&self, cmd: Document) -> Result<Document, MongoError> {
+        self.client
+            .database("admin")
+            .run_command(cmd)
+            .await
+            .map_err(|e| MongoError::Command {
+                server: self.target.server.clone(),
+                user: self.target.user.clone(),
+                command: "command",
+                code: command_code(&e),
+                reason: e.to_string().replace(['\n', '\r'], " "),
+            })
+    }
+
+    /// `updateUser {pwd}` on `admin` with write concern majority (mechanisms and digest left at
+    /// the server's defaults: both SCRAM mechanisms rebuilt), then proves with a fresh client that
+    /// the new password logs in. This session stays valid either way, as in mongod, so the caller
+    /// can undo with it.
+    pub async fn change_password(&self, user: &str, new: &Secret) -> Result<(), MongoError> {
+        let cmd = doc! {
+            "updateUser": user,
+            "pwd": new.expose(),
+            "writeConcern": {"w": "majority"},
+        };
+        let result = self.client.database("admin").run_command(cmd).await;
+        if let Err(e) = result {
+            return Err(MongoError::Command {
+                server: self.target.server.clone(),
+                user: user.to_owned(),
+                command: "updateUser",
+                code: command_code(&e),
+                reason: scrub(&e, new),
+            });
+        }
+        let proof_target = Target {
+            user: user.to_owned(),
+            auth_source: "admin".into(),
+            ..self.target.clone()
+        };
+        match login_works(&proof_target, new).await {
+            LoginOutcome::Accepted => Ok(()),
+            LoginOutcome::Rejected => Err(MongoError::ProofFailed {
+                server: self.target.server.clone(),
+                user: user.to_owned(),
+                outcome: "was rejected (code 18)".into(),
+            }),
+            LoginOutcome::Unreachable(reason) => Err(MongoError::ProofFailed {
+                server: self.target.server.clone(),
+                user: user.to_owned(),
+                outcome: format!("could not be checked: {reason}"),
+            }),
+        }
+    }
+
+    /// Ends the session (the driver sends `endSessions`).
+    pub async fn close(self) {
+        self.client.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_with_credentials_are_refused_without_echo() {
+        for uri in [
+            "mongodb://root:hunter2secret@127.0.0.1:27017/",
+            "mongodb://root@127.0.0.1:27017",
+            "mongodb+srv://root:hunter2secret@cluster.example/?x=1",
+        ] {
+            let e = Target::new(uri, "root").unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("must not carry credentials"), "{msg}");
+            assert!(!msg.contains("hunter2secret") && !msg.contains("root@"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn target_shape_is_checked() {
+        assert!(Target::new("http://127.0.0.1", "root").is_err());
+        assert!(Target::new("mongodb:///?x", "root").is_err());
+        assert!(Target::new("mongodb://127.0.0.1", "").is_err());
+        let t = Target::new("mongodb://127.0.0.1:27017/?directConnection=true", "root").unwrap();
+        assert_eq!(t.server(), "127.0.0.1:27017");
+        assert_eq!(t.auth_source, "admin");
+        assert_eq!(t.server_selection_timeout, DEFAULT_TIMEOUT);
+        // An '@' in the query string is not a credential.
+        assert!(Target::new("mongodb://h:1/?appName=a@b", "root").is_ok());
+    }
+
+    #[test]
+    fn errors_name_server_and_user_only() {
+        let e = MongoError::Rejected {
+            server: "127.0.0.1:27017".into(),
+            user: "root".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "MongoDB at 127.0.0.1:27017 rejected the password of user root (code 18 AuthenticationFailed)"
+        );
+    }
 }

@@ -1,1 +1,2 @@
 //! The rehearsal stack. Filled in by the MongoDB and Docker planes.
+pub mod mongo;

@@ -1,0 +1,370 @@
+//! The official `mongodb` driver (and the tool's MongoAdmin) against the wire-protocol test
+//! server; with KOMODO_ROTATE_TEST_MONGO_IMAGE set, the driver-level scenarios also run against
+//! a container of that real image on the local engine.
+
+mod mongo_support;
+
+use komodo_rotate::mongo::{login_works, LoginOutcome, MongoAdmin, MongoError, Target};
+use komodo_rotate::secret::Secret;
+use komodo_testcontainers::mongo::{RootUser, Server, ServerConfig};
+use mongo_support::*;
+use mongodb::bson::{doc, Document};
+use mongodb::options::AuthMechanism;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const NEW_PASSWORD: &str = "second-Root-pw-ZYXWVUTSRQPONMLKJIHGFEDC";
+const MECHS: [Option<AuthMechanism>; 3] = [
+    None,
+    Some(AuthMechanism::ScramSha1),
+    Some(AuthMechanism::ScramSha256),
+];
+
+fn target(addr: SocketAddr) -> Target {
+    Target::new(&uri(addr), "root")
+        .unwrap()
+        .with_timeout(Duration::from_secs(3))
+}
+
+async fn users_info(c: &mongodb::Client) -> Result<Document, mongodb::error::Error> {
+    c.database("admin")
+        .run_command(doc! {"usersInfo": "root"})
+        .await
+}
+
+/// Right password: ok with each mechanism; wrong password or unknown user: code 18.
+async fn scenario_login(addr: SocketAddr, password: &str) {
+    for mech in MECHS {
+        let c = client(addr, "root", password, mech.clone()).await;
+        ping(&c).await.unwrap_or_else(|e| panic!("{mech:?}: {e}"));
+        let info = users_info(&c).await.unwrap();
+        let users = info.get_array("users").unwrap();
+        assert_eq!(users.len(), 1, "{info}");
+        c.shutdown().await;
+        for (user, pw) in [("root", "not-the-password"), ("nobody", password)] {
+            let c = client(addr, user, pw, mech.clone()).await;
+            let e = ping(&c).await.expect_err("a bad login must fail");
+            assert!(
+                matches!(*e.kind, mongodb::error::ErrorKind::Authentication { .. }),
+                "{mech:?} {user}: {e}"
+            );
+            assert_eq!(code_of(&e), Some(18), "{mech:?} {user}: {e}");
+            c.shutdown().await;
+        }
+    }
+}
+
+/// updateUser changes the password; the already-authenticated connection keeps working; fresh
+/// clients need the new password; then the old session changes it back (the undo path).
+async fn scenario_update(addr: SocketAddr, password: &str) {
+    let old = client(addr, "root", password, None).await;
+    ping(&old).await.unwrap();
+    old.database("admin")
+        .run_command(doc! {"updateUser": "root", "pwd": NEW_PASSWORD, "writeConcern": {"w": "majority"}})
+        .await
+        .unwrap();
+    ping(&old).await.expect("the old connection survives the change");
+    users_info(&old).await.expect("and still runs privileged commands");
+    for mech in MECHS {
+        let c = client(addr, "root", password, mech.clone()).await;
+        assert_eq!(code_of(&ping(&c).await.unwrap_err()), Some(18), "{mech:?}");
+        c.shutdown().await;
+        let c = client(addr, "root", NEW_PASSWORD, mech.clone()).await;
+        ping(&c).await.unwrap_or_else(|e| panic!("{mech:?}: {e}"));
+        c.shutdown().await;
+    }
+    old.database("admin")
+        .run_command(doc! {"updateUser": "root", "pwd": password})
+        .await
+        .unwrap();
+    old.shutdown().await;
+}
+
+/// The tool's own client: login_works verdicts, change_password with its proof, undo.
+async fn scenario_admin(addr: SocketAddr, password: &str) {
+    let t = target(addr);
+    let old = Secret::new(password.into());
+    let new = Secret::new(NEW_PASSWORD.into());
+    assert_eq!(login_works(&t, &old).await, LoginOutcome::Accepted);
+    assert_eq!(login_works(&t, &new).await, LoginOutcome::Rejected);
+    let admin = MongoAdmin::connect(&t, &old).await.unwrap();
+    admin.change_password("root", &new).await.unwrap();
+    assert_eq!(login_works(&t, &new).await, LoginOutcome::Accepted);
+    assert_eq!(login_works(&t, &old).await, LoginOutcome::Rejected);
+    // Undo over the session authenticated with the old password.
+    admin.change_password("root", &old).await.unwrap();
+    assert_eq!(login_works(&t, &old).await, LoginOutcome::Accepted);
+    admin.close().await;
+    match MongoAdmin::connect(&t, &new).await {
+        Err(e @ MongoError::Rejected { .. }) => {
+            assert!(!e.to_string().contains(NEW_PASSWORD));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_scenarios_against_the_test_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    scenario_login(server.addr(), ROOT_PASSWORD).await;
+    scenario_update(server.addr(), ROOT_PASSWORD).await;
+    scenario_admin(server.addr(), ROOT_PASSWORD).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_scenarios_against_a_real_mongo_image_when_configured() {
+    let Some(image) = real_mongo_image() else {
+        return;
+    };
+    let volume = format!("komodo-rotate-test-mongo-{}", std::process::id());
+    remove_volume(&volume);
+    let c = MongoContainer::start(&image, &volume, ROOT_PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    scenario_login(c.addr, ROOT_PASSWORD).await;
+    scenario_update(c.addr, ROOT_PASSWORD).await;
+    scenario_admin(c.addr, ROOT_PASSWORD).await;
+    c.stop();
+    // The incident's drift: the same volume with a different init password keeps the first.
+    let c = MongoContainer::start(&image, &volume, NEW_PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = target(c.addr);
+    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
+    assert_eq!(login_works(&t, &Secret::new(NEW_PASSWORD.into())).await, LoginOutcome::Rejected);
+    c.stop();
+    remove_volume(&volume);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_dir_keeps_the_first_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), false).await;
+    assert!(first.initialised);
+    let addr = first.addr();
+    let t = target(addr);
+    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
+    first.shutdown().await;
+
+    let mut cfg = ServerConfig::new(dir.path()).root(RootUser::new("root", NEW_PASSWORD));
+    cfg.bind = addr;
+    let second = Server::start(cfg).await.unwrap();
+    assert!(!second.initialised, "an existing store must be kept");
+    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
+    assert_eq!(login_works(&t, &Secret::new(NEW_PASSWORD.into())).await, LoginOutcome::Rejected);
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_holds_mongod_credentials_never_the_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    let c = client(server.addr(), "root", ROOT_PASSWORD, None).await;
+    c.database("admin")
+        .run_command(doc! {"updateUser": "root", "pwd": NEW_PASSWORD})
+        .await
+        .unwrap();
+    let path = dir.path().join("admin.system.users.bson");
+    let bytes = std::fs::read(&path).unwrap();
+    for pw in [ROOT_PASSWORD, NEW_PASSWORD] {
+        assert!(
+            !bytes.windows(pw.len()).any(|w| w == pw.as_bytes()),
+            "plaintext password in the store"
+        );
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let info = c
+        .database("admin")
+        .run_command(doc! {"usersInfo": {"user": "root", "db": "admin"}, "showCredentials": true})
+        .await
+        .unwrap();
+    let user = info.get_array("users").unwrap()[0].as_document().unwrap().clone();
+    assert_eq!(user.get_str("_id").unwrap(), "admin.root");
+    let roles = user.get_array("roles").unwrap();
+    assert_eq!(roles[0].as_document().unwrap(), &doc! {"role": "root", "db": "admin"});
+    let creds = user.get_document("credentials").unwrap();
+    for (mech, count, salt_b64_len, key_b64_len) in
+        [("SCRAM-SHA-1", 10_000, 24, 28), ("SCRAM-SHA-256", 15_000, 40, 44)]
+    {
+        let m = creds.get_document(mech).unwrap();
+        assert_eq!(m.get_i32("iterationCount").unwrap(), count);
+        assert_eq!(m.get_str("salt").unwrap().len(), salt_b64_len, "{mech}");
+        assert_eq!(m.get_str("storedKey").unwrap().len(), key_b64_len, "{mech}");
+        assert_eq!(m.get_str("serverKey").unwrap().len(), key_b64_len, "{mech}");
+    }
+    c.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_and_unknown_commands_get_mongod_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    let anon = anonymous(server.addr()).await;
+    ping(&anon).await.expect("ping needs no authentication");
+    for cmd in [
+        doc! {"usersInfo": 1},
+        doc! {"updateUser": "root", "pwd": "x"},
+        doc! {"listDatabases": 1},
+    ] {
+        let e = anon.database("admin").run_command(cmd.clone()).await.unwrap_err();
+        assert_eq!(code_of(&e), Some(13), "{cmd}: {e}");
+    }
+    let e = anon.database("admin").run_command(doc! {"fooBar": 1}).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(59), "{e}");
+    let status = anon
+        .database("admin")
+        .run_command(doc! {"connectionStatus": 1})
+        .await
+        .unwrap();
+    assert!(status.get_document("authInfo").unwrap().get_array("authenticatedUsers").unwrap().is_empty());
+    // Test controls are off by default: the command does not exist.
+    let e = anon
+        .database("admin")
+        .run_command(doc! {"komodoTestControl": 1, "failNextUpdateUser": true})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(59), "{e}");
+    anon.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_management_follows_mongod() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    let addr = server.addr();
+    let root = client(addr, "root", ROOT_PASSWORD, None).await;
+    let admin = root.database("admin");
+    admin
+        .run_command(doc! {"createUser": "app", "pwd": "app-pw-1", "roles": ["readWrite"]})
+        .await
+        .unwrap();
+    let dup = admin
+        .run_command(doc! {"createUser": "app", "pwd": "x", "roles": []})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&dup), Some(51003));
+    let e = admin
+        .run_command(doc! {"createUser": "noroles", "pwd": "x"})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(40414));
+    let e = admin
+        .run_command(doc! {"createUser": "m", "pwd": "x", "roles": [], "mechanisms": []})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(2));
+    let e = admin
+        .run_command(doc! {"updateUser": "ghost", "pwd": "x"})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(11));
+    let e = admin.run_command(doc! {"updateUser": "app"}).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(2));
+
+    // A user without user-admin roles may log in but not manage users.
+    let app = client(addr, "app", "app-pw-1", None).await;
+    ping(&app).await.unwrap();
+    app.database("admin").run_command(doc! {"listDatabases": 1}).await.unwrap();
+    let e = app
+        .database("admin")
+        .run_command(doc! {"updateUser": "root", "pwd": "stolen"})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(13));
+
+    // mechanisms without pwd keeps a subset; SHA-256 then fails with code 18.
+    admin
+        .run_command(doc! {"updateUser": "app", "mechanisms": ["SCRAM-SHA-1"]})
+        .await
+        .unwrap();
+    let only256 = client(addr, "app", "app-pw-1", Some(AuthMechanism::ScramSha256)).await;
+    assert_eq!(code_of(&ping(&only256).await.unwrap_err()), Some(18));
+    let sha1 = client(addr, "app", "app-pw-1", Some(AuthMechanism::ScramSha1)).await;
+    ping(&sha1).await.unwrap();
+    let e = admin
+        .run_command(doc! {"updateUser": "app", "mechanisms": ["SCRAM-SHA-256"]})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(2));
+
+    // dropUser de-authenticates the dropped user's live connections.
+    admin.run_command(doc! {"dropUser": "app"}).await.unwrap();
+    let e = app
+        .database("admin")
+        .run_command(doc! {"listDatabases": 1})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(13));
+    let e = admin.run_command(doc! {"dropUser": "app"}).await.unwrap_err();
+    assert_eq!(code_of(&e), Some(11));
+
+    // SASLprep (auth spec): user Ⅸ with password Ⅳ logs in as "IV" and "I\u{AD}V".
+    admin
+        .run_command(doc! {"createUser": "\u{2168}", "pwd": "\u{2163}", "roles": [], "mechanisms": ["SCRAM-SHA-256"]})
+        .await
+        .unwrap();
+    for pw in ["IV", "I\u{00AD}V", "\u{2163}"] {
+        let c = client(addr, "\u{2168}", pw, Some(AuthMechanism::ScramSha256)).await;
+        ping(&c).await.unwrap_or_else(|e| panic!("{pw:?}: {e}"));
+        c.shutdown().await;
+    }
+    for c in [app, only256, sha1, root] {
+        c.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_update_user_failure_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), true).await;
+    let t = target(server.addr());
+    let old = Secret::new(ROOT_PASSWORD.into());
+    let new = Secret::new(NEW_PASSWORD.into());
+    let admin = MongoAdmin::connect(&t, &old).await.unwrap();
+    let r = admin
+        .run_admin_command(doc! {"komodoTestControl": 1, "failNextUpdateUser": true})
+        .await
+        .unwrap();
+    assert_eq!(r.get_i32("failNextUpdateUser").unwrap(), 91);
+    match admin.change_password("root", &new).await {
+        Err(e @ MongoError::Command { code: Some(91), .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("updateUser") && msg.contains("root"), "{msg}");
+            assert!(!msg.contains(NEW_PASSWORD) && !msg.contains(ROOT_PASSWORD), "{msg}");
+        }
+        other => panic!("expected the injected failure, got {other:?}"),
+    }
+    assert_eq!(login_works(&t, &old).await, LoginOutcome::Accepted);
+    assert_eq!(login_works(&t, &new).await, LoginOutcome::Rejected);
+    // One shot: the next attempt goes through.
+    admin.change_password("root", &new).await.unwrap();
+    assert_eq!(login_works(&t, &new).await, LoginOutcome::Accepted);
+    admin.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_not_a_rejection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let t = Target::new(&uri(port), "root")
+        .unwrap()
+        .with_timeout(Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    match login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await {
+        LoginOutcome::Unreachable(reason) => {
+            assert!(!reason.contains(ROOT_PASSWORD), "{reason}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the timeout is honoured");
+}
