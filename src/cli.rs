@@ -12,6 +12,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read-only pre-rotation check: the truth matrix of compose.env, Mongo and the containers.
+    Verify(VerifyArgs),
+    /// Rotate a secret as one transaction (journal, rollback of every completed step on failure).
+    Rotate(RotateArgs),
+    /// Crash-loop rescue: find the prior password Mongo accepts, move Mongo to compose.env's value.
+    Rescue(RescueArgs),
+    /// Finish or roll back a run that was interrupted, from its journal.
+    Resume(ConfigArgs),
     /// Work with a SOPS-encrypted dotenv file directly, as the `sops` tool would.
     #[command(subcommand)]
     Sops(SopsCommand),
@@ -55,6 +63,21 @@ pub enum SopsCommand {
         #[command(flatten)]
         key: AgeKeyArgs,
     },
+    /// Encrypt a plaintext dotenv FILE to age recipients, as `sops encrypt --age R1,R2` does.
+    Encrypt {
+        /// age recipients (age1… or "ssh-ed25519 …"), comma-separated or repeated.
+        #[arg(
+            long = "age",
+            value_name = "RECIPIENT",
+            value_delimiter = ',',
+            required = true
+        )]
+        age: Vec<String>,
+        /// Replace FILE with the ciphertext instead of printing it.
+        #[arg(long)]
+        in_place: bool,
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,4 +92,60 @@ pub enum MongoCommand {
         #[arg(long, default_value = "admin")]
         auth_source: String,
     },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Config file (default ./komodo-rotate.toml, then /etc/komodo-rotate/config.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the matrix as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the matrix as Prometheus textfile-collector metrics to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretKind {
+    /// The MongoDB root password (compose.env, Mongo's user, core's and periphery's env).
+    DbPassword,
+}
+
+impl SecretKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretKind::DbPassword => "db-password",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[arg(long, value_enum, default_value = "db-password")]
+    pub secret: SecretKind,
+    /// Print the plan (every step and its undo) and run the pre-flight only.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RescueArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the plan and the candidate sources, try the candidates, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One more candidate for the old password: a file holding it, or - for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub prior_password_from: Option<PathBuf>,
 }

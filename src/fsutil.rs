@@ -73,6 +73,24 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Proves that a file can be replaced next to `path` (a temp file is created and removed), so a
+/// read-only directory fails the pre-flight instead of the middle of a run.
+pub fn check_dir_writable(path: &Path) -> crate::Result<()> {
+    let tmp = temp_path(path);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|_| fs::remove_file(&tmp))
+        .map_err(|e| {
+            crate::Error::Precondition(format!(
+                "{} is not writable: {e}",
+                parent_dir(path).display()
+            ))
+        })
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -103,11 +121,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.env");
         write_atomic(&p, b"one", Mode::KeepOr0600).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&p, b"two", Mode::KeepOr0600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         // no temp files left behind
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
@@ -132,6 +156,10 @@ mod tests {
         fs::write(p.join("inside"), b"keep").unwrap();
         assert!(write_atomic(&p, b"new", Mode::Exactly(0o600)).is_err());
         assert_eq!(fs::read(p.join("inside")).unwrap(), b"keep");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 }

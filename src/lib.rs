@@ -2,13 +2,18 @@
 //! SOPS-encrypted compose.env, the running containers) in agreement, and rotate their secrets as
 //! one transaction. See DESIGN.md in the project's shared folder for the architecture.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod mongo;
+pub mod planes;
+pub mod report;
 pub mod secret;
 pub mod sops;
+pub mod txn;
 
 pub use error::{Error, Result};

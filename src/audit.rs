@@ -1,0 +1,126 @@
+//! The audit log: one JSON line per run in `state_dir/audit.log`: when, which command, which
+//! secret names, the steps and how each ended, the outcome. Never a value. Appended with O_APPEND
+//! and fsynced, so concurrent readers (a log shipper) never see half a line.
+
+use crate::error::{Error, Result};
+use crate::txn::Journal;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    pub time: String,
+    pub run_id: String,
+    pub command: String,
+    pub secrets: Vec<String>,
+    pub outcome: String,
+    pub exit_code: i32,
+    pub steps: Vec<AuditStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditStep {
+    pub name: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+}
+
+impl AuditRecord {
+    pub fn from_journal(j: &Journal, outcome: &str, exit_code: i32, error: Option<String>) -> Self {
+        AuditRecord {
+            time: crate::txn::journal::now_rfc3339(),
+            run_id: j.run_id.clone(),
+            command: j.command.clone(),
+            secrets: vec![j.secret.clone()],
+            outcome: outcome.into(),
+            exit_code,
+            steps: j
+                .steps
+                .iter()
+                .map(|r| AuditStep {
+                    name: r.step.name(),
+                    status: serde_json::to_value(r.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
+                    millis: r.millis,
+                })
+                .collect(),
+            error,
+        }
+    }
+}
+
+pub fn append(path: &Path, rec: &AuditRecord) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        crate::txn::lock::ensure_private_dir(dir)?;
+    }
+    let mut line = serde_json::to_vec(rec)
+        .map_err(|e| Error::Precondition(format!("cannot serialise the audit record: {e}")))?;
+    line.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(&line).map_err(|e| Error::io(path, e))?;
+    f.sync_data().map_err(|e| Error::io(path, e))
+}
+
+/// Every record, oldest first; unreadable lines are skipped (a torn tail after a power cut).
+pub fn read_all(path: &Path) -> Result<Vec<AuditRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::{new_journal, RunContext, Step};
+
+    #[test]
+    fn appends_lines_without_values_and_reads_them_back() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state/audit.log");
+        let mut j = new_journal(
+            "rotate",
+            "db-password",
+            RunContext::default(),
+            vec![Step::ChangeDb],
+        );
+        j.sealed_secrets = Some("-----BEGIN AGE ENCRYPTED FILE-----".into());
+        append(&p, &AuditRecord::from_journal(&j, "committed", 0, None)).unwrap();
+        append(
+            &p,
+            &AuditRecord::from_journal(&j, "rolled-back", 4, Some("x".into())),
+        )
+        .unwrap();
+        let all = read_all(&p).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].exit_code, 4);
+        assert_eq!(all[0].steps[0].name, "change-db");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !text.contains("AGE ENCRYPTED"),
+            "sealed secrets leaked into the audit log"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! `rescue`: the crash-loop rescue. compose.env is the desired state; Mongo still holds an older
+//! password. Find that password without printing any candidate (the recovery ladder), then run
+//! the transaction with it as OLD and compose.env's value as NEW: change-db, recreate, commit.
+
+use crate::cli::RescueArgs;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mongo::{login_works, LoginOutcome, Target};
+use crate::planes::execute::{self, Direction, Live};
+use crate::planes::live::Staged;
+use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
+use crate::secret::Secret;
+use crate::sops::SopsFile;
+use crate::txn::lock::RunLock;
+use crate::txn::{new_journal, RunContext, Step};
+use std::io::Read;
+
+pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
+
+pub fn run(args: RescueArgs) -> Result<i32> {
+    let cfg = Config::load(args.config.config.as_deref())?;
+    // Read stdin before anything else, so a prompt-less pipe is consumed once.
+    let prior = match &args.prior_password_from {
+        Some(p) => Some(read_prior(p)?),
+        None => None,
+    };
+    super::runtime()?.block_on(rescue(&cfg, &args, prior))
+}
+
+fn read_prior(p: &std::path::Path) -> Result<Secret> {
+    let mut buf = Vec::new();
+    if p.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("stdin", e))?;
+    } else {
+        buf = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+    }
+    let mut s = Secret::from_utf8(buf)
+        .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", p.display())))?;
+    let trimmed = s.expose().trim_end_matches(['\n', '\r']).to_owned();
+    s = Secret::new(trimmed);
+    Ok(s)
+}
+
+/// One rung of the ladder: where a candidate came from (a name, never the value) and the value.
+struct Candidate {
+    source: String,
+    value: Secret,
+}
+
+async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
+    let _lock = RunLock::acquire(&cfg.lock_path())?;
+    execute::refuse_if_pending(cfg)?;
+    let env = EnvPlane::load(cfg)?;
+    let dk = DockerPlane::load(cfg).await?;
+    let keys = DbPasswordKeys::detect(&env, &dk)?;
+    let user = keys.user(cfg, &env)?;
+    let target = mongo_target(cfg, &dk.mongo, &user)?;
+    let desired = keys.env_password(&env)?;
+
+    let all_holders: Vec<String> = dk
+        .dependants()
+        .filter(|c| keys.containers.get(&c.name).is_some_and(|k| !k.is_empty()))
+        .map(|c| c.name.clone())
+        .collect();
+    let (old, steps) = match login_works(&target, &desired).await {
+        LoginOutcome::Accepted => {
+            // Mongo already agrees with compose.env: only containers holding a stale value
+            // need a recreate.
+            let stale: Vec<String> = dk
+                .dependants()
+                .filter(|c| {
+                    keys.containers.get(&c.name).is_some_and(|ks| {
+                        ks.iter()
+                            .any(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
+                    })
+                })
+                .map(|c| c.name.clone())
+                .collect();
+            if stale.is_empty() {
+                println!("nothing to rescue: compose.env's password logs in and every container holds it");
+                return Ok(0);
+            }
+            let mut steps = vec![Step::Snapshot];
+            steps.extend(stale.into_iter().map(|c| Step::Recreate { container: c }));
+            steps.push(Step::Commit);
+            (desired.clone(), steps)
+        }
+        LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
+        LoginOutcome::Rejected => {
+            let ladder = candidates(cfg, &env, &dk, &keys, prior);
+            let old = climb(&target, &ladder, &desired).await?;
+            let mut steps = vec![Step::Snapshot, Step::ChangeDb];
+            steps.extend(all_holders.iter().map(|c| Step::Recreate {
+                container: c.clone(),
+            }));
+            steps.push(Step::Commit);
+            (old, steps)
+        }
+    };
+    for s in &steps {
+        if let Step::Recreate { container } = s {
+            crate::docker::Recreate::prepare(
+                &dk.engine,
+                container,
+                crate::docker::EnvPatch::new(),
+                0,
+            )
+            .await?;
+        }
+    }
+    if args.dry_run {
+        super::rotate::print_plan(&steps);
+        println!("pre-flight: ok; nothing changed (--dry-run)");
+        return Ok(0);
+    }
+    let staged = Staged { old, new: desired };
+    let context = RunContext {
+        compose_env: cfg.compose_env.clone(),
+        env_key: keys.compose_password_key.clone(),
+        mongo_user: user,
+        container_keys: keys.containers.clone(),
+        env_already_new: true,
+    };
+    let mut journal = new_journal("rescue", "db-password", context, steps);
+    journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);
+    journal.persist(&cfg.journal_dir())?;
+    let live = Live {
+        cfg,
+        ids: &env.ids,
+        engine: dk.engine.clone(),
+        target,
+    };
+    let code = execute::execute(live, journal, staged, Direction::Forward).await?;
+    println!("rescued: MongoDB, compose.env and the containers agree on compose.env's password");
+    Ok(code)
+}
+
+/// Every prior value we can find, in the order most likely to be right: what mongo was created
+/// with, what core and the peripheries hold, compose.env backups (newest first), the operator's.
+fn candidates(
+    cfg: &Config,
+    env: &EnvPlane,
+    dk: &DockerPlane,
+    keys: &DbPasswordKeys,
+    prior: Option<Secret>,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    if let Some(v) = dk.mongo.env_value(&keys.mongo_init_key) {
+        out.push(Candidate {
+            source: format!("{} {}", dk.mongo.name, keys.mongo_init_key),
+            value: v.clone(),
+        });
+    }
+    for c in dk.dependants() {
+        for k in keys.containers.get(&c.name).into_iter().flatten() {
+            if let Some(v) = c.env_value(k) {
+                out.push(Candidate {
+                    source: format!("{} {k}", c.name),
+                    value: v.clone(),
+                });
+            }
+        }
+    }
+    let mut backups: Vec<_> = std::fs::read_dir(cfg.backup_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    backups.sort();
+    for p in backups.into_iter().rev() {
+        let value = SopsFile::load(&p)
+            .and_then(|f| f.decrypt(&env.ids))
+            .ok()
+            .and_then(|d| d.get(&keys.compose_password_key));
+        if let Some(v) = value {
+            out.push(Candidate {
+                source: format!("backup {}", p.display()),
+                value: v,
+            });
+        }
+    }
+    if let Some(v) = prior {
+        out.push(Candidate {
+            source: "--prior-password-from".into(),
+            value: v,
+        });
+    }
+    out
+}
+
+/// Tries each distinct candidate once; the first Mongo accepts is OLD. Unreachable stops the
+/// climb: a verdict needs a server that answers.
+async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Result<Secret> {
+    let mut tried: Vec<&Candidate> = Vec::new();
+    let mut sources = Vec::new();
+    for c in ladder {
+        sources.push(c.source.clone());
+        if c.value.is_empty()
+            || c.value.ct_eq(desired)
+            || tried.iter().any(|t| t.value.ct_eq(&c.value))
+        {
+            continue;
+        }
+        tried.push(c);
+        match login_works(target, &c.value).await {
+            LoginOutcome::Accepted => {
+                eprintln!("komodo-rotate: the password from {} logs in", c.source);
+                return Ok(c.value.clone());
+            }
+            LoginOutcome::Rejected => {}
+            LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
+        }
+    }
+    Err(Error::Precondition(format!(
+        "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Follow {RUNBOOK_NO_PASSWORD}",
+        target.server(),
+        target.user,
+        if sources.is_empty() { "no other source".to_string() } else { sources.join(", ") }
+    )))
+}

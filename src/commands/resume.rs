@@ -1,0 +1,115 @@
+//! `resume`: after a crash or a kill, read the journal, probe which password Mongo accepts, and
+//! finish or roll back by DESIGN.md's decision table. Idempotent: with no journal it says so and
+//! exits 0.
+
+use crate::cli::ConfigArgs;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mongo::{login_works, LoginOutcome};
+use crate::planes::execute::{self, Direction, Live, RUNBOOK_INTERRUPTED};
+use crate::planes::live::Staged;
+use crate::planes::{mongo_target, DockerPlane};
+use crate::sops::Identities;
+use crate::txn::lock::RunLock;
+use crate::txn::{Journal, Step, StepStatus};
+
+pub fn run(args: ConfigArgs) -> Result<i32> {
+    let cfg = Config::load(args.config.as_deref())?;
+    super::runtime()?.block_on(resume(&cfg))
+}
+
+async fn resume(cfg: &Config) -> Result<i32> {
+    let _lock = RunLock::acquire(&cfg.lock_path())?;
+    let dir = cfg.journal_dir();
+    let Some(mut journal) = Journal::load_pending(&dir)? else {
+        println!("nothing to resume: no interrupted run in {}", dir.display());
+        return Ok(0);
+    };
+    let ids = Identities::discover(cfg.age_key_file.as_deref())?;
+    let Some(sealed) = journal.sealed_secrets.clone() else {
+        return Err(Error::Precondition(format!(
+            "journal {} holds no sealed secrets; follow {RUNBOOK_INTERRUPTED}",
+            Journal::path(&dir).display()
+        )));
+    };
+    let staged = Staged::open(&sealed, &ids)?;
+    let (engine, mongo) = DockerPlane::mongo_only(cfg).await?;
+    let target = mongo_target(cfg, &mongo, &journal.context.mongo_user)?;
+
+    let direction = decide(&mut journal, &target, &staged).await?;
+    match &direction {
+        Direction::Forward => eprintln!(
+            "komodo-rotate: resuming {} run {}: rolling forward",
+            journal.command, journal.run_id
+        ),
+        Direction::Back { reason } => eprintln!(
+            "komodo-rotate: resuming {} run {}: rolling back ({reason})",
+            journal.command, journal.run_id
+        ),
+    }
+    let live = Live {
+        cfg,
+        ids: &ids,
+        engine,
+        target,
+    };
+    let code = execute::execute(live, journal, staged, direction).await?;
+    println!("resumed: the run is complete and the planes agree");
+    Ok(code)
+}
+
+/// DESIGN.md's decision table.
+async fn decide(
+    journal: &mut Journal,
+    target: &crate::mongo::Target,
+    staged: &Staged,
+) -> Result<Direction> {
+    let rolling_back = journal.steps.iter().any(|r| {
+        matches!(
+            r.status,
+            StepStatus::Failed
+                | StepStatus::UndoInFlight
+                | StepStatus::Undone
+                | StepStatus::UndoFailed
+        )
+    });
+    if rolling_back {
+        return Ok(Direction::Back {
+            reason: "the interrupted run had already started its rollback".into(),
+        });
+    }
+    let db = journal.status_of(&Step::ChangeDb);
+    if db == Some(StepStatus::Pending) {
+        return Ok(Direction::Back {
+            reason: "it stopped before change-db: Mongo was never touched".into(),
+        });
+    }
+    let new_ok = login_works(target, &staged.new).await;
+    let old_ok = login_works(target, &staged.old).await;
+    match (new_ok, old_ok) {
+        (LoginOutcome::Unreachable(r), _) | (_, LoginOutcome::Unreachable(r)) => {
+            Err(Error::Precondition(format!(
+                "{r}; the journal is kept, run resume again when MongoDB answers"
+            )))
+        }
+        (LoginOutcome::Accepted, _) => {
+            if let Some(r) = journal.record_mut(&Step::ChangeDb) {
+                r.status = StepStatus::Done;
+            }
+            Ok(Direction::Forward)
+        }
+        (LoginOutcome::Rejected, LoginOutcome::Accepted) => Ok(Direction::Back {
+            reason: "Mongo still accepts the old password".into(),
+        }),
+        (LoginOutcome::Rejected, LoginOutcome::Rejected) => Err(Error::RollbackIncomplete {
+            step: "resume".into(),
+            cause: format!(
+                "MongoDB at {} accepts neither the old nor the new password of {}",
+                target.server(),
+                journal.context.mongo_user
+            ),
+            undo_failure: "cannot decide between rolling forward and back".into(),
+            runbook: "runbooks/no-password-survives.md".into(),
+        }),
+    }
+}

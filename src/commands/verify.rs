@@ -1,0 +1,255 @@
+//! `verify`: the truth matrix. Read-only: it takes no lock, writes nothing but the optional
+//! metrics file, and compares secrets in memory only.
+
+use crate::cli::VerifyArgs;
+use crate::config::Config;
+use crate::docker::crashloop;
+use crate::error::Result;
+use crate::mongo::{login_works, LoginOutcome};
+use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
+use crate::report::{Matrix, Status};
+use crate::txn::lock::RunLock;
+use crate::txn::{Journal, StepStatus};
+use std::time::Duration;
+
+pub fn run(args: VerifyArgs) -> Result<i32> {
+    let cfg = Config::load(args.config.config.as_deref())?;
+    let matrix = super::runtime()?.block_on(build(&cfg))?;
+    if args.json {
+        println!("{}", matrix.to_json());
+    } else {
+        print!("{}", matrix.to_text());
+    }
+    if let Some(p) = &args.prometheus {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        crate::fsutil::write_atomic(
+            p,
+            matrix.to_prometheus(now).as_bytes(),
+            crate::fsutil::Mode::Exactly(0o644),
+        )
+        .map_err(|e| crate::Error::io(p, e))?;
+    }
+    Ok(matrix.exit_code())
+}
+
+pub async fn build(cfg: &Config) -> Result<Matrix> {
+    let mut m = Matrix::default();
+    let env = match EnvPlane::load(cfg) {
+        Ok(e) => {
+            m.push(
+                "compose-env",
+                Status::Ok,
+                format!(
+                    "{} decrypts, MAC verified ({} keys)",
+                    e.file.name(),
+                    e.keys().len()
+                ),
+            );
+            Some(e)
+        }
+        Err(e) => {
+            m.push("compose-env", Status::Drift, e.to_string());
+            None
+        }
+    };
+    let dk = match DockerPlane::load(cfg).await {
+        Ok(d) => {
+            m.push(
+                "containers",
+                Status::Ok,
+                format!(
+                    "mongo {}, core {}, periphery {}",
+                    d.mongo.name,
+                    d.core.name,
+                    d.periphery
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            Some(d)
+        }
+        Err(e) => {
+            m.push("containers", Status::Unknown, e.to_string());
+            None
+        }
+    };
+
+    if let (Some(env), Some(dk)) = (&env, &dk) {
+        match DbPasswordKeys::detect(env, dk) {
+            Ok(keys) => compare(cfg, env, dk, &keys, &mut m).await,
+            Err(e) => m.push("generation", Status::Drift, e.to_string()),
+        }
+    }
+    if let Some(dk) = &dk {
+        match crashloop::observe(&dk.engine, &dk.core.name, Duration::from_millis(1500), 50).await {
+            Ok(c) if c.looping => m.push(
+                "core-state",
+                Status::Drift,
+                format!(
+                    "crash-looping ({}, restarts {}, exit {}): {}",
+                    c.state,
+                    c.restart_count,
+                    c.exit_code,
+                    c.signature
+                        .map(|s| s.describe())
+                        .unwrap_or("no known log signature")
+                ),
+            ),
+            Ok(c) if c.state == "running" => m.push(
+                "core-state",
+                Status::Ok,
+                format!("running, restarts {}", c.restart_count),
+            ),
+            Ok(c) => m.push(
+                "core-state",
+                Status::Drift,
+                format!("{} (exit {})", c.state, c.exit_code),
+            ),
+            Err(e) => m.push("core-state", Status::Unknown, e.to_string()),
+        }
+        for p in &dk.periphery {
+            if p.is_running() {
+                m.push(format!("state {}", p.name), Status::Ok, "running");
+            } else {
+                m.push(format!("state {}", p.name), Status::Drift, p.state.as_str());
+            }
+        }
+    }
+
+    match Journal::load_pending(&cfg.journal_dir()) {
+        Ok(None) => m.push("journal", Status::Ok, "no interrupted run"),
+        Ok(Some(j)) => {
+            let at = j
+                .steps
+                .iter()
+                .find(|r| r.status != StepStatus::Done)
+                .map(|r| r.step.name())
+                .unwrap_or_else(|| "commit".into());
+            m.push(
+                "journal",
+                Status::Drift,
+                format!(
+                    "interrupted {} run {} at {at}: run `komodo-rotate resume`",
+                    j.command, j.run_id
+                ),
+            )
+        }
+        Err(e) => m.push("journal", Status::Drift, e.to_string()),
+    }
+    match RunLock::is_held(&cfg.lock_path()) {
+        Ok(false) => m.push("lock", Status::Ok, "free"),
+        Ok(true) => m.push("lock", Status::Info, "a run is in progress"),
+        Err(e) => m.push("lock", Status::Unknown, e.to_string()),
+    }
+    Ok(m)
+}
+
+async fn compare(
+    cfg: &Config,
+    env: &EnvPlane,
+    dk: &DockerPlane,
+    keys: &DbPasswordKeys,
+    m: &mut Matrix,
+) {
+    m.push(
+        "generation",
+        if keys.warnings.is_empty() {
+            Status::Info
+        } else {
+            Status::Drift
+        },
+        if keys.warnings.is_empty() {
+            format!(
+                "Komodo {} env names ({})",
+                keys.generation.as_str(),
+                keys.compose_password_key
+            )
+        } else {
+            keys.warnings.join("; ")
+        },
+    );
+    let desired = match keys.env_password(env) {
+        Ok(p) => p,
+        Err(e) => {
+            m.push("db-login", Status::Drift, e.to_string());
+            return;
+        }
+    };
+    match keys.user(cfg, env).and_then(|u| mongo_target(cfg, &dk.mongo, &u)) {
+        Ok(target) => match login_works(&target, &desired).await {
+            LoginOutcome::Accepted => m.push(
+                "db-login",
+                Status::Ok,
+                format!("compose.env's {} logs in as {}", keys.compose_password_key, target.user),
+            ),
+            LoginOutcome::Rejected => m.push(
+                "db-login",
+                Status::Drift,
+                format!(
+                    "compose.env's {} is rejected by MongoDB at {} as {}: run `komodo-rotate rescue`",
+                    keys.compose_password_key,
+                    target.server(),
+                    target.user
+                ),
+            ),
+            LoginOutcome::Unreachable(r) => m.push("db-login", Status::Unknown, r),
+        },
+        Err(e) => m.push("db-login", Status::Unknown, e.to_string()),
+    }
+    for c in dk.dependants() {
+        let ks = keys.containers.get(&c.name).cloned().unwrap_or_default();
+        if ks.is_empty() {
+            m.push(
+                format!("env {}", c.name),
+                Status::Info,
+                "holds no DB password",
+            );
+            continue;
+        }
+        let differing: Vec<&String> = ks
+            .iter()
+            .filter(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
+            .collect();
+        if differing.is_empty() {
+            m.push(
+                format!("env {}", c.name),
+                Status::Ok,
+                format!("{} match compose.env", ks.join(", ")),
+            );
+        } else {
+            m.push(
+                format!("env {}", c.name),
+                Status::Drift,
+                format!(
+                    "{} differ from compose.env (recreate needed)",
+                    differing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    match dk.mongo.env_value(&keys.mongo_init_key) {
+        Some(v) if v.ct_eq(&desired) => m.push("mongo-init-env", Status::Ok, "matches compose.env"),
+        Some(_) => m.push(
+            "mongo-init-env",
+            Status::Info,
+            format!(
+                "stale-init-env: {} differs (used only at first volume init)",
+                keys.mongo_init_key
+            ),
+        ),
+        None => m.push(
+            "mongo-init-env",
+            Status::Info,
+            format!("{} not set", keys.mongo_init_key),
+        ),
+    }
+}

@@ -1,0 +1,305 @@
+//! `komodo-rotate.toml`. Every field has a default that matches Komodo's official compose, so
+//! most installs set only `compose_env`. Unknown keys are refused: a typo in a safety setting
+//! (say `stable-for`) must not silently fall back to a default.
+
+pub mod duration;
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATHS: [&str; 2] = ["./komodo-rotate.toml", "/etc/komodo-rotate/config.toml"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub compose_env: PathBuf,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// age identity file for compose.env; else sops' own lookup (SOPS_AGE_KEY_FILE, ...).
+    #[serde(default)]
+    pub age_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub discovery: Discovery,
+    #[serde(default)]
+    pub mongo: Mongo,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub alert: Alert,
+    /// Where the config came from; relative paths inside it are resolved against its directory.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    #[serde(default = "default_project")]
+    pub project: String,
+    #[serde(default)]
+    pub services: Services,
+    /// Container names that win over label discovery (users who set `container_name`).
+    #[serde(default)]
+    pub containers: ContainerNames,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    #[serde(default = "default_mongo_service")]
+    pub mongo: String,
+    #[serde(default = "default_core_service")]
+    pub core: String,
+    #[serde(default = "default_periphery_services")]
+    pub periphery: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerNames {
+    pub mongo: Option<String>,
+    pub core: Option<String>,
+    #[serde(default)]
+    pub periphery: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mongo {
+    /// Empty: the mongo container's address from `docker inspect`, port 27017.
+    #[serde(default)]
+    pub uri: String,
+    #[serde(default = "default_auth_source")]
+    pub auth_source: String,
+    /// Empty: the username from compose.env.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default = "default_connect_timeout", with = "duration::serde_str")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_health_timeout", with = "duration::serde_str")]
+    pub timeout: Duration,
+    #[serde(default = "default_stable_for", with = "duration::serde_str")]
+    pub stable_for: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    #[serde(default)]
+    pub webhook: String,
+    #[serde(default)]
+    pub on_success: bool,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/komodo-rotate")
+}
+fn default_project() -> String {
+    "komodo".into()
+}
+fn default_mongo_service() -> String {
+    "mongo".into()
+}
+fn default_core_service() -> String {
+    "core".into()
+}
+fn default_periphery_services() -> Vec<String> {
+    vec!["periphery".into()]
+}
+fn default_auth_source() -> String {
+    "admin".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_stable_for() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            mongo: default_mongo_service(),
+            core: default_core_service(),
+            periphery: default_periphery_services(),
+        }
+    }
+}
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            project: default_project(),
+            services: Services::default(),
+            containers: ContainerNames::default(),
+        }
+    }
+}
+impl Default for Mongo {
+    fn default() -> Self {
+        Mongo {
+            uri: String::new(),
+            auth_source: default_auth_source(),
+            user: String::new(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            timeout: default_health_timeout(),
+            stable_for: default_stable_for(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `explicit`, else the first of [`DEFAULT_PATHS`] that exists.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => DEFAULT_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "no config file: pass --config FILE or create {}",
+                        DEFAULT_PATHS.join(" or ")
+                    ))
+                })?,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+            path: path.clone(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            // toml's message spans lines (it quotes the source); the first line names the problem.
+            msg: one_line(&e.to_string()),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.compose_env = resolve(base, &cfg.compose_env);
+        cfg.state_dir = resolve(base, &cfg.state_dir);
+        cfg.age_key_file = cfg.age_key_file.as_deref().map(|p| resolve(base, p));
+        cfg.source = path.to_path_buf();
+        if !cfg.compose_env.is_file() {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                msg: format!("compose_env {} does not exist", cfg.compose_env.display()),
+            });
+        }
+        if cfg.health.stable_for > cfg.health.timeout {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                msg: "health.stable_for is longer than health.timeout".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.state_dir.join("journal")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.state_dir.join("lock")
+    }
+    pub fn audit_log(&self) -> PathBuf {
+        self.state_dir.join("audit.log")
+    }
+    pub fn backup_dir(&self) -> PathBuf {
+        self.state_dir.join("backups")
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let mut parts: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // toml puts "TOML parse error at line N, column M" first and the reason last.
+    if parts.len() > 1 {
+        let reason = parts.pop().unwrap_or_default();
+        format!("{}: {reason}", parts[0])
+    } else {
+        parts.concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> PathBuf {
+        std::fs::write(dir.join("compose.env"), "X=1\n").unwrap();
+        let p = dir.join("komodo-rotate.toml");
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn minimal_config_gets_official_compose_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::load(Some(&write(d.path(), "compose_env = \"compose.env\"\n"))).unwrap();
+        assert_eq!(cfg.compose_env, d.path().join("compose.env"));
+        assert_eq!(cfg.discovery.project, "komodo");
+        assert_eq!(cfg.discovery.services.core, "core");
+        assert_eq!(cfg.discovery.services.periphery, vec!["periphery"]);
+        assert_eq!(cfg.mongo.auth_source, "admin");
+        assert_eq!(cfg.health.timeout, Duration::from_secs(90));
+        assert_eq!(cfg.health.stable_for, Duration::from_secs(10));
+        assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/komodo-rotate"));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[health]\nstable-for = \"5s\"\n",
+        );
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("stable-for"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn missing_compose_env_is_a_config_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, "compose_env = \"nope.env\"\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().contains("nope.env"));
+    }
+
+    #[test]
+    fn bad_duration_names_the_value() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[health]\ntimeout = \"90\"\n",
+        );
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("\"90\""), "{e}");
+    }
+}

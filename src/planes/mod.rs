@@ -1,0 +1,195 @@
+//! The three planes of one Komodo deployment, loaded from the config: the SOPS compose.env, the
+//! Docker containers and the MongoDB they share. Commands compose these; this module is the only
+//! place that knows how the planes refer to each other (which env key in which container holds
+//! the DB password, where Mongo answers).
+
+pub mod execute;
+pub mod live;
+
+use crate::config::Config;
+use crate::docker::{self, ContainerInfo, DiscoverySpec, Engine, Generation};
+use crate::error::{Error, Result};
+use crate::mongo::Target;
+use crate::secret::Secret;
+use crate::sops::{Decrypted, Identities, SopsFile};
+use std::collections::BTreeMap;
+
+/// compose.env, decrypted and MAC-verified.
+pub struct EnvPlane {
+    pub ids: Identities,
+    pub file: SopsFile,
+    pub plain: Decrypted,
+}
+
+impl EnvPlane {
+    pub fn load(cfg: &Config) -> Result<EnvPlane> {
+        let ids = Identities::discover(cfg.age_key_file.as_deref())?;
+        let file = SopsFile::load(&cfg.compose_env)?;
+        let plain = file.decrypt(&ids)?;
+        Ok(EnvPlane { ids, file, plain })
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.plain.keys()
+    }
+}
+
+/// The containers of the deployment, inspected once.
+pub struct DockerPlane {
+    pub engine: Engine,
+    pub mongo: ContainerInfo,
+    pub core: ContainerInfo,
+    pub periphery: Vec<ContainerInfo>,
+}
+
+impl DockerPlane {
+    pub async fn load(cfg: &Config) -> Result<DockerPlane> {
+        let engine = Engine::connect().await?;
+        let d = &cfg.discovery;
+        let spec = DiscoverySpec {
+            project: d.project.clone(),
+            mongo_service: d.services.mongo.clone(),
+            core_service: d.services.core.clone(),
+            periphery_services: d.services.periphery.clone(),
+            mongo_name: d.containers.mongo.clone(),
+            core_name: d.containers.core.clone(),
+            periphery_names: d.containers.periphery.clone(),
+        };
+        let names = docker::Deployment::discover(&engine, &spec).await?;
+        let mongo = ContainerInfo::load(&engine, &names.mongo).await?;
+        let core = ContainerInfo::load(&engine, &names.core).await?;
+        let mut periphery = Vec::new();
+        for p in &names.periphery {
+            periphery.push(ContainerInfo::load(&engine, p).await?);
+        }
+        Ok(DockerPlane {
+            engine,
+            mongo,
+            core,
+            periphery,
+        })
+    }
+
+    /// Only the mongo container, for `resume`: core may be mid-recreate under another name.
+    pub async fn mongo_only(cfg: &Config) -> Result<(Engine, ContainerInfo)> {
+        let engine = Engine::connect().await?;
+        let name = match &cfg.discovery.containers.mongo {
+            Some(n) => n.clone(),
+            None => {
+                docker::discovery::one_service(
+                    &engine,
+                    &cfg.discovery.project,
+                    &cfg.discovery.services.mongo,
+                )
+                .await?
+            }
+        };
+        let info = ContainerInfo::load(&engine, &name).await?;
+        Ok((engine, info))
+    }
+
+    /// Core first, then each periphery: the order recreates run in.
+    pub fn dependants(&self) -> impl Iterator<Item = &ContainerInfo> {
+        std::iter::once(&self.core).chain(self.periphery.iter())
+    }
+}
+
+/// Which keys carry the DB password where, for the detected Komodo generation.
+#[derive(Debug, Clone)]
+pub struct DbPasswordKeys {
+    pub generation: Generation,
+    pub compose_user_key: String,
+    pub compose_password_key: String,
+    /// Container name → keys present in that container's env that carry the password.
+    pub containers: BTreeMap<String, Vec<String>>,
+    pub mongo_init_key: String,
+    pub warnings: Vec<String>,
+}
+
+impl DbPasswordKeys {
+    pub fn detect(env: &EnvPlane, dk: &DockerPlane) -> Result<DbPasswordKeys> {
+        let env_keys = env.keys();
+        let env_refs: Vec<&str> = env_keys.iter().map(String::as_str).collect();
+        let core_keys: Vec<&str> = dk.core.env_keys().collect();
+        let det = docker::generation::detect(&env_refs, &core_keys)
+            .map_err(|e| Error::Precondition(format!("{}: {e}", dk.core.name)))?;
+        let g = det.generation;
+        let mut containers = BTreeMap::new();
+        let present = |c: &ContainerInfo, wanted: &[&str]| -> Vec<String> {
+            wanted
+                .iter()
+                .filter(|k| c.env_value(k).is_some())
+                .map(|k| k.to_string())
+                .collect()
+        };
+        containers.insert(
+            dk.core.name.clone(),
+            present(&dk.core, g.core_db_password_keys()),
+        );
+        for p in &dk.periphery {
+            containers.insert(p.name.clone(), present(p, g.periphery_db_password_keys()));
+        }
+        Ok(DbPasswordKeys {
+            generation: g,
+            compose_user_key: g.compose_db_username_key().into(),
+            compose_password_key: g.compose_db_password_key().into(),
+            containers,
+            mongo_init_key: g.mongo_db_password_key().into(),
+            warnings: det.warnings,
+        })
+    }
+
+    /// compose.env's DB password.
+    pub fn env_password(&self, env: &EnvPlane) -> Result<Secret> {
+        env.plain.get(&self.compose_password_key).ok_or_else(|| {
+            Error::Precondition(format!(
+                "{}: has no {}",
+                env.file.name(),
+                self.compose_password_key
+            ))
+        })
+    }
+
+    /// The Mongo user: the config's, else compose.env's username (not a secret).
+    pub fn user(&self, cfg: &Config, env: &EnvPlane) -> Result<String> {
+        if !cfg.mongo.user.is_empty() {
+            return Ok(cfg.mongo.user.clone());
+        }
+        env.plain
+            .get(&self.compose_user_key)
+            .map(|s| s.expose().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::Precondition(format!(
+                    "{}: has no {} (set [mongo] user in the config)",
+                    env.file.name(),
+                    self.compose_user_key
+                ))
+            })
+    }
+
+    /// Containers whose env holds the password under at least one key.
+    pub fn holders(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.containers.iter().filter(|(_, k)| !k.is_empty())
+    }
+}
+
+/// Where Mongo answers: the configured URI, else the port the mongo container publishes on the
+/// host, else its address on its first network.
+pub fn mongo_target(cfg: &Config, mongo: &ContainerInfo, user: &str) -> Result<Target> {
+    let uri = if !cfg.mongo.uri.is_empty() {
+        cfg.mongo.uri.clone()
+    } else if let Some(port) = mongo.loopback_port("27017/tcp") {
+        format!("mongodb://127.0.0.1:{port}/?directConnection=true")
+    } else if let Some(ip) = mongo.ip_addresses.values().find(|ip| !ip.is_empty()) {
+        format!("mongodb://{ip}:27017/?directConnection=true")
+    } else {
+        return Err(Error::Precondition(format!(
+            "container {} publishes no port 27017 and has no network address (is it running?); set [mongo] uri",
+            mongo.name
+        )));
+    };
+    Ok(Target::new(&uri, user)?
+        .with_auth_source(&cfg.mongo.auth_source)
+        .with_timeout(cfg.mongo.connect_timeout))
+}

@@ -1,0 +1,200 @@
+//! Runs the steps of a journal in order and, when one fails, undoes the completed ones newest
+//! first (rustup's transaction, made explicit because our undos are async and must also be
+//! replayable by `resume`). The journal is persisted before and after every step and every undo.
+
+use super::journal::{Journal, StepStatus};
+use super::step::Step;
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What the steps act on. The real implementation composes the Mongo, SOPS and Docker planes;
+/// unit tests of the ordering use an in-memory one.
+#[allow(async_fn_in_trait)]
+pub trait Planes {
+    async fn apply(&mut self, step: &Step, journal: &Journal) -> Result<()>;
+    /// Must be safe on a step that was only partly applied, or not at all (the step may have
+    /// been in flight when it failed or when the process died).
+    async fn undo(&mut self, step: &Step, journal: &Journal) -> Result<()>;
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Committed,
+    RolledBack {
+        step: String,
+        cause: String,
+    },
+    RollbackIncomplete {
+        step: String,
+        cause: String,
+        undo_step: String,
+        undo_failure: String,
+    },
+}
+
+impl Outcome {
+    pub fn into_result(self, runbook: &str) -> Result<()> {
+        match self {
+            Outcome::Committed => Ok(()),
+            Outcome::RolledBack { step, cause } => Err(Error::RolledBack { step, cause }),
+            Outcome::RollbackIncomplete {
+                step,
+                cause,
+                undo_step,
+                undo_failure,
+            } => Err(Error::RollbackIncomplete {
+                step,
+                cause,
+                undo_failure: format!("undo of {undo_step} failed: {undo_failure}"),
+                runbook: runbook.into(),
+            }),
+        }
+    }
+}
+
+/// Receives a line per step start and end (the CLI prints them; tests collect them).
+pub trait Progress {
+    fn step_started(&mut self, index: usize, total: usize, name: &str);
+    fn step_finished(&mut self, index: usize, total: usize, name: &str, result: &str, millis: u64);
+}
+
+pub struct Runner<'a, P: Planes, G: Progress> {
+    pub dir: PathBuf,
+    pub journal: Journal,
+    pub planes: &'a mut P,
+    pub progress: &'a mut G,
+}
+
+impl<P: Planes, G: Progress> Runner<'_, P, G> {
+    /// Applies every step not yet done. Steps already `Done` (a resumed run) are skipped.
+    pub async fn run(&mut self) -> Result<Outcome> {
+        let total = self.journal.steps.len();
+        for i in 0..total {
+            if self.journal.steps[i].status == StepStatus::Done {
+                continue;
+            }
+            let step = self.journal.steps[i].step.clone();
+            let name = step.name();
+            self.set(i, StepStatus::InFlight, None, None)?;
+            self.progress.step_started(i, total, &name);
+            let t0 = Instant::now();
+            let result = match failpoint(&format!("before:{name}")) {
+                Ok(()) => self.planes.apply(&step, &self.journal).await,
+                Err(e) => Err(e),
+            };
+            let ms = t0.elapsed().as_millis() as u64;
+            match result {
+                Ok(()) => {
+                    self.set(i, StepStatus::Done, None, Some(ms))?;
+                    self.progress.step_finished(i, total, &name, "ok", ms);
+                    if let Err(e) = failpoint(&format!("after:{name}")) {
+                        // An injected failure right after a step counts as that step failing
+                        // late: the step is complete, so its undo must run too.
+                        let cause = e.to_string();
+                        self.set(i, StepStatus::Failed, Some(cause.clone()), Some(ms))?;
+                        return self.roll_back(i, name, cause).await;
+                    }
+                }
+                Err(e) => {
+                    let cause = e.to_string();
+                    self.set(i, StepStatus::Failed, Some(cause.clone()), Some(ms))?;
+                    self.progress.step_finished(i, total, &name, "FAILED", ms);
+                    return self.roll_back(i, name, cause).await;
+                }
+            }
+        }
+        Ok(Outcome::Committed)
+    }
+
+    /// Undoes steps `0..=upto` that may have changed something, newest first. Stops at the first
+    /// undo that fails: undoing older steps past a failed undo would split the planes (say, Mongo
+    /// back to OLD while core still runs with NEW).
+    pub async fn roll_back(&mut self, upto: usize, step: String, cause: String) -> Result<Outcome> {
+        let total = self.journal.steps.len();
+        for j in (0..=upto).rev() {
+            let status = self.journal.steps[j].status;
+            if !matches!(
+                status,
+                StepStatus::Done
+                    | StepStatus::InFlight
+                    | StepStatus::Failed
+                    | StepStatus::UndoInFlight
+                    | StepStatus::UndoFailed
+            ) {
+                continue;
+            }
+            let s = self.journal.steps[j].step.clone();
+            let uname = format!("undo:{}", s.name());
+            self.set(j, StepStatus::UndoInFlight, None, None)?;
+            self.progress.step_started(j, total, &uname);
+            let t0 = Instant::now();
+            let r = match failpoint(&format!("before:{uname}")) {
+                Ok(()) => self.planes.undo(&s, &self.journal).await,
+                Err(e) => Err(e),
+            };
+            let ms = t0.elapsed().as_millis() as u64;
+            match r {
+                Ok(()) => {
+                    self.set(j, StepStatus::Undone, None, Some(ms))?;
+                    self.progress.step_finished(j, total, &uname, "ok", ms);
+                }
+                Err(e) => {
+                    let f = e.to_string();
+                    self.set(j, StepStatus::UndoFailed, Some(f.clone()), Some(ms))?;
+                    self.progress.step_finished(j, total, &uname, "FAILED", ms);
+                    return Ok(Outcome::RollbackIncomplete {
+                        step,
+                        cause,
+                        undo_step: s.name(),
+                        undo_failure: f,
+                    });
+                }
+            }
+        }
+        Ok(Outcome::RolledBack { step, cause })
+    }
+
+    fn set(
+        &mut self,
+        i: usize,
+        st: StepStatus,
+        err: Option<String>,
+        ms: Option<u64>,
+    ) -> Result<()> {
+        let r = &mut self.journal.steps[i];
+        r.status = st;
+        if err.is_some() || st == StepStatus::Done || st == StepStatus::Undone {
+            r.error = err;
+        }
+        if ms.is_some() {
+            r.millis = ms;
+        }
+        self.journal.persist(&self.dir)
+    }
+}
+
+/// Test-only fault injection (`--features failpoints`, `FAILPOINTS=before:change-db=return`).
+/// `return(crash)` kills the process with SIGKILL on the spot, to test crash safety exactly as
+/// an OOM kill or power loss would leave things. Without the feature this compiles to nothing.
+pub fn failpoint(name: &str) -> Result<()> {
+    #[cfg(feature = "failpoints")]
+    {
+        let hit: Option<String> = (|| {
+            fail::fail_point!(name, |arg: Option<String>| Some(arg.unwrap_or_default()));
+            None
+        })();
+        if let Some(arg) = hit {
+            if arg == "crash" {
+                // SAFETY: raise only sends a signal to this process.
+                unsafe {
+                    libc::raise(libc::SIGKILL);
+                }
+            }
+            return Err(Error::Precondition(format!("injected failure at {name}")));
+        }
+    }
+    let _ = name;
+    Ok(())
+}
