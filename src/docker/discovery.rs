@@ -89,7 +89,13 @@ async fn named(engine: &Engine, name: &str, role: &str) -> Result<String, Docker
     }
 }
 
-async fn one_service(engine: &Engine, project: &str, service: &str) -> Result<String, DockerError> {
+/// The one canonical container of `service` in `project` (leftovers of an interrupted recreate
+/// excluded); an error naming the service when there is none or more than one.
+pub async fn one_service(
+    engine: &Engine,
+    project: &str,
+    service: &str,
+) -> Result<String, DockerError> {
     let found = service_containers(engine, project, service).await?;
     match found.as_slice() {
         [one] => Ok(one.clone()),

@@ -292,7 +292,9 @@ impl Default for HealthGate {
 
 /// The steps of a recreate, in order. Each is at most one mutating engine call (create-next
 /// also connects extra networks), so a runner can journal before and after each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecreateStep {
     CreateNext,
@@ -553,23 +555,26 @@ impl Recreate {
     /// Drives the recreate forward from whatever state it is in, through the health gate and
     /// commit. Idempotent: a committed recreate is left alone.
     pub async fn finish(&self, gate: &HealthGate) -> Result<(), DockerError> {
-        use RecreateStep::*;
-        let remaining: &[RecreateStep] = match self.state().await? {
-            RecreateState::Untouched { .. } => &RecreateStep::ALL,
+        self.finish_through(RecreateStep::Commit, gate).await
+    }
+
+    /// Drives the recreate forward from whatever state it is in, up to and including `last`
+    /// (e.g. [`RecreateStep::HealthGate`] to leave the commit to the caller). Steps already
+    /// done are skipped; the health gate is re-checked whenever it is within range.
+    pub async fn finish_through(
+        &self,
+        last: RecreateStep,
+        gate: &HealthGate,
+    ) -> Result<(), DockerError> {
+        let first = match self.state().await? {
+            RecreateState::Untouched { .. } => RecreateStep::CreateNext,
             RecreateState::NextCreated { .. } => {
                 self.connect_missing_networks(&self.next_name()).await?;
-                &[
-                    StopOriginal,
-                    ParkOriginal,
-                    PromoteNext,
-                    StartReplacement,
-                    HealthGate,
-                    Commit,
-                ]
+                RecreateStep::StopOriginal
             }
-            RecreateState::Parked => &[PromoteNext, StartReplacement, HealthGate, Commit],
-            RecreateState::Swapped { .. } => &[StartReplacement, HealthGate, Commit],
-            RecreateState::Committed => &[],
+            RecreateState::Parked => RecreateStep::PromoteNext,
+            RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
+            RecreateState::Committed => return Ok(()),
             RecreateState::PrevOnly => {
                 return Err(self.err(format!(
                     "cannot finish: the replacement is gone and only {} is left; undo instead",
@@ -580,8 +585,10 @@ impl Recreate {
                 return Err(self.err(format!("cannot finish from an unknown state: {s}")))
             }
         };
-        for step in remaining {
-            self.apply(*step, gate).await?;
+        for step in RecreateStep::ALL {
+            if step >= first && step <= last {
+                self.apply(step, gate).await?;
+            }
         }
         Ok(())
     }
@@ -638,7 +645,7 @@ impl Recreate {
 
     /// Waits until `<name>` is the replacement, running, not restarting, with an unchanged
     /// restart count and (if it has a healthcheck) healthy, for `stable_for`. Fails at once when
-    /// it exits or restarts: a replacement that crashed once is not trusted.
+    /// it exits or has ever restarted: a replacement that crashed once is not trusted.
     pub async fn health_gate(&self, gate: &HealthGate) -> Result<(), DockerError> {
         let name = self.name();
         let unhealthy = |msg: String| DockerError::Unhealthy {
@@ -655,7 +662,9 @@ impl Recreate {
                     "the original, not the replacement, holds the name".into(),
                 ));
             }
-            let (id, restarts) = baseline.get_or_insert((info.id.clone(), info.restart_count));
+            // A fresh replacement starts at 0 restarts; any restart means it crashed, even one
+            // that happened before this gate began watching.
+            let (id, restarts) = baseline.get_or_insert((info.id.clone(), 0));
             if *id != info.id {
                 return Err(unhealthy(
                     "the container was replaced during the health gate".into(),

@@ -1,2 +1,3 @@
 //! The rehearsal stack. Filled in by the MongoDB and Docker planes.
 pub mod mongo;
+pub mod stack;

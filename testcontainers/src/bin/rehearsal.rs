@@ -1,0 +1,121 @@
+//! `rehearsal up|down|status [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//!
+//! Brings a Komodo-shaped deployment up on the local engine (see `komodo_testcontainers::stack`).
+//! The stand-in binaries are looked up next to this executable; the `testcontainers/rehearsal`
+//! wrapper builds them all first. Prints names, states and ports, never a secret.
+
+use komodo_rotate::docker::Engine;
+use komodo_testcontainers::stack::{self, Generation, StackOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: rehearsal up|down|status [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
+
+struct Args {
+    cmd: String,
+    drift: bool,
+    generation: Generation,
+    project: String,
+    dir: PathBuf,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        cmd: String::new(),
+        drift: false,
+        generation: Generation::V2,
+        project: "komodo".into(),
+        dir: PathBuf::from(".rehearsal"),
+    };
+    while let Some(x) = it.next() {
+        let mut val = |f: &str| {
+            it.next()
+                .ok_or_else(|| format!("{f} needs a value\n{USAGE}"))
+        };
+        match x.as_str() {
+            "up" | "down" | "status" if a.cmd.is_empty() => a.cmd = x,
+            "--drift" => a.drift = true,
+            "--generation" => a.generation = val("--generation")?.parse()?,
+            "--project" => a.project = val("--project")?,
+            "--dir" => a.dir = PathBuf::from(val("--dir")?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
+        }
+    }
+    if a.cmd.is_empty() {
+        return Err(USAGE.into());
+    }
+    Ok(a)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rehearsal: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rehearsal: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(a: Args) -> Result<(), String> {
+    let engine = Engine::connect().await.map_err(|e| e.to_string())?;
+    match a.cmd.as_str() {
+        "up" => {
+            let bin_dir = std::env::current_exe()
+                .map_err(|e| format!("own path: {e}"))?
+                .parent()
+                .map(PathBuf::from)
+                .ok_or("own path has no parent")?;
+            let mut opts = StackOptions::new(&a.project, &a.dir, &bin_dir);
+            opts.drift = a.drift;
+            opts.generation = a.generation;
+            let s = stack::up(&engine, &opts).await?;
+            println!(
+                "rehearsal {} up{}: {} (127.0.0.1:{}), {} (127.0.0.1:{}), {}",
+                s.project,
+                if a.drift {
+                    " with drift (core crash-looping)"
+                } else {
+                    ""
+                },
+                s.mongo,
+                s.mongo_port,
+                s.core,
+                s.core_port,
+                s.periphery
+            );
+            println!(
+                "files: {}, {}, {}",
+                s.compose_env().display(),
+                s.age_key().display(),
+                s.config().display()
+            );
+            println!(
+                "try: SOPS_AGE_KEY_FILE={} komodo-rotate --config {} verify",
+                s.age_key().display(),
+                s.config().display()
+            );
+        }
+        "down" => {
+            stack::down(&engine, &a.project, Some(&a.dir)).await?;
+            println!("rehearsal {} down", a.project);
+        }
+        _ => {
+            for line in stack::status(&engine, &a.project).await? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Shared helpers of the Docker tests: an engine or a documented skip (a failure under CI=true),
+//! the stand-in images, and cleanup that runs even when a test panics.
+
+#![allow(dead_code)]
+
+use komodo_rotate::docker::Engine;
+use komodo_testcontainers::stack;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The engine, or `None` with a printed reason. Under `CI=true` a missing engine fails the test.
+pub async fn engine_or_skip(test: &str) -> Option<Engine> {
+    match Engine::connect().await {
+        Ok(e) => Some(e),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: CI=true and no Docker engine is reachable: {e}");
+            }
+            eprintln!(
+                "SKIP {test}: no Docker engine reachable ({e}); set CI=true to make this fail"
+            );
+            None
+        }
+    }
+}
+
+/// Builds the workspace's stand-in binaries once per test process and the images from them.
+pub async fn images(engine: &Engine) -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = match BIN.get() {
+        Some(b) => b.clone(),
+        None => {
+            let b = tokio::task::spawn_blocking(stack::build_binaries)
+                .await
+                .expect("join")
+                .expect("build stand-ins");
+            BIN.get_or_init(|| b).clone()
+        }
+    };
+    stack::ensure_images(engine, &bin).await.expect("images");
+    bin
+}
+
+/// Removes everything of `project` when dropped, also after a panic.
+pub struct Cleanup {
+    pub project: String,
+    pub dir: Option<PathBuf>,
+}
+
+impl Cleanup {
+    pub fn new(project: &str) -> Cleanup {
+        Cleanup {
+            project: project.to_string(),
+            dir: None,
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let project = self.project.clone();
+        let dir = self.dir.clone();
+        // A fresh runtime on its own thread: Drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(engine) = Engine::connect().await {
+                    if let Err(e) = stack::down(&engine, &project, dir.as_deref()).await {
+                        eprintln!("cleanup of {project}: {e}");
+                    }
+                }
+            })
+        })
+        .join();
+    }
+}
