@@ -1,14 +1,24 @@
-//! The SOPS dotenv store (being built: see issue 2).
+//! The SOPS dotenv store: reads, verifies, edits and writes `compose.env` exactly as Go sops
+//! 3.x does (research/sops-dotenv.md pins the format), without running sops.
+//!
+//! - [`dotenv`]: sops' line grammar (not compose's);
+//! - [`cipher`]: the AES-256-GCM value envelope with its 32-byte IV;
+//! - [`mac`]: the SHA-512 file MAC and its Go-RFC3339 timestamp AAD;
+//! - [`metadata`]: the flattened `sops_*` lines;
+//! - [`keys`]: age identities and recipients, and the data-key envelope;
+//! - [`store`]: [`SopsFile`], [`Decrypted`], edits, [`encrypt_new`], [`write_verified`].
 
-#[derive(Debug, thiserror::Error)]
-pub enum SopsError {
-    #[error("{0}")]
-    Usage(String),
-}
+mod cipher;
+mod dotenv;
+mod error;
+pub(crate) mod keys;
+mod mac;
+mod metadata;
+mod store;
 
-impl SopsError {
-    /// True when the error is about how the tool was called, not about the file (exit 2, not 3).
-    pub fn is_usage(&self) -> bool {
-        matches!(self, SopsError::Usage(_))
-    }
-}
+pub use error::SopsError;
+pub use keys::Identities;
+pub use store::{
+    encrypt_new, encrypt_new_named, write_verified, Decrypted, KeyInfo, SopsFile,
+    WRITTEN_SOPS_VERSION,
+};
