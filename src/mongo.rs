@@ -21,7 +21,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum MongoError {
     #[error("MongoDB URI {0}")]
     InvalidTarget(String),
-    #[error("MongoDB at {server} rejected the password of user {user} (code 18 AuthenticationFailed)")]
+    #[error(
+        "MongoDB at {server} rejected the password of user {user} (code 18 AuthenticationFailed)"
+    )]
     Rejected { server: String, user: String },
     #[error("MongoDB at {server} (user {user}) could not be reached: {reason}")]
     Unreachable {
@@ -317,7 +319,10 @@ mod tests {
             let e = Target::new(uri, "root").unwrap_err();
             let msg = e.to_string();
             assert!(msg.contains("must not carry credentials"), "{msg}");
-            assert!(!msg.contains("hunter2secret") && !msg.contains("root@"), "{msg}");
+            assert!(
+                !msg.contains("hunter2secret") && !msg.contains("root@"),
+                "{msg}"
+            );
         }
     }
 
