@@ -1,0 +1,419 @@
+//! The product end to end on the rehearsal stack and a real Docker engine: the incident and its
+//! rescue, rotation (twice), the fault matrix (a failure injected at every step, plus real
+//! faults), crash safety (SIGKILL at every step boundary, then `resume`), two runs at once, and
+//! the secret-hygiene scan. The invariant after every case: Mongo's live password, compose.env's
+//! value and core's and periphery's env are one value, the old one or the new one, never split.
+//!
+//! The cases share the engine and two CPU cores, so they run one at a time.
+
+mod docker_support;
+mod e2e_support;
+
+use docker_support::{engine_or_skip, images, Cleanup};
+use e2e_support::*;
+use komodo_rotate::docker::Engine;
+use komodo_rotate::secret::Secret;
+use komodo_testcontainers::stack::{self, Stack, StackOptions};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Fixture {
+    engine: Engine,
+    stack: Stack,
+    _dir: tempfile::TempDir,
+    _cleanup: Cleanup,
+}
+
+async fn fixture(test: &str, project: &str, drift: bool) -> Option<Fixture> {
+    let engine = engine_or_skip(test).await?;
+    if !require_tools(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(project);
+    cleanup.dir = Some(dir.path().to_path_buf());
+    let bin = images(&engine).await;
+    let mut opts = StackOptions::new(project, dir.path(), &bin);
+    opts.drift = drift;
+    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
+    if !drift {
+        stack::wait_healthy(&engine, &stack.core, Duration::from_secs(60))
+            .await
+            .expect("core healthy");
+    }
+    Some(Fixture {
+        engine,
+        stack,
+        _dir: dir,
+        _cleanup: cleanup,
+    })
+}
+
+fn state_dir(s: &Stack) -> std::path::PathBuf {
+    s.dir.join("state")
+}
+
+#[test]
+fn the_incident_is_found_by_verify_and_fixed_by_rescue() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("incident", "krt-e2e-incident", true)) else {
+        return;
+    };
+    let s = &f.stack;
+    rt.block_on(stack::wait_crash_loop(&f.engine, &s.core, Duration::from_secs(60)))
+        .expect("core crash-loops");
+
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(1), "{}", v.text());
+    assert!(v.stdout.contains("db-login") && v.stdout.contains("rejected"), "{}", v.text());
+    assert!(v.stdout.contains("crash-looping"), "{}", v.text());
+    assert!(v.stdout.contains("stale-init-env"), "{}", v.text());
+
+    let j = tool(s, &["verify", "--json"], &[]);
+    let parsed: serde_json::Value = serde_json::from_str(&j.stdout).expect("verify --json");
+    assert_eq!(parsed["verdict"], "drift");
+
+    let dry = tool(s, &["rescue", "--dry-run"], &[]);
+    assert_eq!(dry.code, Some(0), "{}", dry.text());
+    assert!(dry.stdout.contains("change-db"), "{}", dry.text());
+    assert!(rt.block_on(agreed(&f.engine, s)).is_err(), "dry run changed something");
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let value = rt.block_on(agreed(&f.engine, s)).expect("planes agree after rescue");
+    assert!(value.ct_eq(&s.env_password), "rescue keeps compose.env's value");
+    rt.block_on(stack::wait_healthy(&f.engine, &s.core, Duration::from_secs(30)))
+        .expect("core stable after rescue");
+
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    // Independent checks: the real sops reads compose.env, pymongo logs in with its value.
+    let via_sops = sops_value(s).expect("real sops decrypts compose.env");
+    assert!(via_sops.ct_eq(&s.env_password));
+    assert_eq!(pymongo_login(s, &via_sops), 0, "pymongo logs in with compose.env's value");
+    assert_eq!(pymongo_login(s, &s.mongo_password), 1, "the old password is gone");
+
+    // Idempotent: a second rescue finds nothing to do.
+    let again = tool(s, &["rescue"], &[]);
+    assert_eq!(again.code, Some(0), "{}", again.text());
+    assert!(again.stdout.contains("nothing to rescue"), "{}", again.text());
+
+    let audit = std::fs::read_to_string(state_dir(s).join("audit.log")).unwrap();
+    assert!(audit.contains("\"command\":\"rescue\"") && audit.contains("committed"), "{audit}");
+    assert_no_leak(&[&s.mongo_password, &s.env_password, &s.passkey], &state_dir(s));
+}
+
+#[test]
+fn rotate_end_to_end_twice() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("rotate", "krt-e2e-rotate", false)) else {
+        return;
+    };
+    let s = &f.stack;
+    let mut seen: Vec<Secret> = vec![s.env_password.clone()];
+
+    let dry = tool(s, &["rotate", "--dry-run"], &[]);
+    assert_eq!(dry.code, Some(0), "{}", dry.text());
+    for step in ["snapshot", "change-db", "write-env", "recreate:", "commit", "undo:"] {
+        assert!(dry.stdout.contains(step), "plan lacks {step}: {}", dry.text());
+    }
+    assert!(rt.block_on(agreed(&f.engine, s)).unwrap().ct_eq(&s.env_password), "dry run changed something");
+
+    for round in 1..=2 {
+        let r = tool(s, &["rotate"], &[]);
+        assert_eq!(r.code, Some(0), "round {round}: {}", r.text());
+        assert!(r.stderr.contains("change-db ... ok"), "progress lines: {}", r.text());
+        let now = rt.block_on(agreed(&f.engine, s)).expect("planes agree after rotate");
+        assert!(seen.iter().all(|old| !old.ct_eq(&now)), "round {round}: the secret did not change");
+        assert_eq!(now.len(), 40);
+        let via_sops = sops_value(s).expect("real sops decrypts our compose.env");
+        assert!(via_sops.ct_eq(&now));
+        assert_eq!(pymongo_login(s, &now), 0);
+        assert_eq!(pymongo_login(s, seen.last().unwrap()), 1, "the previous password must stop working");
+        seen.push(now);
+
+        let again = tool(s, &["resume"], &[]);
+        assert_eq!(again.code, Some(0), "{}", again.text());
+        assert!(again.stdout.contains("nothing to resume"));
+        let v = tool(s, &["verify"], &[]);
+        assert_eq!(v.code, Some(0), "{}", v.text());
+    }
+    let audit = komodo_rotate::audit::read_all(&state_dir(s).join("audit.log")).unwrap();
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|a| a.outcome == "committed" && a.exit_code == 0));
+    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    assert_no_leak(&refs, &state_dir(s));
+}
+
+/// One row of the printed fault matrix.
+struct Row {
+    fault: String,
+    expected: i32,
+    got: String,
+    invariant: String,
+}
+
+#[test]
+fn fault_matrix_every_step_fails_and_nothing_is_split() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("fault_matrix", "krt-e2e-faults", false)) else {
+        return;
+    };
+    let s = &f.stack;
+    let core = s.core.clone();
+    let per = s.periphery.clone();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut seen: Vec<Secret> = vec![s.env_password.clone()];
+
+    let case = |rows: &mut Vec<Row>, fault: String, expected: i32, env: Vec<(String, String)>, seen: &mut Vec<Secret>| {
+        let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before the case");
+        let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = tool(s, &["rotate"], &env_ref);
+        let after = rt.block_on(agreed(&f.engine, s));
+        let invariant = match &after {
+            Ok(v) if v.ct_eq(&before) => "all old".to_string(),
+            Ok(v) => {
+                seen.push(v.clone());
+                "all new".to_string()
+            }
+            Err(split) => format!("SPLIT: {split}"),
+        };
+        let got = format!("exit {:?}", r.code);
+        let ok = r.code == Some(expected) && invariant == "all old";
+        rows.push(Row {
+            fault: fault.clone(),
+            expected,
+            got,
+            invariant,
+        });
+        assert!(ok, "fault {fault}: {}", r.text());
+        assert!(
+            !std::path::Path::new(&state_dir(s).join("journal/current.json")).exists(),
+            "fault {fault}: a clean rollback leaves no journal"
+        );
+    };
+
+    for fp in [
+        "before:snapshot".to_string(),
+        "after:snapshot".into(),
+        "before:change-db".into(),
+        "after:change-db".into(),
+        "before:write-env".into(),
+        "after:write-env".into(),
+        format!("before:recreate:{core}"),
+        format!("after:recreate:{core}"),
+        format!("before:recreate:{per}"),
+        format!("after:recreate:{per}"),
+        "before:commit".into(),
+    ] {
+        let env = vec![("FAILPOINTS".to_string(), format!("{fp}=return"))];
+        case(&mut rows, format!("failpoint {fp}"), 4, env, &mut seen);
+    }
+
+    // Real faults.
+    rt.block_on(mongo_control(s, "failNextUpdateUser")).expect("test server control");
+    case(&mut rows, "mongo fails updateUser".into(), 4, vec![], &mut seen);
+
+    std::fs::write(s.control_dir().join("fail-next-start"), b"").unwrap();
+    case(&mut rows, "new core fails its health gate".into(), 4, vec![], &mut seen);
+    let _ = std::fs::remove_file(s.control_dir().join("fail-next-start"));
+
+    let immutable = |on: bool| {
+        let st = std::process::Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(&s.dir)
+            .status()
+            .expect("chattr");
+        assert!(st.success(), "chattr on {}", s.dir.display());
+    };
+    immutable(true);
+    let ro = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        case(&mut rows, "compose.env's directory read-only".into(), 3, vec![], &mut seen)
+    }));
+    immutable(false);
+    if let Err(p) = ro {
+        std::panic::resume_unwind(p);
+    }
+
+    let other_key = s.dir.join("other.key");
+    let id = age::x25519::Identity::generate();
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&other_key, id.to_string().expose_secret()).unwrap();
+    }
+    let bad_cfg = s.dir.join("wrong-key.toml");
+    let cfg = std::fs::read_to_string(s.config()).unwrap().replace("age.key", "other.key");
+    std::fs::write(&bad_cfg, cfg).unwrap();
+    let before = rt.block_on(agreed(&f.engine, s)).unwrap();
+    let r = finish(
+        std::process::Command::new(BIN)
+            .args(["rotate", "--config"])
+            .arg(&bad_cfg)
+            .output()
+            .unwrap(),
+    );
+    let after = rt.block_on(agreed(&f.engine, s)).unwrap();
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.text());
+    assert!(after.ct_eq(&before));
+    rows.push(Row {
+        fault: "wrong age key".into(),
+        expected: 3,
+        got: format!("exit {:?}", r.code),
+        invariant: "all old".into(),
+    });
+
+    rt.block_on(f.engine.stop(&s.mongo, 5)).unwrap();
+    let r = tool(s, &["rotate"], &[]);
+    rt.block_on(f.engine.start(&s.mongo)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rt.block_on(agreed(&f.engine, s)).expect("agreed after mongo restart");
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(after.ct_eq(&before));
+    rows.push(Row {
+        fault: "mongo container stopped".into(),
+        expected: 3,
+        got: format!("exit {:?}", r.code),
+        invariant: "all old".into(),
+    });
+
+    // An undo that fails: exit 5, the journal is kept, and `resume` finishes the rollback.
+    let r = tool(
+        s,
+        &["rotate"],
+        &[(
+            "FAILPOINTS",
+            &format!("before:recreate:{per}=return;before:undo:write-env=return"),
+        )],
+    );
+    assert_eq!(r.code, Some(5), "{}", r.text());
+    assert!(r.stderr.contains("runbooks/interrupted-run.md"), "{}", r.text());
+    assert!(state_dir(s).join("journal/current.json").exists());
+    let blocked = tool(s, &["rotate"], &[]);
+    assert_eq!(blocked.code, Some(3), "a pending journal blocks rotate: {}", blocked.text());
+    assert!(blocked.stderr.contains("resume"));
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(1), "verify reports the pending journal: {}", v.text());
+    let res = tool(s, &["resume"], &[]);
+    assert_eq!(res.code, Some(4), "resume completes the rollback: {}", res.text());
+    let after = rt.block_on(agreed(&f.engine, s)).expect("agreed after resume");
+    assert!(after.ct_eq(&before), "resume restored the old value everywhere");
+    rows.push(Row {
+        fault: "undo of write-env fails, then resume".into(),
+        expected: 5,
+        got: format!("exit {:?} then resume {:?}", r.code, res.code),
+        invariant: "all old".into(),
+    });
+
+    println!("\nfault matrix (rotate --secret db-password):");
+    println!("{:<48} {:>8} {:>28}  invariant", "fault", "expected", "got");
+    for r in &rows {
+        println!("{:<48} {:>8} {:>28}  {}", r.fault, r.expected, r.got, r.invariant);
+    }
+    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    assert_no_leak(&refs, &state_dir(s));
+}
+
+#[test]
+fn sigkill_at_every_step_boundary_then_resume() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("crash", "krt-e2e-crash", false)) else {
+        return;
+    };
+    let s = &f.stack;
+    let core = s.core.clone();
+    let per = s.periphery.clone();
+    let mut seen = vec![s.env_password.clone()];
+    println!("\ncrash matrix (SIGKILL, then resume):");
+    for point in [
+        "after:stage".to_string(),
+        "after:snapshot".into(),
+        "after:change-db".into(),
+        "after:write-env".into(),
+        format!("after:recreate:{core}"),
+        format!("after:recreate:{per}"),
+        "after:commit".into(),
+    ] {
+        let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before");
+        let r = tool(s, &["rotate"], &[("FAILPOINTS", &format!("{point}=return(crash)"))]);
+        assert_eq!(r.signal, Some(9), "{point}: the process must die by SIGKILL: {}", r.text());
+        assert!(state_dir(s).join("journal/current.json").exists(), "{point}: journal kept");
+        let res = tool(s, &["resume"], &[]);
+        assert!(matches!(res.code, Some(0) | Some(4)), "{point}: {}", res.text());
+        let after = rt.block_on(agreed(&f.engine, s)).unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
+        let which = if after.ct_eq(&before) { "all old" } else { "all new" };
+        // Before change-db nothing happened: roll back. After it Mongo holds NEW: roll forward.
+        let forward = !matches!(point.as_str(), "after:stage" | "after:snapshot");
+        assert_eq!(which == "all new", forward, "{point}: {}", res.text());
+        assert_eq!(res.code, Some(if forward { 0 } else { 4 }), "{point}: {}", res.text());
+        println!("{point:<44} -> resume exit {:?}, {which}", res.code);
+        seen.push(after);
+        let again = tool(s, &["resume"], &[]);
+        assert_eq!(again.code, Some(0), "resume is idempotent: {}", again.text());
+    }
+    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    assert_no_leak(&refs, &state_dir(s));
+}
+
+#[test]
+fn two_rotations_at_once_one_proceeds_one_exits_6() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("concurrency", "krt-e2e-lock", false)) else {
+        return;
+    };
+    let s = &f.stack;
+    // The first run holds the lock while it sleeps in a failpoint before its first step.
+    let first = std::process::Command::new(BIN)
+        .args(["rotate", "--config"])
+        .arg(s.config())
+        .env("FAILPOINTS", "before:snapshot=sleep(4000)")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = state_dir(s).join("lock");
+    let t0 = std::time::Instant::now();
+    while !komodo_rotate::txn::lock::RunLock::is_held(&lock).unwrap_or(false) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "first run never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = tool(s, &["rotate"], &[]);
+    assert_eq!(second.code, Some(6), "{}", second.text());
+    assert!(second.stderr.contains("lock"), "{}", second.text());
+    let first = finish(first.wait_with_output().unwrap());
+    assert_eq!(first.code, Some(0), "{}", first.text());
+    let now = rt.block_on(agreed(&f.engine, s)).expect("agreed");
+    assert!(!now.ct_eq(&s.env_password));
+}
+
+/// Sends a fault-injection control to the rehearsal mongo (enabled there by MONGO_TEST_CONTROLS).
+async fn mongo_control(s: &Stack, field: &str) -> Result<(), String> {
+    use mongodb::bson::doc;
+    let client = mongodb::Client::with_uri_str(format!(
+        "mongodb://127.0.0.1:{}/?directConnection=true",
+        s.mongo_port
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    client
+        .database("admin")
+        .run_command(doc! { "komodoTestControl": 1, field: true })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
