@@ -73,30 +73,31 @@ pub struct CrashLoop {
     pub signature: Option<Signature>,
 }
 
-/// Pure verdict: `first` and `second` are two inspections of the same container (same ID), `logs`
-/// its recent log lines. Crash-looping means it is restarting or exited with a non-zero exit
-/// code, and either its restart count rose between the looks or it is already restarting with
-/// a recorded failure and a known signature.
+/// Pure verdict: `first` and `second` are two inspections of the same container, `logs` its
+/// recent log lines. Crash-looping means the restart policy keeps bringing back a process that
+/// fails: the restart count rose between the looks (same container) with a failure on record
+/// (a non-zero exit code or a known signature), or the engine is holding it in `restarting`
+/// (waiting out the back-off, which grows to about a minute and can outlast the look).
+/// A process caught running between two crashes reports exit code 0, hence both looks count.
 pub fn assess<S: AsRef<str>>(
     first: &ContainerInfo,
     second: &ContainerInfo,
     logs: &[S],
 ) -> CrashLoop {
-    let failing = matches!(second.state, RunState::Restarting | RunState::Exited)
-        && second.exit_code != 0
-        || (second.state == RunState::Running
-            && second.restart_count > first.restart_count
-            && second.exit_code != 0);
-    let same = first.id == second.id;
-    let rising = same && second.restart_count > first.restart_count;
+    let rising = first.id == second.id && second.restart_count > first.restart_count;
+    let exit_code = if second.exit_code != 0 {
+        second.exit_code
+    } else {
+        first.exit_code
+    };
     let signature = match_signature(logs);
-    let looping =
-        failing && (rising || (second.state == RunState::Restarting && signature.is_some()));
+    let held = second.state == RunState::Restarting && second.restart_count > 0;
+    let looping = (rising && (exit_code != 0 || signature.is_some())) || held;
     CrashLoop {
         looping,
         state: second.state.as_str().to_string(),
         restart_count: second.restart_count,
-        exit_code: second.exit_code,
+        exit_code,
         signature,
     }
 }
@@ -183,6 +184,31 @@ mod tests {
             )
             .looping
         );
+    }
+
+    #[test]
+    fn caught_running_between_crashes_is_a_loop() {
+        // The engine resets ExitCode to 0 on every restart: the first look still has the 1.
+        let v = assess(
+            &info(RunState::Exited, 3, 1),
+            &info(RunState::Running, 4, 0),
+            &[V1_LINE],
+        );
+        assert!(v.looping);
+        assert_eq!(v.exit_code, 1);
+        // Running both times, count rising, only the log tells: still a loop.
+        assert!(
+            assess(
+                &info(RunState::Running, 3, 0),
+                &info(RunState::Running, 5, 0),
+                &[V1_LINE]
+            )
+            .looping
+        );
+        // A different container (recreated in between) is not a rise.
+        let mut other = info(RunState::Running, 5, 0);
+        other.id = "id2".into();
+        assert!(!assess(&info(RunState::Running, 0, 0), &other, &[V1_LINE]).looping);
     }
 
     #[test]
