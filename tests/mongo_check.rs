@@ -49,7 +49,10 @@ async fn exit_codes_follow_the_login_verdict() {
     let (code, out) = check(&u, "nobody", ROOT_PASSWORD).await;
     assert_eq!(code, 1, "{out}");
 
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (code, out) = check(&uri(free), "root", ROOT_PASSWORD).await;
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("could not be reached"), "{out}");
@@ -72,12 +75,18 @@ async fn exit_codes_follow_the_login_verdict() {
 async fn output_never_holds_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), false).await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     for (uri, pw) in [
         (uri(server.addr()), ROOT_PASSWORD),
         (uri(server.addr()), "Another-wrong-password-77"),
         (uri(free), ROOT_PASSWORD),
-        (format!("mongodb://root:{ROOT_PASSWORD}@{}/", server.addr()), ROOT_PASSWORD),
+        (
+            format!("mongodb://root:{ROOT_PASSWORD}@{}/", server.addr()),
+            ROOT_PASSWORD,
+        ),
     ] {
         let (_, out) = check(&uri, "root", pw).await;
         assert!(!out.contains(pw), "password leaked: {out}");

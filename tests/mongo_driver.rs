@@ -60,11 +60,17 @@ async fn scenario_update(addr: SocketAddr, password: &str) {
     let old = client(addr, "root", password, None).await;
     ping(&old).await.unwrap();
     old.database("admin")
-        .run_command(doc! {"updateUser": "root", "pwd": NEW_PASSWORD, "writeConcern": {"w": "majority"}})
+        .run_command(
+            doc! {"updateUser": "root", "pwd": NEW_PASSWORD, "writeConcern": {"w": "majority"}},
+        )
         .await
         .unwrap();
-    ping(&old).await.expect("the old connection survives the change");
-    users_info(&old).await.expect("and still runs privileged commands");
+    ping(&old)
+        .await
+        .expect("the old connection survives the change");
+    users_info(&old)
+        .await
+        .expect("and still runs privileged commands");
     for mech in MECHS {
         let c = client(addr, "root", password, mech.clone()).await;
         assert_eq!(code_of(&ping(&c).await.unwrap_err()), Some(18), "{mech:?}");
@@ -132,8 +138,14 @@ async fn driver_scenarios_against_a_real_mongo_image_when_configured() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let t = target(c.addr);
-    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
-    assert_eq!(login_works(&t, &Secret::new(NEW_PASSWORD.into())).await, LoginOutcome::Rejected);
+    assert_eq!(
+        login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await,
+        LoginOutcome::Accepted
+    );
+    assert_eq!(
+        login_works(&t, &Secret::new(NEW_PASSWORD.into())).await,
+        LoginOutcome::Rejected
+    );
     c.stop();
     remove_volume(&volume);
 }
@@ -145,15 +157,24 @@ async fn a_restart_on_the_same_dir_keeps_the_first_password() {
     assert!(first.initialised);
     let addr = first.addr();
     let t = target(addr);
-    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
+    assert_eq!(
+        login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await,
+        LoginOutcome::Accepted
+    );
     first.shutdown().await;
 
     let mut cfg = ServerConfig::new(dir.path()).root(RootUser::new("root", NEW_PASSWORD));
     cfg.bind = addr;
     let second = Server::start(cfg).await.unwrap();
     assert!(!second.initialised, "an existing store must be kept");
-    assert_eq!(login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await, LoginOutcome::Accepted);
-    assert_eq!(login_works(&t, &Secret::new(NEW_PASSWORD.into())).await, LoginOutcome::Rejected);
+    assert_eq!(
+        login_works(&t, &Secret::new(ROOT_PASSWORD.into())).await,
+        LoginOutcome::Accepted
+    );
+    assert_eq!(
+        login_works(&t, &Secret::new(NEW_PASSWORD.into())).await,
+        LoginOutcome::Rejected
+    );
     second.shutdown().await;
 }
 
@@ -175,20 +196,30 @@ async fn the_store_holds_mongod_credentials_never_the_password() {
             "plaintext password in the store"
         );
     }
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let info = c
         .database("admin")
         .run_command(doc! {"usersInfo": {"user": "root", "db": "admin"}, "showCredentials": true})
         .await
         .unwrap();
-    let user = info.get_array("users").unwrap()[0].as_document().unwrap().clone();
+    let user = info.get_array("users").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
     assert_eq!(user.get_str("_id").unwrap(), "admin.root");
     let roles = user.get_array("roles").unwrap();
-    assert_eq!(roles[0].as_document().unwrap(), &doc! {"role": "root", "db": "admin"});
+    assert_eq!(
+        roles[0].as_document().unwrap(),
+        &doc! {"role": "root", "db": "admin"}
+    );
     let creds = user.get_document("credentials").unwrap();
-    for (mech, count, salt_b64_len, key_b64_len) in
-        [("SCRAM-SHA-1", 10_000, 24, 28), ("SCRAM-SHA-256", 15_000, 40, 44)]
-    {
+    for (mech, count, salt_b64_len, key_b64_len) in [
+        ("SCRAM-SHA-1", 10_000, 24, 28),
+        ("SCRAM-SHA-256", 15_000, 40, 44),
+    ] {
         let m = creds.get_document(mech).unwrap();
         assert_eq!(m.get_i32("iterationCount").unwrap(), count);
         assert_eq!(m.get_str("salt").unwrap().len(), salt_b64_len, "{mech}");
@@ -210,17 +241,30 @@ async fn unauthenticated_and_unknown_commands_get_mongod_codes() {
         doc! {"updateUser": "root", "pwd": "x"},
         doc! {"listDatabases": 1},
     ] {
-        let e = anon.database("admin").run_command(cmd.clone()).await.unwrap_err();
+        let e = anon
+            .database("admin")
+            .run_command(cmd.clone())
+            .await
+            .unwrap_err();
         assert_eq!(code_of(&e), Some(13), "{cmd}: {e}");
     }
-    let e = anon.database("admin").run_command(doc! {"fooBar": 1}).await.unwrap_err();
+    let e = anon
+        .database("admin")
+        .run_command(doc! {"fooBar": 1})
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), Some(59), "{e}");
     let status = anon
         .database("admin")
         .run_command(doc! {"connectionStatus": 1})
         .await
         .unwrap();
-    assert!(status.get_document("authInfo").unwrap().get_array("authenticatedUsers").unwrap().is_empty());
+    assert!(status
+        .get_document("authInfo")
+        .unwrap()
+        .get_array("authenticatedUsers")
+        .unwrap()
+        .is_empty());
     // Test controls are off by default: the command does not exist.
     let e = anon
         .database("admin")
@@ -263,13 +307,19 @@ async fn user_management_follows_mongod() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), Some(11));
-    let e = admin.run_command(doc! {"updateUser": "app"}).await.unwrap_err();
+    let e = admin
+        .run_command(doc! {"updateUser": "app"})
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), Some(2));
 
     // A user without user-admin roles may log in but not manage users.
     let app = client(addr, "app", "app-pw-1", None).await;
     ping(&app).await.unwrap();
-    app.database("admin").run_command(doc! {"listDatabases": 1}).await.unwrap();
+    app.database("admin")
+        .run_command(doc! {"listDatabases": 1})
+        .await
+        .unwrap();
     let e = app
         .database("admin")
         .run_command(doc! {"updateUser": "root", "pwd": "stolen"})
@@ -300,7 +350,10 @@ async fn user_management_follows_mongod() {
         .await
         .unwrap_err();
     assert_eq!(code_of(&e), Some(13));
-    let e = admin.run_command(doc! {"dropUser": "app"}).await.unwrap_err();
+    let e = admin
+        .run_command(doc! {"dropUser": "app"})
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&e), Some(11));
 
     // SASLprep (auth spec): user Ⅸ with password Ⅳ logs in as "IV" and "I\u{AD}V".
@@ -336,7 +389,10 @@ async fn an_injected_update_user_failure_changes_nothing() {
         Err(e @ MongoError::Command { code: Some(91), .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("updateUser") && msg.contains("root"), "{msg}");
-            assert!(!msg.contains(NEW_PASSWORD) && !msg.contains(ROOT_PASSWORD), "{msg}");
+            assert!(
+                !msg.contains(NEW_PASSWORD) && !msg.contains(ROOT_PASSWORD),
+                "{msg}"
+            );
         }
         other => panic!("expected the injected failure, got {other:?}"),
     }
@@ -366,5 +422,8 @@ async fn an_unreachable_server_is_not_a_rejection() {
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(10), "the timeout is honoured");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout is honoured"
+    );
 }
