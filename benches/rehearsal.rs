@@ -1,0 +1,139 @@
+//! Whole-command figures on the rehearsal stack (a real Docker engine): `verify` wall time,
+//! `rotate` wall time, and core's downtime during `rotate` next to the floor measured in the same
+//! run (a plain stop + start of the same container), as a ratio. Not a test: run it with
+//! `cargo bench --bench rehearsal` (it builds the stand-in images first, like the tests).
+//!
+//! Downtime is measured from outside, as a user would see it: core's published port is polled
+//! every 10 ms, and the longest run of failed polls is the outage.
+
+use komodo_rotate::docker::Engine;
+use komodo_testcontainers::stack::{self, http, StackOptions};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_komodo-rotate");
+const ROUNDS: usize = 3;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let engine = Engine::connect().await.expect("a Docker engine (scripts/setup-test-env starts one)");
+    let bin = tokio::task::spawn_blocking(stack::build_binaries)
+        .await
+        .expect("join")
+        .expect("build stand-ins");
+    stack::ensure_images(&engine, &bin).await.expect("images");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = "krt-bench";
+    let s = stack::up(&engine, &StackOptions::new(project, dir.path(), &bin))
+        .await
+        .expect("rehearsal up");
+    stack::wait_healthy(&engine, &s.core, Duration::from_secs(60))
+        .await
+        .expect("core healthy");
+    let addr = format!("127.0.0.1:{}", s.core_port);
+    let config = s.config();
+
+    let mut verify = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let st = quiet(Command::new(BIN).args(["verify", "--config"]).arg(&config));
+        assert_eq!(st, Some(0), "verify must find the stack consistent");
+        verify.push(t.elapsed());
+    }
+
+    let mut rotate = Vec::new();
+    let mut rotate_down = Vec::new();
+    for _ in 0..ROUNDS {
+        let probe = Probe::start(addr.clone());
+        let t = Instant::now();
+        let st = quiet(Command::new(BIN).args(["rotate", "--config"]).arg(&config));
+        rotate.push(t.elapsed());
+        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30)).await.expect("healthy");
+        rotate_down.push(probe.stop().await);
+        assert_eq!(st, Some(0), "rotate must succeed");
+    }
+
+    let mut floor = Vec::new();
+    for _ in 0..ROUNDS {
+        let probe = Probe::start(addr.clone());
+        engine.stop(&s.core, 10).await.expect("stop");
+        engine.start(&s.core).await.expect("start");
+        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30)).await.expect("healthy");
+        floor.push(probe.stop().await);
+    }
+
+    let (v, r, d, f) = (median(&verify), median(&rotate), median(&rotate_down), median(&floor));
+    println!("rehearsal bench ({ROUNDS} rounds each, medians; health stable_for 3s in the stack's config)");
+    println!("  verify wall time               {:>8.0} ms", ms(v));
+    println!("  rotate wall time               {:>8.0} ms", ms(r));
+    println!("  core downtime during rotate    {:>8.0} ms", ms(d));
+    println!("  floor: plain stop + start      {:>8.0} ms", ms(f));
+    println!("  downtime ratio rotate / floor  {:>8.2}", ms(d) / ms(f).max(1.0));
+    let _ = stack::down(&engine, project, Some(dir.path())).await;
+}
+
+fn quiet(c: &mut Command) -> Option<i32> {
+    c.stdout(Stdio::null()).stderr(Stdio::null()).status().ok().and_then(|s| s.code())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[s.len() / 2]
+}
+
+/// Polls core's port until stopped; returns the longest outage seen.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl Probe {
+    fn start(addr: String) -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut longest = Duration::ZERO;
+            let mut down_since: Option<Instant> = None;
+            while !flag.load(Ordering::Relaxed) {
+                let up = matches!(
+                    tokio::time::timeout(Duration::from_millis(500), http::get(&addr, "/health", &[])).await,
+                    Ok(Ok(200))
+                );
+                match (up, down_since) {
+                    (false, None) => down_since = Some(Instant::now()),
+                    (true, Some(t)) => {
+                        longest = longest.max(t.elapsed());
+                        down_since = None;
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if let Some(t) = down_since {
+                longest = longest.max(t.elapsed());
+            }
+            longest
+        });
+        Probe { stop, task }
+    }
+
+    async fn stop(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("probe")
+    }
+}
