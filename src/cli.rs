@@ -6,6 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "komodo-rotate", version, about, long_about = None)]
 pub struct Cli {
+    /// Only errors and warnings on stderr: no progress lines, no "not due" line.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -19,7 +22,16 @@ pub enum Command {
     /// Crash-loop rescue: find the prior password Mongo accepts, move Mongo to compose.env's value.
     Rescue(RescueArgs),
     /// Finish or roll back a run that was interrupted, from its journal.
-    Resume(ConfigArgs),
+    Resume(ResumeArgs),
+    /// Rebuild a lost .env from a running container's environment (never overwrites a file).
+    SalvageEnv(SalvageEnvArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Work with a SOPS-encrypted dotenv file directly, as the `sops` tool would.
     #[command(subcommand)]
     Sops(SopsCommand),
@@ -136,6 +148,42 @@ pub struct RotateArgs {
     /// Print the plan (every step and its undo) and run the pre-flight only.
     #[arg(long)]
     pub dry_run: bool,
+    /// Rotate only when the last committed rotation of this secret (audit log) is older than AGE
+    /// (e.g. 30d); otherwise print "not due" and exit 0. No record: rotate.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub if_older_than: Option<std::time::Duration>,
+    /// Write run metrics in the node_exporter textfile format to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::duration::parse(s)
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Write run metrics in the node_exporter textfile format to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SalvageEnvArgs {
+    /// The running container whose Config.Env is the source.
+    #[arg(long, value_name = "NAME")]
+    pub container: String,
+    /// The file to create (refused if it exists).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Keep only the keys named in this template (a .env or .env.example; values ignored).
+    #[arg(long, value_name = "FILE")]
+    pub keys_from: Option<PathBuf>,
+    /// Write a SOPS-encrypted dotenv to these age recipients instead of plaintext.
+    #[arg(long, value_name = "RECIPIENT", value_delimiter = ',')]
+    pub encrypt_with_age: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -148,4 +196,7 @@ pub struct RescueArgs {
     /// One more candidate for the old password: a file holding it, or - for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub prior_password_from: Option<PathBuf>,
+    /// Write run metrics in the node_exporter textfile format to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }

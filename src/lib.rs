@@ -2,6 +2,7 @@
 //! SOPS-encrypted compose.env, the running containers) in agreement, and rotate their secrets as
 //! one transaction. See DESIGN.md in the project's shared folder for the architecture.
 
+pub mod alert;
 pub mod audit;
 pub mod cli;
 pub mod commands;
@@ -9,7 +10,9 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod mongo;
+pub mod ops;
 pub mod planes;
 pub mod report;
 pub mod secret;

@@ -4,23 +4,46 @@
 use crate::cli::{Cli, Command};
 use crate::Result;
 
+pub mod completions;
 pub mod mongo_check;
 pub mod rescue;
 pub mod resume;
 pub mod rotate;
+pub mod salvage_env;
 pub mod sops;
 pub mod verify;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    use crate::ops::RunHook;
     match cli.command {
         Command::Verify(a) => verify::run(a),
-        Command::Rotate(a) => rotate::run(a),
-        Command::Rescue(a) => rescue::run(a),
-        Command::Resume(a) => resume::run(a),
+        Command::Rotate(a) => {
+            let hook = RunHook::start("rotate", a.config.config.as_deref(), a.prometheus.clone());
+            hook.finish(rotate::run(a))
+        }
+        Command::Rescue(a) => {
+            let hook = RunHook::start("rescue", a.config.config.as_deref(), a.prometheus.clone());
+            hook.finish(rescue::run(a))
+        }
+        Command::Resume(a) => {
+            let hook = RunHook::start("resume", a.config.config.as_deref(), a.prometheus.clone());
+            hook.finish(resume::run(a.config))
+        }
+        Command::SalvageEnv(a) => salvage_env::run(a),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
         Command::Sops(c) => sops::run(c),
         Command::Mongo(c) => mongo_check::run(c),
     }
+}
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--quiet` was given: progress and informational lines are left out.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A current-thread runtime: the tool does one thing at a time, and this keeps it lean.

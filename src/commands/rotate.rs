@@ -18,6 +18,11 @@ pub fn run(args: RotateArgs) -> Result<i32> {
 }
 
 async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
+    if let Some(age) = args.if_older_than {
+        if !crate::metrics::rotation_due(cfg, args.secret.name(), age, super::quiet())? {
+            return Ok(0);
+        }
+    }
     let _lock = RunLock::acquire(&cfg.lock_path())?;
     execute::refuse_if_pending(cfg)?;
 

@@ -21,17 +21,9 @@ pub fn run(args: VerifyArgs) -> Result<i32> {
         print!("{}", matrix.to_text());
     }
     if let Some(p) = &args.prometheus {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        crate::fsutil::write_atomic(
-            p,
-            matrix.to_prometheus(now).as_bytes(),
-            crate::fsutil::Mode::Exactly(0o644),
-        )
-        .map_err(|e| crate::Error::io(p, e))?;
+        crate::metrics::write(p, &crate::metrics::verify_file(&cfg, &matrix, p))?;
     }
+    crate::ops::after_verify(&cfg, &matrix);
     Ok(matrix.exit_code())
 }
 

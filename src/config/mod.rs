@@ -96,6 +96,9 @@ pub struct Alert {
     pub webhook: String,
     #[serde(default)]
     pub on_success: bool,
+    /// Body shape: "json" (Slack + Discord fields), "slack", "discord" or "ntfy" (plain text).
+    #[serde(default)]
+    pub format: crate::alert::Format,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -79,7 +79,7 @@ pub async fn execute(
         staged,
         journal_dir: dir.clone(),
     };
-    let mut progress = StderrProgress::new(false);
+    let mut progress = StderrProgress::new(crate::commands::quiet());
     let mut runner = Runner {
         dir: dir.clone(),
         journal,

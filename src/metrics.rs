@@ -1,0 +1,312 @@
+//! Run metrics in node_exporter's textfile-collector format, and the age of each secret (from
+//! the audit log), which also drives `rotate --if-older-than`.
+//!
+//! Give each command its own file (`verify.prom`, `rotate.prom`): the collector merges every
+//! `*.prom` of its directory, and a metric family must not be split across two files.
+
+use crate::audit::{self, AuditRecord};
+use crate::config::Config;
+use crate::error::Result;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The secret names the audit log can hold (`rotate --secret`).
+pub fn secret_names() -> Vec<&'static str> {
+    use clap::ValueEnum;
+    crate::cli::SecretKind::value_variants()
+        .iter()
+        .map(|k| k.name())
+        .collect()
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unix_of(rec: &AuditRecord) -> Option<u64> {
+    OffsetDateTime::parse(&rec.time, &Rfc3339)
+        .ok()
+        .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+}
+
+/// When `secret` last got a new value: the newest committed `rotate` record naming it. (A
+/// rescue moves Mongo to compose.env's existing value, so it does not renew the secret; a
+/// `resume` that rolls a rotate forward is recorded as that rotate.)
+pub fn last_rotation(records: &[AuditRecord], secret: &str) -> Option<u64> {
+    records
+        .iter()
+        .filter(|r| {
+            r.command == "rotate"
+                && r.outcome == "committed"
+                && r.secrets.iter().any(|s| s == secret)
+        })
+        .filter_map(unix_of)
+        .max()
+}
+
+/// Whether `rotate --if-older-than min_age` should run now. Prints the "not due" line when not.
+pub fn rotation_due(cfg: &Config, secret: &str, min_age: Duration, quiet: bool) -> Result<bool> {
+    let records = audit::read_all(&cfg.audit_log())?;
+    let Some(last) = last_rotation(&records, secret) else {
+        return Ok(true);
+    };
+    let age = now_unix().saturating_sub(last);
+    if age >= min_age.as_secs() {
+        return Ok(true);
+    }
+    if !quiet {
+        println!(
+            "not due: {secret} was last rotated {} ago (rotate when older than {}); nothing changed",
+            human(age),
+            human(min_age.as_secs())
+        );
+    }
+    Ok(false)
+}
+
+fn human(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// What one run reports.
+#[derive(Debug, Clone, Default)]
+pub struct RunMetrics {
+    pub command: String,
+    pub exit_code: i32,
+    pub now: u64,
+    /// Newest successful run of this command (this one, the previous file, or the audit log).
+    pub last_success: Option<u64>,
+    /// (secret, seconds since its last rotation); absent when never rotated by the tool.
+    pub secret_ages: Vec<(String, u64)>,
+    /// (step, seconds) of this run's steps, from its audit record.
+    pub steps: Vec<(String, f64)>,
+}
+
+impl RunMetrics {
+    /// Gathers everything but the steps: the previous file (for `last_success`) and the audit log.
+    pub fn gather(
+        cfg: Option<&Config>,
+        previous_file: Option<&Path>,
+        command: &str,
+        exit_code: i32,
+        this_run: Option<&AuditRecord>,
+    ) -> RunMetrics {
+        let now = now_unix();
+        let records = cfg
+            .and_then(|c| audit::read_all(&c.audit_log()).ok())
+            .unwrap_or_default();
+        let from_file = previous_file
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| {
+                previous_value(&t, "komodo_rotate_last_success_timestamp_seconds", command)
+            });
+        let from_audit = records
+            .iter()
+            .filter(|r| r.command == command && r.exit_code == 0)
+            .filter_map(unix_of)
+            .max();
+        let this = (exit_code == 0).then_some(now);
+        let last_success = [from_file, from_audit, this].into_iter().flatten().max();
+        let secret_ages = secret_names()
+            .into_iter()
+            .filter_map(|s| {
+                last_rotation(&records, s).map(|t| (s.to_string(), now.saturating_sub(t)))
+            })
+            .collect();
+        let steps = this_run
+            .map(|r| {
+                r.steps
+                    .iter()
+                    .filter_map(|s| s.millis.map(|m| (s.name.clone(), m as f64 / 1000.0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        RunMetrics {
+            command: command.to_string(),
+            exit_code,
+            now,
+            last_success,
+            secret_ages,
+            steps,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let c = escape_label(&self.command);
+        let mut family = |name: &str, help: &str, samples: &[(String, String)]| {
+            if samples.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        };
+        let cl = format!("command=\"{c}\"");
+        family(
+            "komodo_rotate_last_run_timestamp_seconds",
+            "Unix time the last run of the command ended.",
+            &[(cl.clone(), self.now.to_string())],
+        );
+        family(
+            "komodo_rotate_last_exit_code",
+            "Exit code of the last run (0 ok, 1 drift, 2 usage, 3 refused, 4 rolled back, 5 rollback incomplete, 6 locked).",
+            &[(cl.clone(), self.exit_code.to_string())],
+        );
+        family(
+            "komodo_rotate_last_run_success",
+            "1 when the last run of the command exited 0.",
+            &[(cl.clone(), u8::from(self.exit_code == 0).to_string())],
+        );
+        let success: Vec<_> = self
+            .last_success
+            .map(|t| (cl.clone(), t.to_string()))
+            .into_iter()
+            .collect();
+        family(
+            "komodo_rotate_last_success_timestamp_seconds",
+            "Unix time of the last run of the command that exited 0.",
+            &success,
+        );
+        let ages: Vec<_> = self
+            .secret_ages
+            .iter()
+            .map(|(s, a)| (format!("secret=\"{}\"", escape_label(s)), a.to_string()))
+            .collect();
+        family(
+            "komodo_rotate_secret_age_seconds",
+            "Seconds since the secret was last rotated (committed rotate in the audit log).",
+            &ages,
+        );
+        let steps: Vec<_> = self
+            .steps
+            .iter()
+            .map(|(s, d)| {
+                (
+                    format!("{cl},step=\"{}\"", escape_label(s)),
+                    format!("{d:.3}"),
+                )
+            })
+            .collect();
+        family(
+            "komodo_rotate_step_duration_seconds",
+            "Duration of each step of the last run that ran steps.",
+            &steps,
+        );
+        out
+    }
+}
+
+/// `name{command="…"} V` from a previous textfile.
+pub fn previous_value(text: &str, name: &str, command: &str) -> Option<u64> {
+    let prefix = format!("{name}{{command=\"{}\"}} ", escape_label(command));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v as u64)
+}
+
+/// Writes `text` atomically, world-readable (node_exporter often runs as its own user; the file
+/// holds no secret).
+pub fn write(path: &Path, text: &str) -> Result<()> {
+    crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::Mode::Exactly(0o644))
+        .map_err(|e| crate::Error::io(path, e))
+}
+
+/// verify's file: the matrix gauges plus the run gauges.
+pub fn verify_file(cfg: &Config, matrix: &crate::report::Matrix, path: &Path) -> String {
+    let now = now_unix();
+    let run = RunMetrics::gather(Some(cfg), Some(path), "verify", matrix.exit_code(), None);
+    let mut s = matrix.to_prometheus(now);
+    s.push_str(&run.render());
+    s
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditStep;
+
+    fn rec(command: &str, outcome: &str, time: &str) -> AuditRecord {
+        AuditRecord {
+            time: time.into(),
+            run_id: "r".into(),
+            command: command.into(),
+            secrets: vec!["db-password".into()],
+            outcome: outcome.into(),
+            exit_code: if outcome == "committed" { 0 } else { 4 },
+            steps: vec![AuditStep {
+                name: "change-db".into(),
+                status: "done".into(),
+                millis: Some(1250),
+            }],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn last_rotation_counts_committed_rotates_only() {
+        let rs = vec![
+            rec("rotate", "committed", "2026-01-01T00:00:00Z"),
+            rec("rotate", "rolled-back", "2026-02-01T00:00:00Z"),
+            rec("rescue", "committed", "2026-03-01T00:00:00Z"),
+        ];
+        assert_eq!(last_rotation(&rs, "db-password"), Some(1_767_225_600));
+        assert_eq!(last_rotation(&rs, "passkey"), None);
+        assert_eq!(last_rotation(&rs[1..], "db-password"), None);
+    }
+
+    #[test]
+    fn render_and_carry_over() {
+        let m = RunMetrics {
+            command: "rotate".into(),
+            exit_code: 4,
+            now: 100,
+            last_success: Some(50),
+            secret_ages: vec![("db-password".into(), 7)],
+            steps: vec![("change-db".into(), 1.25)],
+        };
+        let t = m.render();
+        assert!(
+            t.contains("komodo_rotate_last_exit_code{command=\"rotate\"} 4\n"),
+            "{t}"
+        );
+        assert!(t.contains(
+            "komodo_rotate_step_duration_seconds{command=\"rotate\",step=\"change-db\"} 1.250\n"
+        ));
+        assert_eq!(
+            previous_value(&t, "komodo_rotate_last_success_timestamp_seconds", "rotate"),
+            Some(50)
+        );
+        assert_eq!(
+            previous_value(&t, "komodo_rotate_last_success_timestamp_seconds", "verify"),
+            None
+        );
+        let none = RunMetrics {
+            command: "resume".into(),
+            ..Default::default()
+        }
+        .render();
+        assert!(!none.contains("secret_age"), "no record, no sample: {none}");
+    }
+}
