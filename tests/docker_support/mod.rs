@@ -30,7 +30,12 @@ pub async fn images(engine: &Engine) -> PathBuf {
     let bin = match BIN.get() {
         Some(b) => b.clone(),
         None => {
-            let b = tokio::task::spawn_blocking(stack::build_binaries)
+            let features: &[&str] = if cfg!(feature = "failpoints") {
+                &["komodo-rotate/failpoints"]
+            } else {
+                &[]
+            };
+            let b = tokio::task::spawn_blocking(move || stack::build_binaries(features))
                 .await
                 .expect("join")
                 .expect("build stand-ins");

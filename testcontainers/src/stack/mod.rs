@@ -115,20 +115,20 @@ pub fn container_name(project: &str, service: &str) -> String {
 }
 
 /// The target profile dir holding the workspace's binaries, for tests: `cargo build`s the
-/// stand-ins (and mongo-test-server) first so the images hold current code.
-pub fn build_binaries() -> Result<PathBuf, String> {
+/// stand-ins (and mongo-test-server) first so the images hold current code. `features` should
+/// repeat the features the calling test was built with (e.g. `komodo-rotate/failpoints`), so
+/// the shared library is not compiled a second time with another feature set.
+pub fn build_binaries(features: &[&str]) -> Result<PathBuf, String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "komodo-testcontainers",
-            "--bins",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "komodo-testcontainers", "--bins"])
+        .arg("--manifest-path")
+        .arg(&manifest);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    let status = cmd
         .status()
         .map_err(|e| format!("cargo build of the stand-ins: {e}"))?;
     if !status.success() {
