@@ -3,8 +3,15 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A build with test-only fault injection says so in `--version`, so a test can refuse to run
+/// its fault matrix against a binary that would ignore FAILPOINTS.
+#[cfg(feature = "failpoints")]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (failpoints)");
+#[cfg(not(feature = "failpoints"))]
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[derive(Debug, Parser)]
-#[command(name = "komodo-rotate", version, about, long_about = None)]
+#[command(name = "komodo-rotate", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Only errors and warnings on stderr: no progress lines, no "not due" line.
     #[arg(long, short, global = true)]
@@ -103,6 +110,18 @@ pub enum MongoCommand {
         user: String,
         #[arg(long, default_value = "admin")]
         auth_source: String,
+    },
+    /// Last resort (runbooks/no-password-survives.md): set USER's password to the one on stdin
+    /// on a mongod started WITHOUT access control on the real data volume.
+    SetPassword {
+        /// mongodb:// URI of the throw-away, unauthenticated mongod (127.0.0.1 only).
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        user: String,
+        /// Required: says you started mongod without --auth on purpose.
+        #[arg(long, required = true)]
+        no_auth: bool,
     },
 }
 

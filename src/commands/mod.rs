@@ -6,6 +6,7 @@ use crate::Result;
 
 pub mod completions;
 pub mod mongo_check;
+pub mod mongo_recover;
 pub mod rescue;
 pub mod resume;
 pub mod rotate;
