@@ -35,7 +35,7 @@ pub async fn images(engine: &Engine) -> PathBuf {
             } else {
                 &[]
             };
-            let b = tokio::task::spawn_blocking(move || stack::build_binaries(features))
+            let b = tokio::task::spawn_blocking(move || stack::build_binaries_with(features))
                 .await
                 .expect("join")
                 .expect("build stand-ins");

@@ -114,11 +114,16 @@ pub fn container_name(project: &str, service: &str) -> String {
     format!("{project}-{service}-1")
 }
 
+/// [`build_binaries_with`] without extra features.
+pub fn build_binaries() -> Result<PathBuf, String> {
+    build_binaries_with(&[])
+}
+
 /// The target profile dir holding the workspace's binaries, for tests: `cargo build`s the
 /// stand-ins (and mongo-test-server) first so the images hold current code. `features` should
 /// repeat the features the calling test was built with (e.g. `komodo-rotate/failpoints`), so
 /// the shared library is not compiled a second time with another feature set.
-pub fn build_binaries(features: &[&str]) -> Result<PathBuf, String> {
+pub fn build_binaries_with(features: &[&str]) -> Result<PathBuf, String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
