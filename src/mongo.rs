@@ -190,7 +190,8 @@ fn is_rejection(e: &DriverError) -> bool {
 
 /// One line from a driver error, with the secret masked should a server ever echo it.
 fn scrub(e: &DriverError, secret: &Secret) -> String {
-    let mut s = e.to_string().replace(['\n', '\r'], " ");
+    // The kind alone: the full Display adds label and source dumps that make the line unreadable.
+    let mut s = e.kind.to_string().replace(['\n', '\r'], " ");
     if secret.len() >= 4 && s.contains(secret.expose()) {
         s = s.replace(secret.expose(), "***");
     }
@@ -255,7 +256,7 @@ impl MongoAdmin {
                 user: self.target.user.clone(),
                 command: "command",
                 code: command_code(&e),
-                reason: e.to_string().replace(['\n', '\r'], " "),
+                reason: e.kind.to_string().replace(['\n', '\r'], " "),
             })
     }
 
