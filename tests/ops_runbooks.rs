@@ -72,7 +72,10 @@ fn every_runbook_command_parses_with_the_real_cli() {
             }
         }
     }
-    assert!(n >= 20, "only {n} komodo-rotate commands found in the runbooks");
+    assert!(
+        n >= 20,
+        "only {n} komodo-rotate commands found in the runbooks"
+    );
 }
 
 #[test]
@@ -81,13 +84,17 @@ fn the_runbooks_the_tool_names_exist() {
         komodo_rotate::planes::execute::RUNBOOK_INTERRUPTED,
         komodo_rotate::commands::rescue::RUNBOOK_NO_PASSWORD,
     ] {
-        assert!(root().join(p).is_file(), "{p} is printed by the tool but missing");
+        assert!(
+            root().join(p).is_file(),
+            "{p} is printed by the tool but missing"
+        );
     }
     for name in RUNBOOKS {
         let text = std::fs::read_to_string(root().join("runbooks").join(name)).unwrap();
         for section in ["## Steps", "Success looks like", "## If it fails"] {
             assert!(
-                text.contains(section) || (name == "scheduled-rotation.md" && section == "## Steps"),
+                text.contains(section)
+                    || (name == "scheduled-rotation.md" && section == "## Steps"),
                 "{name} lacks {section:?}"
             );
         }
@@ -114,11 +121,17 @@ fn systemd_units_verify_and_are_hardened() {
     let mut lines: Vec<String> = cron
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.find("komodo-rotate ").map(|i| l[i..].split('>').next().unwrap().to_string()))
+        .filter_map(|l| {
+            l.find("komodo-rotate ")
+                .map(|i| l[i..].split('>').next().unwrap().to_string())
+        })
         .collect();
     for unit in ["komodo-rotate.service", "komodo-rotate-verify.service"] {
         let t = std::fs::read_to_string(dir.join(unit)).unwrap();
-        let exec = t.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+        let exec = t
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
         lines.push(exec.replacen("/usr/local/bin/komodo-rotate", "komodo-rotate", 1));
     }
     assert_eq!(lines.len(), 4, "{lines:?}");
@@ -126,7 +139,10 @@ fn systemd_units_verify_and_are_hardened() {
         Cli::try_parse_from(words(l)).unwrap_or_else(|e| panic!("`{l}`: {e}"));
     }
 
-    let have = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !have {
         let msg = "systemd_units: systemd-analyze is missing (apt-get install systemd)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -140,17 +156,26 @@ fn systemd_units_verify_and_are_hardened() {
     let mut args = vec!["verify".to_string(), "--man=no".to_string()];
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        let t = std::fs::read_to_string(&p).unwrap().replace("/usr/local/bin/komodo-rotate", BIN);
+        let t = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("/usr/local/bin/komodo-rotate", BIN);
         let out = tmp.path().join(p.file_name().unwrap());
         std::fs::write(&out, t).unwrap();
         args.push(out.to_string_lossy().into_owned());
     }
-    let out = Command::new("systemd-analyze").args(&args).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(&args)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     // Complaints about the host (no running systemd in a container) are not about the units.
     let own: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("komodo-rotate") && !l.contains("Failed to") && !l.contains("EnvironmentFile"))
+        .filter(|l| {
+            l.contains("komodo-rotate")
+                && !l.contains("Failed to")
+                && !l.contains("EnvironmentFile")
+        })
         .collect();
     assert!(own.is_empty(), "systemd-analyze: {err}");
 }
@@ -158,20 +183,35 @@ fn systemd_units_verify_and_are_hardened() {
 #[test]
 fn completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{shell}");
         let s = String::from_utf8(out.stdout).unwrap();
         for sub in ["salvage-env", "if-older-than", "prometheus"] {
             assert!(s.contains(sub), "{shell} completion lacks {sub}");
         }
     }
-    let bad = Command::new(BIN).args(["completions", "cmd.exe"]).output().unwrap();
+    let bad = Command::new(BIN)
+        .args(["completions", "cmd.exe"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let out = Command::new(BIN).arg("man").output().unwrap();
     assert!(out.status.success());
     let man = String::from_utf8(out.stdout).unwrap();
-    assert!(man.starts_with(".ie") || man.contains(".TH"), "{}", &man[..200.min(man.len())]);
-    for needle in [".SH \"EXIT STATUS\"", "rollback incomplete", "salvage\\-env", "verify"] {
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    for needle in [
+        ".SH \"EXIT STATUS\"",
+        "rollback incomplete",
+        "salvage\\-env",
+        "verify",
+    ] {
         assert!(man.contains(needle), "man page lacks {needle}");
     }
 }
@@ -179,7 +219,13 @@ fn completions_and_man_page() {
 #[test]
 fn rotate_if_older_than_needs_a_unit() {
     let out = Command::new(BIN)
-        .args(["rotate", "--if-older-than", "30", "--config", "/nonexistent"])
+        .args([
+            "rotate",
+            "--if-older-than",
+            "30",
+            "--config",
+            "/nonexistent",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -192,13 +238,13 @@ fn the_test_parser_is_strict() {
     let ok = "# HELP a_b x\n# TYPE a_b gauge\na_b{c=\"d\\\"e\"} 1.5\na_b{c=\"f\"} 2\n";
     assert_eq!(parse_prometheus(ok).unwrap().len(), 2);
     for bad in [
-        "a 1\n",                                          // no TYPE
-        "# TYPE a gauge\na{c=\"d\"} x\n",                 // not a float
-        "# TYPE a gauge\na{c=\"d\"} 1\na{c=\"d\"} 2\n",   // duplicate
-        "# TYPE a gauge\na{c=d} 1\n",                     // unquoted
-        "# TYPE a gauge\n# TYPE b gauge\nb 1\na 1\n",     // TYPE a after a closed... split
-        "# TYPE a gauge\na 1",                            // no newline
-        "# TYPE 1a gauge\n",                              // bad name
+        "a 1\n",                                        // no TYPE
+        "# TYPE a gauge\na{c=\"d\"} x\n",               // not a float
+        "# TYPE a gauge\na{c=\"d\"} 1\na{c=\"d\"} 2\n", // duplicate
+        "# TYPE a gauge\na{c=d} 1\n",                   // unquoted
+        "# TYPE a gauge\n# TYPE b gauge\nb 1\na 1\n",   // TYPE a after a closed... split
+        "# TYPE a gauge\na 1",                          // no newline
+        "# TYPE 1a gauge\n",                            // bad name
     ] {
         assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
     }

@@ -26,7 +26,8 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
     }
     let valid_name = |n: &str| {
         let mut c = n.chars();
-        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
             && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
     };
     let mut typed: BTreeMap<String, String> = BTreeMap::new();
@@ -178,7 +179,9 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
 pub fn value(samples: &[Sample], name: &str, label: Option<(&str, &str)>) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
+        .find(|s| {
+            s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v))
+        })
         .map(|s| s.value)
 }
 
@@ -248,7 +251,11 @@ pub fn runbook_blocks(path: &Path) -> Vec<Block> {
 }
 
 pub fn runbook(name: &str) -> Vec<Block> {
-    runbook_blocks(&Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks").join(name))
+    runbook_blocks(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("runbooks")
+            .join(name),
+    )
 }
 
 /// A webhook receiver on 127.0.0.1: records every request's head and body, answers `status`.
@@ -271,7 +278,9 @@ impl Listener {
                 let mut chunk = [0u8; 4096];
                 let (head, body) = loop {
                     let n = match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break (String::from_utf8_lossy(&buf).into_owned(), vec![]),
+                        Ok(0) | Err(_) => {
+                            break (String::from_utf8_lossy(&buf).into_owned(), vec![])
+                        }
                         Ok(n) => n,
                     };
                     buf.extend_from_slice(&chunk[..n]);
@@ -279,7 +288,11 @@ impl Listener {
                         let head = String::from_utf8_lossy(&buf[..p]).into_owned();
                         let len: usize = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
                         if buf.len() >= p + 4 + len {
@@ -287,7 +300,10 @@ impl Listener {
                         }
                     }
                 };
-                let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
                 g.lock().unwrap().push((head, body));
             }
         });
