@@ -26,7 +26,9 @@ fn main() {
 }
 
 async fn run() {
-    let engine = Engine::connect().await.expect("a Docker engine (scripts/setup-test-env starts one)");
+    let engine = Engine::connect()
+        .await
+        .expect("a Docker engine (scripts/setup-test-env starts one)");
     let bin = tokio::task::spawn_blocking(stack::build_binaries)
         .await
         .expect("join")
@@ -58,7 +60,9 @@ async fn run() {
         let t = Instant::now();
         let st = quiet(Command::new(BIN).args(["rotate", "--config"]).arg(&config));
         rotate.push(t.elapsed());
-        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30)).await.expect("healthy");
+        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30))
+            .await
+            .expect("healthy");
         rotate_down.push(probe.stop().await);
         assert_eq!(st, Some(0), "rotate must succeed");
     }
@@ -68,22 +72,36 @@ async fn run() {
         let probe = Probe::start(addr.clone());
         engine.stop(&s.core, 10).await.expect("stop");
         engine.start(&s.core).await.expect("start");
-        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30)).await.expect("healthy");
+        stack::wait_healthy(&engine, &s.core, Duration::from_secs(30))
+            .await
+            .expect("healthy");
         floor.push(probe.stop().await);
     }
 
-    let (v, r, d, f) = (median(&verify), median(&rotate), median(&rotate_down), median(&floor));
+    let (v, r, d, f) = (
+        median(&verify),
+        median(&rotate),
+        median(&rotate_down),
+        median(&floor),
+    );
     println!("rehearsal bench ({ROUNDS} rounds each, medians; health stable_for 3s in the stack's config)");
     println!("  verify wall time               {:>8.0} ms", ms(v));
     println!("  rotate wall time               {:>8.0} ms", ms(r));
     println!("  core downtime during rotate    {:>8.0} ms", ms(d));
     println!("  floor: plain stop + start      {:>8.0} ms", ms(f));
-    println!("  downtime ratio rotate / floor  {:>8.2}", ms(d) / ms(f).max(1.0));
+    println!(
+        "  downtime ratio rotate / floor  {:>8.2}",
+        ms(d) / ms(f).max(1.0)
+    );
     let _ = stack::down(&engine, project, Some(dir.path())).await;
 }
 
 fn quiet(c: &mut Command) -> Option<i32> {
-    c.stdout(Stdio::null()).stderr(Stdio::null()).status().ok().and_then(|s| s.code())
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .and_then(|s| s.code())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -111,7 +129,11 @@ impl Probe {
             let mut down_since: Option<Instant> = None;
             while !flag.load(Ordering::Relaxed) {
                 let up = matches!(
-                    tokio::time::timeout(Duration::from_millis(500), http::get(&addr, "/health", &[])).await,
+                    tokio::time::timeout(
+                        Duration::from_millis(500),
+                        http::get(&addr, "/health", &[])
+                    )
+                    .await,
                     Ok(Ok(200))
                 );
                 match (up, down_since) {

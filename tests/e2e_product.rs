@@ -36,6 +36,14 @@ struct Fixture {
 
 async fn fixture(test: &str, project: &str, drift: bool) -> Option<Fixture> {
     let engine = engine_or_skip(test).await?;
+    let v = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
+        "{BIN} was built without the failpoints feature (another build replaced it?): run the tests with --features failpoints"
+    );
     if !require_tools(test) {
         return None;
     }
@@ -71,12 +79,20 @@ fn the_incident_is_found_by_verify_and_fixed_by_rescue() {
         return;
     };
     let s = &f.stack;
-    rt.block_on(stack::wait_crash_loop(&f.engine, &s.core, Duration::from_secs(60)))
-        .expect("core crash-loops");
+    rt.block_on(stack::wait_crash_loop(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core crash-loops");
 
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(1), "{}", v.text());
-    assert!(v.stdout.contains("db-login") && v.stdout.contains("rejected"), "{}", v.text());
+    assert!(
+        v.stdout.contains("db-login") && v.stdout.contains("rejected"),
+        "{}",
+        v.text()
+    );
     assert!(v.stdout.contains("crash-looping"), "{}", v.text());
     assert!(v.stdout.contains("stale-init-env"), "{}", v.text());
 
@@ -87,31 +103,61 @@ fn the_incident_is_found_by_verify_and_fixed_by_rescue() {
     let dry = tool(s, &["rescue", "--dry-run"], &[]);
     assert_eq!(dry.code, Some(0), "{}", dry.text());
     assert!(dry.stdout.contains("change-db"), "{}", dry.text());
-    assert!(rt.block_on(agreed(&f.engine, s)).is_err(), "dry run changed something");
+    assert!(
+        rt.block_on(agreed(&f.engine, s)).is_err(),
+        "dry run changed something"
+    );
 
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
-    let value = rt.block_on(agreed(&f.engine, s)).expect("planes agree after rescue");
-    assert!(value.ct_eq(&s.env_password), "rescue keeps compose.env's value");
-    rt.block_on(stack::wait_healthy(&f.engine, &s.core, Duration::from_secs(30)))
-        .expect("core stable after rescue");
+    let value = rt
+        .block_on(agreed(&f.engine, s))
+        .expect("planes agree after rescue");
+    assert!(
+        value.ct_eq(&s.env_password),
+        "rescue keeps compose.env's value"
+    );
+    rt.block_on(stack::wait_healthy(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(30),
+    ))
+    .expect("core stable after rescue");
 
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
     // Independent checks: the real sops reads compose.env, pymongo logs in with its value.
     let via_sops = sops_value(s).expect("real sops decrypts compose.env");
     assert!(via_sops.ct_eq(&s.env_password));
-    assert_eq!(pymongo_login(s, &via_sops), 0, "pymongo logs in with compose.env's value");
-    assert_eq!(pymongo_login(s, &s.mongo_password), 1, "the old password is gone");
+    assert_eq!(
+        pymongo_login(s, &via_sops),
+        0,
+        "pymongo logs in with compose.env's value"
+    );
+    assert_eq!(
+        pymongo_login(s, &s.mongo_password),
+        1,
+        "the old password is gone"
+    );
 
     // Idempotent: a second rescue finds nothing to do.
     let again = tool(s, &["rescue"], &[]);
     assert_eq!(again.code, Some(0), "{}", again.text());
-    assert!(again.stdout.contains("nothing to rescue"), "{}", again.text());
+    assert!(
+        again.stdout.contains("nothing to rescue"),
+        "{}",
+        again.text()
+    );
 
     let audit = std::fs::read_to_string(state_dir(s).join("audit.log")).unwrap();
-    assert!(audit.contains("\"command\":\"rescue\"") && audit.contains("committed"), "{audit}");
-    assert_no_leak(&[&s.mongo_password, &s.env_password, &s.passkey], &state_dir(s));
+    assert!(
+        audit.contains("\"command\":\"rescue\"") && audit.contains("committed"),
+        "{audit}"
+    );
+    assert_no_leak(
+        &[&s.mongo_password, &s.env_password, &s.passkey],
+        &state_dir(s),
+    );
 }
 
 #[test]
@@ -126,22 +172,51 @@ fn rotate_end_to_end_twice() {
 
     let dry = tool(s, &["rotate", "--dry-run"], &[]);
     assert_eq!(dry.code, Some(0), "{}", dry.text());
-    for step in ["snapshot", "change-db", "write-env", "recreate:", "commit", "undo:"] {
-        assert!(dry.stdout.contains(step), "plan lacks {step}: {}", dry.text());
+    for step in [
+        "snapshot",
+        "change-db",
+        "write-env",
+        "recreate:",
+        "commit",
+        "undo:",
+    ] {
+        assert!(
+            dry.stdout.contains(step),
+            "plan lacks {step}: {}",
+            dry.text()
+        );
     }
-    assert!(rt.block_on(agreed(&f.engine, s)).unwrap().ct_eq(&s.env_password), "dry run changed something");
+    assert!(
+        rt.block_on(agreed(&f.engine, s))
+            .unwrap()
+            .ct_eq(&s.env_password),
+        "dry run changed something"
+    );
 
     for round in 1..=2 {
         let r = tool(s, &["rotate"], &[]);
         assert_eq!(r.code, Some(0), "round {round}: {}", r.text());
-        assert!(r.stderr.contains("change-db ... ok"), "progress lines: {}", r.text());
-        let now = rt.block_on(agreed(&f.engine, s)).expect("planes agree after rotate");
-        assert!(seen.iter().all(|old| !old.ct_eq(&now)), "round {round}: the secret did not change");
+        assert!(
+            r.stderr.contains("change-db ... ok"),
+            "progress lines: {}",
+            r.text()
+        );
+        let now = rt
+            .block_on(agreed(&f.engine, s))
+            .expect("planes agree after rotate");
+        assert!(
+            seen.iter().all(|old| !old.ct_eq(&now)),
+            "round {round}: the secret did not change"
+        );
         assert_eq!(now.len(), 40);
         let via_sops = sops_value(s).expect("real sops decrypts our compose.env");
         assert!(via_sops.ct_eq(&now));
         assert_eq!(pymongo_login(s, &now), 0);
-        assert_eq!(pymongo_login(s, seen.last().unwrap()), 1, "the previous password must stop working");
+        assert_eq!(
+            pymongo_login(s, seen.last().unwrap()),
+            1,
+            "the previous password must stop working"
+        );
         seen.push(now);
 
         let again = tool(s, &["resume"], &[]);
@@ -152,7 +227,9 @@ fn rotate_end_to_end_twice() {
     }
     let audit = komodo_rotate::audit::read_all(&state_dir(s).join("audit.log")).unwrap();
     assert_eq!(audit.len(), 2);
-    assert!(audit.iter().all(|a| a.outcome == "committed" && a.exit_code == 0));
+    assert!(audit
+        .iter()
+        .all(|a| a.outcome == "committed" && a.exit_code == 0));
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     assert_no_leak(&refs, &state_dir(s));
 }
@@ -178,9 +255,16 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     let mut rows: Vec<Row> = Vec::new();
     let mut seen: Vec<Secret> = vec![s.env_password.clone()];
 
-    let case = |rows: &mut Vec<Row>, fault: String, expected: i32, env: Vec<(String, String)>, seen: &mut Vec<Secret>| {
-        let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before the case");
-        let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let case = |rows: &mut Vec<Row>,
+                fault: String,
+                expected: i32,
+                env: Vec<(String, String)>,
+                seen: &mut Vec<Secret>| {
+        let before = rt
+            .block_on(agreed(&f.engine, s))
+            .expect("agreed before the case");
+        let env_ref: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = tool(s, &["rotate"], &env_ref);
         let after = rt.block_on(agreed(&f.engine, s));
         let invariant = match &after {
@@ -224,11 +308,24 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     }
 
     // Real faults.
-    rt.block_on(mongo_control(s, "failNextUpdateUser")).expect("test server control");
-    case(&mut rows, "mongo fails updateUser".into(), 4, vec![], &mut seen);
+    rt.block_on(mongo_control(s, "failNextUpdateUser"))
+        .expect("test server control");
+    case(
+        &mut rows,
+        "mongo fails updateUser".into(),
+        4,
+        vec![],
+        &mut seen,
+    );
 
     std::fs::write(s.control_dir().join("fail-next-start"), b"").unwrap();
-    case(&mut rows, "new core fails its health gate".into(), 4, vec![], &mut seen);
+    case(
+        &mut rows,
+        "new core fails its health gate".into(),
+        4,
+        vec![],
+        &mut seen,
+    );
     let _ = std::fs::remove_file(s.control_dir().join("fail-next-start"));
 
     let immutable = |on: bool| {
@@ -241,7 +338,13 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     };
     immutable(true);
     let ro = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        case(&mut rows, "compose.env's directory read-only".into(), 3, vec![], &mut seen)
+        case(
+            &mut rows,
+            "compose.env's directory read-only".into(),
+            3,
+            vec![],
+            &mut seen,
+        )
     }));
     immutable(false);
     if let Err(p) = ro {
@@ -255,7 +358,9 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
         std::fs::write(&other_key, id.to_string().expose_secret()).unwrap();
     }
     let bad_cfg = s.dir.join("wrong-key.toml");
-    let cfg = std::fs::read_to_string(s.config()).unwrap().replace("age.key", "other.key");
+    let cfg = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("age.key", "other.key");
     std::fs::write(&bad_cfg, cfg).unwrap();
     let before = rt.block_on(agreed(&f.engine, s)).unwrap();
     let r = finish(
@@ -279,8 +384,14 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     rt.block_on(f.engine.stop(&s.mongo, 5)).unwrap();
     let r = tool(s, &["rotate"], &[]);
     rt.block_on(f.engine.start(&s.mongo)).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let after = rt.block_on(agreed(&f.engine, s)).expect("agreed after mongo restart");
+    let t0 = std::time::Instant::now();
+    let after = loop {
+        match rt.block_on(agreed(&f.engine, s)) {
+            Ok(v) => break v,
+            Err(e) if t0.elapsed() > Duration::from_secs(30) => panic!("after mongo restart: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert!(after.ct_eq(&before));
     rows.push(Row {
@@ -300,17 +411,41 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
         )],
     );
     assert_eq!(r.code, Some(5), "{}", r.text());
-    assert!(r.stderr.contains("runbooks/interrupted-run.md"), "{}", r.text());
+    assert!(
+        r.stderr.contains("runbooks/interrupted-run.md"),
+        "{}",
+        r.text()
+    );
     assert!(state_dir(s).join("journal/current.json").exists());
     let blocked = tool(s, &["rotate"], &[]);
-    assert_eq!(blocked.code, Some(3), "a pending journal blocks rotate: {}", blocked.text());
+    assert_eq!(
+        blocked.code,
+        Some(3),
+        "a pending journal blocks rotate: {}",
+        blocked.text()
+    );
     assert!(blocked.stderr.contains("resume"));
     let v = tool(s, &["verify"], &[]);
-    assert_eq!(v.code, Some(1), "verify reports the pending journal: {}", v.text());
+    assert_eq!(
+        v.code,
+        Some(1),
+        "verify reports the pending journal: {}",
+        v.text()
+    );
     let res = tool(s, &["resume"], &[]);
-    assert_eq!(res.code, Some(4), "resume completes the rollback: {}", res.text());
-    let after = rt.block_on(agreed(&f.engine, s)).expect("agreed after resume");
-    assert!(after.ct_eq(&before), "resume restored the old value everywhere");
+    assert_eq!(
+        res.code,
+        Some(4),
+        "resume completes the rollback: {}",
+        res.text()
+    );
+    let after = rt
+        .block_on(agreed(&f.engine, s))
+        .expect("agreed after resume");
+    assert!(
+        after.ct_eq(&before),
+        "resume restored the old value everywhere"
+    );
     rows.push(Row {
         fault: "undo of write-env fails, then resume".into(),
         expected: 5,
@@ -321,7 +456,10 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     println!("\nfault matrix (rotate --secret db-password):");
     println!("{:<48} {:>8} {:>28}  invariant", "fault", "expected", "got");
     for r in &rows {
-        println!("{:<48} {:>8} {:>28}  {}", r.fault, r.expected, r.got, r.invariant);
+        println!(
+            "{:<48} {:>8} {:>28}  {}",
+            r.fault, r.expected, r.got, r.invariant
+        );
     }
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     assert_no_leak(&refs, &state_dir(s));
@@ -349,21 +487,53 @@ fn sigkill_at_every_step_boundary_then_resume() {
         "after:commit".into(),
     ] {
         let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before");
-        let r = tool(s, &["rotate"], &[("FAILPOINTS", &format!("{point}=return(crash)"))]);
-        assert_eq!(r.signal, Some(9), "{point}: the process must die by SIGKILL: {}", r.text());
-        assert!(state_dir(s).join("journal/current.json").exists(), "{point}: journal kept");
+        let r = tool(
+            s,
+            &["rotate"],
+            &[("FAILPOINTS", &format!("{point}=return(crash)"))],
+        );
+        assert_eq!(
+            r.signal,
+            Some(9),
+            "{point}: the process must die by SIGKILL: {}",
+            r.text()
+        );
+        assert!(
+            state_dir(s).join("journal/current.json").exists(),
+            "{point}: journal kept"
+        );
         let res = tool(s, &["resume"], &[]);
-        assert!(matches!(res.code, Some(0) | Some(4)), "{point}: {}", res.text());
-        let after = rt.block_on(agreed(&f.engine, s)).unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
-        let which = if after.ct_eq(&before) { "all old" } else { "all new" };
+        assert!(
+            matches!(res.code, Some(0) | Some(4)),
+            "{point}: {}",
+            res.text()
+        );
+        let after = rt
+            .block_on(agreed(&f.engine, s))
+            .unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
+        let which = if after.ct_eq(&before) {
+            "all old"
+        } else {
+            "all new"
+        };
         // Before change-db nothing happened: roll back. After it Mongo holds NEW: roll forward.
         let forward = !matches!(point.as_str(), "after:stage" | "after:snapshot");
         assert_eq!(which == "all new", forward, "{point}: {}", res.text());
-        assert_eq!(res.code, Some(if forward { 0 } else { 4 }), "{point}: {}", res.text());
+        assert_eq!(
+            res.code,
+            Some(if forward { 0 } else { 4 }),
+            "{point}: {}",
+            res.text()
+        );
         println!("{point:<44} -> resume exit {:?}, {which}", res.code);
         seen.push(after);
         let again = tool(s, &["resume"], &[]);
-        assert_eq!(again.code, Some(0), "resume is idempotent: {}", again.text());
+        assert_eq!(
+            again.code,
+            Some(0),
+            "resume is idempotent: {}",
+            again.text()
+        );
     }
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     assert_no_leak(&refs, &state_dir(s));
@@ -389,7 +559,10 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
     let lock = state_dir(s).join("lock");
     let t0 = std::time::Instant::now();
     while !komodo_rotate::txn::lock::RunLock::is_held(&lock).unwrap_or(false) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "first run never took the lock");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "first run never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = tool(s, &["rotate"], &[]);

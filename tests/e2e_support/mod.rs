@@ -28,7 +28,10 @@ pub struct Run {
 
 impl Run {
     pub fn text(&self) -> String {
-        format!("exit {:?} signal {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.signal, self.stdout, self.stderr)
+        format!(
+            "exit {:?} signal {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.signal, self.stdout, self.stderr
+        )
     }
 }
 
@@ -74,7 +77,11 @@ pub async fn planes(engine: &Engine, stack: &Stack) -> Planes {
         .unwrap()
         .get(PW_KEY)
         .unwrap();
-    let target = Target::new(&format!("mongodb://127.0.0.1:{}", stack.mongo_port), "admin").unwrap();
+    let target = Target::new(
+        &format!("mongodb://127.0.0.1:{}", stack.mongo_port),
+        "admin",
+    )
+    .unwrap();
     let mongo_accepts_env = login_works(&target, &env).await == LoginOutcome::Accepted;
     let core = ContainerInfo::load(engine, &stack.core)
         .await
@@ -106,7 +113,10 @@ pub async fn agreed(engine: &Engine, stack: &Stack) -> Result<Secret, String> {
     if !p.periphery.as_ref().is_some_and(|c| c.ct_eq(&p.env)) {
         split.push("periphery's env differs from compose.env (or periphery is missing)");
     }
-    for leftover in [format!("{}-next", stack.core), format!("{}-prev", stack.core)] {
+    for leftover in [
+        format!("{}-next", stack.core),
+        format!("{}-prev", stack.core),
+    ] {
         if ContainerInfo::load(engine, &leftover).await.is_ok() {
             split.push("a -next/-prev container is left over");
         }
@@ -122,7 +132,13 @@ pub async fn agreed(engine: &Engine, stack: &Stack) -> Result<Secret, String> {
 pub fn sops_value(stack: &Stack) -> Option<Secret> {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("sops")
-        .args(["decrypt", "--input-type", "dotenv", "--output-type", "dotenv"])
+        .args([
+            "decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
         .arg(stack.compose_env())
         .env("SOPS_AGE_KEY_FILE", stack.age_key())
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
@@ -134,8 +150,10 @@ pub fn sops_value(stack: &Stack) -> Option<Secret> {
         return None;
     }
     let text = String::from_utf8(out.stdout).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{PW_KEY}=")).map(|v| Secret::new(v.to_string())))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{PW_KEY}="))
+            .map(|v| Secret::new(v.to_string()))
+    })
 }
 
 /// pymongo's verdict on `pw` (0 logs in, 1 rejected).
@@ -153,8 +171,15 @@ pub fn pymongo_login(stack: &Stack, pw: &Secret) -> i32 {
 
 /// The external tools the product tests cross-check with; under CI=true they must be there.
 pub fn require_tools(test: &str) -> bool {
-    let sops = Command::new("sops").arg("--version").arg("--disable-version-check").output().is_ok_and(|o| o.status.success());
-    let pymongo = Command::new("python3").args(["-c", "import pymongo"]).status().is_ok_and(|s| s.success());
+    let sops = Command::new("sops")
+        .arg("--version")
+        .arg("--disable-version-check")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let pymongo = Command::new("python3")
+        .args(["-c", "import pymongo"])
+        .status()
+        .is_ok_and(|s| s.success());
     if sops && pymongo {
         return true;
     }

@@ -197,6 +197,15 @@ struct Service<'a> {
     init: bool,
 }
 
+/// A port free on 127.0.0.1 right now (the kernel picks it; the window before the engine binds
+/// it is a few milliseconds).
+fn free_loopback_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
+}
+
 async fn create_service(
     engine: &Engine,
     network: &str,
@@ -204,15 +213,19 @@ async fn create_service(
     s: Service<'_>,
 ) -> Result<String, String> {
     let name = container_name(s.project, s.service);
-    let port_bindings = s.publish.map(|p| {
-        HashMap::from([(
+    // A fixed host port, as a real compose file has (`9120:9120`): an ephemeral one would move
+    // on every restart and every recreate, so the config's Mongo URI and any client of core's
+    // port would go stale.
+    let port_bindings = match s.publish {
+        Some(p) => Some(HashMap::from([(
             p.to_string(),
             Some(vec![PortBinding {
                 host_ip: Some("127.0.0.1".into()),
-                host_port: Some(String::new()),
+                host_port: Some(free_loopback_port()?.to_string()),
             }]),
-        )])
-    });
+        )])),
+        None => None,
+    };
     let body = ContainerCreateBody {
         image: Some(s.image.to_string()),
         env: Some(s.env),
