@@ -5,10 +5,10 @@
 #[path = "common/sops_oracle.rs"]
 mod sops_oracle;
 
-use sops_oracle::{ours, required, Oracle};
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{encrypt_new, Identities, SopsFile};
 use secrecy::ExposeSecret;
+use sops_oracle::{ours, required, Oracle};
 use std::ffi::OsStr;
 use std::path::Path;
 
@@ -97,20 +97,32 @@ fn check_our_edits_stay_sops_compatible(o: &Oracle, enc: &[u8], what: &str) {
         .with_values(&k, &[("KOMODO_DB_PASSWORD", &new), ("ADDED_KEY", &new)])
         .unwrap();
     let p = o.write("edited.env", &edited);
-    let theirs = o.decrypt(&p).unwrap_or_else(|e| panic!("{what}: sops refuses our set: {e:?}"));
+    let theirs = o
+        .decrypt(&p)
+        .unwrap_or_else(|e| panic!("{what}: sops refuses our set: {e:?}"));
     assert_eq!(theirs, our_decrypt(&edited, &k).unwrap(), "{what}");
-    assert!(String::from_utf8_lossy(&theirs).contains("KOMODO_DB_PASSWORD=N3w-Secret-Value-0123456789\n"));
+    assert!(String::from_utf8_lossy(&theirs)
+        .contains("KOMODO_DB_PASSWORD=N3w-Secret-Value-0123456789\n"));
     o.set(&p, "KOMODO_DB_USERNAME", "root")
         .unwrap_or_else(|e| panic!("{what}: sops set on our output: {e:?}"));
     let after = std::fs::read(&p).unwrap();
     let mine = our_decrypt(&after, &k).unwrap();
-    assert!(String::from_utf8_lossy(&mine).contains("KOMODO_DB_USERNAME=root\n"), "{what}");
+    assert!(
+        String::from_utf8_lossy(&mine).contains("KOMODO_DB_USERNAME=root\n"),
+        "{what}"
+    );
 
-    let rotated = SopsFile::parse(after, "f.env").unwrap().rotate_data_key(&k).unwrap();
+    let rotated = SopsFile::parse(after, "f.env")
+        .unwrap()
+        .rotate_data_key(&k)
+        .unwrap();
     let p2 = o.write("rotated.env", &rotated);
-    let theirs = o.decrypt(&p2).unwrap_or_else(|e| panic!("{what}: sops refuses our rotation: {e:?}"));
+    let theirs = o
+        .decrypt(&p2)
+        .unwrap_or_else(|e| panic!("{what}: sops refuses our rotation: {e:?}"));
     assert_eq!(theirs, mine, "{what}: rotation changed the plaintext");
-    o.set(&p2, "DUP", "third").unwrap_or_else(|e| panic!("{what}: sops set after rotation: {e:?}"));
+    o.set(&p2, "DUP", "third")
+        .unwrap_or_else(|e| panic!("{what}: sops set after rotation: {e:?}"));
     our_decrypt(&std::fs::read(&p2).unwrap(), &k).unwrap();
 }
 
@@ -122,11 +134,17 @@ fn our_encrypt_is_read_by_sops() {
     let p = o.write("ours.env", &enc);
     let theirs = o.decrypt(&p).expect("sops decrypts our encrypt");
     // sops drops blank lines; everything else comes back as written.
-    let want: String = EDGE.lines().filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect();
+    let want: String = EDGE
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(String::from_utf8_lossy(&theirs), want);
     o.set(&p, "EMPTY", "now set").unwrap();
-    assert!(String::from_utf8_lossy(&our_decrypt(&std::fs::read(&p).unwrap(), &ids(&o)).unwrap())
-        .contains("EMPTY=now set\n"));
+    assert!(
+        String::from_utf8_lossy(&our_decrypt(&std::fs::read(&p).unwrap(), &ids(&o)).unwrap())
+            .contains("EMPTY=now set\n")
+    );
 }
 
 #[test]
@@ -134,7 +152,10 @@ fn ssh_ed25519_recipient_works_both_ways() {
     let Some(o) = Oracle::get() else { return };
     let keygen = Path::new("/usr/bin/ssh-keygen");
     if !keygen.exists() {
-        required("ssh-keygen", "generates the ssh-ed25519 test identity (apt-get install openssh-client)");
+        required(
+            "ssh-keygen",
+            "generates the ssh-ed25519 test identity (apt-get install openssh-client)",
+        );
         return;
     }
     let key = o.path("id_ed25519");
@@ -150,14 +171,24 @@ fn ssh_ed25519_recipient_works_both_ways() {
     let ssh_ids = Identities::from_ssh_key_file(&key).unwrap();
     assert_eq!(our_decrypt(&enc, &ssh_ids).unwrap(), b"A=1\nB=two\n");
     // Rotating re-wraps to the ssh recipient; sops opens it with the same ssh key.
-    let rotated = SopsFile::parse(enc, "ssh.env").unwrap().rotate_data_key(&ssh_ids).unwrap();
+    let rotated = SopsFile::parse(enc, "ssh.env")
+        .unwrap()
+        .rotate_data_key(&ssh_ids)
+        .unwrap();
     let p = o.write("ssh-rotated.env", &rotated);
     let out = o.run_env(
         [OsStr::new("decrypt"), p.as_os_str()],
         None,
-        &[("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.as_os_str()), ("SOPS_AGE_KEY_FILE", OsStr::new("/nonexistent"))],
+        &[
+            ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.as_os_str()),
+            ("SOPS_AGE_KEY_FILE", OsStr::new("/nonexistent")),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"A=1\nB=two\n");
     // Our encrypt to an ssh recipient, read by sops.
     let ours_enc = encrypt_new(b"C=3\n", &[public.to_string()]).unwrap();
@@ -165,9 +196,16 @@ fn ssh_ed25519_recipient_works_both_ways() {
     let out = o.run_env(
         [OsStr::new("decrypt"), p.as_os_str()],
         None,
-        &[("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.as_os_str()), ("SOPS_AGE_KEY_FILE", OsStr::new("/nonexistent"))],
+        &[
+            ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.as_os_str()),
+            ("SOPS_AGE_KEY_FILE", OsStr::new("/nonexistent")),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"C=3\n");
 }
 
@@ -185,7 +223,11 @@ fn key_groups_are_refused_clearly() {
     );
     let p = o.write("groups.env", b"A=1\n");
     let out = o.run([OsStr::new("encrypt"), p.as_os_str()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let e = SopsFile::parse(out.stdout, "groups.env").unwrap_err();
     assert!(
         e.to_string().contains("key groups") || e.to_string().contains("Shamir"),
@@ -198,11 +240,16 @@ fn key_groups_are_refused_clearly() {
 fn tampering_is_refused_where_sops_refuses() {
     let Some(o) = Oracle::get() else { return };
     let plain = "KOMODO_DB_USERNAME=admin\nKOMODO_DB_PASSWORD=admin\nKOMODO_PASSKEY=a_random_passkey\n# comment\nEMPTY=\nTZ_unencrypted=Etc/UTC\n";
-    let enc = String::from_utf8(o.encrypt("c.env", plain.as_bytes(), &["--age", &o.age_public])).unwrap();
+    let enc =
+        String::from_utf8(o.encrypt("c.env", plain.as_bytes(), &["--age", &o.age_public])).unwrap();
     let lines: Vec<String> = enc.lines().map(str::to_string).collect();
     let join = |l: &[String]| l.join("\n") + "\n";
     let find = |p: &str| lines.iter().position(|l| l.starts_with(p)).unwrap();
-    let (user, pass, key) = (find("KOMODO_DB_USERNAME="), find("KOMODO_DB_PASSWORD="), find("KOMODO_PASSKEY="));
+    let (user, pass, key) = (
+        find("KOMODO_DB_USERNAME="),
+        find("KOMODO_DB_PASSWORD="),
+        find("KOMODO_PASSKEY="),
+    );
     let value_of = |i: usize| lines[i].split_once('=').unwrap().1.to_string();
 
     let mut cases: Vec<(&str, String)> = Vec::new();
@@ -213,16 +260,31 @@ fn tampering_is_refused_where_sops_refuses() {
     let mut l = lines.clone();
     l.remove(key);
     cases.push(("dropped line", join(&l)));
-    cases.push(("clear value edited", enc.replace("TZ_unencrypted=Etc/UTC", "TZ_unencrypted=Europe/Paris")));
-    cases.push(("key renamed", enc.replace("KOMODO_PASSKEY=", "KOMODO_PASSKEY2=")));
+    cases.push((
+        "clear value edited",
+        enc.replace("TZ_unencrypted=Etc/UTC", "TZ_unencrypted=Europe/Paris"),
+    ));
+    cases.push((
+        "key renamed",
+        enc.replace("KOMODO_PASSKEY=", "KOMODO_PASSKEY2="),
+    ));
     let mut l = lines.clone();
     l[user] = format!("KOMODO_DB_USERNAME={}", value_of(pass));
     cases.push(("ciphertext moved", join(&l)));
     cases.push((
         "no version",
-        join(&lines.iter().filter(|x| !x.starts_with("sops_version=")).cloned().collect::<Vec<_>>()),
+        join(
+            &lines
+                .iter()
+                .filter(|x| !x.starts_with("sops_version="))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
     ));
-    cases.push(("garbage version", enc.replace("sops_version=3.11.0", "sops_version=garbage")));
+    cases.push((
+        "garbage version",
+        enc.replace("sops_version=3.11.0", "sops_version=garbage"),
+    ));
     cases.push(("crlf", enc.replace('\n', "\r\n")));
     let mut l = lines.clone();
     let v = value_of(pass);
@@ -237,13 +299,25 @@ fn tampering_is_refused_where_sops_refuses() {
     l[lm] = l[lm].replacen('Z', "+00:00", 1);
     cases.push(("+00:00 lastmodified", join(&l)));
     let mut l = lines.clone();
-    l[lm] = l[lm].replacen(":0", ":1", 1);
+    l[lm] = l[lm].replacen("=20", "=19", 1);
     cases.push(("lastmodified changed", join(&l)));
     cases.push((
         "suffix rule removed",
-        join(&lines.iter().filter(|x| !x.starts_with("sops_unencrypted_suffix=")).cloned().collect::<Vec<_>>()),
+        join(
+            &lines
+                .iter()
+                .filter(|x| !x.starts_with("sops_unencrypted_suffix="))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
     ));
-    cases.push(("suffix rule changed", enc.replace("sops_unencrypted_suffix=_unencrypted", "sops_unencrypted_suffix=_PLAIN")));
+    cases.push((
+        "suffix rule changed",
+        enc.replace(
+            "sops_unencrypted_suffix=_unencrypted",
+            "sops_unencrypted_suffix=_PLAIN",
+        ),
+    ));
     let comment = lines.iter().position(|x| x.starts_with("#ENC[")).unwrap();
     let mut l = lines.clone();
     l.remove(comment);
@@ -251,12 +325,25 @@ fn tampering_is_refused_where_sops_refuses() {
     let mut l = lines.clone();
     l[comment] = "# a plain comment".into();
     cases.push(("comment replaced by plain one", join(&l)));
-    let (data, meta): (Vec<String>, Vec<String>) = lines.iter().cloned().partition(|x| !x.starts_with("sops_"));
-    cases.push(("metadata first", join(&[meta.clone(), data.clone()].concat())));
-    cases.push(("blank lines, no final newline", format!("\n\n{}", lines.join("\n\n"))));
+    let (data, meta): (Vec<String>, Vec<String>) =
+        lines.iter().cloned().partition(|x| !x.starts_with("sops_"));
+    cases.push((
+        "metadata first",
+        join(&[meta.clone(), data.clone()].concat()),
+    ));
+    cases.push((
+        "blank lines, no final newline",
+        format!("\n\n{}", lines.join("\n\n")),
+    ));
     cases.push((
         "recipient line removed",
-        join(&lines.iter().filter(|x| !x.starts_with("sops_age__list_0__map_recipient=")).cloned().collect::<Vec<_>>()),
+        join(
+            &lines
+                .iter()
+                .filter(|x| !x.starts_with("sops_age__list_0__map_recipient="))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
     ));
     let mut l = lines.clone();
     let mac = find("sops_mac=");
@@ -292,7 +379,11 @@ fn tampering_is_refused_where_sops_refuses() {
                 Err(e) => format!("refused ({e})"),
             }
         ));
-        assert_eq!(theirs.is_ok(), mine.is_ok(), "{name}: sops {theirs:?} vs ours {mine:?}");
+        assert_eq!(
+            theirs.is_ok(),
+            mine.is_ok(),
+            "{name}: sops {theirs:?} vs ours {mine:?}"
+        );
     }
     eprintln!("{}", report.join("\n"));
 }
@@ -325,21 +416,32 @@ fn twelve_byte_iv_files_are_healed_by_our_set() {
         b64.encode(tag)
     );
     let text = String::from_utf8(enc).unwrap();
-    let a_line = text.lines().find(|l| l.starts_with("A=")).unwrap().to_string();
+    let a_line = text
+        .lines()
+        .find(|l| l.starts_with("A="))
+        .unwrap()
+        .to_string();
     let trap = text.replace(&a_line, &twelve);
     let p = o.write("trap.env", trap.as_bytes());
     assert!(o.decrypt(&p).is_ok(), "sops decrypts a 12-byte IV");
-    let d = SopsFile::parse(trap.clone().into_bytes(), "trap.env").unwrap().decrypt(&k).unwrap();
+    let d = SopsFile::parse(trap.clone().into_bytes(), "trap.env")
+        .unwrap()
+        .decrypt(&k)
+        .unwrap();
     assert_eq!(d.foreign_iv_count(), 1);
     let e = o.set(&p, "B", "gamma").unwrap_err();
-    assert!(e.1.contains("nonce") || e.0 != 0, "expected sops set to fail on a 12-byte IV: {e:?}");
+    assert!(
+        e.1.contains("nonce") || e.0 != 0,
+        "expected sops set to fail on a 12-byte IV: {e:?}"
+    );
     // Ours: set B, and A gets a 32-byte IV on the way.
     let healed = SopsFile::parse(trap.into_bytes(), "trap.env")
         .unwrap()
         .with_values(&k, &[("B", &Secret::new("gamma".into()))])
         .unwrap();
     let p = o.write("healed.env", &healed);
-    o.set(&p, "B", "delta").expect("sops set works after our set");
+    o.set(&p, "B", "delta")
+        .expect("sops set works after our set");
     assert_eq!(o.decrypt(&p).unwrap(), b"A=alpha\nB=delta\n");
     drop(f);
 }
@@ -348,11 +450,16 @@ fn twelve_byte_iv_files_are_healed_by_our_set() {
 /// a rotation would change it, so decrypt the envelope with the age crate directly.
 fn data_key_via_rotation_free_path(o: &Oracle, enc: &[u8]) -> Vec<u8> {
     let text = String::from_utf8(enc.to_vec()).unwrap();
-    let line = text.lines().find(|l| l.starts_with("sops_age__list_0__map_enc=")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sops_age__list_0__map_enc="))
+        .unwrap();
     let armored = line.split_once('=').unwrap().1.replace("\\n", "\n");
     let id: age::x25519::Identity = o.age_secret.parse().unwrap();
     let d = age::Decryptor::new(age::armor::ArmoredReader::new(armored.as_bytes())).unwrap();
-    let mut r = d.decrypt(std::iter::once(&id as &dyn age::Identity)).unwrap();
+    let mut r = d
+        .decrypt(std::iter::once(&id as &dyn age::Identity))
+        .unwrap();
     let mut key = Vec::new();
     std::io::Read::read_to_end(&mut r, &mut key).unwrap();
     assert_eq!(key.len(), 32);
@@ -369,43 +476,103 @@ fn cli_round_trip_with_sops() {
     let key_env = [("SOPS_AGE_KEY_FILE", o.key_file.as_os_str())];
     let age_arg = format!("--age={}", o.age_public);
     let out = ours(
-        &[OsStr::new("sops"), OsStr::new("encrypt"), OsStr::new(&age_arg), OsStr::new("--in-place"), plain.as_os_str()],
+        &[
+            OsStr::new("sops"),
+            OsStr::new("encrypt"),
+            OsStr::new(&age_arg),
+            OsStr::new("--in-place"),
+            plain.as_os_str(),
+        ],
         None,
         &[],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = plain;
     let out = ours(
-        &[OsStr::new("sops"), OsStr::new("set"), file.as_os_str(), OsStr::new("PASSWORD")],
+        &[
+            OsStr::new("sops"),
+            OsStr::new("set"),
+            file.as_os_str(),
+            OsStr::new("PASSWORD"),
+        ],
         Some(format!("{secret}\n").as_bytes()),
         &key_env,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for stream in [&out.stdout, &out.stderr] {
         assert!(!String::from_utf8_lossy(stream).contains(secret));
     }
-    assert_eq!(o.decrypt(&file).unwrap(), format!("USER=admin\nPASSWORD={secret}\n").as_bytes());
+    assert_eq!(
+        o.decrypt(&file).unwrap(),
+        format!("USER=admin\nPASSWORD={secret}\n").as_bytes()
+    );
 
-    let out = ours(&[OsStr::new("sops"), OsStr::new("check"), file.as_os_str()], None, &key_env);
+    let out = ours(
+        &[OsStr::new("sops"), OsStr::new("check"), file.as_os_str()],
+        None,
+        &key_env,
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("MAC ok") && text.contains("encrypted PASSWORD"), "{text}");
+    assert!(
+        text.contains("MAC ok") && text.contains("encrypted PASSWORD"),
+        "{text}"
+    );
     assert!(!text.contains(secret) && !text.contains("admin"), "{text}");
 
-    let out = ours(&[OsStr::new("sops"), OsStr::new("rotate-data-key"), file.as_os_str()], None, &key_env);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = ours(&[OsStr::new("sops"), OsStr::new("decrypt"), file.as_os_str()], None, &key_env);
+    let out = ours(
+        &[
+            OsStr::new("sops"),
+            OsStr::new("rotate-data-key"),
+            file.as_os_str(),
+        ],
+        None,
+        &key_env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ours(
+        &[OsStr::new("sops"), OsStr::new("decrypt"), file.as_os_str()],
+        None,
+        &key_env,
+    );
     assert_eq!(out.stdout, o.decrypt(&file).unwrap());
 
     // Refusals: tampered file → exit 3 and one line; no identity → exit 2.
-    let text = std::fs::read_to_string(&file).unwrap().replace("USER=", "USR=");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("USER=", "USR=");
     let bad = o.write("bad.env", text.as_bytes());
-    let out = ours(&[OsStr::new("sops"), OsStr::new("decrypt"), bad.as_os_str()], None, &key_env);
+    let out = ours(
+        &[OsStr::new("sops"), OsStr::new("decrypt"), bad.as_os_str()],
+        None,
+        &key_env,
+    );
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("bad.env") && !err.contains(secret), "{err}");
     assert!(out.stdout.is_empty());
-    let out = ours(&[OsStr::new("sops"), OsStr::new("decrypt"), file.as_os_str()], None, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ours(
+        &[OsStr::new("sops"), OsStr::new("decrypt"), file.as_os_str()],
+        None,
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

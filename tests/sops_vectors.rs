@@ -389,7 +389,7 @@ fn encrypt_new_round_trips_and_writes_sops_metadata_order() {
     let sk = secrecy::ExposeSecret::expose_secret(&id.to_string()).to_string();
     let pk = id.to_public().to_string();
     let plain = b"# a comment\nA=1\n\nB=\n C = spaced \nTZ_unencrypted=UTC\nM=x\\ny\n#\n";
-    let out = komodo_rotate::sops::encrypt_new(plain, &[pk.clone()]).unwrap();
+    let out = komodo_rotate::sops::encrypt_new(plain, std::slice::from_ref(&pk)).unwrap();
     let text = String::from_utf8(out.clone()).unwrap();
     let keys: Vec<_> = text
         .lines()

