@@ -169,6 +169,12 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
         return;
     };
     let s = &f.stack;
+    // The tests share one target dir: a concurrent build without the feature replaces the binary.
+    let bin = std::fs::read(BIN).unwrap();
+    assert!(
+        bin.windows(10).any(|w| w == b"FAILPOINTS"),
+        "{BIN} was built without --features failpoints (a concurrent cargo build replaced it)"
+    );
     let mut seen: Vec<Secret> = vec![s.env_password.clone(), s.passkey.clone()];
     let hook = Listener::start(200);
     set_alert(
@@ -429,6 +435,12 @@ fn drift_alert_crash_loop_rescue_and_the_last_resort() {
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert!(r.stderr.contains("no-password-survives.md"), "{}", r.text());
 
+    // `docker start` publishes mongo on a new host port: use the default discovery (the port from
+    // docker inspect, as on a real install) instead of the rehearsal's pinned URI.
+    let cfg = std::fs::read_to_string(s.config()).unwrap();
+    let pinned = format!("uri = \"mongodb://127.0.0.1:{}\"", s.mongo_port);
+    assert!(cfg.contains(&pinned), "{cfg}");
+    std::fs::write(s.config(), cfg.replace(&pinned, "uri = \"\"")).unwrap();
     let recovery = format!("{}-recovery", s.mongo);
     let _rm = RemoveOnDrop(recovery.clone());
     let runs = run_runbook(
@@ -441,6 +453,16 @@ fn drift_alert_crash_loop_rescue_and_the_last_resort() {
         "{}",
         runs[2].text()
     );
+    let port = rt
+        .block_on(komodo_rotate::docker::ContainerInfo::load(
+            &f.engine, &s.mongo,
+        ))
+        .unwrap()
+        .loopback_port("27017/tcp")
+        .expect("mongo published again");
+    let mut f = f;
+    f.stack.mongo_port = port;
+    let s = &f.stack;
     let v = rt
         .block_on(agreed(&f.engine, s))
         .expect("planes agree after the last resort");
