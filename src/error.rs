@@ -51,6 +51,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config { .. } => exit::USAGE,
             Error::Sops(e) if e.is_usage() => exit::USAGE,
+            Error::Mongo(e) if e.is_usage() => exit::USAGE,
             Error::Sops(_)
             | Error::Mongo(_)
             | Error::Docker(_)

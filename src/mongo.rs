@@ -47,6 +47,13 @@ pub enum MongoError {
     },
 }
 
+impl MongoError {
+    /// A malformed `[mongo] uri` is a configuration error (exit 2), not a failed precondition.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, MongoError::InvalidTarget(_))
+    }
+}
+
 /// Where and as whom to log in. The URI carries hosts and options, never credentials.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -56,6 +56,10 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
             .await?;
     }
     crate::fsutil::check_dir_writable(&cfg.compose_env)?;
+    // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
+    // key, a rule it cannot honour) fails here, before Mongo is touched.
+    env.file
+        .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
 
     let mut steps = vec![Step::Snapshot, Step::ChangeDb, Step::WriteEnv];
     steps.extend(holders.iter().map(|c| Step::Recreate {
