@@ -258,10 +258,13 @@ pub fn runbook(name: &str) -> Vec<Block> {
     )
 }
 
+/// Each request received: its head (request line and headers) and its body.
+pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A webhook receiver on 127.0.0.1: records every request's head and body, answers `status`.
 pub struct Listener {
     pub port: u16,
-    pub got: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub got: Received,
 }
 
 impl Listener {
