@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
-use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
+use crate::planes::{DbPasswordKeys, DockerPlane, EnvPlane, Loaded};
 use crate::secret::Secret;
 use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
@@ -52,18 +52,15 @@ struct Candidate {
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
     let _lock = RunLock::acquire(&cfg.lock_path())?;
     execute::refuse_if_pending(cfg)?;
-    let env = EnvPlane::load(cfg)?;
-    let dk = DockerPlane::load(cfg).await?;
-    let keys = DbPasswordKeys::detect(&env, &dk)?;
-    let user = keys.user(cfg, &env)?;
-    let target = mongo_target(cfg, &dk.mongo, &user)?;
+    let Loaded {
+        env,
+        dk,
+        keys,
+        user,
+        target,
+        holders: all_holders,
+    } = Loaded::load(cfg).await?;
     let desired = keys.env_password(&env)?;
-
-    let all_holders: Vec<String> = dk
-        .dependants()
-        .filter(|c| keys.containers.get(&c.name).is_some_and(|k| !k.is_empty()))
-        .map(|c| c.name.clone())
-        .collect();
     let (old, steps) = match login_works(&target, &desired).await {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value

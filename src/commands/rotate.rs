@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
-use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
+use crate::planes::Loaded;
 use crate::secret::Secret;
 use crate::txn::lock::RunLock;
 use crate::txn::{new_journal, RunContext, Step};
@@ -27,11 +27,14 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
     execute::refuse_if_pending(cfg)?;
 
     // Pre-flight: every check the run depends on, before anything changes.
-    let env = EnvPlane::load(cfg)?;
-    let dk = DockerPlane::load(cfg).await?;
-    let keys = DbPasswordKeys::detect(&env, &dk)?;
-    let user = keys.user(cfg, &env)?;
-    let target = mongo_target(cfg, &dk.mongo, &user)?;
+    let Loaded {
+        env,
+        dk,
+        keys,
+        user,
+        target,
+        holders,
+    } = Loaded::load(cfg).await?;
     let old = keys.env_password(&env)?;
     match login_works(&target, &old).await {
         LoginOutcome::Accepted => {}
@@ -45,11 +48,6 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
     }
-    let holders: Vec<String> = dk
-        .dependants()
-        .filter(|c| keys.containers.get(&c.name).is_some_and(|k| !k.is_empty()))
-        .map(|c| c.name.clone())
-        .collect();
     for name in &holders {
         // Checks leftovers and that the image is present locally; changes nothing.
         crate::docker::Recreate::prepare(&dk.engine, name, crate::docker::EnvPatch::new(), 0)

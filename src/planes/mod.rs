@@ -174,6 +174,41 @@ impl DbPasswordKeys {
     }
 }
 
+/// Everything a run needs from the three planes, loaded and cross-checked: the pre-flight's
+/// first half, shared by `rotate` and `rescue`.
+pub struct Loaded {
+    pub env: EnvPlane,
+    pub dk: DockerPlane,
+    pub keys: DbPasswordKeys,
+    pub user: String,
+    pub target: Target,
+    /// Core, then each periphery whose env holds the DB password.
+    pub holders: Vec<String>,
+}
+
+impl Loaded {
+    pub async fn load(cfg: &Config) -> Result<Loaded> {
+        let env = EnvPlane::load(cfg)?;
+        let dk = DockerPlane::load(cfg).await?;
+        let keys = DbPasswordKeys::detect(&env, &dk)?;
+        let user = keys.user(cfg, &env)?;
+        let target = mongo_target(cfg, &dk.mongo, &user)?;
+        let holders = dk
+            .dependants()
+            .filter(|c| keys.containers.get(&c.name).is_some_and(|k| !k.is_empty()))
+            .map(|c| c.name.clone())
+            .collect();
+        Ok(Loaded {
+            env,
+            dk,
+            keys,
+            user,
+            target,
+            holders,
+        })
+    }
+}
+
 /// Where Mongo answers: the configured URI, else the port the mongo container publishes on the
 /// host, else its address on its first network.
 pub fn mongo_target(cfg: &Config, mongo: &ContainerInfo, user: &str) -> Result<Target> {
