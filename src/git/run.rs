@@ -34,14 +34,16 @@ impl Output {
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
     }
-    /// The last non-empty stderr line: git puts the reason there ("fatal: ...").
+    /// The last non-empty stderr line: git puts the reason there ("fatal: ..."). Credentials
+    /// in a URL (`https://user:token@host`) are masked: the line ends up in errors and logs.
     pub fn reason(&self) -> String {
-        self.stderr
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty() && !l.starts_with("hint:"))
-            .unwrap_or("no message")
-            .to_string()
+        redact_urls(
+            self.stderr
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty() && !l.starts_with("hint:"))
+                .unwrap_or("no message"),
+        )
     }
 }
 
@@ -169,4 +171,68 @@ fn describe(args: &[&OsStr]) -> String {
         .take(2)
         .collect();
     format!("git {}", words.join(" "))
+}
+
+/// `scheme://user:secret@host` → `scheme://***@host`, everywhere in `s`.
+pub fn redact_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(rest.len());
+        match rest[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&rest[at..end]);
+            }
+            None => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        assert_eq!(
+            redact_urls("fatal: unable to access 'https://bot:ghp_SECRET@git.example/x.git/': 403"),
+            "fatal: unable to access 'https://***@git.example/x.git/': 403"
+        );
+        assert_eq!(
+            redact_urls("ssh://git@host:22/r and https://h/p"),
+            "ssh://***@host:22/r and https://h/p"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_killed_with_its_children() {
+        // `git -c alias...` runs a shell alias: sh and its sleep are in git's process group.
+        let d = std::env::temp_dir();
+        let t = Instant::now();
+        let e = git(
+            &d,
+            &[
+                OsStr::new("-c"),
+                OsStr::new("alias.hang=!sleep 30"),
+                OsStr::new("hang"),
+            ],
+            Opts {
+                timeout: Duration::from_millis(300),
+                read_only: true,
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, GitError::Timeout { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
 }
