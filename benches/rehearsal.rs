@@ -26,6 +26,7 @@ fn main() {
 }
 
 async fn run() {
+    git_steps();
     let engine = Engine::connect()
         .await
         .expect("a Docker engine (scripts/setup-test-env starts one)");
@@ -94,6 +95,83 @@ async fn run() {
         ms(d) / ms(f).max(1.0)
     );
     let _ = stack::down(&engine, project, Some(dir.path())).await;
+}
+
+/// What the git steps add to a rotation: `git-commit` (compose.env only, on top of HEAD) and
+/// `git-push` to a local bare repository, through the same library calls, medians of ROUNDS.
+/// Printed first, since it needs no Docker.
+fn git_steps() {
+    use komodo_rotate::git::{publish, Repo};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let origin = tmp.path().join("origin.git");
+    let host = tmp.path().join("host");
+    let g = |dir: &std::path::Path, args: &[&str]| {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    g(
+        tmp.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ],
+    );
+    g(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            host.to_str().unwrap(),
+        ],
+    );
+    g(&host, &["checkout", "-q", "-b", "main"]);
+    g(&host, &["config", "user.name", "bench"]);
+    g(&host, &["config", "user.email", "bench@example.invalid"]);
+    std::fs::write(host.join("compose.env"), "K=0\n").unwrap();
+    g(&host, &["add", "compose.env"]);
+    g(&host, &["commit", "-q", "-m", "seed"]);
+    g(&host, &["push", "-q", "-u", "origin", "main"]);
+    let repo = Repo::open(&host, Duration::from_secs(30)).expect("repo");
+    let (mut commit, mut push) = (Vec::new(), Vec::new());
+    for i in 0..ROUNDS * 3 {
+        std::fs::write(host.join("compose.env"), format!("K={}\n", i + 1)).unwrap();
+        let t = Instant::now();
+        repo.commit_file("compose.env", "bench rotate")
+            .expect("commit");
+        commit.push(t.elapsed());
+        let t = Instant::now();
+        publish::push_with_one_retry(&repo, "compose.env", "origin", "main").expect("push");
+        push.push(t.elapsed());
+    }
+    println!(
+        "git steps ({} rounds, medians; local bare repo)",
+        ROUNDS * 3
+    );
+    println!(
+        "  git-commit                     {:>8.1} ms",
+        ms(median(&commit))
+    );
+    println!(
+        "  git-push                       {:>8.1} ms",
+        ms(median(&push))
+    );
 }
 
 fn quiet(c: &mut Command) -> Option<i32> {

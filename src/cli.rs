@@ -45,6 +45,29 @@ pub enum Command {
     /// Talk to MongoDB directly.
     #[command(subcommand)]
     Mongo(MongoCommand),
+    /// The git checkout compose.env lives in.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Make a blocked fast-forward pull succeed safely: quarantine untracked files identical to
+    /// the incoming ones (nothing deleted), refuse differing ones and local changes, never touch
+    /// gitignored files, then `git merge --ff-only`.
+    Unblock(RepoUnblockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepoUnblockArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The work tree to unblock (default: the one holding compose_env).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Fetch and print the plan; move nothing, merge nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Where the age identity comes from; mirrors sops' own lookup order.

@@ -26,6 +26,8 @@ pub enum Error {
     Mongo(#[from] crate::mongo::MongoError),
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerError),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     #[error("{0}")]
     Precondition(String),
     #[error("{}: {source}", path.display())]
@@ -55,6 +57,7 @@ impl Error {
             Error::Sops(_)
             | Error::Mongo(_)
             | Error::Docker(_)
+            | Error::Git(_)
             | Error::Precondition(_)
             | Error::Io { .. } => exit::PRECONDITION,
             Error::RolledBack { .. } => exit::ROLLED_BACK,

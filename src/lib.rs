@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
+pub mod git;
 pub mod metrics;
 pub mod mongo;
 pub mod ops;

@@ -236,6 +236,68 @@ pub fn verify_file(cfg: &Config, matrix: &crate::report::Matrix, path: &Path) ->
     s
 }
 
+/// What verify learned about the git plane (src/commands/verify_git.rs), as numbers.
+#[derive(Debug, Clone, Default)]
+pub struct GitFacts {
+    /// compose.env in the work tree equals HEAD's.
+    pub env_committed: Option<bool>,
+    /// The last fetch of the upstream succeeded (0: the counts below are from an older fetch).
+    pub fetch_ok: Option<bool>,
+    pub ahead: Option<u32>,
+    pub behind: Option<u32>,
+    pub pull_blocked: Option<bool>,
+    pub untracked_collisions: Option<usize>,
+    /// Gitignored files a pull would overwrite or that sit inside a blocking directory.
+    pub ignored_at_risk: Option<usize>,
+}
+
+/// The git gauges of verify's file; a fact that could not be learned has no sample.
+pub fn git_gauges(f: &GitFacts) -> Vec<crate::report::Gauge> {
+    use crate::report::Gauge;
+    let b = |v: bool| f64::from(u8::from(v));
+    let candidates = [
+        (
+            "komodo_rotate_git_compose_env_committed",
+            "1 when compose.env in the host checkout equals the committed HEAD version.",
+            f.env_committed.map(b),
+        ),
+        (
+            "komodo_rotate_git_fetch_ok",
+            "1 when verify could fetch the upstream (0: offline, counts from the last fetch).",
+            f.fetch_ok.map(b),
+        ),
+        (
+            "komodo_rotate_git_ahead_commits",
+            "Commits of the host checkout's HEAD not on its upstream.",
+            f.ahead.map(f64::from),
+        ),
+        (
+            "komodo_rotate_git_behind_commits",
+            "Upstream commits the host checkout's HEAD does not have.",
+            f.behind.map(f64::from),
+        ),
+        (
+            "komodo_rotate_git_pull_blocked",
+            "1 when a fast-forward pull of the host checkout would fail.",
+            f.pull_blocked.map(b),
+        ),
+        (
+            "komodo_rotate_git_untracked_collisions",
+            "Untracked files in the way of incoming paths (they block the pull).",
+            f.untracked_collisions.map(|n| n as f64),
+        ),
+        (
+            "komodo_rotate_git_ignored_files_at_risk",
+            "Gitignored files a pull would overwrite or that live in a blocking directory.",
+            f.ignored_at_risk.map(|n| n as f64),
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(name, help, v)| v.map(|value| Gauge { name, help, value }))
+        .collect()
+}
+
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -274,6 +336,32 @@ mod tests {
         assert_eq!(last_rotation(&rs, "db-password"), Some(1_767_225_600));
         assert_eq!(last_rotation(&rs, "passkey"), None);
         assert_eq!(last_rotation(&rs[1..], "db-password"), None);
+    }
+
+    #[test]
+    fn git_gauges_only_for_known_facts() {
+        assert!(git_gauges(&GitFacts::default()).is_empty());
+        let g = git_gauges(&GitFacts {
+            behind: Some(3),
+            pull_blocked: Some(true),
+            untracked_collisions: Some(1),
+            ..Default::default()
+        });
+        let names: Vec<_> = g.iter().map(|g| (g.name, g.value)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("komodo_rotate_git_behind_commits", 3.0),
+                ("komodo_rotate_git_pull_blocked", 1.0),
+                ("komodo_rotate_git_untracked_collisions", 1.0),
+            ]
+        );
+        let m = crate::report::Matrix {
+            gauges: g,
+            ..Default::default()
+        };
+        let p = m.to_prometheus(1);
+        assert!(p.contains("# TYPE komodo_rotate_git_behind_commits gauge\nkomodo_rotate_git_behind_commits 3\n"), "{p}");
     }
 
     #[test]

@@ -36,9 +36,21 @@ pub struct Check {
     pub detail: String,
 }
 
+/// A number a check measured (e.g. commits behind upstream). Name and help are fixed strings
+/// of the code, so a gauge cannot carry a secret either.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gauge {
+    pub name: &'static str,
+    #[serde(skip)]
+    pub help: &'static str,
+    pub value: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Matrix {
     pub checks: Vec<Check>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gauges: Vec<Gauge>,
 }
 
 impl Matrix {
@@ -94,6 +106,8 @@ impl Matrix {
             verdict: &'a str,
             exit_code: i32,
             checks: &'a [Check],
+            #[serde(skip_serializing_if = "<[Gauge]>::is_empty")]
+            gauges: &'a [Gauge],
         }
         let code = self.exit_code();
         let verdict = match code {
@@ -105,6 +119,7 @@ impl Matrix {
             verdict,
             exit_code: code,
             checks: &self.checks,
+            gauges: &self.gauges,
         })
         .unwrap_or_default()
     }
@@ -136,6 +151,11 @@ impl Matrix {
         out.push_str("# HELP komodo_rotate_verify_timestamp_seconds When the last verify ran.\n");
         out.push_str("# TYPE komodo_rotate_verify_timestamp_seconds gauge\n");
         let _ = writeln!(out, "komodo_rotate_verify_timestamp_seconds {now_unix}");
+        for g in &self.gauges {
+            let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
+            let _ = writeln!(out, "# TYPE {} gauge", g.name);
+            let _ = writeln!(out, "{} {}", g.name, g.value);
+        }
         out
     }
 }

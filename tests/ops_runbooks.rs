@@ -12,13 +12,14 @@ use std::path::Path;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_komodo-rotate");
-const RUNBOOKS: [&str; 6] = [
+const RUNBOOKS: [&str; 7] = [
     "scheduled-rotation.md",
     "pre-rotation-check.md",
     "crash-loop-rescue.md",
     "interrupted-run.md",
     "lost-env.md",
     "no-password-survives.md",
+    "blocked-pull.md",
 ];
 
 fn root() -> &'static Path {
@@ -83,6 +84,7 @@ fn the_runbooks_the_tool_names_exist() {
     for p in [
         komodo_rotate::planes::execute::RUNBOOK_INTERRUPTED,
         komodo_rotate::commands::rescue::RUNBOOK_NO_PASSWORD,
+        komodo_rotate::commands::repo::RUNBOOK_BLOCKED_PULL,
     ] {
         assert!(
             root().join(p).is_file(),

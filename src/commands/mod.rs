@@ -7,12 +7,14 @@ use crate::Result;
 pub mod completions;
 pub mod mongo_check;
 pub mod mongo_recover;
+pub mod repo;
 pub mod rescue;
 pub mod resume;
 pub mod rotate;
 pub mod salvage_env;
 pub mod sops;
 pub mod verify;
+pub mod verify_git;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Man => completions::man(),
         Command::Sops(c) => sops::run(c),
         Command::Mongo(c) => mongo_check::run(c),
+        Command::Repo(c) => repo::run(c),
     }
 }
 

@@ -113,6 +113,7 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
         }
     }
 
+    super::verify_git::rows(cfg, &mut m);
     match Journal::load_pending(&cfg.journal_dir()) {
         Ok(None) => m.push("journal", Status::Ok, "no interrupted run"),
         Ok(Some(j)) => {

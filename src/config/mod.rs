@@ -28,6 +28,8 @@ pub struct Config {
     pub health: Health,
     #[serde(default)]
     pub alert: Alert,
+    #[serde(default)]
+    pub git: Git,
     /// Where the config came from; relative paths inside it are resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -99,6 +101,92 @@ pub struct Alert {
     /// Body shape: "json" (Slack + Discord fields), "slack", "discord" or "ntfy" (plain text).
     #[serde(default)]
     pub format: crate::alert::Format,
+}
+
+/// `[git]`: the repository compose.env is tracked in (see src/git/).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Git {
+    #[serde(default)]
+    pub mode: GitMode,
+    /// Empty: the remote of the checked-out branch's upstream.
+    #[serde(default)]
+    pub remote: String,
+    /// Empty: the upstream branch of the checked-out branch.
+    #[serde(default)]
+    pub branch: String,
+    /// `{secret}` and `{run_id}` are replaced; nothing else is (never a value).
+    #[serde(default = "default_commit_message")]
+    pub commit_message: String,
+    /// Deadline of every network call (fetch, push, ls-remote).
+    #[serde(default = "default_git_timeout", with = "duration::serde_str")]
+    pub network_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitMode {
+    /// push when the branch has an upstream, else commit; nothing when compose.env is untracked.
+    #[default]
+    Auto,
+    Off,
+    Commit,
+    Push,
+}
+
+impl GitMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitMode::Auto => "auto",
+            GitMode::Off => "off",
+            GitMode::Commit => "commit",
+            GitMode::Push => "push",
+        }
+    }
+}
+
+impl Default for Git {
+    fn default() -> Self {
+        Git {
+            mode: GitMode::Auto,
+            remote: String::new(),
+            branch: String::new(),
+            commit_message: default_commit_message(),
+            network_timeout: default_git_timeout(),
+        }
+    }
+}
+
+impl Git {
+    /// The commit message for a run; the template was checked at load.
+    pub fn message(&self, secret: &str, run_id: &str) -> String {
+        self.commit_message
+            .replace("{secret}", secret)
+            .replace("{run_id}", run_id)
+    }
+
+    fn check_template(&self) -> std::result::Result<(), String> {
+        let stripped = self
+            .commit_message
+            .replace("{secret}", "")
+            .replace("{run_id}", "");
+        if stripped.contains('{') || stripped.contains('}') {
+            return Err(
+                "git.commit_message: only {secret} and {run_id} may be used (never a value)".into(),
+            );
+        }
+        if self.commit_message.trim().is_empty() {
+            return Err("git.commit_message is empty".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_commit_message() -> String {
+    "komodo-rotate: rotate {secret} (run {run_id})".into()
+}
+fn default_git_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -206,6 +294,18 @@ impl Config {
                 msg: format!("compose_env {} does not exist", cfg.compose_env.display()),
             });
         }
+        if let Err(msg) = cfg.git.check_template() {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                msg,
+            });
+        }
+        if cfg.git.network_timeout.is_zero() {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                msg: "git.network_timeout must be more than 0s".into(),
+            });
+        }
         if cfg.health.stable_for > cfg.health.timeout {
             return Err(Error::Config {
                 path: path.to_path_buf(),
@@ -293,6 +393,41 @@ mod tests {
         let e = Config::load(Some(&p)).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::USAGE);
         assert!(e.to_string().contains("nope.env"));
+    }
+
+    #[test]
+    fn git_section_defaults_and_refusals() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::load(Some(&write(d.path(), "compose_env = \"compose.env\"\n"))).unwrap();
+        assert_eq!(cfg.git.mode, GitMode::Auto);
+        assert_eq!(cfg.git.network_timeout, Duration::from_secs(30));
+        assert_eq!(
+            cfg.git.message("db-password", "r1"),
+            "komodo-rotate: rotate db-password (run r1)"
+        );
+        let ok = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[git]\nmode = \"push\"\nremote = \"up\"\nnetwork_timeout = \"5s\"\n",
+        );
+        let cfg = Config::load(Some(&ok)).unwrap();
+        assert_eq!(cfg.git.mode, GitMode::Push);
+        assert_eq!(cfg.git.remote, "up");
+        for (body, needle) in [
+            ("[git]\nmode = \"always\"\n", "always"),
+            (
+                "[git]\ncommit_message = \"set {value}\"\n",
+                "commit_message",
+            ),
+            ("[git]\ncommit_message = \" \"\n", "commit_message"),
+            ("[git]\nnetwork_timeout = \"0s\"\n", "network_timeout"),
+            ("[git]\npush = true\n", "push"),
+        ] {
+            let p = write(d.path(), &format!("compose_env = \"compose.env\"\n{body}"));
+            let e = Config::load(Some(&p)).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::exit::USAGE, "{body}");
+            let e = e.to_string();
+            assert!(e.contains(needle) && !e.contains('\n'), "{body}: {e}");
+        }
     }
 
     #[test]
