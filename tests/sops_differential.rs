@@ -84,7 +84,8 @@ fn random_text(r: &mut Rng, max_pieces: usize) -> Vec<u8> {
     let n = r.below(max_pieces + 1);
     let mut v = Vec::new();
     for _ in 0..n {
-        v.extend_from_slice(r.pick(PIECES));
+        let p: &[u8] = *r.pick(PIECES);
+        v.extend_from_slice(p);
     }
     v
 }
