@@ -10,11 +10,21 @@ use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use regex::bytes::Regex;
 use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
+
+/// Go's `base64.StdEncoding`: padding required, and the unused bits of the last character
+/// ignored on decode (the crate refuses them by default). Encoding is canonical either way.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
 
 /// Length of every IV we write.
 pub(crate) const IV_LEN: usize = 32;
@@ -67,7 +77,17 @@ fn envelope_re() -> &'static Regex {
 
 pub(crate) fn parse_envelope(raw: &[u8]) -> Result<Envelope, CipherError> {
     let caps = envelope_re().captures(raw).ok_or(CipherError::Format)?;
-    let dec = |i: usize| B64.decode(&caps[i]).map_err(|_| CipherError::Encoding);
+    // Go's decoder also skips CR and LF inside the text (only a CR can reach here).
+    let dec = |i: usize| {
+        let text = &caps[i];
+        let r = if text.contains(&b'\r') {
+            let t: Vec<u8> = text.iter().copied().filter(|&b| b != b'\r').collect();
+            B64.decode(t)
+        } else {
+            B64.decode(text)
+        };
+        r.map_err(|_| CipherError::Encoding)
+    };
     let env = Envelope {
         data: dec(1)?,
         iv: dec(2)?,
@@ -185,6 +205,35 @@ mod tests {
         );
         let (p, ivlen, _) = decrypt(&KEY, raw.as_bytes(), b"K:").unwrap();
         assert_eq!((&p[..], ivlen), (&b"abc"[..], 12));
+    }
+
+    #[test]
+    fn base64_is_read_like_go_std_encoding() {
+        let s = encrypt(&KEY, b"Y", b"K:", "str").unwrap();
+        let env = parse_envelope(s.as_bytes()).unwrap();
+        // One data byte: `XX==`; bump the unused low bits of the second character.
+        let data = B64.encode(&env.data);
+        let mut bumped = data.clone().into_bytes();
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let i = ALPHABET.iter().position(|&a| a == bumped[1]).unwrap();
+        bumped[1] = ALPHABET[i ^ 1];
+        let bumped = String::from_utf8(bumped).unwrap();
+        assert_ne!(bumped, data);
+        let raw = s.replacen(&data, &bumped, 1);
+        let (p, _, _) = decrypt(&KEY, raw.as_bytes(), b"K:").unwrap();
+        assert_eq!(
+            &p[..],
+            b"Y",
+            "non-canonical padding bits are ignored, as in Go"
+        );
+        // Go also skips CR inside base64; missing padding is still refused.
+        let with_cr = s.replacen(",iv:", ",iv:\r", 1);
+        assert!(decrypt(&KEY, with_cr.as_bytes(), b"K:").is_ok());
+        let unpadded = s.replacen(&data, data.trim_end_matches('='), 1);
+        assert_eq!(
+            decrypt(&KEY, unpadded.as_bytes(), b"K:").unwrap_err(),
+            CipherError::Encoding
+        );
     }
 
     #[test]
