@@ -887,3 +887,87 @@ fn cr_bytes_and_crlf_files_behave_like_sops() {
         "{e}"
     );
 }
+
+/// Messages sops users recognise, exit codes kept: `set` is silent on success (as `sops set`)
+/// unless `--verbose`; a MAC mismatch, a file no identity opens and an unknown datatype are
+/// named in sops' words with the line, exit 3 (refused, nothing changed).
+#[test]
+fn sops_subcommands_speak_like_sops_and_keep_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let key = dir.path().join("key.txt");
+    std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let enc =
+        komodo_rotate::sops::encrypt_new(b"A=1\nB=2\n", &[id.to_public().to_string()]).unwrap();
+    let file = dir.path().join("compose.env");
+    std::fs::write(&file, &enc).unwrap();
+    let run = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut a: Vec<&std::ffi::OsStr> = vec!["sops".as_ref()];
+        a.extend(args.iter().map(|s| std::ffi::OsStr::new(*s)));
+        a.extend([std::ffi::OsStr::new("--age-key-file"), key.as_os_str()]);
+        sops_oracle::ours(&a, stdin, &[])
+    };
+    let f = file.to_str().unwrap();
+    let out = run(&["set", f, "A"], Some(b"hunter2\n"));
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "set is silent"
+    );
+    let out = run(&["set", "--verbose", f, "A"], Some(b"hunter3\n"));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("set A in") && !err.contains("hunter3"),
+        "{err}"
+    );
+
+    // MAC mismatch: a clear value appended by hand (it counts in the MAC).
+    let good = std::fs::read(&file).unwrap();
+    let tampered = [&b"C_unencrypted=x\n"[..], &good].concat();
+    std::fs::write(&file, &tampered).unwrap();
+    let out = run(&["decrypt", f], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("MAC mismatch") && err.contains("line "),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // Unknown datatype in sops_mac.
+    let text = String::from_utf8(good.clone()).unwrap();
+    let bad = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("sops_mac=") {
+                l.replace("type:str]", "type:xtr]")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&file, &bad).unwrap();
+    let out = run(&["check", f], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("Unknown datatype") && err.contains("sops_mac"),
+        "{err}"
+    );
+
+    // No identity opens it.
+    std::fs::write(&file, &good).unwrap();
+    let other = age::x25519::Identity::generate();
+    std::fs::write(&key, format!("{}\n", other.to_string().expose_secret())).unwrap();
+    let out = run(&["decrypt", f], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("Failed to get the data key required to decrypt the SOPS file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), good, "nothing changed");
+}
