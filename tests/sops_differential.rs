@@ -553,8 +553,17 @@ fn run_case(
     let dup = keys.iter().filter(|k| **k == key).count() > 1;
     let lossy_key = key.contains('\u{fffd}');
     let secret = Secret::new(value.clone());
-    match file.with_values(&ctx.ids, &[(key.as_str(), &secret)]) {
-        Ok(w) => {
+    match file.with_values_verified(&ctx.ids, &[(key.as_str(), &secret)]) {
+        Ok(edit) => {
+            let w = edit.bytes().to_vec();
+            // The in-memory verification must equal a full decryption of the new bytes.
+            let in_memory = edit.decrypted().plaintext_dotenv().expose_secret().to_vec();
+            if ours_decrypt(&w, &ctx.ids).as_deref() != Ok(in_memory.as_slice()) {
+                ctx.differ(
+                    &w,
+                    format!("set of {key:?}: in-memory verification differs from a full decrypt"),
+                );
+            }
             if dup {
                 ctx.differ(
                     &enc,

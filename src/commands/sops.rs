@@ -95,8 +95,8 @@ fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i
     }
     let value = Secret::from_utf8(std::mem::take(&mut *buf))
         .map_err(|_| crate::Error::Usage("the value on stdin is not UTF-8".into()))?;
-    let bytes = f.with_values(&ids, &[(key_name, &value)])?;
-    sops::write_verified(file, &bytes, &ids)?;
+    let edit = f.with_values_verified(&ids, &[(key_name, &value)])?;
+    sops::write_edit(file, edit)?;
     if verbose {
         eprintln!(
             "komodo-rotate: set {key_name} in {} (MAC verified)",

@@ -13,8 +13,6 @@ use aes_gcm::AesGcm;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use regex::bytes::Regex;
-use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Go's `base64.StdEncoding`: padding required, and the unused bits of the last character
@@ -65,21 +63,40 @@ pub(crate) struct Envelope {
     pub ty: String,
 }
 
-fn envelope_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // The exact pattern of aes/cipher.go, unanchored at the end like sops' (trailing bytes after
-    // `]` are ignored there too).
-    RE.get_or_init(|| {
-        Regex::new(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
-            .expect("static regex")
-    })
+/// The captures of aes/cipher.go's pattern
+/// `^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`, unanchored at the end like sops'
+/// (bytes after the `]` are ignored there too), matched by hand: Go's `.` takes any byte but LF
+/// (an invalid UTF-8 byte is one U+FFFD to it), and a backtracking regex here cost more than the
+/// AES of the file. Greedy groups: the rightmost separator that still lets the rest match wins,
+/// tried in the order a backtracking engine tries them.
+fn envelope_groups(raw: &[u8]) -> Option<[&[u8]; 4]> {
+    fn rest<'a>(s: &'a [u8], level: usize, out: &mut [&'a [u8]; 4]) -> bool {
+        const SEPS: [&[u8]; 3] = [b",iv:", b",tag:", b",type:"];
+        let sep: &[u8] = if level < 3 { SEPS[level] } else { b"]" };
+        let mut end = s.len();
+        while let Some(p) = s[..end].windows(sep.len()).rposition(|w| w == sep) {
+            if p == 0 {
+                return false; // each group holds at least one byte
+            }
+            out[level] = &s[..p];
+            if level == 3 || rest(&s[p + sep.len()..], level + 1, out) {
+                return true;
+            }
+            end = p + sep.len() - 1;
+        }
+        false
+    }
+    let body = raw.strip_prefix(b"ENC[AES256_GCM,data:")?;
+    let line = &body[..body.iter().position(|&b| b == b'\n').unwrap_or(body.len())];
+    let mut out: [&[u8]; 4] = [b""; 4];
+    rest(line, 0, &mut out).then_some(out)
 }
 
 pub(crate) fn parse_envelope(raw: &[u8]) -> Result<Envelope, CipherError> {
-    let caps = envelope_re().captures(raw).ok_or(CipherError::Format)?;
+    let caps = envelope_groups(raw).ok_or(CipherError::Format)?;
     // Go's decoder also skips CR and LF inside the text (only a CR can reach here).
     let dec = |i: usize| {
-        let text = &caps[i];
+        let text = caps[i - 1];
         let r = if text.contains(&b'\r') {
             let t: Vec<u8> = text.iter().copied().filter(|&b| b != b'\r').collect();
             B64.decode(t)
@@ -92,7 +109,7 @@ pub(crate) fn parse_envelope(raw: &[u8]) -> Result<Envelope, CipherError> {
         data: dec(1)?,
         iv: dec(2)?,
         tag: dec(3)?,
-        ty: String::from_utf8_lossy(&caps[4]).into_owned(),
+        ty: String::from_utf8_lossy(caps[3]).into_owned(),
     };
     if env.tag.len() != TAG_LEN {
         return Err(CipherError::Encoding);
@@ -205,6 +222,33 @@ mod tests {
         );
         let (p, ivlen, _) = decrypt(&KEY, raw.as_bytes(), b"K:").unwrap();
         assert_eq!((&p[..], ivlen), (&b"abc"[..], 12));
+    }
+
+    #[test]
+    fn hand_matcher_agrees_with_the_sops_regex() {
+        let re = regex::bytes::Regex::new(
+            r"(?-u)^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]",
+        )
+        .unwrap();
+        let parts: [&[u8]; 9] = [
+            b"A", b",iv:", b",tag:", b",type:", b"]", b"=", b"\xff", b",", b"\n",
+        ];
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..20_000 {
+            let mut raw = b"ENC[AES256_GCM,data:".to_vec();
+            for _ in 0..(seed % 9) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                raw.extend_from_slice(parts[(seed >> 33) as usize % parts.len()]);
+            }
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let want = re
+                .captures(&raw)
+                .map(|c| [1, 2, 3, 4].map(|i| c.get(i).unwrap().as_bytes().to_vec()));
+            let got = envelope_groups(&raw).map(|g| g.map(|x| x.to_vec()));
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&raw));
+        }
     }
 
     #[test]

@@ -11,9 +11,26 @@ use super::error::SopsError;
 use super::keys::{self, Identities};
 use super::mac::{self, MacHasher};
 use super::metadata::{self, Rule};
-use super::store::SopsFile;
-use crate::secret::{Secret, SecretBytes};
+use super::store::{Known, SopsFile};
+use crate::secret::{secret_bytes, Secret, SecretBytes};
 use secrecy::ExposeSecret;
+
+/// New file bytes and their decryption, proven to verify (see
+/// [`SopsFile::with_values_verified`]); only [`super::write_edit`] consumes it.
+pub struct VerifiedEdit {
+    pub(super) bytes: Vec<u8>,
+    pub(super) decrypted: Decrypted,
+}
+
+impl VerifiedEdit {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn decrypted(&self) -> &Decrypted {
+        &self.decrypted
+    }
+}
 
 /// A new data key and, per `sops_age__list_<i>__map_enc` line index, its new envelope.
 type Rekey = (SecretBytes, Vec<(usize, Vec<u8>)>);
@@ -30,6 +47,39 @@ impl SopsFile {
     ) -> Result<Vec<u8>, SopsError> {
         let dec = self.decrypt(ids)?;
         self.edit(&dec, changes, None)
+    }
+
+    /// [`SopsFile::with_values`], with the new bytes verified in memory as [`write_verified`]
+    /// would verify them (parse, every value, types, MAC), for [`write_edit`]. Equivalent and
+    /// cheaper: the `enc` lines are unchanged, so the data key is the one just unwrapped, and a
+    /// byte-identical encrypted line is not decrypted a second time.
+    ///
+    /// [`write_verified`]: super::write_verified
+    /// [`write_edit`]: super::write_edit
+    pub fn with_values_verified(
+        &self,
+        ids: &Identities,
+        changes: &[(&str, &Secret)],
+    ) -> Result<VerifiedEdit, SopsError> {
+        let dec = self.decrypt(ids)?;
+        let bytes = self.edit(&dec, changes, None)?;
+        let known: Known = dec
+            .items
+            .iter()
+            .filter(|i| i.key.is_some())
+            .filter_map(|i| {
+                i.iv_len.map(|n| {
+                    (
+                        &self.bytes[self.lines[i.line].span.clone()],
+                        (&i.plain[..], n),
+                    )
+                })
+            })
+            .collect();
+        let new = SopsFile::parse(bytes.clone(), &self.name)?;
+        let data_key = secret_bytes(dec.data_key.expose_secret().to_vec());
+        let decrypted = new.decrypt_known(data_key, &known)?;
+        Ok(VerifiedEdit { bytes, decrypted })
     }
 
     /// New file bytes under a fresh data key: every encrypted value and comment re-encrypted, the

@@ -21,7 +21,8 @@ mod store;
 mod write;
 
 pub use decrypted::{Decrypted, KeyInfo};
+pub use edit::VerifiedEdit;
 pub use error::SopsError;
 pub use keys::Identities;
 pub use store::SopsFile;
-pub use write::{encrypt_new, encrypt_new_named, write_verified, WRITTEN_SOPS_VERSION};
+pub use write::{encrypt_new, encrypt_new_named, write_edit, write_verified, WRITTEN_SOPS_VERSION};

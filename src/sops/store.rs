@@ -16,6 +16,10 @@ use secrecy::ExposeSecret;
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// Plaintexts of encrypted pair lines already decrypted and checked: line bytes → (plaintext,
+/// IV length).
+pub(super) type Known<'a> = std::collections::HashMap<&'a [u8], (&'a [u8], usize)>;
+
 /// A sops-encrypted dotenv file as read from disk: its bytes, lines and metadata. Nothing is
 /// decrypted until [`SopsFile::decrypt`].
 #[derive(Debug)]
@@ -121,6 +125,18 @@ impl SopsFile {
     /// Decrypts with a data key obtained elsewhere (a test vector's `datakey.hex`, a PGP-wrapped
     /// file). The MAC is verified all the same.
     pub fn decrypt_with_data_key(&self, data_key: SecretBytes) -> Result<Decrypted, SopsError> {
+        self.decrypt_known(data_key, &Known::new())
+    }
+
+    /// [`SopsFile::decrypt_with_data_key`], taking the plaintext of an encrypted line whose bytes
+    /// are in `known` (proven by an earlier decryption under the same data key) instead of
+    /// decrypting it again: a byte-identical `KEY=ENC[...]` decrypts to the same plaintext, so
+    /// the result and every check (types, MAC) are the same.
+    pub(super) fn decrypt_known(
+        &self,
+        data_key: SecretBytes,
+        known: &Known,
+    ) -> Result<Decrypted, SopsError> {
         let f = &self.name;
         let key = data_key.expose_secret();
         if key.len() != cipher::DATA_KEY_LEN {
@@ -178,7 +194,10 @@ impl SopsFile {
                     let line_no = idx + 1;
                     let raw = dotenv::unescape(&self.bytes[value.clone()]);
                     let by_rule = self.meta.rule.encrypts(Some(kb));
-                    let (plain, iv_len) = if by_rule && !raw.is_empty() {
+                    let known = known.get(&self.bytes[line.span.clone()]);
+                    let (plain, iv_len) = if let (true, Some((p, n))) = (by_rule, known) {
+                        (Zeroizing::new(p.to_vec()), Some(*n))
+                    } else if by_rule && !raw.is_empty() {
                         let (p, n, ty) = cipher::decrypt(key, &raw, &cipher::aad_for_key(kb))
                             .map_err(|e| value_error(f, &kname, idx, e))?;
                         if ty != "str" {

@@ -4,7 +4,7 @@
 use super::cipher;
 use super::decrypted::Decrypted;
 use super::dotenv::{self, LineKind};
-use super::edit::render_pair;
+use super::edit::{render_pair, VerifiedEdit};
 use super::error::SopsError;
 use super::keys::{self, Identities};
 use super::mac::{self, MacHasher};
@@ -121,21 +121,36 @@ pub fn encrypt_new_named(
 /// would refuse.
 pub fn write_verified(path: &Path, bytes: &[u8], ids: &Identities) -> Result<Decrypted, SopsError> {
     let name = path.display().to_string();
-    let io = |e| SopsError::Io {
-        file: name.clone(),
-        source: e,
-    };
     // Check before touching the disk: a buffer that does not verify is never written. This is
     // the full check (parse, every value, the MAC, the identities open the data key); what is
     // on disk afterwards is then compared byte for byte with this buffer, which makes a second
     // decryption of the file redundant.
-    let verified = SopsFile::parse(bytes.to_vec(), &name)?.decrypt(ids)?;
+    let decrypted = SopsFile::parse(bytes.to_vec(), &name)?.decrypt(ids)?;
+    write_edit(
+        path,
+        VerifiedEdit {
+            bytes: bytes.to_vec(),
+            decrypted,
+        },
+    )
+}
+
+/// Writes an edit verified in memory ([`SopsFile::with_values_verified`]): one atomic replace
+/// (one fsync of the file, one of the directory), then the file is read back and compared byte
+/// for byte with the verified buffer; on any difference the previous content is put back.
+pub fn write_edit(path: &Path, edit: VerifiedEdit) -> Result<Decrypted, SopsError> {
+    let name = path.display().to_string();
+    let io = |e| SopsError::Io {
+        file: name.clone(),
+        source: e,
+    };
+    let VerifiedEdit { bytes, decrypted } = edit;
     let previous = match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
-    fsutil::write_atomic(path, bytes, fsutil::Mode::KeepOr0600).map_err(io)?;
+    fsutil::write_atomic(path, &bytes, fsutil::Mode::KeepOr0600).map_err(io)?;
     let check = std::fs::read(path).map_err(io).and_then(|back| {
         if back != bytes {
             return Err(SopsError::integrity(
@@ -143,7 +158,7 @@ pub fn write_verified(path: &Path, bytes: &[u8], ids: &Identities) -> Result<Dec
                 "read back different bytes than were written",
             ));
         }
-        Ok(verified)
+        Ok(decrypted)
     });
     match check {
         Ok(d) => Ok(d),
