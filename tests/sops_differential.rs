@@ -110,7 +110,7 @@ fn random_text(r: &mut Rng, max_pieces: usize) -> Vec<u8> {
     let n = r.below(max_pieces + 1);
     let mut v = Vec::new();
     for _ in 0..n {
-        let p: &[u8] = *r.pick(PIECES);
+        let p = r.pick::<&[u8]>(PIECES);
         v.extend_from_slice(p);
     }
     v
@@ -299,7 +299,7 @@ fn corrupt(r: &mut Rng, enc: &[u8]) -> Option<(Vec<u8>, String)> {
         7 => {
             let k = (0..n).find(|&k| lines[k].starts_with(b"sops_age__list_"))?;
             let p = b"sops_age__list_".len();
-            let c = *r.pick(&[b'X', b'9', b'-']);
+            let c = *r.pick(b"X9-");
             lines[k][p] = c;
             what = format!("line {} list index set to {}", k + 1, c as char);
         }
