@@ -98,6 +98,9 @@ pub enum SopsCommand {
         key_name: String,
         #[command(flatten)]
         key: AgeKeyArgs,
+        /// Say on stderr what was written (like `sops set`, silent on success otherwise).
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Generate a new data key, re-encrypt every value and wrap the key to every recipient again.
     RotateDataKey {

@@ -230,10 +230,10 @@ fn tampered_copies_are_refused_like_sops_refuses_them() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("sops_version"), "{e}");
-    // CRLF: refused by line number.
+    // CRLF: a CR is data, as in sops, so the timestamp is what fails (naming its line and CRLF).
     let e = tampered(v, |t| t.replace('\n', "\r\n")).unwrap_err();
     assert!(
-        e.to_string().contains("line 1") && e.to_string().contains("carriage"),
+        e.to_string().contains("sops_lastmodified (line ") && e.to_string().contains("CRLF"),
         "{e}"
     );
     // Metadata moved to the top, blank lines added, final newline removed: still fine.

@@ -61,6 +61,13 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         holders: all_holders,
     } = Loaded::load(cfg).await?;
     let desired = keys.env_password(&env)?;
+    if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
+        return Err(Error::Precondition(format!(
+            "{}: {} is stored in clear text by the file's rule ({rule}); re-encrypt the file with a rule that encrypts this key before rescuing",
+            env.file.name(),
+            keys.compose_password_key
+        )));
+    }
     let (old, steps) = match login_works(&target, &desired).await {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value

@@ -58,6 +58,13 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
     // key, a rule it cannot honour) fails here, before Mongo is touched.
     env.file
         .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
+    if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
+        return Err(Error::Precondition(format!(
+            "{}: {} is stored in clear text by the file's rule ({rule}); re-encrypt the file with a rule that encrypts this key before rotating",
+            env.file.name(),
+            keys.compose_password_key
+        )));
+    }
 
     let mut steps = vec![Step::Snapshot, Step::ChangeDb, Step::WriteEnv];
     steps.extend(holders.iter().map(|c| Step::Recreate {

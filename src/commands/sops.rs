@@ -20,7 +20,8 @@ pub fn run(cmd: SopsCommand) -> Result<i32> {
             file,
             key_name,
             key,
-        } => set(&file, &key_name, &key),
+            verbose,
+        } => set(&file, &key_name, &key, verbose),
         SopsCommand::RotateDataKey { file, key } => rotate(&file, &key),
         SopsCommand::Encrypt {
             age,
@@ -37,6 +38,9 @@ fn identities(key: &AgeKeyArgs) -> Result<Identities> {
 fn decrypt(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
     let f = SopsFile::load(file)?;
     let d = f.decrypt(&identities(key)?)?;
+    for w in d.warnings() {
+        eprintln!("komodo-rotate: warning: {w}");
+    }
     let plain = d.plaintext_dotenv();
     let mut out = std::io::stdout().lock();
     out.write_all(plain.expose_secret())
@@ -78,7 +82,7 @@ fn check(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn set(file: &Path, key_name: &str, key: &AgeKeyArgs) -> Result<i32> {
+fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i32> {
     let ids = identities(key)?;
     let f = SopsFile::load(file)?;
     let mut buf = Zeroizing::new(Vec::new());
@@ -91,12 +95,14 @@ fn set(file: &Path, key_name: &str, key: &AgeKeyArgs) -> Result<i32> {
     }
     let value = Secret::from_utf8(std::mem::take(&mut *buf))
         .map_err(|_| crate::Error::Usage("the value on stdin is not UTF-8".into()))?;
-    let bytes = f.with_values(&ids, &[(key_name, &value)])?;
-    sops::write_verified(file, &bytes, &ids)?;
-    eprintln!(
-        "komodo-rotate: set {key_name} in {} (MAC verified)",
-        f.name()
-    );
+    let edit = f.with_values_verified(&ids, &[(key_name, &value)])?;
+    sops::write_edit(file, edit)?;
+    if verbose {
+        eprintln!(
+            "komodo-rotate: set {key_name} in {} (MAC verified)",
+            f.name()
+        );
+    }
     Ok(exit::OK)
 }
 

@@ -10,11 +10,19 @@ use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use regex::bytes::Regex;
-use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
+
+/// Go's `base64.StdEncoding`: padding required, and the unused bits of the last character
+/// ignored on decode (the crate refuses them by default). Encoding is canonical either way.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
 
 /// Length of every IV we write.
 pub(crate) const IV_LEN: usize = 32;
@@ -55,24 +63,53 @@ pub(crate) struct Envelope {
     pub ty: String,
 }
 
-fn envelope_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // The exact pattern of aes/cipher.go, unanchored at the end like sops' (trailing bytes after
-    // `]` are ignored there too).
-    RE.get_or_init(|| {
-        Regex::new(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
-            .expect("static regex")
-    })
+/// The captures of aes/cipher.go's pattern
+/// `^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]`, unanchored at the end like sops'
+/// (bytes after the `]` are ignored there too), matched by hand: Go's `.` takes any byte but LF
+/// (an invalid UTF-8 byte is one U+FFFD to it), and a backtracking regex here cost more than the
+/// AES of the file. Greedy groups: the rightmost separator that still lets the rest match wins,
+/// tried in the order a backtracking engine tries them.
+fn envelope_groups(raw: &[u8]) -> Option<[&[u8]; 4]> {
+    fn rest<'a>(s: &'a [u8], level: usize, out: &mut [&'a [u8]; 4]) -> bool {
+        const SEPS: [&[u8]; 3] = [b",iv:", b",tag:", b",type:"];
+        let sep: &[u8] = if level < 3 { SEPS[level] } else { b"]" };
+        let mut end = s.len();
+        while let Some(p) = s[..end].windows(sep.len()).rposition(|w| w == sep) {
+            if p == 0 {
+                return false; // each group holds at least one byte
+            }
+            out[level] = &s[..p];
+            if level == 3 || rest(&s[p + sep.len()..], level + 1, out) {
+                return true;
+            }
+            end = p + sep.len() - 1;
+        }
+        false
+    }
+    let body = raw.strip_prefix(b"ENC[AES256_GCM,data:")?;
+    let line = &body[..body.iter().position(|&b| b == b'\n').unwrap_or(body.len())];
+    let mut out: [&[u8]; 4] = [b""; 4];
+    rest(line, 0, &mut out).then_some(out)
 }
 
 pub(crate) fn parse_envelope(raw: &[u8]) -> Result<Envelope, CipherError> {
-    let caps = envelope_re().captures(raw).ok_or(CipherError::Format)?;
-    let dec = |i: usize| B64.decode(&caps[i]).map_err(|_| CipherError::Encoding);
+    let caps = envelope_groups(raw).ok_or(CipherError::Format)?;
+    // Go's decoder also skips CR and LF inside the text (only a CR can reach here).
+    let dec = |i: usize| {
+        let text = caps[i - 1];
+        let r = if text.contains(&b'\r') {
+            let t: Vec<u8> = text.iter().copied().filter(|&b| b != b'\r').collect();
+            B64.decode(t)
+        } else {
+            B64.decode(text)
+        };
+        r.map_err(|_| CipherError::Encoding)
+    };
     let env = Envelope {
         data: dec(1)?,
         iv: dec(2)?,
         tag: dec(3)?,
-        ty: String::from_utf8_lossy(&caps[4]).into_owned(),
+        ty: String::from_utf8_lossy(caps[3]).into_owned(),
     };
     if env.tag.len() != TAG_LEN {
         return Err(CipherError::Encoding);
@@ -185,6 +222,72 @@ mod tests {
         );
         let (p, ivlen, _) = decrypt(&KEY, raw.as_bytes(), b"K:").unwrap();
         assert_eq!((&p[..], ivlen), (&b"abc"[..], 12));
+    }
+
+    #[test]
+    fn hand_matcher_agrees_with_the_sops_regex() {
+        let re = regex::bytes::Regex::new(
+            r"(?-u)^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]",
+        )
+        .unwrap();
+        let parts: [&[u8]; 9] = [
+            b"A", b",iv:", b",tag:", b",type:", b"]", b"=", b"\xff", b",", b"\n",
+        ];
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut matched, mut ambiguous) = (0, 0);
+        for _ in 0..30_000 {
+            let mut raw = b"ENC[AES256_GCM,data:".to_vec();
+            for _ in 0..4 + next() % 12 {
+                raw.extend_from_slice(parts[(next() % parts.len() as u64) as usize]);
+            }
+            let want = re
+                .captures(&raw)
+                .map(|c| [1, 2, 3, 4].map(|i| c.get(i).unwrap().as_bytes().to_vec()));
+            let got = envelope_groups(&raw).map(|g| g.map(|x| x.to_vec()));
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&raw));
+            if want.is_some() {
+                matched += 1;
+                if raw.windows(4).filter(|w| w == b",iv:").count() > 1 {
+                    ambiguous += 1;
+                }
+            }
+        }
+        assert!(matched > 30 && ambiguous > 10, "{matched} {ambiguous}");
+    }
+
+    #[test]
+    fn base64_is_read_like_go_std_encoding() {
+        let s = encrypt(&KEY, b"Y", b"K:", "str").unwrap();
+        let env = parse_envelope(s.as_bytes()).unwrap();
+        // One data byte: `XX==`; bump the unused low bits of the second character.
+        let data = B64.encode(&env.data);
+        let mut bumped = data.clone().into_bytes();
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let i = ALPHABET.iter().position(|&a| a == bumped[1]).unwrap();
+        bumped[1] = ALPHABET[i ^ 1];
+        let bumped = String::from_utf8(bumped).unwrap();
+        assert_ne!(bumped, data);
+        let raw = s.replacen(&data, &bumped, 1);
+        let (p, _, _) = decrypt(&KEY, raw.as_bytes(), b"K:").unwrap();
+        assert_eq!(
+            &p[..],
+            b"Y",
+            "non-canonical padding bits are ignored, as in Go"
+        );
+        // Go also skips CR inside base64; missing padding is still refused.
+        let with_cr = s.replacen(",iv:", ",iv:\r", 1);
+        assert!(decrypt(&KEY, with_cr.as_bytes(), b"K:").is_ok());
+        let unpadded = s.replacen(&data, data.trim_end_matches('='), 1);
+        assert_eq!(
+            decrypt(&KEY, unpadded.as_bytes(), b"K:").unwrap_err(),
+            CipherError::Encoding
+        );
     }
 
     #[test]

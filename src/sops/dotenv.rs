@@ -39,9 +39,10 @@ pub(crate) struct LineError {
     pub problem: &'static str,
 }
 
-/// Splits `bytes` into lines by sops' rules. CR is refused outright: sops keeps it inside the value
-/// (or the timestamp), so a CRLF file never decrypts, and a tool that "fixes" it silently would
-/// rewrite bytes the MAC does not cover.
+/// Splits `bytes` into lines by sops' rules. Only LF ends a line: a CR is data, kept in the key,
+/// value or comment it sits in (as sops keeps it), so a CRLF file fails where sops fails (its
+/// `sops_lastmodified` ends with a CR and is no timestamp). Lines are bytes: nothing here needs
+/// them to be UTF-8.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Line>, LineError> {
     let mut lines = Vec::new();
     let mut start = 0;
@@ -53,12 +54,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Line>, LineError> {
             None => (bytes.len(), false),
         };
         let raw = &bytes[start..end];
-        if raw.contains(&b'\r') {
-            return Err(LineError {
-                line: number,
-                problem: "has a carriage return (CRLF line endings?); sops reads LF-only files",
-            });
-        }
         let kind = if raw.is_empty() {
             LineKind::Blank
         } else if raw[0] == b'#' {
@@ -176,10 +171,25 @@ mod tests {
     }
 
     #[test]
-    fn crlf_and_lines_without_equals_are_refused_by_number() {
-        let e = parse(b"A=1\r\nB=2\r\n").unwrap_err();
-        assert_eq!(e.line, 1);
-        assert!(e.problem.contains("carriage return"));
+    fn cr_is_data_and_lines_without_equals_are_refused_by_number() {
+        let b = b"A=1\r\nB\r=\xe92\r\n#\rc\n";
+        let lines = parse(b).unwrap();
+        assert_eq!(lines.len(), 3);
+        let LineKind::Pair { key, value } = &lines[0].kind else {
+            panic!("pair")
+        };
+        assert_eq!(
+            (&b[key.clone()], &b[value.clone()]),
+            (&b"A"[..], &b"1\r"[..])
+        );
+        let LineKind::Pair { key, value } = &lines[1].kind else {
+            panic!("pair")
+        };
+        assert_eq!(
+            (&b[key.clone()], &b[value.clone()]),
+            (&b"B\r"[..], &b"\xe92\r"[..])
+        );
+        assert!(matches!(&lines[2].kind, LineKind::Comment { text } if &b[text.clone()] == b"\rc"));
         let e = parse(b"A=1\nB=2\njust words hunter2\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(!e.problem.contains("hunter2"));

@@ -29,7 +29,7 @@ pub enum SopsError {
     #[error("{file}: {problem}")]
     Unsupported { file: String, problem: String },
     /// None of our identities opens any of the file's age entries.
-    #[error("{file}: no age identity opens this file's data key (tried {identities} against recipients {recipients})")]
+    #[error("{file}: Failed to get the data key required to decrypt the SOPS file: no age identity opens it (tried {identities} against recipients {recipients})")]
     NoMatchingIdentity {
         file: String,
         identities: String,

@@ -15,8 +15,9 @@ pub(crate) const PREFIX: &[u8] = b"sops_";
 pub(crate) enum Rule {
     UnencryptedSuffix(Vec<u8>),
     EncryptedSuffix(Vec<u8>),
-    UnencryptedRegex(Regex),
-    EncryptedRegex(Regex),
+    /// `None`: the regex does not compile, and (as in sops) matches nothing.
+    UnencryptedRegex(Option<Regex>),
+    EncryptedRegex(Option<Regex>),
 }
 
 impl Rule {
@@ -27,8 +28,8 @@ impl Rule {
         match (self, key) {
             (Rule::UnencryptedSuffix(s), Some(k)) => !k.ends_with(s),
             (Rule::EncryptedSuffix(s), Some(k)) => k.ends_with(s),
-            (Rule::UnencryptedRegex(r), Some(k)) => !r.is_match(k),
-            (Rule::EncryptedRegex(r), Some(k)) => r.is_match(k),
+            (Rule::UnencryptedRegex(r), Some(k)) => !r.as_ref().is_some_and(|r| r.is_match(k)),
+            (Rule::EncryptedRegex(r), Some(k)) => r.as_ref().is_some_and(|r| r.is_match(k)),
             (Rule::UnencryptedSuffix(_) | Rule::UnencryptedRegex(_), None) => true,
             (Rule::EncryptedSuffix(_) | Rule::EncryptedRegex(_), None) => false,
         }
@@ -40,7 +41,8 @@ impl Rule {
 pub(crate) struct AgeEntry {
     /// The armored age file (LFs already unescaped) and its line.
     pub enc: Option<(usize, Vec<u8>)>,
-    pub recipient: Option<String>,
+    /// The recipient line as written (bytes: sops does not read it to decrypt).
+    pub recipient: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,10 +57,23 @@ pub(crate) struct Metadata {
     pub mac_line: usize,
     pub version: String,
     pub rule: Rule,
+    /// The rule as recorded (`sops_<name>` and its value), `None` for sops' default.
+    pub rule_text: Option<(&'static str, Vec<u8>)>,
     pub mac_only_encrypted: bool,
     /// Master-key types other than age (`pgp`, `kms`, ...): their lines are kept verbatim, but a
     /// data-key rotation would lock those holders out.
     pub other_key_types: Vec<String>,
+    /// `sops_age__list_<not a number>__map_enc` lines (line index, envelope).
+    pub malformed_age: Vec<(usize, Vec<u8>)>,
+}
+
+fn rule_name(n: &str) -> &'static str {
+    match n {
+        "unencrypted_suffix" => "unencrypted_suffix",
+        "encrypted_suffix" => "encrypted_suffix",
+        "unencrypted_regex" => "unencrypted_regex",
+        _ => "encrypted_regex",
+    }
 }
 
 fn utf8(file: &str, what: &str, b: &[u8]) -> Result<String, SopsError> {
@@ -68,7 +83,7 @@ fn utf8(file: &str, what: &str, b: &[u8]) -> Result<String, SopsError> {
 
 /// Collects and checks the metadata of `lines`. `bytes` is the whole file.
 pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metadata, SopsError> {
-    let mut seen: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<Vec<u8>, (usize, Vec<u8>)> = BTreeMap::new();
     let mut age: BTreeMap<usize, AgeEntry> = BTreeMap::new();
     let mut lastmodified = None;
     let mut mac_line = None;
@@ -76,6 +91,7 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
     let mut rules: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let mut mac_only_encrypted = false;
     let mut other_key_types: Vec<String> = Vec::new();
+    let mut malformed_age: Vec<(usize, Vec<u8>)> = Vec::new();
 
     for (idx, line) in lines.iter().enumerate() {
         let LineKind::Pair { key, value } = &line.kind else {
@@ -86,27 +102,34 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
             continue;
         }
         let name = &key[PREFIX.len()..];
-        if let Some(prev) = seen.insert(name.to_vec(), idx) {
-            return Err(SopsError::format(
-                file,
-                format!(
-                    "metadata key {} appears twice (lines {} and {})",
-                    String::from_utf8_lossy(key),
-                    prev + 1,
-                    idx + 1
-                ),
-            ));
+        // sops collects these lines into a map (a later line replaces an earlier one with the same
+        // name) and decodes it with Go's encoding/json, whose field names match without regard
+        // to letter case. Two spellings of one name are ambiguous there: refused.
+        let folded = name.to_ascii_lowercase();
+        match seen.insert(folded.clone(), (idx, name.to_vec())) {
+            Some((prev, spelled)) if spelled != name => {
+                return Err(SopsError::format(
+                    file,
+                    format!(
+                        "metadata key {} appears twice in different letter case (lines {} and {})",
+                        String::from_utf8_lossy(key),
+                        prev + 1,
+                        idx + 1
+                    ),
+                ))
+            }
+            _ => {}
         }
         let value = dotenv::unescape(&bytes[value.clone()]);
-        let name_s = String::from_utf8_lossy(name).into_owned();
+        let name_s = String::from_utf8_lossy(&folded).into_owned();
         match name_s.as_str() {
             "lastmodified" => lastmodified = Some((idx, utf8(file, "sops_lastmodified", &value)?)),
             "mac" => mac_line = Some(idx),
             "version" => version = Some(utf8(file, "sops_version", &value)?),
-            "unencrypted_suffix" => rules.push(("unencrypted_suffix", value)),
-            "encrypted_suffix" => rules.push(("encrypted_suffix", value)),
-            "unencrypted_regex" => rules.push(("unencrypted_regex", value)),
-            "encrypted_regex" => rules.push(("encrypted_regex", value)),
+            "unencrypted_suffix" | "encrypted_suffix" | "unencrypted_regex" | "encrypted_regex" => {
+                rules.retain(|(n, _)| *n != name_s);
+                rules.push((rule_name(&name_s), value));
+            }
             "unencrypted_comment_regex" | "encrypted_comment_regex" => {
                 return Err(SopsError::unsupported(
                     file,
@@ -132,24 +155,45 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
                     "uses Shamir secret sharing (sops_shamir_threshold); this tool handles single-group age files only",
                 ))
             }
-            n if n.starts_with("key_groups__") => {
+            _ if name.starts_with(b"key_groups__") => {
                 return Err(SopsError::unsupported(
                     file,
                     "uses key groups (sops_key_groups_*); this tool handles single-group age files only",
                 ))
             }
-            n if n.starts_with("age__list_") => {
-                let rest = &n["age__list_".len()..];
-                let (index, field) = rest.split_once("__map_").ok_or_else(|| {
-                    SopsError::format(file, format!("malformed metadata key sops_{n}"))
-                })?;
-                let index: usize = index.parse().map_err(|_| {
-                    SopsError::format(file, format!("malformed metadata key sops_{n}"))
-                })?;
+            _ if name.starts_with(b"age__list_") => {
+                // The separators are matched as written (sops' unflatten is case-sensitive); only
+                // the field names fold case. An entry that is not a map makes sops panic.
+                let rest = &name[b"age__list_".len()..];
+                let Some(sep) = rest.windows(6).position(|w| w == b"__map_") else {
+                    return Err(SopsError::format(
+                        file,
+                        format!(
+                            "line {}: metadata key {} has no __map_ field (sops fails on it too)",
+                            idx + 1,
+                            String::from_utf8_lossy(key)
+                        ),
+                    ));
+                };
+                let field = rest[sep + 6..].to_ascii_lowercase();
+                let Some(index) = std::str::from_utf8(&rest[..sep])
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<usize>().ok())
+                else {
+                    // sops files such an entry under an index that depends on Go's random map
+                    // order (measured: the same file opens in some runs and not in others). We
+                    // try its envelope too, after the well-formed ones.
+                    if field == b"enc" {
+                        malformed_age.push((idx, value));
+                    }
+                    continue;
+                };
                 let entry = age.entry(index).or_default();
-                match field {
-                    "enc" => entry.enc = Some((idx, value)),
-                    "recipient" => entry.recipient = Some(utf8(file, "an age recipient", &value)?),
+                match field.as_slice() {
+                    b"enc" => entry.enc = Some((idx, value)),
+                    // Not needed to decrypt; kept as bytes (sops does not look at it either).
+                    b"recipient" => entry.recipient = Some(value),
                     _ => {}
                 }
             }
@@ -176,8 +220,13 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
         SopsError::format(
             file,
             format!(
-                "sops_lastmodified (line {}) is not an RFC 3339 time",
-                lm_line + 1
+                "sops_lastmodified (line {}) is not an RFC 3339 time{}",
+                lm_line + 1,
+                if lm.ends_with('\r') {
+                    " (it ends with a carriage return: CRLF line endings? sops splits lines on LF only and fails on this too)"
+                } else {
+                    ""
+                }
             ),
         )
     })?;
@@ -207,19 +256,18 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
             ),
         ));
     }
+    let rule_text = rules.last().cloned();
     let rule = match rules.pop() {
         // No rule recorded: sops' ToInternal falls back to the default suffix.
         None => Rule::UnencryptedSuffix(b"_unencrypted".to_vec()),
         Some(("unencrypted_suffix", v)) => Rule::UnencryptedSuffix(v),
         Some(("encrypted_suffix", v)) => Rule::EncryptedSuffix(v),
         Some((name, v)) => {
-            let src = utf8(file, &format!("sops_{name}"), &v)?;
-            let re = Regex::new(&src).map_err(|_| {
-                SopsError::format(
-                    file,
-                    format!("sops_{name} is not a valid regular expression"),
-                )
-            })?;
+            // sops ignores the compile error and the rule then matches no key; Go's RE2 syntax
+            // and the regex crate's agree closely enough for the rules sops users write.
+            let re = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|src| Regex::new(src).ok());
             if name == "unencrypted_regex" {
                 Rule::UnencryptedRegex(re)
             } else {
@@ -234,8 +282,10 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
         mac_line,
         version,
         rule,
+        rule_text,
         mac_only_encrypted,
         other_key_types,
+        malformed_age,
     })
 }
 
@@ -265,11 +315,11 @@ mod tests {
         assert!(es.encrypts(Some(b"db_secret")));
         assert!(!es.encrypts(Some(b"db")));
         assert!(!es.encrypts(None));
-        let ur = Rule::UnencryptedRegex(Regex::new("^PUBLIC").unwrap());
+        let ur = Rule::UnencryptedRegex(Regex::new("^PUBLIC").ok());
         assert!(!ur.encrypts(Some(b"PUBLIC_URL")));
         assert!(ur.encrypts(Some(b"X_PUBLIC")));
         assert!(ur.encrypts(None));
-        let er = Rule::EncryptedRegex(Regex::new("PASS").unwrap());
+        let er = Rule::EncryptedRegex(Regex::new("PASS").ok());
         assert!(er.encrypts(Some(b"DB_PASSWORD")));
         assert!(!er.encrypts(Some(b"DB_USER")));
         assert!(!er.encrypts(None));

@@ -6,19 +6,23 @@
 //! - [`mac`]: the SHA-512 file MAC and its Go-RFC3339 timestamp AAD;
 //! - [`metadata`]: the flattened `sops_*` lines;
 //! - [`keys`]: age identities and recipients, and the data-key envelope;
-//! - [`store`]: [`SopsFile`], [`Decrypted`], edits, [`encrypt_new`], [`write_verified`].
+//! - [`store`]: [`SopsFile`] (load, decrypt, rule queries); [`decrypted`]: [`Decrypted`];
+//! - [`edit`]: line-preserving edits; [`write`]: [`encrypt_new`], [`write_verified`].
 
 mod cipher;
+mod decrypted;
 mod dotenv;
+mod edit;
 mod error;
 pub(crate) mod keys;
 mod mac;
 mod metadata;
 mod store;
+mod write;
 
+pub use decrypted::{Decrypted, KeyInfo};
+pub use edit::VerifiedEdit;
 pub use error::SopsError;
 pub use keys::Identities;
-pub use store::{
-    encrypt_new, encrypt_new_named, write_verified, Decrypted, KeyInfo, SopsFile,
-    WRITTEN_SOPS_VERSION,
-};
+pub use store::SopsFile;
+pub use write::{encrypt_new, encrypt_new_named, write_edit, write_verified, WRITTEN_SOPS_VERSION};

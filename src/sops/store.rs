@@ -1,138 +1,33 @@
-//! Load, decrypt, edit and write a sops dotenv file.
+//! Load and decrypt a sops dotenv file.
 //!
-//! An edit is line-preserving: every line it does not have to change is written back
-//! byte-for-byte (old ciphertexts, the `enc` envelopes, comments, blank lines, metadata order).
-//! Only the changed values, `sops_lastmodified` and `sops_mac` are rewritten, which is exactly
-//! what `sops set` changes too, so a git diff of a rotation shows one value and the MAC.
+//! Parsing works on bytes, as sops does: only LF ends a line, and keys, clear values, comments
+//! and the recipient line may hold a CR or bytes that are not UTF-8. Edits live in `edit.rs`,
+//! writes in `write.rs`.
 
-use super::cipher::{self, CipherError, IV_LEN};
+use super::cipher::{self, CipherError};
+use super::decrypted::{Decrypted, Item};
 use super::dotenv::{self, Line, LineKind};
 use super::error::SopsError;
 use super::keys::{self, Identities};
-use super::mac::{self, MacHasher};
+use super::mac::MacHasher;
 use super::metadata::{self, Metadata, Rule};
-use crate::fsutil;
-use crate::secret::{secret_bytes, Secret, SecretBytes};
+use crate::secret::SecretBytes;
 use secrecy::ExposeSecret;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The sops version written into files we create (the version the project is tested against).
-/// Files we edit keep theirs, as `sops set` does.
-pub const WRITTEN_SOPS_VERSION: &str = "3.11.0";
+/// Plaintexts of encrypted pair lines already decrypted and checked: line bytes → (plaintext,
+/// IV length).
+pub(super) type Known<'a> = std::collections::HashMap<&'a [u8], (&'a [u8], usize)>;
 
 /// A sops-encrypted dotenv file as read from disk: its bytes, lines and metadata. Nothing is
 /// decrypted until [`SopsFile::decrypt`].
 #[derive(Debug)]
 pub struct SopsFile {
-    name: String,
-    bytes: Vec<u8>,
-    lines: Vec<Line>,
-    meta: Metadata,
-}
-
-/// A new data key and, per `sops_age__list_<i>__map_enc` line index, its new envelope.
-type Rekey = (SecretBytes, Vec<(usize, Vec<u8>)>);
-
-/// One data line after decryption.
-struct Item {
-    line: usize,
-    /// `None` for a comment.
-    key: Option<String>,
-    plain: Zeroizing<Vec<u8>>,
-    /// Whether the file's rule encrypts this item.
-    by_rule: bool,
-    /// For items stored encrypted: the IV length found (32 unless a foreign tool wrote it).
-    iv_len: Option<usize>,
-}
-
-/// The decrypted content of a file whose MAC verified.
-pub struct Decrypted {
-    name: String,
-    items: Vec<Item>,
-    data_key: SecretBytes,
-}
-
-impl std::fmt::Debug for Decrypted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decrypted")
-            .field("file", &self.name)
-            .field("keys", &self.keys())
-            .finish_non_exhaustive()
-    }
-}
-
-/// What `check` reports for one key (no value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub name: String,
-    /// Stored encrypted (`ENC[...]`), as the file's rule demands.
-    pub encrypted: bool,
-    pub empty: bool,
-}
-
-impl Decrypted {
-    /// The value of `key`. With duplicate keys this is the last one, which is what compose's
-    /// env-file reader ends up using.
-    pub fn get(&self, key: &str) -> Option<Secret> {
-        self.items
-            .iter()
-            .rev()
-            .find(|i| i.key.as_deref() == Some(key))
-            .map(|i| {
-                // Values were checked to be UTF-8 during decryption.
-                Secret::new(String::from_utf8_lossy(&i.plain).into_owned())
-            })
-    }
-
-    /// Data key names in file order (duplicates included, metadata excluded).
-    pub fn keys(&self) -> Vec<String> {
-        self.items.iter().filter_map(|i| i.key.clone()).collect()
-    }
-
-    /// Key names with whether each is stored encrypted and whether it is empty.
-    pub fn key_info(&self) -> Vec<KeyInfo> {
-        self.items
-            .iter()
-            .filter_map(|i| {
-                i.key.as_ref().map(|k| KeyInfo {
-                    name: k.clone(),
-                    encrypted: i.by_rule && !i.plain.is_empty(),
-                    empty: i.plain.is_empty(),
-                })
-            })
-            .collect()
-    }
-
-    /// Exactly what `sops decrypt` prints: one line per comment and value, blank lines and
-    /// metadata dropped, LF in values written as `\n`.
-    pub fn plaintext_dotenv(&self) -> SecretBytes {
-        let mut out = Zeroizing::new(Vec::new());
-        for i in &self.items {
-            match &i.key {
-                None => {
-                    out.push(b'#');
-                    out.extend_from_slice(&i.plain);
-                }
-                Some(k) => {
-                    out.extend_from_slice(k.as_bytes());
-                    out.push(b'=');
-                    out.extend_from_slice(&dotenv::escape(&i.plain));
-                }
-            }
-            out.push(b'\n');
-        }
-        secret_bytes(std::mem::take(&mut *out))
-    }
-
-    /// How many values are stored with an IV length other than 32 bytes (written by a foreign
-    /// tool; `sops set` panics on such files). Our edits re-encrypt them.
-    pub fn foreign_iv_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| matches!(i.iv_len, Some(n) if n != IV_LEN))
-            .count()
-    }
+    pub(super) name: String,
+    pub(super) bytes: Vec<u8>,
+    pub(super) lines: Vec<Line>,
+    pub(super) meta: Metadata,
 }
 
 impl SopsFile {
@@ -151,9 +46,6 @@ impl SopsFile {
     pub fn parse(bytes: impl Into<Vec<u8>>, display_name: &str) -> Result<SopsFile, SopsError> {
         let bytes = bytes.into();
         let name = display_name.to_string();
-        if std::str::from_utf8(&bytes).is_err() {
-            return Err(SopsError::format(&name, "is not UTF-8 text"));
-        }
         let lines = dotenv::parse(&bytes)
             .map_err(|e| SopsError::format(&name, format!("line {} {}", e.line, e.problem)))?;
         let meta = metadata::collect(&name, &bytes, &lines)?;
@@ -189,8 +81,38 @@ impl SopsFile {
         self.meta
             .age
             .values()
-            .filter_map(|e| e.recipient.clone())
+            .filter_map(|e| {
+                e.recipient
+                    .as_ref()
+                    .map(|r| String::from_utf8_lossy(r).into_owned())
+            })
             .collect()
+    }
+
+    /// The encryption rule of this file that would store `key` in clear text, described for a
+    /// message (`None`: a non-empty value of `key` is encrypted). `sops_mac_only_encrypted` only
+    /// narrows the MAC and never leaves a key in clear, so it does not count.
+    pub fn clear_text_rule(&self, key: &str) -> Option<String> {
+        if self.meta.rule.encrypts(Some(key.as_bytes())) {
+            return None;
+        }
+        let Some((name, value)) = &self.meta.rule_text else {
+            return Some(format!(
+                "sops' default rule (no rule recorded): keys ending in _unencrypted stay in clear, and {key} does"
+            ));
+        };
+        let v = String::from_utf8_lossy(value);
+        Some(match *name {
+            "unencrypted_suffix" => format!("sops_unencrypted_suffix={v}: {key} ends with it"),
+            "encrypted_suffix" => {
+                format!("sops_encrypted_suffix={v}: only keys ending with it are encrypted, and {key} does not")
+            }
+            "unencrypted_regex" => format!("sops_unencrypted_regex={v} matches {key}"),
+            _ if matches!(self.meta.rule, Rule::EncryptedRegex(None)) => format!(
+                "sops_encrypted_regex={v} is not a valid regular expression, so sops encrypts no key"
+            ),
+            _ => format!("sops_encrypted_regex={v} does not match {key}"),
+        })
     }
 
     /// Opens the data key with `ids` and decrypts the file, verifying every value and the MAC
@@ -203,6 +125,18 @@ impl SopsFile {
     /// Decrypts with a data key obtained elsewhere (a test vector's `datakey.hex`, a PGP-wrapped
     /// file). The MAC is verified all the same.
     pub fn decrypt_with_data_key(&self, data_key: SecretBytes) -> Result<Decrypted, SopsError> {
+        self.decrypt_known(data_key, &Known::new())
+    }
+
+    /// [`SopsFile::decrypt_with_data_key`], taking the plaintext of an encrypted line whose bytes
+    /// are in `known` (proven by an earlier decryption under the same data key) instead of
+    /// decrypting it again: a byte-identical `KEY=ENC[...]` decrypts to the same plaintext, so
+    /// the result and every check (types, MAC) are the same.
+    pub(super) fn decrypt_known(
+        &self,
+        data_key: SecretBytes,
+        known: &Known,
+    ) -> Result<Decrypted, SopsError> {
         let f = &self.name;
         let key = data_key.expose_secret();
         if key.len() != cipher::DATA_KEY_LEN {
@@ -213,6 +147,7 @@ impl SopsFile {
         }
         let mut hasher = MacHasher::new(self.meta.mac_only_encrypted);
         let mut items = Vec::new();
+        let mut warnings = Vec::new();
         for (idx, line) in self.lines.iter().enumerate() {
             match &line.kind {
                 LineKind::Blank => {}
@@ -223,7 +158,20 @@ impl SopsFile {
                     // (plain comments in an encrypted file are legal); comments are not in the MAC.
                     let (plain, iv_len) = if by_rule && !raw.is_empty() {
                         match cipher::decrypt(key, raw, b":") {
-                            Ok((p, n, _)) => (p, Some(n)),
+                            Ok((p, n, ty)) if ty == "comment" => (p, Some(n)),
+                            Ok((p, _, ty)) => {
+                                // sops' cipher turns a `str`/`bytes` envelope into a value, which
+                                // then counts in the MAC (so the MAC check fails); any other type
+                                // fails ("Unknown datatype") and the line is printed as it stands.
+                                if ty == "str" || ty == "bytes" {
+                                    hasher.value(&p, true);
+                                }
+                                warnings.push(format!(
+                                    "{f}: line {}: comment envelope has type {ty:?}, not \"comment\"; printed as it stands",
+                                    idx + 1
+                                ));
+                                (Zeroizing::new(raw.to_vec()), None)
+                            }
                             Err(_) => (Zeroizing::new(raw.to_vec()), None),
                         }
                     } else {
@@ -243,22 +191,17 @@ impl SopsFile {
                         continue;
                     }
                     let kname = String::from_utf8_lossy(kb).into_owned();
+                    let line_no = idx + 1;
                     let raw = dotenv::unescape(&self.bytes[value.clone()]);
                     let by_rule = self.meta.rule.encrypts(Some(kb));
-                    let (plain, iv_len) = if by_rule && !raw.is_empty() {
+                    let known = known.get(&self.bytes[line.span.clone()]);
+                    let (plain, iv_len) = if let (true, Some((p, n))) = (by_rule, known) {
+                        (Zeroizing::new(p.to_vec()), Some(*n))
+                    } else if by_rule && !raw.is_empty() {
                         let (p, n, ty) = cipher::decrypt(key, &raw, &cipher::aad_for_key(kb))
                             .map_err(|e| value_error(f, &kname, idx, e))?;
                         if ty != "str" {
-                            return Err(SopsError::unsupported(
-                                f,
-                                format!("value of {kname} (line {}) has type {ty}; dotenv files hold strings", idx + 1),
-                            ));
-                        }
-                        if std::str::from_utf8(&p).is_err() {
-                            return Err(SopsError::unsupported(
-                                f,
-                                format!("value of {kname} (line {}) is not UTF-8", idx + 1),
-                            ));
+                            return Err(type_error(f, &format!("value of {kname}"), line_no, &ty));
                         }
                         (p, Some(n))
                     } else {
@@ -267,7 +210,7 @@ impl SopsFile {
                     hasher.value(&plain, by_rule);
                     items.push(Item {
                         line: idx,
-                        key: Some(kname),
+                        key: Some(kb.to_vec()),
                         plain,
                         by_rule,
                         iv_len,
@@ -280,29 +223,34 @@ impl SopsFile {
             name: self.name.clone(),
             items,
             data_key,
+            warnings,
         })
     }
 
     fn verify_mac(&self, key: &[u8], computed: String) -> Result<(), SopsError> {
         let f = &self.name;
         let raw = self.pair_value(self.meta.mac_line);
+        let line = self.meta.mac_line + 1;
         let stored = cipher::decrypt(key, &raw, self.meta.mac_aad.as_bytes()).map_err(|_| {
             SopsError::integrity(
                 f,
-                "cannot decrypt sops_mac (sops: \"Cannot decrypt MAC\"): sops_mac or sops_lastmodified was changed, or the data key is wrong",
+                format!("line {line}: cannot decrypt sops_mac (sops: \"Cannot decrypt MAC\"): sops_mac or sops_lastmodified was changed, or the data key is wrong"),
             )
         })?;
+        if stored.2 != "str" {
+            return Err(type_error(f, "sops_mac", line, &stored.2));
+        }
         // Both sides are hex digests, not secrets; a plain comparison leaks nothing useful.
         if stored.0.as_slice() != computed.as_bytes() {
             return Err(SopsError::integrity(
                 f,
-                "MAC mismatch: the values do not match sops_mac (lines reordered, dropped or edited outside sops)",
+                format!("line {line}: MAC mismatch (sops: \"MAC mismatch\"): the values do not match sops_mac (lines reordered, dropped or edited outside sops)"),
             ));
         }
         Ok(())
     }
 
-    fn pair_value(&self, idx: usize) -> Vec<u8> {
+    pub(super) fn pair_value(&self, idx: usize) -> Vec<u8> {
         match &self.lines[idx].kind {
             LineKind::Pair { value, .. } => dotenv::unescape(&self.bytes[value.clone()]),
             _ => Vec::new(),
@@ -316,7 +264,13 @@ impl SopsFile {
             .meta
             .age
             .iter()
-            .filter_map(|(i, e)| e.enc.as_ref().map(|(_, enc)| (i, enc)))
+            .filter_map(|(i, e)| e.enc.as_ref().map(|(_, enc)| (i.to_string(), enc)))
+            .chain(
+                self.meta
+                    .malformed_age
+                    .iter()
+                    .map(|(line, enc)| (format!("on line {}", line + 1), enc)),
+            )
             .collect();
         if entries.is_empty() {
             let others = if self.meta.other_key_types.is_empty() {
@@ -356,178 +310,21 @@ impl SopsFile {
             },
         })
     }
+}
 
-    /// New file bytes with `changes` applied: each `(KEY, value)` replaces that key's value (or
-    /// appends the key after the last data line when absent). Every other line is kept
-    /// byte-for-byte; the changed values get fresh 32-byte IVs; `sops_lastmodified` and `sops_mac`
-    /// are renewed. The file must decrypt and verify first.
-    pub fn with_values(
-        &self,
-        ids: &Identities,
-        changes: &[(&str, &Secret)],
-    ) -> Result<Vec<u8>, SopsError> {
-        let dec = self.decrypt(ids)?;
-        self.edit(&dec, changes, None)
-    }
-
-    /// New file bytes under a fresh data key: every encrypted value and comment re-encrypted, the
-    /// key wrapped to every age recipient again, clear lines kept. Refused when the file also has
-    /// non-age master keys (their holders would lose access).
-    pub fn rotate_data_key(&self, ids: &Identities) -> Result<Vec<u8>, SopsError> {
-        self.with_values_rotating_key(ids, &[])
-    }
-
-    /// [`SopsFile::with_values`] and [`SopsFile::rotate_data_key`] in one rewrite.
-    pub fn with_values_rotating_key(
-        &self,
-        ids: &Identities,
-        changes: &[(&str, &Secret)],
-    ) -> Result<Vec<u8>, SopsError> {
-        let dec = self.decrypt(ids)?;
-        let f = &self.name;
-        if !self.meta.other_key_types.is_empty() {
-            return Err(SopsError::unsupported(
-                f,
-                format!(
-                    "also has {} master keys; rotating the data key would lock them out (use sops rotate)",
-                    self.meta.other_key_types.join(", ")
-                ),
-            ));
-        }
-        let mut envelopes = Vec::new();
-        let new_key = keys::new_data_key().map_err(|e| SopsError::internal(f, e))?;
-        for (i, e) in &self.meta.age {
-            let Some((line, _)) = &e.enc else { continue };
-            let r = e.recipient.as_deref().ok_or_else(|| {
-                SopsError::unsupported(
-                    f,
-                    format!(
-                        "age entry {i} has no recipient line, so its key cannot be wrapped again"
-                    ),
-                )
-            })?;
-            let rec = keys::parse_recipient(r).map_err(|e| SopsError::unsupported(f, e))?;
-            let env =
-                keys::wrap_data_key(&new_key, &*rec).map_err(|e| SopsError::internal(f, e))?;
-            envelopes.push((*line, env));
-        }
-        self.edit(&dec, changes, Some((new_key, envelopes)))
-    }
-
-    /// The one rewrite routine. `rekey`: a new data key and, per `enc` line, its new envelope.
-    fn edit(
-        &self,
-        dec: &Decrypted,
-        changes: &[(&str, &Secret)],
-        rekey: Option<Rekey>,
-    ) -> Result<Vec<u8>, SopsError> {
-        let f = &self.name;
-        validate_changes(f, &self.meta.rule, changes)?;
-        let (key, envelopes) = match &rekey {
-            Some((k, e)) => (k.expose_secret(), e.as_slice()),
-            None => (dec.data_key.expose_secret(), &[][..]),
-        };
-        let rekeying = rekey.is_some();
-        // Replacement text per line index (without the LF).
-        let mut replace: Vec<Option<Vec<u8>>> = vec![None; self.lines.len()];
-        let mut hasher = MacHasher::new(self.meta.mac_only_encrypted);
-        let mut pending: Vec<(&str, &Secret)> = changes.to_vec();
-        for item in &dec.items {
-            match &item.key {
-                None => {
-                    // Only comments we decrypted are re-encrypted (and only when the key changes
-                    // or the IV is foreign); plain comments stay plain.
-                    let foreign = matches!(item.iv_len, Some(n) if n != IV_LEN);
-                    if item.iv_len.is_some() && (rekeying || foreign) {
-                        let enc = cipher::encrypt(key, &item.plain, b":", "comment")
-                            .map_err(|e| SopsError::internal(f, e))?;
-                        replace[item.line] = Some([b"#", enc.as_bytes()].concat());
-                    }
-                }
-                Some(k) => {
-                    let change = pending.iter().position(|(ck, _)| *ck == k.as_str());
-                    if let Some(pos) = change {
-                        let occurrences = dec.keys().iter().filter(|x| *x == k).count();
-                        if occurrences > 1 {
-                            return Err(SopsError::Usage(format!(
-                                "{f}: key {k} appears {occurrences} times; remove the duplicates before setting it"
-                            )));
-                        }
-                        let (_, v) = pending.remove(pos);
-                        let plain = v.expose().as_bytes();
-                        replace[item.line] = Some(render_pair(key, k, plain, item.by_rule, f)?);
-                        hasher.value(plain, item.by_rule);
-                    } else {
-                        let foreign = matches!(item.iv_len, Some(n) if n != IV_LEN);
-                        if item.iv_len.is_some() && (rekeying || foreign) {
-                            replace[item.line] =
-                                Some(render_pair(key, k, &item.plain, item.by_rule, f)?);
-                        }
-                        hasher.value(&item.plain, item.by_rule);
-                    }
-                }
-            }
-        }
-        // Keys not in the file are appended after the last data line, as `sops set` adds them
-        // at the end of the data.
-        let mut appended = Vec::new();
-        for (k, v) in &pending {
-            let by_rule = self.meta.rule.encrypts(Some(k.as_bytes()));
-            let plain = v.expose().as_bytes();
-            appended.push(render_pair(key, k, plain, by_rule, f)?);
-            hasher.value(plain, by_rule);
-        }
-        let lastmodified = mac::now_lastmodified();
-        let mac_env = cipher::encrypt(
-            key,
-            hasher.finish().as_bytes(),
-            lastmodified.as_bytes(),
-            "str",
+/// A value envelope whose `type:` is not `str`: the types sops knows but dotenv cannot hold, or
+/// a type sops does not know at all ("Unknown datatype", sops exit 51).
+fn type_error(f: &str, what: &str, line: usize, ty: &str) -> SopsError {
+    if ["int", "float", "bool", "bytes", "time", "comment"].contains(&ty) {
+        SopsError::unsupported(
+            f,
+            format!("line {line}: {what} has type {ty}; a dotenv file holds strings only"),
         )
-        .map_err(|e| SopsError::internal(f, e))?;
-        replace[self.meta.lastmodified.0] =
-            Some(format!("sops_lastmodified={lastmodified}").into_bytes());
-        replace[self.meta.mac_line] = Some(format!("sops_mac={mac_env}").into_bytes());
-        for (line, env) in envelopes {
-            let key_text = match &self.lines[*line].kind {
-                LineKind::Pair { key, .. } => &self.bytes[key.clone()],
-                _ => unreachable!("enc entries come from pair lines"),
-            };
-            replace[*line] = Some([key_text, b"=", &dotenv::escape(env)].concat());
-        }
-
-        let insert_after = self.lines.iter().rposition(|l| match &l.kind {
-            LineKind::Blank => false,
-            LineKind::Comment { .. } => true,
-            LineKind::Pair { key, .. } => !self.bytes[key.clone()].starts_with(metadata::PREFIX),
-        });
-        let mut out = Vec::with_capacity(self.bytes.len() + 256 * (appended.len() + 1));
-        if insert_after.is_none() {
-            for a in &appended {
-                out.extend_from_slice(a);
-                out.push(b'\n');
-            }
-        }
-        for (idx, line) in self.lines.iter().enumerate() {
-            match &replace[idx] {
-                Some(r) => out.extend_from_slice(r),
-                None => out.extend_from_slice(&self.bytes[line.span.clone()]),
-            }
-            let last = Some(idx) == insert_after;
-            if line.has_newline || (last && !appended.is_empty()) {
-                out.push(b'\n');
-            }
-            if last {
-                for (n, a) in appended.iter().enumerate() {
-                    out.extend_from_slice(a);
-                    // Keep a missing final newline missing only when these are the file's end.
-                    if line.has_newline || n + 1 < appended.len() || idx + 1 < self.lines.len() {
-                        out.push(b'\n');
-                    }
-                }
-            }
-        }
-        Ok(out)
+    } else {
+        SopsError::integrity(
+            f,
+            format!("line {line}: {what}: Unknown datatype {ty:?} in its ENC[...] envelope (sops: \"Unknown datatype\")"),
+        )
     }
 }
 
@@ -544,191 +341,69 @@ fn value_error(f: &str, key: &str, idx: usize, e: CipherError) -> SopsError {
     }
 }
 
-/// `KEY=...` for a value: empty stays empty, clear stays clear (escaped), else a fresh envelope.
-fn render_pair(
-    data_key: &[u8],
-    key: &str,
-    plain: &[u8],
-    by_rule: bool,
-    f: &str,
-) -> Result<Vec<u8>, SopsError> {
-    let mut out = Vec::with_capacity(key.len() + 1 + plain.len() * 2 + 120);
-    out.extend_from_slice(key.as_bytes());
-    out.push(b'=');
-    if plain.is_empty() {
-        // sops never encrypts an empty value: it stays `KEY=`.
-    } else if by_rule {
-        let enc = cipher::encrypt(data_key, plain, &cipher::aad_for_key(key.as_bytes()), "str")
-            .map_err(|e| SopsError::internal(f, e))?;
-        out.extend_from_slice(enc.as_bytes());
-    } else {
-        out.extend_from_slice(&dotenv::escape(plain));
-    }
-    Ok(out)
-}
+#[cfg(test)]
+mod tests {
+    use super::SopsFile;
 
-/// Refuses key names and values the dotenv grammar cannot carry back unchanged.
-fn validate_changes(f: &str, rule: &Rule, changes: &[(&str, &Secret)]) -> Result<(), SopsError> {
-    for (n, (k, v)) in changes.iter().enumerate() {
-        let problem = if k.is_empty() {
-            Some("is empty")
-        } else if k.contains(['=', '\n', '\r']) {
-            Some("contains '=', a newline or a carriage return")
-        } else if k.starts_with('#') {
-            Some("starts with '#' (that would be a comment)")
-        } else if k.as_bytes().starts_with(metadata::PREFIX) {
-            Some("starts with sops_ (reserved for sops metadata)")
-        } else if changes[..n].iter().any(|(p, _)| p == k) {
-            Some("is given twice")
-        } else {
-            None
-        };
-        if let Some(p) = problem {
-            return Err(SopsError::Usage(format!("{f}: key name {k:?} {p}")));
-        }
-        let clear = !rule.encrypts(Some(k.as_bytes()));
-        let val = v.expose();
-        if clear && (val.contains('\r') || val.contains("\\n")) {
-            return Err(SopsError::Usage(format!(
-                "{f}: the value for {k} is stored in clear and contains a carriage return or a literal backslash-n, which sops' dotenv format cannot store unchanged"
-            )));
-        }
+    fn with_rule(rule: &str) -> SopsFile {
+        let text = format!(
+            "A=x\nsops_lastmodified=2026-01-01T00:00:00Z\nsops_mac=ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]\n{rule}sops_version=3.11.0\n"
+        );
+        SopsFile::parse(text.into_bytes(), "t.env").unwrap()
     }
-    Ok(())
-}
 
-/// Encrypts a plaintext dotenv as `sops encrypt --input-type dotenv --age R1,R2` does: a new
-/// data key wrapped to each recipient, every non-empty value and comment encrypted (keys ending
-/// in `_unencrypted` stay clear, sops' default rule), blank lines dropped, MAC, and the metadata
-/// lines after the data in sops' order.
-pub fn encrypt_new(plaintext_dotenv: &[u8], recipients: &[String]) -> Result<Vec<u8>, SopsError> {
-    encrypt_new_named(plaintext_dotenv, recipients, "plaintext")
-}
+    #[test]
+    fn clear_text_rule_names_the_rule_that_leaves_a_key_in_clear() {
+        let f = with_rule("");
+        assert_eq!(f.clear_text_rule("DB_PASSWORD"), None);
+        assert!(f
+            .clear_text_rule("TZ_unencrypted")
+            .unwrap()
+            .contains("default"));
 
-/// [`encrypt_new`], naming the input in messages.
-pub fn encrypt_new_named(
-    plaintext_dotenv: &[u8],
-    recipients: &[String],
-    display_name: &str,
-) -> Result<Vec<u8>, SopsError> {
-    let f = display_name;
-    if recipients.is_empty() {
-        return Err(SopsError::Usage(format!("{f}: no age recipient given")));
-    }
-    if std::str::from_utf8(plaintext_dotenv).is_err() {
-        return Err(SopsError::format(f, "is not UTF-8 text"));
-    }
-    let lines = dotenv::parse(plaintext_dotenv)
-        .map_err(|e| SopsError::format(f, format!("line {} {}", e.line, e.problem)))?;
-    let parsed: Vec<_> = recipients
-        .iter()
-        .map(|r| keys::parse_recipient(r).map_err(|e| SopsError::Usage(format!("{f}: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let rule = Rule::UnencryptedSuffix(b"_unencrypted".to_vec());
-    let data_key = keys::new_data_key().map_err(|e| SopsError::internal(f, e))?;
-    let key = data_key.expose_secret();
-    let mut hasher = MacHasher::new(false);
-    let mut out = Vec::with_capacity(plaintext_dotenv.len() * 3 + 1024);
-    for (idx, line) in lines.iter().enumerate() {
-        match &line.kind {
-            LineKind::Blank => {}
-            LineKind::Comment { text } => {
-                let t = &plaintext_dotenv[text.clone()];
-                out.push(b'#');
-                if !t.is_empty() {
-                    let enc = cipher::encrypt(key, t, b":", "comment")
-                        .map_err(|e| SopsError::internal(f, e))?;
-                    out.extend_from_slice(enc.as_bytes());
-                }
-                out.push(b'\n');
-            }
-            LineKind::Pair { key: k, value } => {
-                let kb = &plaintext_dotenv[k.clone()];
-                if kb.starts_with(metadata::PREFIX) {
-                    return Err(SopsError::format(
-                        f,
-                        format!("line {} has a key starting with sops_, which sops reserves for its metadata", idx + 1),
-                    ));
-                }
-                let kname = String::from_utf8_lossy(kb);
-                let plain = Zeroizing::new(dotenv::unescape(&plaintext_dotenv[value.clone()]));
-                let by_rule = rule.encrypts(Some(kb));
-                out.extend_from_slice(&render_pair(key, &kname, &plain, by_rule, f)?);
-                out.push(b'\n');
-                hasher.value(&plain, by_rule);
-            }
-        }
-    }
-    let lastmodified = mac::now_lastmodified();
-    let mac_env = cipher::encrypt(
-        key,
-        hasher.finish().as_bytes(),
-        lastmodified.as_bytes(),
-        "str",
-    )
-    .map_err(|e| SopsError::internal(f, e))?;
-    let mut meta: Vec<(String, Vec<u8>)> = Vec::new();
-    for (i, (r, rec)) in recipients.iter().zip(&parsed).enumerate() {
-        let env = keys::wrap_data_key(&data_key, &**rec).map_err(|e| SopsError::internal(f, e))?;
-        meta.push((format!("sops_age__list_{i}__map_enc"), dotenv::escape(&env)));
-        meta.push((
-            format!("sops_age__list_{i}__map_recipient"),
-            r.trim().as_bytes().to_vec(),
-        ));
-    }
-    meta.push(("sops_lastmodified".into(), lastmodified.into_bytes()));
-    meta.push(("sops_mac".into(), mac_env.into_bytes()));
-    meta.push(("sops_unencrypted_suffix".into(), b"_unencrypted".to_vec()));
-    meta.push((
-        "sops_version".into(),
-        WRITTEN_SOPS_VERSION.as_bytes().to_vec(),
-    ));
-    // sops 3.8-3.12 sort the flattened keys as strings (so list_10 sorts before list_2).
-    meta.sort_by(|a, b| a.0.cmp(&b.0));
-    for (k, v) in meta {
-        out.extend_from_slice(k.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(&v);
-        out.push(b'\n');
-    }
-    Ok(out)
-}
+        let f = with_rule("sops_unencrypted_suffix=_PLAIN\n");
+        assert_eq!(f.clear_text_rule("DB_PASSWORD"), None);
+        let r = f.clear_text_rule("DB_PASSWORD_PLAIN").unwrap();
+        assert!(r.contains("sops_unencrypted_suffix=_PLAIN"), "{r}");
 
-/// Writes `bytes` to `path` atomically (mode kept, 0600 when new), then reads the file back and
-/// decrypts it with `ids`, MAC included. If the written file does not verify, the previous
-/// content is put back and an error returned, so a caller never reports success on a file sops
-/// would refuse.
-pub fn write_verified(path: &Path, bytes: &[u8], ids: &Identities) -> Result<Decrypted, SopsError> {
-    let name = path.display().to_string();
-    let io = |e| SopsError::Io {
-        file: name.clone(),
-        source: e,
-    };
-    // Check before touching the disk: a buffer that does not verify is never written.
-    SopsFile::parse(bytes.to_vec(), &name)?.decrypt(ids)?;
-    let previous = match std::fs::read(path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(e)),
-    };
-    fsutil::write_atomic(path, bytes, fsutil::Mode::KeepOr0600).map_err(io)?;
-    let check = std::fs::read(path).map_err(io).and_then(|back| {
-        if back != bytes {
-            return Err(SopsError::integrity(
-                &name,
-                "read back different bytes than were written",
-            ));
-        }
-        SopsFile::parse(back, &name)?.decrypt(ids)
-    });
-    match check {
-        Ok(d) => Ok(d),
-        Err(e) => {
-            if let Some(prev) = previous {
-                // Best effort: the error we return is the verification failure either way.
-                let _ = fsutil::write_atomic(path, &prev, fsutil::Mode::KeepOr0600);
-            }
-            Err(e)
-        }
+        let f = with_rule("sops_encrypted_suffix=_SECRET\n");
+        assert_eq!(f.clear_text_rule("DB_SECRET"), None);
+        let r = f.clear_text_rule("DB_PASSWORD").unwrap();
+        assert!(r.contains("sops_encrypted_suffix=_SECRET"), "{r}");
+
+        let f = with_rule("sops_unencrypted_regex=^DB_\n");
+        assert_eq!(f.clear_text_rule("KOMODO_DB_PASSWORD"), None);
+        let r = f.clear_text_rule("DB_PASSWORD").unwrap();
+        assert!(
+            r.contains("sops_unencrypted_regex=^DB_ matches DB_PASSWORD"),
+            "{r}"
+        );
+        // An uncompilable unencrypted regex matches nothing: everything is encrypted.
+        let f = with_rule("sops_unencrypted_regex=^DB_[\n");
+        assert_eq!(f.clear_text_rule("DB_PASSWORD"), None);
+
+        let f = with_rule("sops_encrypted_regex=PASS\n");
+        assert_eq!(f.clear_text_rule("DB_PASSWORD"), None);
+        let r = f.clear_text_rule("DB_USER").unwrap();
+        assert!(r.contains("does not match DB_USER"), "{r}");
+        let f = with_rule("sops_encrypted_regex=PASS[\n");
+        let r = f.clear_text_rule("DB_PASSWORD").unwrap();
+        assert!(r.contains("not a valid regular expression"), "{r}");
+
+        // mac_only_encrypted narrows the MAC, it never leaves a key in clear.
+        let f = with_rule("sops_mac_only_encrypted=true\n");
+        assert_eq!(f.clear_text_rule("DB_PASSWORD"), None);
+    }
+
+    #[test]
+    fn metadata_keys_match_in_any_case_and_keep_their_spelling_on_edit() {
+        let text = "A=x\nsops_lastModified=2026-01-01T00:00:00Z\nsops_MAC=ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]\nsops_Version=3.11.0\n";
+        let f = SopsFile::parse(text.as_bytes().to_vec(), "t.env").unwrap();
+        assert_eq!(f.version(), "3.11.0");
+        assert_eq!(f.key_text(f.meta.lastmodified.0), b"sops_lastModified");
+        // Two spellings of one metadata name are ambiguous in sops: refused, naming both lines.
+        let twice = format!("{text}sops_version=3.11.0\n");
+        let e = SopsFile::parse(twice.into_bytes(), "t.env").unwrap_err();
+        assert!(e.to_string().contains("lines 4 and 5"), "{e}");
     }
 }
