@@ -175,19 +175,37 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 /// Proves that a file can be replaced next to `path` (a temp file is created and removed), so a
 /// read-only directory fails the pre-flight instead of the middle of a run.
 pub fn check_dir_writable(path: &Path) -> crate::Result<()> {
-    let tmp = temp_path(path);
-    OpenOptions::new()
+    let refuse = |m: String| crate::Error::Precondition(format!("{}: {m}", path.display()));
+    let target = resolve_link(path).map_err(|e| refuse(e.to_string()))?;
+    let existing = match fs::metadata(&target) {
+        Ok(md) => Some(md),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    if let Some(md) = existing.as_ref().filter(|md| md.nlink() > 1) {
+        return Err(refuse(format!(
+            "has {} hard links; replacing it would leave the other links with the old content",
+            md.nlink()
+        )));
+    }
+    let tmp = temp_path(&target);
+    let r = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|_| fs::remove_file(&tmp))
         .map_err(|e| {
             crate::Error::Precondition(format!(
                 "{} is not writable: {e}",
-                parent_dir(path).display()
+                parent_dir(&target).display()
             ))
         })
+        .and_then(|f| match &existing {
+            Some(md) => keep_owner(&f, md).map_err(|e| refuse(e.to_string())),
+            None => Ok(()),
+        });
+    let _ = fs::remove_file(&tmp);
+    r
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -283,6 +301,26 @@ mod tests {
         assert!(e.to_string().contains("hard links"), "{e}");
         assert_eq!(fs::read(d.path().join("b.env")).unwrap(), b"old");
         assert_eq!(fs::read(&a).unwrap(), b"old");
+    }
+
+    #[test]
+    fn preflight_check_follows_the_link_and_refuses_what_a_write_would() {
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("compose.env");
+        std::os::unix::fs::symlink("missing.env", &link).unwrap();
+        let e = check_dir_writable(&link).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::PRECONDITION);
+        assert!(e.to_string().contains("symlink"), "{e}");
+        let a = d.path().join("a.env");
+        fs::write(&a, b"x").unwrap();
+        fs::hard_link(&a, d.path().join("b.env")).unwrap();
+        assert!(check_dir_writable(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("hard links"));
+        fs::remove_file(d.path().join("b.env")).unwrap();
+        check_dir_writable(&a).unwrap();
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2, "temp file left");
     }
 
     /// Needs root to give the file away (the test environment runs as root; anywhere else this

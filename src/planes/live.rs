@@ -322,3 +322,93 @@ fn keep_backup(cfg: &Config, run_id: &str, bytes: &[u8]) -> Result<()> {
         Err(e) => Err(Error::io(&p, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal dir and a compose.env where write-env replaced `ORIG` with `WROTE`.
+    fn after_write_env() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let jd = d.path().join("journal");
+        std::fs::create_dir(&jd).unwrap();
+        let env = d.path().join("compose.env");
+        keep_previous(&jd.join(PREV_ENV_FILE), b"ORIG").unwrap();
+        std::fs::write(jd.join(WRITTEN_ENV_FILE), sha256_hex(b"WROTE")).unwrap();
+        std::fs::write(&env, b"WROTE").unwrap();
+        (d, jd, env)
+    }
+
+    #[test]
+    fn undo_restores_over_exactly_what_write_env_wrote() {
+        let (_d, jd, env) = after_write_env();
+        undo_write_env(&jd, &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+        // Idempotent: a replayed undo finds the original and changes nothing.
+        undo_write_env(&jd, &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+    }
+
+    #[test]
+    fn undo_never_clobbers_an_edit_made_meanwhile() {
+        let (_d, jd, env) = after_write_env();
+        std::fs::write(&env, b"WROTE+another key set by sops").unwrap();
+        let e = undo_write_env(&jd, &env).unwrap_err();
+        assert!(e.to_string().contains(&env.display().to_string()), "{e}");
+        assert!(e.to_string().contains("changed under the run"), "{e}");
+        assert_eq!(
+            std::fs::read(&env).unwrap(),
+            b"WROTE+another key set by sops"
+        );
+        // Without a record of what was written, a difference is an edit too.
+        std::fs::remove_file(jd.join(WRITTEN_ENV_FILE)).unwrap();
+        std::fs::write(&env, b"WROTE").unwrap();
+        assert!(undo_write_env(&jd, &env).is_err());
+        assert_eq!(std::fs::read(&env).unwrap(), b"WROTE");
+    }
+
+    #[test]
+    fn undo_without_saved_bytes_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let env = d.path().join("compose.env");
+        std::fs::write(&env, b"SOMETHING").unwrap();
+        undo_write_env(d.path(), &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"SOMETHING");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_backups_only() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("compose.env"), b"x").unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "compose_env = \"compose.env\"\nstate_dir = \"state\"\n[backups]\nkeep = 2\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&p)).unwrap();
+        let dir = cfg.backup_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        for id in [
+            "20260101T000000Z-aa",
+            "20260301T000000Z-cc",
+            "20260201T000000Z-bb",
+        ] {
+            std::fs::write(dir.join(format!("compose.env.{id}")), b"old").unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), b"not a backup").unwrap();
+        prune_backups(&cfg);
+        let left: Vec<String> = backups(&cfg)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "compose.env.20260201T000000Z-bb",
+                "compose.env.20260301T000000Z-cc"
+            ]
+        );
+        assert!(dir.join("notes.txt").exists());
+    }
+}
