@@ -213,3 +213,43 @@ fn systemd_units_disable_core_dumps() {
         );
     }
 }
+
+/// A run committed but its journal could not be cleared: `resume` is a no-op that clears it,
+/// and a new run is not refused because of it.
+#[test]
+fn a_committed_journal_left_behind_is_a_no_op_for_resume_and_no_block_for_rotate() {
+    lock_dir();
+    let d = tempfile::tempdir().unwrap();
+    let (env, a, _) = two_configs(d.path());
+    let a = a.to_str().unwrap();
+    let ja = d.path().join("state-a/journal");
+    let committed = || {
+        let mut j = new_journal(
+            "rotate",
+            "db-password",
+            RunContext {
+                compose_env: env.clone(),
+                ..Default::default()
+            },
+            vec![Step::ChangeDb, Step::Commit],
+        );
+        for r in &mut j.steps {
+            r.status = StepStatus::Done;
+        }
+        j.persist(&ja).unwrap();
+    };
+    committed();
+    let o = tool(&["resume", "--config", a], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("had committed"),
+        "{o:?}"
+    );
+    assert!(Journal::load_pending(&ja).unwrap().is_none());
+
+    committed();
+    let o = tool(&["rotate", "--config", a], b"");
+    // It gets past the pending check (and stops later, at the missing age identity).
+    assert!(!stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert!(Journal::load_pending(&ja).unwrap().is_none());
+}
