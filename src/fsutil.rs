@@ -2,10 +2,15 @@
 //! the same directory (so `rename` is atomic), fsync, rename, fsync the directory (so the rename
 //! itself survives a power cut). The temp file is created 0600 before any byte is written, so
 //! secrets are never readable by others even for an instant.
+//!
+//! Replacing is faithful to the file it replaces: a symlink is followed and its target is
+//! replaced (the link stays a link), the owner, group and mode are kept; where that is impossible
+//! (a dangling link, an owner this process may not give away, several hard links) nothing is
+//! written and the error says why.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// How the final file's mode is chosen.
@@ -17,17 +22,29 @@ pub enum Mode {
     Exactly(u32),
 }
 
-/// Replaces `path` with `contents` atomically. On error the original file is untouched and the
-/// temp file is removed.
+/// Replaces `path` with `contents` atomically (through a symlink: its target is replaced). On
+/// error the original file is untouched and the temp file is removed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
+    let target = resolve_link(path)?;
+    let path = target.as_path();
     let dir = parent_dir(path);
-    let final_mode = match mode {
-        Mode::Exactly(m) => m,
-        Mode::KeepOr0600 => match fs::metadata(path) {
-            Ok(md) => md.permissions().mode() & 0o7777,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0o600,
-            Err(e) => return Err(e),
-        },
+    let existing = match fs::metadata(path) {
+        Ok(md) => Some(md),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(md) = &existing {
+        if md.nlink() > 1 {
+            return Err(io::Error::other(format!(
+                "has {} hard links; replacing it would leave the other links with the old content",
+                md.nlink()
+            )));
+        }
+    }
+    let final_mode = match (mode, &existing) {
+        (Mode::Exactly(m), _) => m,
+        (Mode::KeepOr0600, Some(md)) => md.permissions().mode() & 0o7777,
+        (Mode::KeepOr0600, None) => 0o600,
     };
     let tmp = temp_path(path);
     let result = (|| {
@@ -37,6 +54,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> 
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(contents)?;
+        if let Some(md) = &existing {
+            keep_owner(&f, md)?;
+        }
+        // After the chown, which may clear set-id bits.
         f.set_permissions(fs::Permissions::from_mode(final_mode))?;
         f.sync_all()?;
         drop(f);
@@ -47,6 +68,84 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The file a write to `path` must replace: `path` itself, or the final target when `path` is a
+/// symlink. A dangling symlink is refused (replacing it would turn the link into a plain file).
+pub fn resolve_link(path: &Path) -> io::Result<PathBuf> {
+    match fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_symlink() => fs::canonicalize(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("is a symlink whose target cannot be resolved ({e}); refusing to replace the link"),
+            )
+        }),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// Gives the temp file the owner and group of the file it replaces. Refused (not silently
+/// dropped) when this process may not: the replaced file would change hands otherwise.
+fn keep_owner(f: &File, md: &fs::Metadata) -> io::Result<()> {
+    let (uid, gid) = (md.uid(), md.gid());
+    let mine = f.metadata()?;
+    if mine.uid() == uid && mine.gid() == gid {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot keep its owner {uid}:{gid} ({e}); run as that user or as root, nothing was written"
+            ),
+        )
+    })
+}
+
+/// Our processes' advisory lock on one compose.env: an exclusive `flock` on the directory that
+/// holds its real file (symlink resolved). The file itself is replaced by rename on every write,
+/// so its inode cannot carry a lock across a write; its directory's inode can. Held by write-env
+/// (and its undo) and by `komodo-rotate sops set|encrypt -i|rotate-data-key`, so two of our
+/// processes never interleave on the file. Released on drop (or by the kernel on death).
+#[derive(Debug)]
+pub struct EnvLock {
+    dir: File,
+}
+
+/// How long [`EnvLock::acquire`] waits for another of our processes to finish its write.
+pub const ENV_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl EnvLock {
+    pub fn acquire(path: &Path, wait: std::time::Duration) -> io::Result<EnvLock> {
+        let dir = parent_dir(&resolve_link(path)?);
+        let f = File::open(&dir)?;
+        let t0 = std::time::Instant::now();
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(EnvLock { dir: f }),
+                Err(fs::TryLockError::WouldBlock) if t0.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "another komodo-rotate process is writing here (lock on {} held for over {} s)",
+                            dir.display(),
+                            wait.as_secs()
+                        ),
+                    ))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for EnvLock {
+    fn drop(&mut self) {
+        let _ = self.dir.unlock();
+    }
 }
 
 /// Creates `path` with `contents`, refusing to overwrite anything that exists (also atomically:
@@ -76,19 +175,37 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 /// Proves that a file can be replaced next to `path` (a temp file is created and removed), so a
 /// read-only directory fails the pre-flight instead of the middle of a run.
 pub fn check_dir_writable(path: &Path) -> crate::Result<()> {
-    let tmp = temp_path(path);
-    OpenOptions::new()
+    let refuse = |m: String| crate::Error::Precondition(format!("{}: {m}", path.display()));
+    let target = resolve_link(path).map_err(|e| refuse(e.to_string()))?;
+    let existing = match fs::metadata(&target) {
+        Ok(md) => Some(md),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    if let Some(md) = existing.as_ref().filter(|md| md.nlink() > 1) {
+        return Err(refuse(format!(
+            "has {} hard links; replacing it would leave the other links with the old content",
+            md.nlink()
+        )));
+    }
+    let tmp = temp_path(&target);
+    let r = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|_| fs::remove_file(&tmp))
         .map_err(|e| {
             crate::Error::Precondition(format!(
                 "{} is not writable: {e}",
-                parent_dir(path).display()
+                parent_dir(&target).display()
             ))
         })
+        .and_then(|f| match &existing {
+            Some(md) => keep_owner(&f, md).map_err(|e| refuse(e.to_string())),
+            None => Ok(()),
+        });
+    let _ = fs::remove_file(&tmp);
+    r
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -134,6 +251,117 @@ mod tests {
         );
         // no temp files left behind
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn symlink_stays_a_link_and_its_target_gets_the_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("checkout")).unwrap();
+        let real = d.path().join("checkout/compose.env");
+        fs::write(&real, b"old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = d.path().join("compose.env");
+        std::os::unix::fs::symlink("checkout/compose.env", &link).unwrap();
+        write_atomic(&link, b"new", Mode::KeepOr0600).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            Path::new("checkout/compose.env")
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        // No temp file left beside the link or the target.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(d.path().join("checkout")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dangling_symlink_and_hard_links_are_refused_without_writing() {
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("compose.env");
+        std::os::unix::fs::symlink("missing.env", &link).unwrap();
+        let e = write_atomic(&link, b"new", Mode::KeepOr0600).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(!d.path().join("missing.env").exists());
+
+        let a = d.path().join("a.env");
+        fs::write(&a, b"old").unwrap();
+        fs::hard_link(&a, d.path().join("b.env")).unwrap();
+        let e = write_atomic(&a, b"new", Mode::KeepOr0600).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        assert_eq!(fs::read(d.path().join("b.env")).unwrap(), b"old");
+        assert_eq!(fs::read(&a).unwrap(), b"old");
+    }
+
+    #[test]
+    fn preflight_check_follows_the_link_and_refuses_what_a_write_would() {
+        let d = tempfile::tempdir().unwrap();
+        let link = d.path().join("compose.env");
+        std::os::unix::fs::symlink("missing.env", &link).unwrap();
+        let e = check_dir_writable(&link).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::PRECONDITION);
+        assert!(e.to_string().contains("symlink"), "{e}");
+        let a = d.path().join("a.env");
+        fs::write(&a, b"x").unwrap();
+        fs::hard_link(&a, d.path().join("b.env")).unwrap();
+        assert!(check_dir_writable(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("hard links"));
+        fs::remove_file(d.path().join("b.env")).unwrap();
+        check_dir_writable(&a).unwrap();
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2, "temp file left");
+    }
+
+    /// Needs root to give the file away (the test environment runs as root; anywhere else this
+    /// fails instead of skipping).
+    #[test]
+    fn owner_and_group_of_another_user_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("compose.env");
+        fs::write(&p, b"old").unwrap();
+        std::os::unix::fs::chown(&p, Some(4321), Some(8765))
+            .expect("this test needs root to chown a file to another uid/gid");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"new", Mode::KeepOr0600).unwrap();
+        let md = fs::metadata(&p).unwrap();
+        assert_eq!((md.uid(), md.gid()), (4321, 8765));
+        assert_eq!(md.permissions().mode() & 0o777, 0o640);
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+    }
+
+    #[test]
+    fn env_lock_excludes_a_second_holder_through_a_symlink_until_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("real")).unwrap();
+        fs::write(d.path().join("real/compose.env"), b"x").unwrap();
+        let link = d.path().join("compose.env");
+        std::os::unix::fs::symlink("real/compose.env", &link).unwrap();
+        let first = EnvLock::acquire(&link, ENV_LOCK_WAIT).unwrap();
+        // A rename under the lock does not free it (the lock is on the directory).
+        write_atomic(&link, b"y", Mode::KeepOr0600).unwrap();
+        let e = EnvLock::acquire(
+            &d.path().join("real/compose.env"),
+            std::time::Duration::ZERO,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            e.to_string().contains("another komodo-rotate process"),
+            "{e}"
+        );
+        drop(first);
+        EnvLock::acquire(&link, std::time::Duration::ZERO).unwrap();
     }
 
     #[test]

@@ -97,6 +97,30 @@ impl Target {
         })
     }
 
+    /// A target for a throw-away mongod started without access control on the real data volume
+    /// (the last-resort runbook): `mongodb://` to a loopback address only, since an
+    /// unauthenticated mongod must never be reached over a network, nor this pointed at one.
+    pub fn loopback_no_auth(uri: &str, user: &str) -> Result<Target, MongoError> {
+        let t = Target::new(uri, user)?;
+        if !uri.starts_with("mongodb://") {
+            return Err(MongoError::InvalidTarget(
+                "must start with mongodb://".into(),
+            ));
+        }
+        for host in t.server.split(',') {
+            let name = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or_default(),
+                None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+            };
+            if !matches!(name, "127.0.0.1" | "localhost" | "::1") {
+                return Err(MongoError::InvalidTarget(format!(
+                    "host {name} is not a loopback address; publish the recovery container on 127.0.0.1"
+                )));
+            }
+        }
+        Ok(t)
+    }
+
     pub fn with_auth_source(mut self, db: &str) -> Self {
         self.auth_source = db.to_owned();
         self
@@ -113,24 +137,28 @@ impl Target {
         &self.server
     }
 
-    async fn client(&self, password: &Secret) -> Result<Client, MongoError> {
+    /// A client logging in with `password`, or with no credential at all for `None`.
+    async fn client(&self, password: Option<&Secret>) -> Result<Client, MongoError> {
         let mut opts = ClientOptions::parse(&self.uri).await.map_err(|e| {
             MongoError::InvalidTarget(format!("cannot be parsed: {}", scrub(&e, password)))
         })?;
-        opts.credential = Some(
+        opts.credential = password.map(|p| {
             Credential::builder()
                 .username(self.user.clone())
-                .password(password.expose().to_owned())
+                .password(p.expose().to_owned())
                 .source(self.auth_source.clone())
-                .build(),
-        );
+                .build()
+        });
+        if password.is_none() {
+            opts.direct_connection = Some(true);
+        }
         opts.server_selection_timeout = Some(self.server_selection_timeout);
         opts.connect_timeout = Some(self.connect_timeout);
         opts.app_name = Some("komodo-rotate".into());
         Client::with_options(opts).map_err(|e| self.unreachable(&e, password))
     }
 
-    fn unreachable(&self, e: &DriverError, password: &Secret) -> MongoError {
+    fn unreachable(&self, e: &DriverError, password: Option<&Secret>) -> MongoError {
         MongoError::Unreachable {
             server: self.server.clone(),
             user: self.user.clone(),
@@ -152,14 +180,14 @@ pub enum LoginOutcome {
 
 /// Tries `candidate` with a throwaway client; never puts the candidate in a result or log.
 pub async fn login_works(target: &Target, candidate: &Secret) -> LoginOutcome {
-    let client = match target.client(candidate).await {
+    let client = match target.client(Some(candidate)).await {
         Ok(c) => c,
         Err(e) => return LoginOutcome::Unreachable(e.to_string()),
     };
     let outcome = match ping(&client).await {
         Ok(()) => LoginOutcome::Accepted,
         Err(e) if is_rejection(&e) => LoginOutcome::Rejected,
-        Err(e) => LoginOutcome::Unreachable(scrub(&e, candidate)),
+        Err(e) => LoginOutcome::Unreachable(scrub(&e, Some(candidate))),
     };
     client.shutdown().await;
     outcome
@@ -195,12 +223,15 @@ fn is_rejection(e: &DriverError) -> bool {
     false
 }
 
-/// One line from a driver error, with the secret masked should a server ever echo it.
-fn scrub(e: &DriverError, secret: &Secret) -> String {
+/// One line from a driver error, with the secret masked should a server ever echo it (the whole
+/// message is checked before anything is cut).
+fn scrub(e: &DriverError, secret: Option<&Secret>) -> String {
     // The kind alone: the full Display adds label and source dumps that make the line unreadable.
     let mut s = e.kind.to_string().replace(['\n', '\r'], " ");
-    if secret.len() >= 4 && s.contains(secret.expose()) {
-        s = s.replace(secret.expose(), "***");
+    if let Some(secret) = secret {
+        if !secret.is_empty() && s.contains(secret.expose()) {
+            s = s.replace(secret.expose(), "***");
+        }
     }
     s
 }
@@ -230,6 +261,19 @@ impl std::fmt::Debug for MongoAdmin {
 impl MongoAdmin {
     /// Logs in (the first command authenticates) and keeps the session.
     pub async fn connect(target: &Target, password: &Secret) -> Result<MongoAdmin, MongoError> {
+        Self::connect_with(target, Some(password)).await
+    }
+
+    /// Connects with no credential, to a mongod running without access control (see
+    /// [`Target::loopback_no_auth`]).
+    pub async fn connect_no_auth(target: &Target) -> Result<MongoAdmin, MongoError> {
+        Self::connect_with(target, None).await
+    }
+
+    async fn connect_with(
+        target: &Target,
+        password: Option<&Secret>,
+    ) -> Result<MongoAdmin, MongoError> {
         let client = target.client(password).await?;
         if let Err(e) = ping(&client).await {
             client.shutdown().await;
@@ -267,29 +311,44 @@ impl MongoAdmin {
             })
     }
 
-    /// `updateUser {pwd}` on `admin` with write concern majority (mechanisms and digest left at
+    /// `updateUser {pwd}` on the target's auth source (where the user is defined) with write concern majority (mechanisms and digest left at
     /// the server's defaults: both SCRAM mechanisms rebuilt), then proves with a fresh client that
     /// the new password logs in. This session stays valid either way, as in mongod, so the caller
     /// can undo with it.
     pub async fn change_password(&self, user: &str, new: &Secret) -> Result<(), MongoError> {
+        self.update_password(user, new).await?;
+        self.prove(user, new).await
+    }
+
+    /// `updateUser {pwd}` only, without the proof login (a mongod without access control
+    /// accepts any login, so there a proof would prove nothing).
+    pub async fn update_password(&self, user: &str, new: &Secret) -> Result<(), MongoError> {
         let cmd = doc! {
             "updateUser": user,
             "pwd": new.expose(),
             "writeConcern": {"w": "majority"},
         };
-        let result = self.client.database("admin").run_command(cmd).await;
+        // A user lives in its authentication database: updateUser must run there.
+        let result = self
+            .client
+            .database(&self.target.auth_source)
+            .run_command(cmd)
+            .await;
         if let Err(e) = result {
             return Err(MongoError::Command {
                 server: self.target.server.clone(),
                 user: user.to_owned(),
                 command: "updateUser",
                 code: command_code(&e),
-                reason: scrub(&e, new),
+                reason: scrub(&e, Some(new)),
             });
         }
+        Ok(())
+    }
+
+    async fn prove(&self, user: &str, new: &Secret) -> Result<(), MongoError> {
         let proof_target = Target {
             user: user.to_owned(),
-            auth_source: "admin".into(),
             ..self.target.clone()
         };
         match login_works(&proof_target, new).await {
@@ -345,6 +404,28 @@ mod tests {
         assert_eq!(t.server_selection_timeout, DEFAULT_TIMEOUT);
         // An '@' in the query string is not a credential.
         assert!(Target::new("mongodb://h:1/?appName=a@b", "root").is_ok());
+    }
+
+    #[test]
+    fn no_auth_targets_are_loopback_only() {
+        for ok in [
+            "mongodb://127.0.0.1:27018",
+            "mongodb://localhost",
+            "mongodb://[::1]:27018/?x=1",
+        ] {
+            Target::loopback_no_auth(ok, "root").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, why) in [
+            ("mongodb://10.0.0.5:27017", "not a loopback"),
+            ("mongodb://127.0.0.1,db.example:27017", "not a loopback"),
+            ("mongodb+srv://localhost", "mongodb://"),
+            ("mongodb://root:hunter2secret@127.0.0.1", "credentials"),
+        ] {
+            let e = Target::loopback_no_auth(bad, "root").unwrap_err();
+            assert!(e.is_usage());
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+            assert!(!e.to_string().contains("hunter2secret"), "{e}");
+        }
     }
 
     #[test]

@@ -3,6 +3,16 @@
 //! A [`Secret`] never prints its value: `Debug` shows a fixed mask and there is no `Display`.
 //! The bytes live in a `secrecy` box, so they are zeroed on drop. Reading the value requires an
 //! explicit `expose()`, which makes every place that handles plaintext easy to audit with grep.
+//!
+//! What is guaranteed, and no more:
+//! - never printed: no `Display`, a masked `Debug`, and no error of this crate carries a value;
+//! - zeroed where we own the buffer: a `Secret`/[`SecretBytes`] on drop, and the buffer
+//!   [`read_secret`] reads into (pre-sized, never reallocated, so it leaves no stale copy);
+//! - copies we make are few and each is itself zeroing (`Secret::clone` allocates a new box);
+//! - NOT guaranteed: copies made by libraries we hand a value to (the MongoDB driver's
+//!   credential, serde_json while sealing, the kernel's pipe buffers), and pages swapped out
+//!   before they were zeroed. Core dumps are disabled at start (see `main.rs`) so a crash does
+//!   not write any of them to disk.
 
 use secrecy::{ExposeSecret, SecretBox};
 use std::fmt;
@@ -92,6 +102,41 @@ impl PartialEq for Secret {
 
 impl Eq for Secret {}
 
+/// The most a secret read by [`read_secret`] may hold (a password, not a file).
+pub const MAX_SECRET_INPUT: usize = 4096;
+
+/// The one reader of a secret from stdin or a file, used by every command. It reads into a
+/// zeroing buffer sized once (never reallocated, so no stale copy is left on the heap), applies
+/// the one trimming rule — exactly one trailing line ending (`\n` or `\r\n`) is removed, nothing
+/// else — and checks UTF-8. `what` names the input in errors (e.g. `stdin`); the value never
+/// appears in one.
+pub fn read_secret(mut input: impl std::io::Read, what: &str) -> crate::Result<Secret> {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; MAX_SECRET_INPUT + 1]);
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::Error::io(what, e)),
+        }
+    }
+    if n > MAX_SECRET_INPUT {
+        return Err(crate::Error::Usage(format!(
+            "{what}: the secret is longer than {MAX_SECRET_INPUT} bytes"
+        )));
+    }
+    let mut v = &buf[..n];
+    if let Some(rest) = v.strip_suffix(b"\n") {
+        v = rest.strip_suffix(b"\r").unwrap_or(rest);
+    }
+    let text = std::str::from_utf8(v)
+        .map_err(|_| crate::Error::Usage(format!("{what}: the secret is not UTF-8 text")))?;
+    let mut owned = String::with_capacity(text.len());
+    owned.push_str(text);
+    Ok(Secret::new(owned))
+}
+
 /// Secret bytes that need not be UTF-8 (data keys, decrypted journal blobs). Zeroed on drop.
 pub type SecretBytes = SecretBox<[u8]>;
 
@@ -139,6 +184,33 @@ mod tests {
         assert!(a.ct_eq(&Secret::new("abc".into())));
         assert!(!a.ct_eq(&Secret::new("abd".into())));
         assert!(!a.ct_eq(&Secret::new("abcd".into())));
+    }
+
+    #[test]
+    fn read_secret_trims_exactly_one_line_ending() {
+        let r = |b: &[u8]| read_secret(b, "stdin").unwrap().expose().to_owned();
+        assert_eq!(r(b"pw\n"), "pw");
+        assert_eq!(r(b"pw\r\n"), "pw");
+        assert_eq!(r(b"pw\n\n"), "pw\n");
+        assert_eq!(r(b"pw"), "pw");
+        assert_eq!(r(b" pw \n"), " pw ");
+        assert_eq!(r(b""), "");
+    }
+
+    #[test]
+    fn read_secret_refuses_long_and_non_utf8_input_without_echo() {
+        let long = vec![b'a'; MAX_SECRET_INPUT + 1];
+        let e = read_secret(&long[..], "stdin").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().contains("longer"), "{e}");
+        let ok = vec![b'a'; MAX_SECRET_INPUT];
+        assert_eq!(
+            read_secret(&ok[..], "stdin").unwrap().len(),
+            MAX_SECRET_INPUT
+        );
+        let e = read_secret(&b"s3cr\xc3"[..], "pw.txt").unwrap_err();
+        assert!(e.to_string().starts_with("pw.txt:"), "{e}");
+        assert!(!e.to_string().contains("s3cr"), "{e}");
     }
 
     #[test]

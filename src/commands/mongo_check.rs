@@ -1,13 +1,11 @@
 //! `komodo-rotate mongo check --uri URI --user USER`: the password comes from stdin (one trailing
-//! newline stripped). Exit 0 when it logs in, 1 when MongoDB rejects it, 3 when no verdict.
+//! line ending stripped, `secret::read_secret`). Exit 0 when it logs in, 1 when MongoDB rejects it, 3 when no verdict.
 
 use crate::cli::MongoCommand;
 use crate::error::exit;
 use crate::mongo::{login_works, LoginOutcome, MongoError, Target};
 use crate::secret::Secret;
 use crate::Result;
-use std::io::Read;
-use zeroize::Zeroizing;
 
 pub fn run(cmd: MongoCommand) -> Result<i32> {
     match cmd {
@@ -61,19 +59,9 @@ fn check(uri: &str, user: &str, auth_source: &str) -> Result<i32> {
 }
 
 fn read_password() -> Result<Secret> {
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut buf)
-        .map_err(|e| crate::Error::io("stdin", e))?;
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
+    let pw = crate::secret::read_secret(std::io::stdin().lock(), "stdin")?;
+    if pw.is_empty() {
+        return Err(crate::Error::Usage("mongo: no password on stdin".into()));
     }
-    if buf.is_empty() {
-        return Err(crate::Error::Usage(
-            "mongo check: no password on stdin".into(),
-        ));
-    }
-    Secret::from_utf8(std::mem::take(&mut *buf))
-        .map_err(|_| crate::Error::Usage("mongo check: the password on stdin is not UTF-8".into()))
+    Ok(pw)
 }

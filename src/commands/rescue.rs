@@ -13,7 +13,6 @@ use crate::secret::Secret;
 use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
 use crate::txn::{new_journal, RunContext, Step};
-use std::io::Read;
 
 pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
 
@@ -28,19 +27,11 @@ pub fn run(args: RescueArgs) -> Result<i32> {
 }
 
 fn read_prior(p: &std::path::Path) -> Result<Secret> {
-    let mut buf = Vec::new();
     if p.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("stdin", e))?;
-    } else {
-        buf = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        return crate::secret::read_secret(std::io::stdin().lock(), "stdin");
     }
-    let mut s = Secret::from_utf8(buf)
-        .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", p.display())))?;
-    let trimmed = s.expose().trim_end_matches(['\n', '\r']).to_owned();
-    s = Secret::new(trimmed);
-    Ok(s)
+    let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+    crate::secret::read_secret(f, &p.display().to_string())
 }
 
 /// One rung of the ladder: where a candidate came from (a name, never the value) and the value.
@@ -50,7 +41,7 @@ struct Candidate {
 }
 
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
-    let _lock = RunLock::acquire(&cfg.lock_path())?;
+    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     execute::refuse_if_pending(cfg)?;
     let Loaded {
         env,

@@ -19,12 +19,20 @@ pub fn run(args: ConfigArgs) -> Result<i32> {
 }
 
 async fn resume(cfg: &Config) -> Result<i32> {
-    let _lock = RunLock::acquire(&cfg.lock_path())?;
+    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     let dir = cfg.journal_dir();
     let Some(mut journal) = Journal::load_pending(&dir)? else {
         println!("nothing to resume: no interrupted run in {}", dir.display());
         return Ok(0);
     };
+    if journal.is_committed() {
+        Journal::clear(&dir)?;
+        println!(
+            "nothing to resume: {} run {} had committed; its journal is now cleared",
+            journal.command, journal.run_id
+        );
+        return Ok(0);
+    }
     let ids = Identities::discover(cfg.age_key_file.as_deref())?;
     let Some(sealed) = journal.sealed_secrets.clone() else {
         return Err(Error::Precondition(format!(

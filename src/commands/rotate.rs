@@ -23,7 +23,7 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    let _lock = RunLock::acquire(&cfg.lock_path())?;
+    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     execute::refuse_if_pending(cfg)?;
 
     // Pre-flight: every check the run depends on, before anything changes.

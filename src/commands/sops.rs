@@ -4,11 +4,10 @@
 
 use crate::cli::{AgeKeyArgs, SopsCommand};
 use crate::error::exit;
-use crate::secret::Secret;
 use crate::sops::{self, Identities, SopsFile};
 use crate::Result;
 use secrecy::ExposeSecret;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -29,6 +28,12 @@ pub fn run(cmd: SopsCommand) -> Result<i32> {
             file,
         } => encrypt(&file, &age, in_place),
     }
+}
+
+/// The same advisory lock write-env takes, so our own edits never interleave on one file.
+fn env_lock(file: &Path) -> Result<crate::fsutil::EnvLock> {
+    crate::fsutil::EnvLock::acquire(file, crate::fsutil::ENV_LOCK_WAIT)
+        .map_err(|e| crate::Error::io(file, e))
 }
 
 fn identities(key: &AgeKeyArgs) -> Result<Identities> {
@@ -84,17 +89,9 @@ fn check(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
 
 fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i32> {
     let ids = identities(key)?;
+    let value = crate::secret::read_secret(std::io::stdin().lock(), "stdin")?;
+    let _lock = env_lock(file)?;
     let f = SopsFile::load(file)?;
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut buf)
-        .map_err(|e| crate::Error::io("stdin", e))?;
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-    }
-    let value = Secret::from_utf8(std::mem::take(&mut *buf))
-        .map_err(|_| crate::Error::Usage("the value on stdin is not UTF-8".into()))?;
     let edit = f.with_values_verified(&ids, &[(key_name, &value)])?;
     sops::write_edit(file, edit)?;
     if verbose {
@@ -108,6 +105,7 @@ fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i
 
 fn rotate(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
     let ids = identities(key)?;
+    let _lock = env_lock(file)?;
     let f = SopsFile::load(file)?;
     let bytes = f.rotate_data_key(&ids)?;
     sops::write_verified(file, &bytes, &ids)?;
@@ -121,6 +119,7 @@ fn rotate(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
 
 fn encrypt(file: &Path, recipients: &[String], in_place: bool) -> Result<i32> {
     let name = file.display().to_string();
+    let _lock = in_place.then(|| env_lock(file)).transpose()?;
     let plain = Zeroizing::new(std::fs::read(file).map_err(|e| crate::Error::io(file, e))?);
     let out = sops::encrypt_new_named(&plain, recipients, &name)?;
     // The output must at least read back as a sops file (we hold no identity to decrypt it).

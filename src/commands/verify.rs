@@ -139,6 +139,16 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
         Ok(true) => m.push("lock", Status::Info, "a run is in progress"),
         Err(e) => m.push("lock", Status::Unknown, e.to_string()),
     }
+    let kept = crate::planes::live::backups(cfg).len();
+    m.push(
+        "backups",
+        Status::Info,
+        format!(
+            "{kept} kept in {} (keep the newest {}; each holds an old password)",
+            cfg.backup_dir().display(),
+            cfg.backups.keep
+        ),
+    );
     Ok(m)
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub alert: Alert,
     #[serde(default)]
     pub git: Git,
+    #[serde(default)]
+    pub backups: Backups,
     /// Where the config came from; relative paths inside it are resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -89,6 +91,27 @@ pub struct Health {
     pub timeout: Duration,
     #[serde(default = "default_stable_for", with = "duration::serde_str")]
     pub stable_for: Duration,
+}
+
+/// `state_dir/backups/`: the compose.env each write-env replaced, for the rescue ladder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backups {
+    /// How many to keep (the newest); older ones are deleted after each write-env. At least 1.
+    #[serde(default = "default_backups_keep")]
+    pub keep: usize,
+}
+
+impl Default for Backups {
+    fn default() -> Self {
+        Backups {
+            keep: default_backups_keep(),
+        }
+    }
+}
+
+fn default_backups_keep() -> usize {
+    5
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -306,6 +329,13 @@ impl Config {
                 msg: "git.network_timeout must be more than 0s".into(),
             });
         }
+        if cfg.backups.keep == 0 {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                msg: "backups.keep must be at least 1 (rescue needs the last replaced compose.env)"
+                    .into(),
+            });
+        }
         if cfg.health.stable_for > cfg.health.timeout {
             return Err(Error::Config {
                 path: path.to_path_buf(),
@@ -371,6 +401,24 @@ mod tests {
         assert_eq!(cfg.health.timeout, Duration::from_secs(90));
         assert_eq!(cfg.health.stable_for, Duration::from_secs(10));
         assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/komodo-rotate"));
+        assert_eq!(cfg.backups.keep, 5);
+    }
+
+    #[test]
+    fn backups_keep_is_read_and_zero_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[backups]\nkeep = 2\n",
+        );
+        assert_eq!(Config::load(Some(&p)).unwrap().backups.keep, 2);
+        let p = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[backups]\nkeep = 0\n",
+        );
+        let e = Config::load(Some(&p)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().contains("backups.keep"), "{e}");
     }
 
     #[test]

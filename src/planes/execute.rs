@@ -80,12 +80,7 @@ pub async fn execute(
         journal_dir: dir.clone(),
     };
     let mut progress = StderrProgress::new(crate::commands::quiet());
-    let mut runner = Runner {
-        dir: dir.clone(),
-        journal,
-        planes: &mut planes,
-        progress: &mut progress,
-    };
+    let mut runner = Runner::new(dir.clone(), journal, &mut planes, &mut progress);
     let outcome = match direction {
         Direction::Forward => runner.run().await?,
         Direction::Back { reason } => {
@@ -127,9 +122,25 @@ pub async fn execute(
         eprintln!("komodo-rotate: warning: audit log: {e}");
     }
     if code != exit::ROLLBACK_INCOMPLETE {
-        Journal::clear(&dir)?;
+        clear_after(&dir, code, &journal)?;
     }
     result.map(|()| code)
+}
+
+/// Clears the journal of a run that ended cleanly. After a commit a failed clear is only a
+/// warning (the run did commit; the journal on disk says so and `resume` will clear it).
+fn clear_after(dir: &std::path::Path, code: i32, journal: &Journal) -> Result<()> {
+    match Journal::clear(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if code == exit::OK => {
+            if !journal.is_committed() || journal.persist(dir).is_err() {
+                eprintln!("komodo-rotate: warning: the run committed, but its journal could not be marked so; `komodo-rotate resume` will replay the commit step (idempotent)");
+            }
+            eprintln!("komodo-rotate: warning: the run committed, but its journal could not be cleared ({e}); `komodo-rotate resume` clears it");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The invariant after a rollback: Mongo accepts OLD, compose.env holds OLD.
@@ -157,6 +168,10 @@ async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> std::result::Resu
 /// Refuses to start while an interrupted run's journal is pending (exit 3).
 pub fn refuse_if_pending(cfg: &Config) -> Result<()> {
     if let Some(j) = Journal::load_pending(&cfg.journal_dir())? {
+        if j.is_committed() && Journal::clear(&cfg.journal_dir()).is_ok() {
+            // A committed run whose clear had failed: nothing is pending.
+            return Ok(());
+        }
         let inflight = j
             .steps
             .iter()
@@ -168,6 +183,15 @@ pub fn refuse_if_pending(cfg: &Config) -> Result<()> {
             j.command,
             j.run_id,
             cfg.journal_dir().display()
+        )));
+    }
+    // Another config's run on the same compose.env.
+    let own = std::fs::canonicalize(cfg.journal_dir()).unwrap_or_else(|_| cfg.journal_dir());
+    if let Some(other) = crate::txn::lock::pending_elsewhere(&cfg.compose_env, &own)? {
+        return Err(Error::Precondition(format!(
+            "{} has an interrupted run's journal in {} (another config's state_dir): run `komodo-rotate resume` with that config first",
+            cfg.compose_env.display(),
+            other.display()
         )));
     }
     Ok(())

@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 /// Lines of each container's log kept in its snapshot.
 const SNAPSHOT_LOG_LINES: usize = 200;
 pub const PREV_ENV_FILE: &str = "compose.env.prev";
+/// SHA-256 (hex) of the bytes write-env wrote: its undo restores only over exactly those bytes.
+pub const WRITTEN_ENV_FILE: &str = "compose.env.written";
 
 /// The old and new value of the secret being rotated. Sealed in the journal, never printed.
 pub struct Staged {
@@ -142,6 +144,7 @@ impl Planes for LivePlanes<'_> {
                     return Ok(());
                 }
                 let path = &j.context.compose_env;
+                let _lock = env_lock(path)?;
                 let file = SopsFile::load(path)?;
                 let plain = file.decrypt(self.ids)?;
                 if plain
@@ -154,7 +157,12 @@ impl Planes for LivePlanes<'_> {
                 keep_backup(self.cfg, &j.run_id, file.bytes())?;
                 let bytes =
                     file.with_values(self.ids, &[(j.context.env_key.as_str(), &self.staged.new)])?;
+                // Recorded before the write, so an undo after a crash in between still knows.
+                let w = self.journal_dir.join(WRITTEN_ENV_FILE);
+                fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
+                    .map_err(|e| Error::io(&w, e))?;
                 write_verified(path, &bytes, self.ids)?;
+                prune_backups(self.cfg);
                 Ok(())
             }
             Step::Recreate { container } => {
@@ -206,22 +214,7 @@ impl Planes for LivePlanes<'_> {
                 },
                 LoginOutcome::Unreachable(r) => Err(Error::Precondition(r)),
             },
-            Step::WriteEnv => {
-                let prev = self.journal_dir.join(PREV_ENV_FILE);
-                let old = match std::fs::read(&prev) {
-                    Ok(b) => b,
-                    // write-env never saved the old bytes, so it never wrote either.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(Error::io(&prev, e)),
-                };
-                let path = &j.context.compose_env;
-                let now = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-                if now != old {
-                    fsutil::write_atomic(path, &old, Mode::KeepOr0600)
-                        .map_err(|e| Error::io(path, e))?;
-                }
-                Ok(())
-            }
+            Step::WriteEnv => undo_write_env(&self.journal_dir, &j.context.compose_env),
             Step::Recreate { container } => {
                 if !self.snapshot_path(container).exists() {
                     return Ok(());
@@ -234,12 +227,86 @@ impl Planes for LivePlanes<'_> {
     }
 }
 
+fn env_lock(path: &Path) -> Result<fsutil::EnvLock> {
+    fsutil::EnvLock::acquire(path, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(path, e))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Puts compose.env's previous bytes back, but only over exactly the bytes write-env wrote: an
+/// edit made meanwhile (another key changed with `sops set`) is never clobbered; the undo fails
+/// instead, naming the file, and the rollback stops (exit 5).
+pub fn undo_write_env(journal_dir: &Path, path: &Path) -> Result<()> {
+    let prev = journal_dir.join(PREV_ENV_FILE);
+    let old = match std::fs::read(&prev) {
+        Ok(b) => b,
+        // write-env never saved the old bytes, so it never wrote either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&prev, e)),
+    };
+    let _lock = env_lock(path)?;
+    let now = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if now == old {
+        return Ok(());
+    }
+    let w = journal_dir.join(WRITTEN_ENV_FILE);
+    let written = match std::fs::read_to_string(&w) {
+        Ok(h) => Some(h),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&w, e)),
+    };
+    if written.is_some_and(|h| h.trim() == sha256_hex(&now)) {
+        return fsutil::write_atomic(path, &old, Mode::KeepOr0600).map_err(|e| Error::io(path, e));
+    }
+    Err(Error::Precondition(format!(
+        "{} changed under the run (it holds neither the original bytes nor what write-env wrote): not restored, so the edit made meanwhile is kept; the original is in {}",
+        path.display(),
+        prev.display()
+    )))
+}
+
 /// Saves the bytes write-env replaces, once: on a replay the first copy is the original.
 fn keep_previous(path: &Path, bytes: &[u8]) -> Result<()> {
     match fsutil::write_new(path, bytes, 0o600) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// The backups in `state_dir/backups/`, oldest first (their names sort by run id, i.e. by time).
+pub fn backups(cfg: &Config) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(cfg.backup_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("compose.env."))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Keeps the newest `[backups] keep` backups and deletes the rest: each one holds an old
+/// password readable by every recipient ever listed. Cleanup only: a failure is a warning.
+pub fn prune_backups(cfg: &Config) {
+    let all = backups(cfg);
+    let excess = all.len().saturating_sub(cfg.backups.keep);
+    for p in &all[..excess] {
+        if let Err(e) = std::fs::remove_file(p) {
+            eprintln!(
+                "komodo-rotate: warning: cannot remove old backup {}: {e}",
+                p.display()
+            );
+        }
     }
 }
 
@@ -253,5 +320,95 @@ fn keep_backup(cfg: &Config, run_id: &str, bytes: &[u8]) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(&p, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal dir and a compose.env where write-env replaced `ORIG` with `WROTE`.
+    fn after_write_env() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let jd = d.path().join("journal");
+        std::fs::create_dir(&jd).unwrap();
+        let env = d.path().join("compose.env");
+        keep_previous(&jd.join(PREV_ENV_FILE), b"ORIG").unwrap();
+        std::fs::write(jd.join(WRITTEN_ENV_FILE), sha256_hex(b"WROTE")).unwrap();
+        std::fs::write(&env, b"WROTE").unwrap();
+        (d, jd, env)
+    }
+
+    #[test]
+    fn undo_restores_over_exactly_what_write_env_wrote() {
+        let (_d, jd, env) = after_write_env();
+        undo_write_env(&jd, &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+        // Idempotent: a replayed undo finds the original and changes nothing.
+        undo_write_env(&jd, &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+    }
+
+    #[test]
+    fn undo_never_clobbers_an_edit_made_meanwhile() {
+        let (_d, jd, env) = after_write_env();
+        std::fs::write(&env, b"WROTE+another key set by sops").unwrap();
+        let e = undo_write_env(&jd, &env).unwrap_err();
+        assert!(e.to_string().contains(&env.display().to_string()), "{e}");
+        assert!(e.to_string().contains("changed under the run"), "{e}");
+        assert_eq!(
+            std::fs::read(&env).unwrap(),
+            b"WROTE+another key set by sops"
+        );
+        // Without a record of what was written, a difference is an edit too.
+        std::fs::remove_file(jd.join(WRITTEN_ENV_FILE)).unwrap();
+        std::fs::write(&env, b"WROTE").unwrap();
+        assert!(undo_write_env(&jd, &env).is_err());
+        assert_eq!(std::fs::read(&env).unwrap(), b"WROTE");
+    }
+
+    #[test]
+    fn undo_without_saved_bytes_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let env = d.path().join("compose.env");
+        std::fs::write(&env, b"SOMETHING").unwrap();
+        undo_write_env(d.path(), &env).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"SOMETHING");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_backups_only() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("compose.env"), b"x").unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "compose_env = \"compose.env\"\nstate_dir = \"state\"\n[backups]\nkeep = 2\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&p)).unwrap();
+        let dir = cfg.backup_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        for id in [
+            "20260101T000000Z-aa",
+            "20260301T000000Z-cc",
+            "20260201T000000Z-bb",
+        ] {
+            std::fs::write(dir.join(format!("compose.env.{id}")), b"old").unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), b"not a backup").unwrap();
+        prune_backups(&cfg);
+        let left: Vec<String> = backups(&cfg)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "compose.env.20260201T000000Z-bb",
+                "compose.env.20260301T000000Z-cc"
+            ]
+        );
+        assert!(dir.join("notes.txt").exists());
     }
 }

@@ -80,29 +80,64 @@ impl Journal {
     }
 
     /// Writes the journal durably (temp file, fsync, rename, fsync dir), 0600.
+    /// Failpoint `journal:persist` (e.g. `journal:persist=5*off->return`) fails the Nth write.
     pub fn persist(&self, dir: &Path) -> Result<()> {
+        super::runner::failpoint("journal:persist")?;
         ensure_private_dir(dir)?;
         let p = Self::path(dir);
         let body = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Precondition(format!("cannot serialise the journal: {e}")))?;
-        fsutil::write_atomic(&p, &body, Mode::Exactly(0o600)).map_err(|e| Error::io(&p, e))
+        fsutil::write_atomic(&p, &body, Mode::Exactly(0o600)).map_err(|e| Error::io(&p, e))?;
+        // Host-wide pointer, so runs of other configs on the same file see this journal.
+        let guarded = &self.context.compose_env;
+        if !guarded.as_os_str().is_empty() {
+            let canon = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+            super::lock::mark_pending(guarded, &canon)?;
+        }
+        Ok(())
     }
 
     /// Removes the journal and everything the run kept beside it (snapshots, previous env bytes).
+    /// The journal goes last: a clear that fails half-way leaves the journal in place (and with
+    /// it the files it explains), never stray files a later run could mistake for its own.
+    /// Failpoint `journal:clear`.
     pub fn clear(dir: &Path) -> Result<()> {
+        super::runner::failpoint("journal:clear")?;
+        // The host-wide pointer goes with the journal (best effort: a pointer whose journal
+        // is gone is ignored by every reader).
+        let guarded = Self::load_pending(dir)
+            .ok()
+            .flatten()
+            .map(|j| j.context.compose_env)
+            .filter(|p| !p.as_os_str().is_empty());
         match std::fs::read_dir(dir) {
             Ok(entries) => {
+                let journal = Self::path(dir);
                 for e in entries.flatten() {
                     let p = e.path();
-                    if p.is_file() {
+                    if p.is_file() && p != journal {
                         std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
                     }
+                }
+                match std::fs::remove_file(&journal) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&journal, e)),
+                }
+                if let (Some(g), Ok(canon)) = (guarded, std::fs::canonicalize(dir)) {
+                    let _ = super::lock::clear_pending(&g, &canon);
                 }
                 fsutil::sync_dir(dir).map_err(|e| Error::io(dir, e))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(dir, e)),
         }
+    }
+
+    /// Every step is done, the commit included: the run committed and only the clear of its
+    /// journal is missing. `resume` treats such a journal as a no-op (it just clears it).
+    pub fn is_committed(&self) -> bool {
+        self.steps.iter().all(|r| r.status == StepStatus::Done)
     }
 
     pub fn record_mut(&mut self, step: &super::Step) -> Option<&mut StepRecord> {

@@ -1,6 +1,12 @@
-//! The run lock: one `flock` on `state_dir/lock`. The kernel drops it when the process dies, so a
-//! SIGKILLed run never leaves a stale lock behind (the journal, not the lock, records that a run
-//! was interrupted).
+//! The run lock: a `flock` on `state_dir/lock` and, when the run guards a file (compose.env), a
+//! second one keyed by that file's canonical path in a host-wide directory ([`global_dir`]), so
+//! two configs with different state dirs for the same file never run blind to each other. The
+//! kernel drops both when the process dies, so a SIGKILLed run never leaves a stale lock behind
+//! (the journal, not the lock, records that a run was interrupted).
+//!
+//! Beside the keyed lock, `<key>.pending` points to the journal dir of a run on that file that
+//! has not ended cleanly: written with the journal, removed when it is cleared. It lets a run
+//! from another config (and `mongo set-password`, which has no config) see that journal.
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -8,42 +14,123 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Host-wide directory of the per-file locks and pending pointers:
+/// `$KOMODO_ROTATE_LOCK_DIR`, else `/run/lock/komodo-rotate`.
+pub fn global_dir() -> PathBuf {
+    std::env::var_os("KOMODO_ROTATE_LOCK_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/lock/komodo-rotate"))
+}
+
+/// The key of a guarded file: hex SHA-256 of its canonical path (symlinks resolved), so every
+/// spelling of the path, and every link to it, maps to the same lock.
+fn file_key(guarded: &Path) -> Result<String> {
+    use sha2::Digest;
+    let canon = std::fs::canonicalize(guarded).map_err(|e| Error::io(guarded, e))?;
+    Ok(hex::encode(sha2::Sha256::digest(canon.as_os_str().as_encoded_bytes()))[..32].to_owned())
+}
+
+fn pending_pointer(guarded: &Path) -> Result<PathBuf> {
+    Ok(global_dir().join(format!("{}.pending", file_key(guarded)?)))
+}
+
+/// Records that `journal_dir` holds a journal for `guarded` (idempotent).
+pub fn mark_pending(guarded: &Path, journal_dir: &Path) -> Result<()> {
+    let p = pending_pointer(guarded)?;
+    let body = journal_dir.as_os_str().as_encoded_bytes();
+    if std::fs::read(&p).is_ok_and(|b| b == body) {
+        return Ok(());
+    }
+    ensure_private_dir(&global_dir())?;
+    crate::fsutil::write_atomic(&p, body, crate::fsutil::Mode::Exactly(0o600))
+        .map_err(|e| Error::io(&p, e))
+}
+
+/// Drops the pointer of `guarded` if it names `journal_dir`.
+pub fn clear_pending(guarded: &Path, journal_dir: &Path) -> Result<()> {
+    let p = pending_pointer(guarded)?;
+    match std::fs::read(&p) {
+        Ok(b) if b == journal_dir.as_os_str().as_encoded_bytes() => {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&p, e)),
+    }
+}
+
+/// The journal dir of another run on `guarded` whose journal is still there, if any (a pointer
+/// whose journal is gone is stale and ignored). `own` is the caller's journal dir.
+pub fn pending_elsewhere(guarded: &Path, own: &Path) -> Result<Option<PathBuf>> {
+    let p = pending_pointer(guarded)?;
+    Ok(read_pointer(&p)?.filter(|dir| dir != own))
+}
+
+/// Any journal dir of ours on this host that still holds a journal.
+pub fn any_pending() -> Result<Option<PathBuf>> {
+    let dir = global_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "pending") {
+            if let Some(j) = read_pointer(&p)? {
+                return Ok(Some(j));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_pointer(p: &Path) -> Result<Option<PathBuf>> {
+    let body = match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(p, e)),
+    };
+    let dir =
+        PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(body));
+    let journal = dir.join(super::journal::JOURNAL_FILE);
+    Ok(journal.exists().then_some(dir))
+}
+
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
     path: PathBuf,
+    /// The lock keyed by the guarded file's canonical path, when there is one.
+    keyed: Option<File>,
 }
 
 impl RunLock {
+    /// Takes `path` and the host-wide lock of `guarded` (exit 6 if either is held).
+    pub fn acquire_guarding(path: &Path, guarded: &Path) -> Result<RunLock> {
+        let mut lock = Self::acquire(path)?;
+        let keyed = global_dir().join(format!("{}.lock", file_key(guarded)?));
+        lock.keyed = Some(lock_file(&keyed).map_err(|e| match e {
+            Error::Locked { .. } => Error::Locked {
+                path: PathBuf::from(format!(
+                    "{} (a run of another config on {})",
+                    keyed.display(),
+                    guarded.display()
+                )),
+            },
+            e => e,
+        })?);
+        Ok(lock)
+    }
+
     /// Takes the lock or fails at once with [`Error::Locked`] (exit 6): a scheduler should not
     /// queue a second rotation behind a first.
     pub fn acquire(path: &Path) -> Result<RunLock> {
-        if let Some(dir) = path.parent() {
-            ensure_private_dir(dir)?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
-        }
-        // The holder's pid, for an operator looking at a lock: information only.
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}", std::process::id());
         Ok(RunLock {
-            file,
+            file: lock_file(path)?,
             path: path.to_path_buf(),
+            keyed: None,
         })
     }
 
@@ -68,8 +155,39 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
+        if let Some(k) = &self.keyed {
+            let _ = k.unlock();
+        }
         let _ = self.file.unlock();
     }
+}
+
+/// Opens (creating 0600) and flocks `path`, or fails at once with [`Error::Locked`].
+fn lock_file(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
+    }
+    // The holder's pid, for an operator looking at a lock: information only.
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Creates `dir` (and parents) 0700 when missing; the state dir holds the journal and backups.

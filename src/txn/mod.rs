@@ -46,6 +46,19 @@ mod tests {
         fail_undo: Option<String>,
         dir: std::path::PathBuf,
         journal_seen_in_flight: Vec<bool>,
+        /// After applying this step, the journal dir stops being writable (a full disk).
+        break_journal_after: Option<String>,
+    }
+
+    /// Makes `dir` unwritable for the journal the way a failed disk would: the directory (and
+    /// the journal in it) moves to `dir.kept`, and a plain file takes its place.
+    fn break_journal_dir(dir: &std::path::Path) {
+        std::fs::rename(dir, kept(dir)).unwrap();
+        std::fs::write(dir, b"not a directory").unwrap();
+    }
+
+    fn kept(dir: &std::path::Path) -> std::path::PathBuf {
+        dir.with_extension("kept")
     }
 
     impl Planes for Script {
@@ -57,6 +70,9 @@ mod tests {
             self.log.push(format!("apply {step}"));
             if self.fail_apply.as_deref() == Some(&step.name()) {
                 return Err(crate::Error::Precondition(format!("boom in {step}")));
+            }
+            if self.break_journal_after.as_deref() == Some(&step.name()) {
+                break_journal_dir(&self.dir);
             }
             Ok(())
         }
@@ -109,12 +125,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let mut runner = Runner {
-            dir: d.path().to_path_buf(),
-            journal: j,
-            planes: &mut planes,
-            progress: &mut lines,
-        };
+        let mut runner = Runner::new(d.path().to_path_buf(), j, &mut planes, &mut lines);
         let out = rt.block_on(runner.run()).unwrap();
         let on_disk = Journal::load_pending(d.path()).unwrap().unwrap();
         (out, planes, on_disk)
@@ -212,18 +223,125 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let mut runner = Runner {
-            dir: d.path().to_path_buf(),
-            journal: j,
-            planes: &mut planes,
-            progress: &mut lines,
-        };
+        let mut runner = Runner::new(d.path().to_path_buf(), j, &mut planes, &mut lines);
         assert!(matches!(
             rt.block_on(runner.run()).unwrap(),
             Outcome::Committed
         ));
         assert_eq!(planes.log[0], "apply write-env");
         assert_eq!(lines.0[0], "[3/6] write-env ...");
+    }
+
+    /// Runs the plan with the journal dir breaking after `break_after` (or, with `None`, before
+    /// the run starts), from a journal whose first `done` steps are already done. Returns the
+    /// outcome, the planes and the journal left on disk (in the moved-away dir).
+    fn run_with_broken_journal(
+        break_after: Option<&str>,
+        done: usize,
+    ) -> (Result<Outcome>, Script, Journal) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("journal");
+        let mut j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        for r in j.steps.iter_mut().take(done) {
+            r.status = StepStatus::Done;
+        }
+        j.persist(&dir).unwrap();
+        if break_after.is_none() {
+            break_journal_dir(&dir);
+        }
+        let mut planes = Script {
+            dir: dir.clone(),
+            break_journal_after: break_after.map(Into::into),
+            ..Default::default()
+        };
+        let mut lines = Lines::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut runner = Runner::new(dir.clone(), j, &mut planes, &mut lines);
+        let out = rt.block_on(runner.run());
+        let on_disk = Journal::load_pending(&kept(&dir)).unwrap().unwrap();
+        (out, planes, on_disk)
+    }
+
+    #[test]
+    fn journal_write_failure_after_a_step_rolls_back_from_memory_and_exits_5() {
+        let (out, p, on_disk) = run_with_broken_journal(Some("change-db"), 0);
+        let out = out.expect("a journal failure after a change is an outcome, not exit 3");
+        assert_eq!(
+            &p.log[2..],
+            ["undo change-db", "undo snapshot"],
+            "the rollback must run from the in-memory journal"
+        );
+        match &out {
+            Outcome::RollbackIncomplete {
+                undo_step,
+                undo_failure,
+                ..
+            } => {
+                assert_eq!(undo_step, "journal-write");
+                assert!(undo_failure.contains("stale"), "{undo_failure}");
+            }
+            o => panic!("{o:?}"),
+        }
+        // Whatever was on disk is kept, as it was when the disk failed.
+        assert_eq!(
+            on_disk.status_of(&Step::ChangeDb),
+            Some(StepStatus::InFlight)
+        );
+        let e = out.into_result("runbooks/interrupted-run.md").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::ROLLBACK_INCOMPLETE);
+        assert!(e.to_string().contains("runbooks/interrupted-run.md"), "{e}");
+    }
+
+    #[test]
+    fn journal_write_failure_before_anything_changed_is_exit_3() {
+        let (out, p, on_disk) = run_with_broken_journal(None, 0);
+        let e = out.unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::PRECONDITION);
+        assert!(p.log.is_empty(), "{:?}", p.log);
+        assert!(on_disk
+            .steps
+            .iter()
+            .all(|r| r.status == StepStatus::Pending));
+    }
+
+    #[test]
+    fn journal_write_failure_on_a_resumed_run_is_never_exit_3() {
+        // An earlier process completed snapshot and change-db: even though this process fails
+        // before starting any step, something has changed, so it rolls back and exits 5.
+        let (out, p, _) = run_with_broken_journal(None, 2);
+        let out = out.expect("not exit 3 once something may have changed");
+        assert_eq!(p.log, ["undo change-db", "undo snapshot"]);
+        assert!(
+            matches!(out, Outcome::RollbackIncomplete { ref undo_step, .. } if undo_step == "journal-write"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn journal_write_failure_after_commit_is_still_committed() {
+        let (out, p, on_disk) = run_with_broken_journal(Some("commit"), 0);
+        assert!(matches!(out.unwrap(), Outcome::Committed));
+        assert!(!p.log.iter().any(|l| l.starts_with("undo")), "{:?}", p.log);
+        assert_eq!(on_disk.status_of(&Step::Commit), Some(StepStatus::InFlight));
+    }
+
+    #[test]
+    fn clear_removes_the_journal_last_and_committed_is_all_done() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        assert!(!j.is_committed());
+        for r in &mut j.steps {
+            r.status = StepStatus::Done;
+        }
+        assert!(j.is_committed());
+        j.persist(d.path()).unwrap();
+        std::fs::write(d.path().join("snapshot-core.age"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        Journal::clear(d.path()).unwrap();
+        assert!(Journal::load_pending(d.path()).unwrap().is_none());
+        assert!(!d.path().join("snapshot-core.age").exists());
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! Issue 9 on the rehearsal stack and a real Docker engine, the file-and-journal items: a journal
+//! that cannot be written mid-run ends in exit 5 (never 3) with the planes rolled back from the
+//! in-memory journal and the stale journal kept; an edit of compose.env made by our own
+//! `sops set` between write-env and a forced failure is never clobbered by the undo (exit 5,
+//! naming the file).
+
+mod docker_support;
+mod e2e_support;
+
+use docker_support::{engine_or_skip, images, Cleanup};
+use e2e_support::*;
+use komodo_rotate::secret::Secret;
+use komodo_rotate::sops::{Identities, SopsFile};
+use komodo_testcontainers::stack::{self, StackOptions};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn env_value(s: &komodo_testcontainers::stack::Stack, key: &str) -> Option<Secret> {
+    let ids = Identities::from_key_file(&s.age_key()).unwrap();
+    SopsFile::load(&s.compose_env())
+        .unwrap()
+        .decrypt(&ids)
+        .unwrap()
+        .get(key)
+}
+
+#[test]
+fn journal_failures_and_foreign_edits_end_in_exit_5() {
+    let rt = rt();
+    let test = "e2e_trust_files";
+    let Some(engine) = rt.block_on(engine_or_skip(test)) else {
+        return;
+    };
+    if !require_tools(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = "krt-e2e-trustfiles";
+    let mut cleanup = Cleanup::new(project);
+    cleanup.dir = Some(dir.path().to_path_buf());
+    let bin = rt.block_on(images(&engine));
+    let opts = StackOptions::new(project, dir.path(), &bin);
+    let s = rt
+        .block_on(stack::up(&engine, &opts))
+        .expect("rehearsal up");
+    rt.block_on(stack::wait_healthy(
+        &engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core healthy");
+    let journal = s.dir.join("state/journal/current.json");
+    let before = rt.block_on(agreed(&engine, &s)).expect("agreed at start");
+
+    // 1. The disk fills up after change-db: writes 1 (stage) .. 5 (change-db done) succeed,
+    //    every later one fails. Mongo was changed, so this is exit 5, not 3.
+    let r = tool(
+        &s,
+        &["rotate"],
+        &[("FAILPOINTS", "journal:persist=5*off->return")],
+    );
+    assert_eq!(r.code, Some(5), "{}", r.text());
+    assert!(
+        r.stderr.contains("runbooks/interrupted-run.md"),
+        "{}",
+        r.text()
+    );
+    assert!(r.stderr.contains("journal"), "{}", r.text());
+    let now = rt
+        .block_on(agreed(&engine, &s))
+        .expect("rolled back from memory");
+    assert!(
+        now.ct_eq(&before),
+        "the in-memory rollback must restore OLD"
+    );
+    assert!(journal.exists(), "the stale journal is kept");
+    // resume replays the (idempotent) undos from the stale journal and ends clean.
+    let r = tool(&s, &["resume"], &[]);
+    assert!(matches!(r.code, Some(0) | Some(4)), "{}", r.text());
+    assert!(!journal.exists(), "{}", r.text());
+    let now = rt
+        .block_on(agreed(&engine, &s))
+        .expect("agreed after resume");
+    assert!(now.ct_eq(&before));
+
+    // 2. Our own `sops set` of another key lands between write-env and a failure of the next
+    //    step: the undo must keep that edit and say which file changed (exit 5).
+    let original = std::fs::read(s.compose_env()).unwrap();
+    let fp = format!(
+        "after:write-env=sleep(6000);before:recreate:{}=return",
+        s.core
+    );
+    let run = Command::new(BIN)
+        .args(["rotate", "--config"])
+        .arg(s.config())
+        .env("FAILPOINTS", &fp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::read(s.compose_env()).unwrap() == original {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "write-env never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut set = Command::new(BIN)
+        .args(["sops", "set"])
+        .arg(s.compose_env())
+        .arg("OPERATOR_NOTE")
+        .arg("--age-key-file")
+        .arg(s.age_key())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(b"edited-meanwhile\n")
+        .unwrap();
+    let set = finish(set.wait_with_output().unwrap());
+    assert_eq!(set.code, Some(0), "{}", set.text());
+    let r = finish(run.wait_with_output().unwrap());
+    assert_eq!(r.code, Some(5), "{}", r.text());
+    let name = s.compose_env().display().to_string();
+    assert!(r.stderr.contains(&name), "{}", r.text());
+    assert!(r.stderr.contains("changed under the run"), "{}", r.text());
+    assert_eq!(
+        env_value(&s, "OPERATOR_NOTE").map(|v| v.expose().to_owned()),
+        Some("edited-meanwhile".to_owned()),
+        "the foreign edit was clobbered"
+    );
+    assert!(journal.exists(), "the journal is kept for the operator");
+    drop(cleanup);
+}
