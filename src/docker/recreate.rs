@@ -30,7 +30,12 @@ use bollard::models::{
 };
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
+
+mod health;
+mod state;
+
+pub use health::{settle, HealthGate};
+pub use state::RecreateState;
 
 pub const NEXT_SUFFIX: &str = "-next";
 pub const PREV_SUFFIX: &str = "-prev";
@@ -66,6 +71,13 @@ impl EnvPatch {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether `info`'s env holds every patched key with its patched value.
+    pub fn is_applied_to(&self, info: &ContainerInfo) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| info.env_value(k).is_some_and(|x| x.ct_eq(v)))
     }
 
     /// `env` with every patched key's value replaced in place (all occurrences), and keys the
@@ -160,6 +172,16 @@ impl Snapshot {
             should_run,
             inspect,
             logs,
+        })
+    }
+
+    /// The value `key` had in the original's env (the last occurrence, as in the engine).
+    pub fn env_value(&self, key: &str) -> Option<Secret> {
+        let env = self.inspect.config.as_ref()?.env.as_ref()?;
+        env.iter().rev().find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| Secret::new(v.to_string()))
         })
     }
 
@@ -269,27 +291,6 @@ impl Snapshot {
     }
 }
 
-/// The health gate's parameters (DESIGN.md `[health]`).
-#[derive(Debug, Clone, Copy)]
-pub struct HealthGate {
-    /// Give up after this long.
-    pub timeout: Duration,
-    /// Running, not restarting, restart count unchanged (and healthy, if it has a healthcheck)
-    /// for this long.
-    pub stable_for: Duration,
-    pub poll: Duration,
-}
-
-impl Default for HealthGate {
-    fn default() -> Self {
-        HealthGate {
-            timeout: Duration::from_secs(90),
-            stable_for: Duration::from_secs(10),
-            poll: Duration::from_millis(250),
-        }
-    }
-}
-
 /// The steps of a recreate, in order. Each is at most one mutating engine call (create-next
 /// also connects extra networks), so a runner can journal before and after each.
 #[derive(
@@ -328,75 +329,6 @@ impl RecreateStep {
             RecreateStep::Commit => "commit",
         }
     }
-}
-
-/// Where a recreate stands, read from the engine by name (see the module table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecreateState {
-    /// Only `<name>` exists and it is the original.
-    Untouched { original_running: bool },
-    /// `<name>-next` exists beside the original `<name>` (after create-next or stop-original).
-    NextCreated { original_running: bool },
-    /// The original is `<name>-prev`, the replacement still `<name>-next`, no `<name>`.
-    Parked,
-    /// The replacement is `<name>`, the original `<name>-prev`.
-    Swapped { replacement_running: bool },
-    /// Only `<name>-prev` exists: an undo removed the replacement and stopped there.
-    PrevOnly,
-    /// Only `<name>` exists and it is not the original: the recreate is done.
-    Committed,
-    /// A combination no step sequence produces; the text lists what exists.
-    Inconsistent(String),
-}
-
-impl RecreateState {
-    /// Classifies the names `<name>`, `<name>-next`, `<name>-prev` against the original's ID.
-    pub async fn classify(
-        engine: &Engine,
-        name: &str,
-        original_id: &str,
-    ) -> Result<RecreateState, DockerError> {
-        let main = load_opt(engine, name).await?;
-        let next = load_opt(engine, &format!("{name}{NEXT_SUFFIX}")).await?;
-        let prev = load_opt(engine, &format!("{name}{PREV_SUFFIX}")).await?;
-        let is_orig = |c: &ContainerInfo| c.id == original_id;
-        let active =
-            |c: &ContainerInfo| matches!(c.state, RunState::Running | RunState::Restarting);
-        Ok(match (&main, &next, &prev) {
-            (Some(m), None, None) if is_orig(m) => RecreateState::Untouched {
-                original_running: active(m),
-            },
-            (Some(_), None, None) => RecreateState::Committed,
-            (Some(m), Some(n), None) if is_orig(m) && !is_orig(n) => RecreateState::NextCreated {
-                original_running: active(m),
-            },
-            (None, Some(n), Some(p)) if is_orig(p) && !is_orig(n) => RecreateState::Parked,
-            (Some(m), None, Some(p)) if is_orig(p) && !is_orig(m) => RecreateState::Swapped {
-                replacement_running: active(m),
-            },
-            (None, None, Some(p)) if is_orig(p) => RecreateState::PrevOnly,
-            _ => {
-                let desc = |c: &Option<ContainerInfo>, n: String| match c {
-                    Some(c) if is_orig(c) => format!("{n} (original)"),
-                    Some(_) => format!("{n} (other)"),
-                    None => format!("{n} (absent)"),
-                };
-                RecreateState::Inconsistent(format!(
-                    "{}, {}, {}",
-                    desc(&main, name.to_string()),
-                    desc(&next, format!("{name}{NEXT_SUFFIX}")),
-                    desc(&prev, format!("{name}{PREV_SUFFIX}"))
-                ))
-            }
-        })
-    }
-}
-
-async fn load_opt(engine: &Engine, name: &str) -> Result<Option<ContainerInfo>, DockerError> {
-    Ok(engine
-        .try_inspect(name)
-        .await?
-        .map(|r| ContainerInfo::from_inspect(&r)))
 }
 
 /// One recreate of one container. Build it with [`prepare`](Self::prepare) (a fresh run) or
@@ -574,7 +506,21 @@ impl Recreate {
             }
             RecreateState::Parked => RecreateStep::PromoteNext,
             RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
-            RecreateState::Committed => return Ok(()),
+            RecreateState::Committed => {
+                // `<name>` is not the original: ours, committed, or somebody else's (a concurrent
+                // `docker compose up`). Either way it must hold the new value and pass the gate.
+                let now = ContainerInfo::load(&self.engine, self.name()).await?;
+                if !self.patch.is_applied_to(&now) {
+                    return Err(self.err(format!(
+                        "was replaced by another container ({}) that does not hold the new value",
+                        &now.id[..now.id.len().min(12)]
+                    )));
+                }
+                if last >= RecreateStep::HealthGate {
+                    settle(&self.engine, self.name(), gate).await?;
+                }
+                return Ok(());
+            }
             RecreateState::PrevOnly => {
                 return Err(self.err(format!(
                     "cannot finish: the replacement is gone and only {} is left; undo instead",
@@ -591,6 +537,26 @@ impl Recreate {
             }
         }
         Ok(())
+    }
+
+    /// When somebody else replaced `<name>` with a container that lacks the patch (the state
+    /// reads Committed, but it is not ours): a recreate of the container holding the name now,
+    /// with the same patch, so the run can roll forward. `None` when that is not the case.
+    pub async fn rebase_if_replaced(
+        &self,
+        log_lines: usize,
+    ) -> Result<Option<Recreate>, DockerError> {
+        if self.state().await? != RecreateState::Committed {
+            return Ok(None);
+        }
+        let now = ContainerInfo::load(&self.engine, self.name()).await?;
+        if self.patch.is_applied_to(&now) {
+            return Ok(None);
+        }
+        let snapshot = Snapshot::take(&self.engine, self.name(), log_lines).await?;
+        Ok(Some(
+            Recreate::from_snapshot(&self.engine, snapshot, self.patch.clone()).await?,
+        ))
     }
 
     /// Removes the parked original. Only after the health gate.
@@ -643,71 +609,6 @@ impl Recreate {
         Ok(())
     }
 
-    /// Waits until `<name>` is the replacement, running, not restarting, with an unchanged
-    /// restart count and (if it has a healthcheck) healthy, for `stable_for`. Fails at once when
-    /// it exits or has ever restarted: a replacement that crashed once is not trusted.
-    pub async fn health_gate(&self, gate: &HealthGate) -> Result<(), DockerError> {
-        let name = self.name();
-        let unhealthy = |msg: String| DockerError::Unhealthy {
-            name: name.to_string(),
-            msg,
-        };
-        let start = Instant::now();
-        let mut baseline: Option<(String, i64)> = None;
-        let mut stable_since: Option<Instant> = None;
-        loop {
-            let info = ContainerInfo::load(&self.engine, name).await?;
-            if info.id == self.snapshot.original_id {
-                return Err(unhealthy(
-                    "the original, not the replacement, holds the name".into(),
-                ));
-            }
-            // A fresh replacement starts at 0 restarts; any restart means it crashed, even one
-            // that happened before this gate began watching.
-            let (id, restarts) = baseline.get_or_insert((info.id.clone(), 0));
-            if *id != info.id {
-                return Err(unhealthy(
-                    "the container was replaced during the health gate".into(),
-                ));
-            }
-            if info.restart_count != *restarts
-                || matches!(
-                    info.state,
-                    RunState::Restarting | RunState::Exited | RunState::Dead
-                )
-            {
-                let logs = self.engine.logs_tail(name, 50).await.unwrap_or_default();
-                let why = super::crashloop::match_signature(&logs)
-                    .map(|s| format!(": {}", s.describe()))
-                    .unwrap_or_default();
-                return Err(unhealthy(format!(
-                    "{} (exit code {}, {} restarts since start){why}",
-                    info.state.as_str(),
-                    info.exit_code,
-                    info.restart_count - *restarts
-                )));
-            }
-            let ready = info.state == RunState::Running
-                && matches!(info.health.as_deref(), None | Some("healthy"));
-            if ready {
-                let since = *stable_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= gate.stable_for {
-                    return Ok(());
-                }
-            } else {
-                stable_since = None;
-            }
-            if start.elapsed() >= gate.timeout {
-                return Err(unhealthy(format!(
-                    "not stable after {:?}: {}{}",
-                    gate.timeout,
-                    info.state.as_str(),
-                    info.health.map(|h| format!(", {h}")).unwrap_or_default()
-                )));
-            }
-            tokio::time::sleep(gate.poll).await;
-        }
-    }
 }
 
 #[cfg(test)]
