@@ -98,7 +98,10 @@ async fn exchange(u: &ProbeUrl) -> Result<u16, String> {
     }
     let line = String::from_utf8_lossy(&buf);
     let mut parts = line.lines().next().unwrap_or_default().split_whitespace();
-    match (parts.next(), parts.next().and_then(|c| c.parse::<u16>().ok())) {
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/1.") => Ok(code),
         _ => Err("the answer is not HTTP/1.x".into()),
     }
@@ -112,9 +115,15 @@ mod tests {
     #[test]
     fn urls_parse_or_are_refused_with_a_reason() {
         let u = ProbeUrl::parse("http://127.0.0.1:9120").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 9120, "/"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9120, "/")
+        );
         let u = ProbeUrl::parse("http://[::1]:81/x?y").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/x?y"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 81, "/x?y")
+        );
         assert_eq!(ProbeUrl::parse("http://core").unwrap().port, 80);
         for bad in [
             "https://core:9120",
@@ -147,7 +156,9 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = silent.local_addr().unwrap().port();
         let u = ProbeUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let e = get_status(&u, Duration::from_millis(300)).await.unwrap_err();
+        let e = get_status(&u, Duration::from_millis(300))
+            .await
+            .unwrap_err();
         assert!(e.contains("no answer within"), "{e}");
         drop(silent);
         let e = get_status(&u, Duration::from_secs(2)).await.unwrap_err();

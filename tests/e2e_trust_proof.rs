@@ -133,7 +133,10 @@ fn rotate_with_hook(s: &Stack, failpoints: &str, when: &str, act: impl FnOnce())
     let out = child.wait_with_output().unwrap();
     let stderr = reader.join().unwrap();
     CAPTURED.lock().unwrap().extend_from_slice(&out.stdout);
-    CAPTURED.lock().unwrap().extend_from_slice(stderr.as_bytes());
+    CAPTURED
+        .lock()
+        .unwrap()
+        .extend_from_slice(stderr.as_bytes());
     use std::os::unix::process::ExitStatusExt;
     (
         Run {
@@ -192,7 +195,10 @@ fn a_core_reading_the_db_uri_is_refused_and_flagged() {
         );
         assert!(last.contains("nothing was changed"), "{}", r.text());
         let now = rt.block_on(agreed(&f.engine, s));
-        assert!(now.as_ref().is_ok_and(|v| v.ct_eq(&before)), "{cmd} changed something");
+        assert!(
+            now.as_ref().is_ok_and(|v| v.ct_eq(&before)),
+            "{cmd} changed something"
+        );
         let id = rt
             .block_on(ContainerInfo::load(&f.engine, &s.core))
             .unwrap()
@@ -211,7 +217,7 @@ fn a_core_reading_the_db_uri_is_refused_and_flagged() {
     let line = v
         .stdout
         .lines()
-        .find(|l| l.contains("carrier") && l.contains(&s.core))
+        .find(|l| l.starts_with(&format!("carrier {}", s.core)))
         .unwrap_or_else(|| panic!("verify names the carrier: {}", v.text()));
     assert!(
         line.contains("DRIFT") && line.contains("KOMODO_DATABASE_URI"),
@@ -239,12 +245,9 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     // 1. Between write-env and core's recreate: core's recreate finds somebody else's container
     //    on OLD under the name, and rolls forward by recreating it with NEW.
     let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before");
-    let (r, acted) = rotate_with_hook(
-        s,
-        "after:write-env=sleep(8000)",
-        "write-env ... ok",
-        || rt.block_on(compose_up_from(&f.engine, &core, &core)),
-    );
+    let (r, acted) = rotate_with_hook(s, "after:write-env=sleep(8000)", "write-env ... ok", || {
+        rt.block_on(compose_up_from(&f.engine, &core, &core))
+    });
     assert!(acted, "the hook never ran: {}", r.text());
     let now = rt.block_on(agreed(&f.engine, s));
     let got = verdict(&now, &before);
@@ -256,7 +259,11 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     );
     assert_eq!(r.code, Some(0), "{}", r.text());
     assert_eq!(got, "all new", "{}", r.text());
-    assert!(r.stderr.contains("was replaced by another container"), "{}", r.text());
+    assert!(
+        r.stderr.contains("was replaced by another container"),
+        "{}",
+        r.text()
+    );
     let new = now.unwrap();
 
     // 2. After core's recreate, before commit: the proof before commit sees core on OLD, the
@@ -314,8 +321,15 @@ fn a_rollback_that_leaves_a_holder_on_new_is_exit_5_not_4() {
         &got,
     );
     assert_eq!(r.code, Some(5), "{}", r.text());
-    assert!(r.stderr.contains(&per) && r.stderr.contains("runbooks/"), "{}", r.text());
-    assert!(state_dir(s).join("journal/current.json").exists(), "journal kept");
+    assert!(
+        r.stderr.contains(&per) && r.stderr.contains("runbooks/"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        state_dir(s).join("journal/current.json").exists(),
+        "journal kept"
+    );
     assert!(got.starts_with("SPLIT"), "{got}");
     assert_no_leak(&[&s.env_password, &s.passkey], &state_dir(s));
 }

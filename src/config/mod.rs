@@ -324,7 +324,10 @@ mod tests {
             d.path(),
             "compose_env = \"compose.env\"\n[health]\ncore_url = \"http://core:9120/\"\n",
         );
-        assert_eq!(Config::load(Some(&ok)).unwrap().health.core_url, "http://core:9120/");
+        assert_eq!(
+            Config::load(Some(&ok)).unwrap().health.core_url,
+            "http://core:9120/"
+        );
         let bad = write(
             d.path(),
             "compose_env = \"compose.env\"\n[health]\ncore_url = \"https://core:9120/\"\n",

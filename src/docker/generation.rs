@@ -165,10 +165,7 @@ const URI_CARRIERS: &[&str] = &["KOMODO_DATABASE_URI", "KOMODO_MONGO_URI"];
 /// Whether a `mongodb://user:pass@host` URI holds a password. Reads the value, never returns
 /// any part of it.
 fn uri_has_password(uri: &str) -> bool {
-    let rest = uri
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(uri);
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     match authority.rsplit_once('@') {
         Some((userinfo, _)) => userinfo.contains(':'),
@@ -265,18 +262,26 @@ mod tests {
     fn carriers_the_plan_does_not_patch_are_found_by_name_and_never_echo_a_value() {
         let env = [
             ("KOMODO_DATABASE_PASSWORD", "hunter2"),
-            ("KOMODO_DATABASE_URI", "mongodb://admin:hunter2@mongo:27017/?x=1"),
+            (
+                "KOMODO_DATABASE_URI",
+                "mongodb://admin:hunter2@mongo:27017/?x=1",
+            ),
             ("KOMODO_DATABASE_PASSWORD_FILE", "/run/secrets/db"),
             ("KOMODO_DB_PASSWORD_FILE", ""),
             ("KOMODO_JWT_SECRET_FILE", "/run/secrets/jwt"),
         ];
         let found = unpatched_carriers(env);
         let keys: Vec<&str> = found.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(keys, ["KOMODO_DATABASE_URI", "KOMODO_DATABASE_PASSWORD_FILE"]);
+        assert_eq!(
+            keys,
+            ["KOMODO_DATABASE_URI", "KOMODO_DATABASE_PASSWORD_FILE"]
+        );
         assert!(!format!("{found:?}").contains("hunter2"));
         // A URI without credentials, or with a user but no password, carries no password.
         assert!(unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://mongo:27017")]).is_empty());
-        assert!(unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://u@mongo:27017/a@b")]).is_empty());
+        assert!(
+            unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://u@mongo:27017/a@b")]).is_empty()
+        );
         assert_eq!(
             unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://u:p%40@h")]).len(),
             1

@@ -608,7 +608,6 @@ impl Recreate {
         }
         Ok(())
     }
-
 }
 
 #[cfg(test)]

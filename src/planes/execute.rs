@@ -102,15 +102,17 @@ pub async fn execute(
     drop(runner);
     // After a rollback, prove the old state is back before calling it clean.
     let outcome = match outcome {
-        Outcome::RolledBack { step, cause } => match super::proof::old_state_is_back(&planes, &journal).await {
-            Ok(()) => Outcome::RolledBack { step, cause },
-            Err(why) => Outcome::RollbackIncomplete {
-                step,
-                cause,
-                undo_step: "verify-old-state".into(),
-                undo_failure: why,
-            },
-        },
+        Outcome::RolledBack { step, cause } => {
+            match super::proof::old_state_is_back(&planes, &journal).await {
+                Ok(()) => Outcome::RolledBack { step, cause },
+                Err(why) => Outcome::RollbackIncomplete {
+                    step,
+                    cause,
+                    undo_step: "verify-old-state".into(),
+                    undo_failure: why,
+                },
+            }
+        }
         o => o,
     };
     let (label, code) = match &outcome {

@@ -92,8 +92,16 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     };
     let gate = p.gate();
     let rotation = !j.context.env_already_new;
-    for (name, keys) in j.context.container_keys.iter().filter(|(_, k)| !k.is_empty()) {
-        for leftover in [format!("{name}{NEXT_SUFFIX}"), format!("{name}{PREV_SUFFIX}")] {
+    for (name, keys) in j
+        .context
+        .container_keys
+        .iter()
+        .filter(|(_, k)| !k.is_empty())
+    {
+        for leftover in [
+            format!("{name}{NEXT_SUFFIX}"),
+            format!("{name}{PREV_SUFFIX}"),
+        ] {
             match p.engine.try_inspect(&leftover).await {
                 Ok(None) => {}
                 Ok(Some(_)) => problems.push(format!("{leftover} is left over")),
@@ -184,7 +192,13 @@ fn keys_of(j: &Journal, name: &str) -> Vec<String> {
     match j.context.container_keys.get(name) {
         Some(k) => k.clone(),
         None => {
-            let mut all: Vec<String> = j.context.container_keys.values().flatten().cloned().collect();
+            let mut all: Vec<String> = j
+                .context
+                .container_keys
+                .values()
+                .flatten()
+                .cloned()
+                .collect();
             all.sort();
             all.dedup();
             all
@@ -219,11 +233,17 @@ async fn settled_and_serving(
 }
 
 /// Polls core's HTTP address until a `GET` answers below 500, for at most `within`.
-async fn core_serves(p: &LivePlanes<'_>, core: &ContainerInfo, within: Duration) -> Result<u16, String> {
+async fn core_serves(
+    p: &LivePlanes<'_>,
+    core: &ContainerInfo,
+    within: Duration,
+) -> Result<u16, String> {
     let url = core_url(&p.cfg.health.core_url, core)?;
     let t0 = Instant::now();
     loop {
-        let per_try = within.saturating_sub(t0.elapsed()).clamp(Duration::from_millis(200), Duration::from_secs(3));
+        let per_try = within
+            .saturating_sub(t0.elapsed())
+            .clamp(Duration::from_millis(200), Duration::from_secs(3));
         let last = match get_status(&url, per_try).await {
             Ok(code) if code < 500 => return Ok(code),
             Ok(code) => format!("{} answered HTTP {code}", url.display()),

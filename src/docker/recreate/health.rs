@@ -146,4 +146,3 @@ pub async fn settle(
         tokio::time::sleep(gate.poll).await;
     }
 }
-

@@ -73,4 +73,3 @@ async fn load_opt(engine: &Engine, name: &str) -> Result<Option<ContainerInfo>, 
         .await?
         .map(|r| ContainerInfo::from_inspect(&r)))
 }
-
