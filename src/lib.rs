@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mongo;
 pub mod ops;
 pub mod planes;
+pub mod probe;
 pub mod report;
 pub mod secret;
 pub mod sops;

@@ -176,6 +176,16 @@ async fn compare(
             keys.warnings.join("; ")
         },
     );
+    for (at, c) in &keys.unpatched {
+        m.push(
+            format!("carrier {at}"),
+            Status::Drift,
+            format!(
+                "{} {}: rotate and rescue refuse until it is moved to the plain password key",
+                c.key, c.why
+            ),
+        );
+    }
     let desired = match keys.env_password(env) {
         Ok(p) => p,
         Err(e) => {

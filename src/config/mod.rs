@@ -91,6 +91,10 @@ pub struct Health {
     pub timeout: Duration,
     #[serde(default = "default_stable_for", with = "duration::serde_str")]
     pub stable_for: Duration,
+    /// Core's HTTP address for the serving probe (`GET` answering below 500). Empty: core's
+    /// published port 9120 on loopback, else its address on the compose network, port 9120.
+    #[serde(default)]
+    pub core_url: String,
 }
 
 /// `state_dir/backups/`: the compose.env each write-env replaced, for the rescue ladder.
@@ -273,6 +277,7 @@ impl Default for Health {
         Health {
             timeout: default_health_timeout(),
             stable_for: default_stable_for(),
+            core_url: String::new(),
         }
     }
 }
@@ -341,6 +346,12 @@ impl Config {
                 path: path.to_path_buf(),
                 msg: "health.stable_for is longer than health.timeout".into(),
             });
+        }
+        if !cfg.health.core_url.is_empty() {
+            crate::probe::ProbeUrl::parse(&cfg.health.core_url).map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                msg: format!("health.{e}"),
+            })?;
         }
         Ok(cfg)
     }
@@ -487,5 +498,25 @@ mod tests {
         );
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("\"90\""), "{e}");
+    }
+
+    #[test]
+    fn core_url_is_checked_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[health]\ncore_url = \"http://core:9120/\"\n",
+        );
+        assert_eq!(
+            Config::load(Some(&ok)).unwrap().health.core_url,
+            "http://core:9120/"
+        );
+        let bad = write(
+            d.path(),
+            "compose_env = \"compose.env\"\n[health]\ncore_url = \"https://core:9120/\"\n",
+        );
+        let e = Config::load(Some(&bad)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().contains("health.core_url"), "{e}");
     }
 }

@@ -14,7 +14,10 @@ pub use discovery::{Deployment, DiscoverySpec};
 pub use engine::Engine;
 pub use generation::Generation;
 pub use inspect::{ContainerInfo, RunState};
-pub use recreate::{EnvPatch, HealthGate, Recreate, RecreateState, RecreateStep, Snapshot};
+pub use recreate::{
+    settle, EnvPatch, HealthGate, Recreate, RecreateState, RecreateStep, Snapshot, NEXT_SUFFIX,
+    PREV_SUFFIX,
+};
 
 /// Errors of the Docker plane. Every message is one line naming the engine or container, and
 /// never carries an env value: engine replies are reduced to their status and message.

@@ -24,13 +24,15 @@ use super::engine::Engine;
 use super::inspect::{ContainerInfo, RunState};
 use super::DockerError;
 use crate::secret::Secret;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, NetworkingConfig,
-    RestartPolicyNameEnum,
-};
-use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
+
+mod health;
+mod snapshot;
+mod state;
+
+pub use health::{settle, HealthGate};
+pub use snapshot::Snapshot;
+pub use state::RecreateState;
 
 pub const NEXT_SUFFIX: &str = "-next";
 pub const PREV_SUFFIX: &str = "-prev";
@@ -68,6 +70,13 @@ impl EnvPatch {
         self.0.is_empty()
     }
 
+    /// Whether `info`'s env holds every patched key with its patched value.
+    pub fn is_applied_to(&self, info: &ContainerInfo) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| info.env_value(k).is_some_and(|x| x.ct_eq(v)))
+    }
+
     /// `env` with every patched key's value replaced in place (all occurrences), and keys the
     /// container did not have appended in patch order. Nothing else changes, not even order.
     pub fn apply(&self, env: &[String]) -> Vec<String> {
@@ -89,204 +98,6 @@ impl EnvPatch {
             }
         }
         out
-    }
-}
-
-/// Everything needed to rebuild or restore a container: its full inspect and its last log
-/// lines, taken before anything changes (after a recreate the old logs and env are gone). It
-/// holds the container's env, so callers must encrypt it at rest; Debug shows no env.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct Snapshot {
-    pub name: String,
-    pub original_id: String,
-    /// Whether the original should be running again after an undo (it was running, restarting,
-    /// or crashed under a restart policy that would bring it back).
-    pub should_run: bool,
-    pub inspect: ContainerInspectResponse,
-    pub logs: Vec<String>,
-}
-
-impl fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("name", &self.name)
-            .field("original_id", &self.original_id)
-            .field("should_run", &self.should_run)
-            .field("log_lines", &self.logs.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Snapshot {
-    /// Inspects `name` and reads its last `log_lines` log lines.
-    pub async fn take(
-        engine: &Engine,
-        name: &str,
-        log_lines: usize,
-    ) -> Result<Snapshot, DockerError> {
-        let inspect = engine
-            .try_inspect(name)
-            .await?
-            .ok_or_else(|| DockerError::NotFound(name.to_string()))?;
-        let info = ContainerInfo::from_inspect(&inspect);
-        if info.name != name {
-            return Err(DockerError::Recreate {
-                name: name.to_string(),
-                msg: format!("resolves to container {:?}; use its name", info.name),
-            });
-        }
-        let logs = engine.logs_tail(name, log_lines).await?;
-        let policy = inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.restart_policy.as_ref())
-            .and_then(|p| p.name);
-        let restarts_itself = matches!(
-            policy,
-            Some(
-                RestartPolicyNameEnum::ALWAYS
-                    | RestartPolicyNameEnum::UNLESS_STOPPED
-                    | RestartPolicyNameEnum::ON_FAILURE
-            )
-        );
-        let should_run = match info.state {
-            RunState::Running | RunState::Restarting | RunState::Paused => true,
-            RunState::Exited => restarts_itself && info.exit_code != 0,
-            _ => false,
-        };
-        Ok(Snapshot {
-            name: name.to_string(),
-            original_id: info.id,
-            should_run,
-            inspect,
-            logs,
-        })
-    }
-
-    fn short_id(&self) -> &str {
-        &self.original_id[..self.original_id.len().min(12)]
-    }
-
-    fn stop_timeout(&self) -> i32 {
-        self.inspect
-            .config
-            .as_ref()
-            .and_then(|c| c.stop_timeout)
-            .map(|t| t.clamp(1, 300) as i32)
-            .unwrap_or(10)
-    }
-
-    /// The networks the original was attached to, the one named by its network mode first
-    /// (API < 1.44 accepts a single endpoint at create; the others are connected afterwards).
-    fn networks(&self) -> Vec<(String, EndpointSettings)> {
-        let mode = self
-            .inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.network_mode.clone())
-            .unwrap_or_default();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
-            return Vec::new();
-        }
-        let mut nets: Vec<(String, EndpointSettings)> = self
-            .inspect
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.networks.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, ep)| {
-                let ep = self.clean_endpoint(&name, ep);
-                (name, ep)
-            })
-            .collect();
-        nets.sort_by(|a, b| (a.0 != mode, &a.0).cmp(&(b.0 != mode, &b.0)));
-        nets
-    }
-
-    /// Keeps what the user configured on an endpoint (aliases, static IPAM, links, driver
-    /// options) and drops what the engine assigned: IP, gateway, endpoint/network IDs, the MAC
-    /// (Docker 25+ reports the generated MAC as if configured, moby #47228), and the alias equal
-    /// to the old short ID, which the engine adds itself and which would pile up.
-    fn clean_endpoint(&self, network: &str, ep: EndpointSettings) -> EndpointSettings {
-        let default_bridge = network == "bridge";
-        let aliases = ep.aliases.map(|a| {
-            a.into_iter()
-                .filter(|x| x != self.short_id() && *x != self.original_id)
-                .collect::<Vec<_>>()
-        });
-        EndpointSettings {
-            ipam_config: ep.ipam_config,
-            links: ep.links,
-            aliases: if default_bridge { None } else { aliases },
-            driver_opts: ep.driver_opts,
-            ..Default::default()
-        }
-    }
-
-    /// The create request of the replacement: the original's config with `patch` applied to
-    /// the env, the hostname dropped when it is the engine-assigned short ID, `image` as
-    /// resolved by [`Recreate::prepare`], and only the first network (see [`Self::networks`]).
-    pub fn create_body(&self, patch: &EnvPatch, image: &str) -> ContainerCreateBody {
-        let c = self.inspect.config.clone().unwrap_or_default();
-        let hostname = c.hostname.filter(|h| h != self.short_id());
-        let env = c.env.as_deref().map(|e| patch.apply(e));
-        let networking_config =
-            self.networks()
-                .into_iter()
-                .next()
-                .map(|(name, ep)| NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(name, ep)])),
-                });
-        ContainerCreateBody {
-            hostname,
-            domainname: c.domainname,
-            user: c.user,
-            attach_stdin: c.attach_stdin,
-            attach_stdout: c.attach_stdout,
-            attach_stderr: c.attach_stderr,
-            exposed_ports: c.exposed_ports,
-            tty: c.tty,
-            open_stdin: c.open_stdin,
-            stdin_once: c.stdin_once,
-            env,
-            cmd: c.cmd,
-            healthcheck: c.healthcheck,
-            args_escaped: c.args_escaped,
-            image: Some(image.to_string()),
-            volumes: c.volumes,
-            working_dir: c.working_dir,
-            entrypoint: c.entrypoint,
-            network_disabled: c.network_disabled,
-            on_build: c.on_build,
-            labels: c.labels,
-            stop_signal: c.stop_signal,
-            stop_timeout: c.stop_timeout,
-            shell: c.shell,
-            host_config: self.inspect.host_config.clone(),
-            networking_config,
-        }
-    }
-}
-
-/// The health gate's parameters (DESIGN.md `[health]`).
-#[derive(Debug, Clone, Copy)]
-pub struct HealthGate {
-    /// Give up after this long.
-    pub timeout: Duration,
-    /// Running, not restarting, restart count unchanged (and healthy, if it has a healthcheck)
-    /// for this long.
-    pub stable_for: Duration,
-    pub poll: Duration,
-}
-
-impl Default for HealthGate {
-    fn default() -> Self {
-        HealthGate {
-            timeout: Duration::from_secs(90),
-            stable_for: Duration::from_secs(10),
-            poll: Duration::from_millis(250),
-        }
     }
 }
 
@@ -328,75 +139,6 @@ impl RecreateStep {
             RecreateStep::Commit => "commit",
         }
     }
-}
-
-/// Where a recreate stands, read from the engine by name (see the module table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecreateState {
-    /// Only `<name>` exists and it is the original.
-    Untouched { original_running: bool },
-    /// `<name>-next` exists beside the original `<name>` (after create-next or stop-original).
-    NextCreated { original_running: bool },
-    /// The original is `<name>-prev`, the replacement still `<name>-next`, no `<name>`.
-    Parked,
-    /// The replacement is `<name>`, the original `<name>-prev`.
-    Swapped { replacement_running: bool },
-    /// Only `<name>-prev` exists: an undo removed the replacement and stopped there.
-    PrevOnly,
-    /// Only `<name>` exists and it is not the original: the recreate is done.
-    Committed,
-    /// A combination no step sequence produces; the text lists what exists.
-    Inconsistent(String),
-}
-
-impl RecreateState {
-    /// Classifies the names `<name>`, `<name>-next`, `<name>-prev` against the original's ID.
-    pub async fn classify(
-        engine: &Engine,
-        name: &str,
-        original_id: &str,
-    ) -> Result<RecreateState, DockerError> {
-        let main = load_opt(engine, name).await?;
-        let next = load_opt(engine, &format!("{name}{NEXT_SUFFIX}")).await?;
-        let prev = load_opt(engine, &format!("{name}{PREV_SUFFIX}")).await?;
-        let is_orig = |c: &ContainerInfo| c.id == original_id;
-        let active =
-            |c: &ContainerInfo| matches!(c.state, RunState::Running | RunState::Restarting);
-        Ok(match (&main, &next, &prev) {
-            (Some(m), None, None) if is_orig(m) => RecreateState::Untouched {
-                original_running: active(m),
-            },
-            (Some(_), None, None) => RecreateState::Committed,
-            (Some(m), Some(n), None) if is_orig(m) && !is_orig(n) => RecreateState::NextCreated {
-                original_running: active(m),
-            },
-            (None, Some(n), Some(p)) if is_orig(p) && !is_orig(n) => RecreateState::Parked,
-            (Some(m), None, Some(p)) if is_orig(p) && !is_orig(m) => RecreateState::Swapped {
-                replacement_running: active(m),
-            },
-            (None, None, Some(p)) if is_orig(p) => RecreateState::PrevOnly,
-            _ => {
-                let desc = |c: &Option<ContainerInfo>, n: String| match c {
-                    Some(c) if is_orig(c) => format!("{n} (original)"),
-                    Some(_) => format!("{n} (other)"),
-                    None => format!("{n} (absent)"),
-                };
-                RecreateState::Inconsistent(format!(
-                    "{}, {}, {}",
-                    desc(&main, name.to_string()),
-                    desc(&next, format!("{name}{NEXT_SUFFIX}")),
-                    desc(&prev, format!("{name}{PREV_SUFFIX}"))
-                ))
-            }
-        })
-    }
-}
-
-async fn load_opt(engine: &Engine, name: &str) -> Result<Option<ContainerInfo>, DockerError> {
-    Ok(engine
-        .try_inspect(name)
-        .await?
-        .map(|r| ContainerInfo::from_inspect(&r)))
 }
 
 /// One recreate of one container. Build it with [`prepare`](Self::prepare) (a fresh run) or
@@ -574,7 +316,21 @@ impl Recreate {
             }
             RecreateState::Parked => RecreateStep::PromoteNext,
             RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
-            RecreateState::Committed => return Ok(()),
+            RecreateState::Committed => {
+                // `<name>` is not the original: ours, committed, or somebody else's (a concurrent
+                // `docker compose up`). Either way it must hold the new value and pass the gate.
+                let now = ContainerInfo::load(&self.engine, self.name()).await?;
+                if !self.patch.is_applied_to(&now) {
+                    return Err(self.err(format!(
+                        "was replaced by another container ({}) that does not hold the new value",
+                        &now.id[..now.id.len().min(12)]
+                    )));
+                }
+                if last >= RecreateStep::HealthGate {
+                    settle(&self.engine, self.name(), gate).await?;
+                }
+                return Ok(());
+            }
             RecreateState::PrevOnly => {
                 return Err(self.err(format!(
                     "cannot finish: the replacement is gone and only {} is left; undo instead",
@@ -591,6 +347,26 @@ impl Recreate {
             }
         }
         Ok(())
+    }
+
+    /// When somebody else replaced `<name>` with a container that lacks the patch (the state
+    /// reads Committed, but it is not ours): a recreate of the container holding the name now,
+    /// with the same patch, so the run can roll forward. `None` when that is not the case.
+    pub async fn rebase_if_replaced(
+        &self,
+        log_lines: usize,
+    ) -> Result<Option<Recreate>, DockerError> {
+        if self.state().await? != RecreateState::Committed {
+            return Ok(None);
+        }
+        let now = ContainerInfo::load(&self.engine, self.name()).await?;
+        if self.patch.is_applied_to(&now) {
+            return Ok(None);
+        }
+        let snapshot = Snapshot::take(&self.engine, self.name(), log_lines).await?;
+        Ok(Some(
+            Recreate::from_snapshot(&self.engine, snapshot, self.patch.clone()).await?,
+        ))
     }
 
     /// Removes the parked original. Only after the health gate.
@@ -642,78 +418,12 @@ impl Recreate {
         }
         Ok(())
     }
-
-    /// Waits until `<name>` is the replacement, running, not restarting, with an unchanged
-    /// restart count and (if it has a healthcheck) healthy, for `stable_for`. Fails at once when
-    /// it exits or has ever restarted: a replacement that crashed once is not trusted.
-    pub async fn health_gate(&self, gate: &HealthGate) -> Result<(), DockerError> {
-        let name = self.name();
-        let unhealthy = |msg: String| DockerError::Unhealthy {
-            name: name.to_string(),
-            msg,
-        };
-        let start = Instant::now();
-        let mut baseline: Option<(String, i64)> = None;
-        let mut stable_since: Option<Instant> = None;
-        loop {
-            let info = ContainerInfo::load(&self.engine, name).await?;
-            if info.id == self.snapshot.original_id {
-                return Err(unhealthy(
-                    "the original, not the replacement, holds the name".into(),
-                ));
-            }
-            // A fresh replacement starts at 0 restarts; any restart means it crashed, even one
-            // that happened before this gate began watching.
-            let (id, restarts) = baseline.get_or_insert((info.id.clone(), 0));
-            if *id != info.id {
-                return Err(unhealthy(
-                    "the container was replaced during the health gate".into(),
-                ));
-            }
-            if info.restart_count != *restarts
-                || matches!(
-                    info.state,
-                    RunState::Restarting | RunState::Exited | RunState::Dead
-                )
-            {
-                let logs = self.engine.logs_tail(name, 50).await.unwrap_or_default();
-                let why = super::crashloop::match_signature(&logs)
-                    .map(|s| format!(": {}", s.describe()))
-                    .unwrap_or_default();
-                return Err(unhealthy(format!(
-                    "{} (exit code {}, {} restarts since start){why}",
-                    info.state.as_str(),
-                    info.exit_code,
-                    info.restart_count - *restarts
-                )));
-            }
-            let ready = info.state == RunState::Running
-                && matches!(info.health.as_deref(), None | Some("healthy"));
-            if ready {
-                let since = *stable_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= gate.stable_for {
-                    return Ok(());
-                }
-            } else {
-                stable_since = None;
-            }
-            if start.elapsed() >= gate.timeout {
-                return Err(unhealthy(format!(
-                    "not stable after {:?}: {}{}",
-                    gate.timeout,
-                    info.state.as_str(),
-                    info.health.map(|h| format!(", {h}")).unwrap_or_default()
-                )));
-            }
-            tokio::time::sleep(gate.poll).await;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::ContainerConfig;
+    use bollard::models::{ContainerConfig, ContainerInspectResponse};
 
     #[test]
     fn patch_changes_exactly_the_keys_asked_in_place() {

@@ -6,8 +6,8 @@ use crate::audit::{self, AuditRecord};
 use crate::config::Config;
 use crate::docker::Engine;
 use crate::error::{exit, Error, Result};
-use crate::mongo::{login_works, LoginOutcome, Target};
-use crate::sops::{Identities, SopsFile};
+use crate::mongo::Target;
+use crate::sops::Identities;
 use crate::txn::{Journal, Outcome, Progress, Runner, StepStatus};
 use std::io::IsTerminal;
 
@@ -97,15 +97,17 @@ pub async fn execute(
     drop(runner);
     // After a rollback, prove the old state is back before calling it clean.
     let outcome = match outcome {
-        Outcome::RolledBack { step, cause } => match old_state_is_back(&planes, &journal).await {
-            Ok(()) => Outcome::RolledBack { step, cause },
-            Err(why) => Outcome::RollbackIncomplete {
-                step,
-                cause,
-                undo_step: "verify-old-state".into(),
-                undo_failure: why,
-            },
-        },
+        Outcome::RolledBack { step, cause } => {
+            match super::proof::old_state_is_back(&planes, &journal).await {
+                Ok(()) => Outcome::RolledBack { step, cause },
+                Err(why) => Outcome::RollbackIncomplete {
+                    step,
+                    cause,
+                    undo_step: "verify-old-state".into(),
+                    undo_failure: why,
+                },
+            }
+        }
         o => o,
     };
     let (label, code) = match &outcome {
@@ -141,28 +143,6 @@ fn clear_after(dir: &std::path::Path, code: i32, journal: &Journal) -> Result<()
         }
         Err(e) => Err(e),
     }
-}
-
-/// The invariant after a rollback: Mongo accepts OLD, compose.env holds OLD.
-async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> std::result::Result<(), String> {
-    match login_works(&p.target, &p.staged.old).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
-        LoginOutcome::Unreachable(r) => return Err(r),
-    }
-    let env = SopsFile::load(&j.context.compose_env)
-        .and_then(|f| f.decrypt(p.ids))
-        .map_err(|e| e.to_string())?;
-    let holds_old = env
-        .get(&j.context.env_key)
-        .is_some_and(|v| v.ct_eq(&p.staged.old));
-    if !holds_old && !j.context.env_already_new {
-        return Err(format!(
-            "compose.env's {} is not the old value",
-            j.context.env_key
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses to start while an interrupted run's journal is pending (exit 3).

@@ -66,7 +66,7 @@ pub struct LivePlanes<'a> {
 }
 
 impl LivePlanes<'_> {
-    fn gate(&self) -> HealthGate {
+    pub(super) fn gate(&self) -> HealthGate {
         HealthGate {
             timeout: self.cfg.health.timeout,
             stable_for: self.cfg.health.stable_for,
@@ -78,13 +78,39 @@ impl LivePlanes<'_> {
         self.journal_dir.join(format!("snapshot-{container}.age"))
     }
 
-    async fn recreate_for(&self, container: &str, j: &Journal) -> Result<Recreate> {
+    /// The journaled snapshot of `container`, if the snapshot step took one.
+    pub(super) fn load_snapshot(&self, container: &str) -> Result<Option<Snapshot>> {
         let p = self.snapshot_path(container);
-        let armored = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        let armored = match std::fs::read_to_string(&p) {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&p, e)),
+        };
         let bytes = sealed::open(&armored, self.ids)
             .map_err(|e| Error::Precondition(format!("{}: {e}", p.display())))?;
         let snap: Snapshot = serde_json::from_slice(bytes.expose_secret()).map_err(|_| {
             Error::Precondition(format!("{}: not a container snapshot", p.display()))
+        })?;
+        Ok(Some(snap))
+    }
+
+    /// Seals `snap` into the journal directory (replacing an earlier one of that container).
+    fn save_snapshot(&self, snap: &Snapshot, j: &Journal) -> Result<()> {
+        let name = &snap.name;
+        let body = Zeroizing::new(serde_json::to_vec(snap).map_err(|e| {
+            Error::Precondition(format!("cannot serialise the snapshot of {name}: {e}"))
+        })?);
+        let armored = sealed::seal(&body, &self.recipients(j)?)
+            .map_err(|e| Error::Precondition(e.to_string()))?;
+        let p = self.snapshot_path(name);
+        fsutil::write_atomic(&p, armored.as_bytes(), Mode::Exactly(0o600))
+            .map_err(|e| Error::io(&p, e))
+    }
+
+    async fn recreate_for(&self, container: &str, j: &Journal) -> Result<Recreate> {
+        let p = self.snapshot_path(container);
+        let snap = self.load_snapshot(container)?.ok_or_else(|| {
+            Error::Precondition(format!("{}: no snapshot of {container}", p.display()))
         })?;
         let mut patch = EnvPatch::new();
         for key in j
@@ -166,12 +192,26 @@ impl Planes for LivePlanes<'_> {
                 Ok(())
             }
             Step::Recreate { container } => {
-                let rec = self.recreate_for(container, j).await?;
+                let mut rec = self.recreate_for(container, j).await?;
+                if let Some(again) = rec.rebase_if_replaced(SNAPSHOT_LOG_LINES).await? {
+                    // Somebody else (a concurrent `docker compose up`) replaced it with a
+                    // container that lacks the new value. Mongo and compose.env already hold NEW:
+                    // roll forward by recreating that container, and undo to it, not the original.
+                    eprintln!(
+                        "komodo-rotate: warning: {container} was replaced by another container during the run and does not hold the new value; recreating it again"
+                    );
+                    self.save_snapshot(again.snapshot(), j)?;
+                    rec = again;
+                }
                 rec.finish_through(RecreateStep::HealthGate, &self.gate())
                     .await?;
                 Ok(())
             }
             Step::Commit => {
+                // Proof first: a failure here is a failed step, and the run rolls back.
+                super::proof::new_state_is_live(self, j)
+                    .await
+                    .map_err(|e| Error::Precondition(format!("proof before commit: {e}")))?;
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
                 for s in &j.steps {

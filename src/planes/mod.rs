@@ -5,8 +5,10 @@
 
 pub mod execute;
 pub mod live;
+mod proof;
 
 use crate::config::Config;
+use crate::docker::generation::{unpatched_carriers, Carrier};
 use crate::docker::{self, ContainerInfo, DiscoverySpec, Engine, Generation};
 use crate::error::{Error, Result};
 use crate::mongo::Target;
@@ -104,6 +106,9 @@ pub struct DbPasswordKeys {
     pub containers: BTreeMap<String, Vec<String>>,
     pub mongo_init_key: String,
     pub warnings: Vec<String>,
+    /// Where (a container name, or compose.env's file name) the DB credential is carried in a
+    /// form the plan does not patch: a rotation would leave it on the old value.
+    pub unpatched: Vec<(String, Carrier)>,
 }
 
 impl DbPasswordKeys {
@@ -129,6 +134,17 @@ impl DbPasswordKeys {
         for p in &dk.periphery {
             containers.insert(p.name.clone(), present(p, g.periphery_db_password_keys()));
         }
+        let mut unpatched = Vec::new();
+        for c in dk.dependants() {
+            let found = unpatched_carriers(c.env.iter().map(|(k, v)| (k.as_str(), v.expose())));
+            unpatched.extend(found.into_iter().map(|f| (c.name.clone(), f)));
+        }
+        let env_pairs: Vec<(String, Secret)> = env_keys
+            .iter()
+            .filter_map(|k| env.plain.get(k).map(|v| (k.clone(), v)))
+            .collect();
+        let found = unpatched_carriers(env_pairs.iter().map(|(k, v)| (k.as_str(), v.expose())));
+        unpatched.extend(found.into_iter().map(|f| (env.file.name().to_string(), f)));
         Ok(DbPasswordKeys {
             generation: g,
             compose_user_key: g.compose_db_username_key().into(),
@@ -136,7 +152,27 @@ impl DbPasswordKeys {
             containers,
             mongo_init_key: g.mongo_db_password_key().into(),
             warnings: det.warnings,
+            unpatched,
         })
+    }
+
+    /// One line per unpatched carrier: where, which key, why (names only).
+    pub fn unpatched_lines(&self) -> Vec<String> {
+        self.unpatched
+            .iter()
+            .map(|(at, c)| format!("{at}: {} {}", c.key, c.why))
+            .collect()
+    }
+
+    /// The pre-flight's refusal (exit 3) while any carrier would keep the old value.
+    pub fn refuse_unpatched(&self) -> Result<()> {
+        if self.unpatched.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Precondition(format!(
+            "the DB credential is also carried where a rotation cannot rewrite it ({}); nothing was changed. Move it to the plain password key first",
+            self.unpatched_lines().join("; ")
+        )))
     }
 
     /// compose.env's DB password.
@@ -191,6 +227,10 @@ impl Loaded {
         let env = EnvPlane::load(cfg)?;
         let dk = DockerPlane::load(cfg).await?;
         let keys = DbPasswordKeys::detect(&env, &dk)?;
+        for w in &keys.warnings {
+            eprintln!("komodo-rotate: warning: {w}");
+        }
+        keys.refuse_unpatched()?;
         let user = keys.user(cfg, &env)?;
         let target = mongo_target(cfg, &dk.mongo, &user)?;
         let holders = dk

@@ -1,0 +1,201 @@
+//! The snapshot of a container taken before anything changes, and the create request of its
+//! replacement built from it.
+
+use super::super::engine::Engine;
+use super::super::inspect::{ContainerInfo, RunState};
+use super::super::DockerError;
+use super::EnvPatch;
+use crate::secret::Secret;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, NetworkingConfig,
+    RestartPolicyNameEnum,
+};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Everything needed to rebuild or restore a container: its full inspect and its last log
+/// lines, taken before anything changes (after a recreate the old logs and env are gone). It
+/// holds the container's env, so callers must encrypt it at rest; Debug shows no env.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub name: String,
+    pub original_id: String,
+    /// Whether the original should be running again after an undo (it was running, restarting,
+    /// or crashed under a restart policy that would bring it back).
+    pub should_run: bool,
+    pub inspect: ContainerInspectResponse,
+    pub logs: Vec<String>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("name", &self.name)
+            .field("original_id", &self.original_id)
+            .field("should_run", &self.should_run)
+            .field("log_lines", &self.logs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Inspects `name` and reads its last `log_lines` log lines.
+    pub async fn take(
+        engine: &Engine,
+        name: &str,
+        log_lines: usize,
+    ) -> Result<Snapshot, DockerError> {
+        let inspect = engine
+            .try_inspect(name)
+            .await?
+            .ok_or_else(|| DockerError::NotFound(name.to_string()))?;
+        let info = ContainerInfo::from_inspect(&inspect);
+        if info.name != name {
+            return Err(DockerError::Recreate {
+                name: name.to_string(),
+                msg: format!("resolves to container {:?}; use its name", info.name),
+            });
+        }
+        let logs = engine.logs_tail(name, log_lines).await?;
+        let policy = inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.restart_policy.as_ref())
+            .and_then(|p| p.name);
+        let restarts_itself = matches!(
+            policy,
+            Some(
+                RestartPolicyNameEnum::ALWAYS
+                    | RestartPolicyNameEnum::UNLESS_STOPPED
+                    | RestartPolicyNameEnum::ON_FAILURE
+            )
+        );
+        let should_run = match info.state {
+            RunState::Running | RunState::Restarting | RunState::Paused => true,
+            RunState::Exited => restarts_itself && info.exit_code != 0,
+            _ => false,
+        };
+        Ok(Snapshot {
+            name: name.to_string(),
+            original_id: info.id,
+            should_run,
+            inspect,
+            logs,
+        })
+    }
+
+    /// The value `key` had in the original's env (the last occurrence, as in the engine).
+    pub fn env_value(&self, key: &str) -> Option<Secret> {
+        let env = self.inspect.config.as_ref()?.env.as_ref()?;
+        env.iter().rev().find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| Secret::new(v.to_string()))
+        })
+    }
+
+    fn short_id(&self) -> &str {
+        &self.original_id[..self.original_id.len().min(12)]
+    }
+
+    pub(super) fn stop_timeout(&self) -> i32 {
+        self.inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_timeout)
+            .map(|t| t.clamp(1, 300) as i32)
+            .unwrap_or(10)
+    }
+
+    /// The networks the original was attached to, the one named by its network mode first
+    /// (API < 1.44 accepts a single endpoint at create; the others are connected afterwards).
+    pub(super) fn networks(&self) -> Vec<(String, EndpointSettings)> {
+        let mode = self
+            .inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Vec::new();
+        }
+        let mut nets: Vec<(String, EndpointSettings)> = self
+            .inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, ep)| {
+                let ep = self.clean_endpoint(&name, ep);
+                (name, ep)
+            })
+            .collect();
+        nets.sort_by(|a, b| (a.0 != mode, &a.0).cmp(&(b.0 != mode, &b.0)));
+        nets
+    }
+
+    /// Keeps what the user configured on an endpoint (aliases, static IPAM, links, driver
+    /// options) and drops what the engine assigned: IP, gateway, endpoint/network IDs, the MAC
+    /// (Docker 25+ reports the generated MAC as if configured, moby #47228), and the alias equal
+    /// to the old short ID, which the engine adds itself and which would pile up.
+    fn clean_endpoint(&self, network: &str, ep: EndpointSettings) -> EndpointSettings {
+        let default_bridge = network == "bridge";
+        let aliases = ep.aliases.map(|a| {
+            a.into_iter()
+                .filter(|x| x != self.short_id() && *x != self.original_id)
+                .collect::<Vec<_>>()
+        });
+        EndpointSettings {
+            ipam_config: ep.ipam_config,
+            links: ep.links,
+            aliases: if default_bridge { None } else { aliases },
+            driver_opts: ep.driver_opts,
+            ..Default::default()
+        }
+    }
+
+    /// The create request of the replacement: the original's config with `patch` applied to
+    /// the env, the hostname dropped when it is the engine-assigned short ID, `image` as
+    /// resolved by [`Recreate::prepare`], and only the first network (see [`Self::networks`]).
+    pub fn create_body(&self, patch: &EnvPatch, image: &str) -> ContainerCreateBody {
+        let c = self.inspect.config.clone().unwrap_or_default();
+        let hostname = c.hostname.filter(|h| h != self.short_id());
+        let env = c.env.as_deref().map(|e| patch.apply(e));
+        let networking_config =
+            self.networks()
+                .into_iter()
+                .next()
+                .map(|(name, ep)| NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(name, ep)])),
+                });
+        ContainerCreateBody {
+            hostname,
+            domainname: c.domainname,
+            user: c.user,
+            attach_stdin: c.attach_stdin,
+            attach_stdout: c.attach_stdout,
+            attach_stderr: c.attach_stderr,
+            exposed_ports: c.exposed_ports,
+            tty: c.tty,
+            open_stdin: c.open_stdin,
+            stdin_once: c.stdin_once,
+            env,
+            cmd: c.cmd,
+            healthcheck: c.healthcheck,
+            args_escaped: c.args_escaped,
+            image: Some(image.to_string()),
+            volumes: c.volumes,
+            working_dir: c.working_dir,
+            entrypoint: c.entrypoint,
+            network_disabled: c.network_disabled,
+            on_build: c.on_build,
+            labels: c.labels,
+            stop_signal: c.stop_signal,
+            stop_timeout: c.stop_timeout,
+            shell: c.shell,
+            host_config: self.inspect.host_config.clone(),
+            networking_config,
+        }
+    }
+}

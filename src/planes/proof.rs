@@ -1,0 +1,278 @@
+//! The proofs that close a run: no outcome is reported until the planes are seen to agree.
+//!
+//! - [`new_state_is_live`], before the commit step (so also at the end of `resume`'s roll-forward):
+//!   compose.env (the real file, not the journal) decrypts to NEW, Mongo accepts NEW and rejects
+//!   OLD, and every holder container running now, looked up again by compose labels (not by the
+//!   journal's names), holds NEW, settles and, for core, serves HTTP.
+//! - [`old_state_is_back`], after a rollback: Mongo accepts OLD, compose.env holds OLD, no
+//!   `-next`/`-prev` is left, and for a rotation every holder holds OLD, settles and (core)
+//!   serves, waiting at most the health timeout (the undo order restarts core while Mongo still
+//!   holds NEW, so core may restart-loop until change-db is undone). A rescue started from a
+//!   crash loop: there each container it snapshotted must be back on its pre-run value.
+//!
+//! Each returns every failure it saw in one line (names only, never a value).
+
+use super::live::LivePlanes;
+use super::DockerPlane;
+use crate::docker::{settle, ContainerInfo, HealthGate, NEXT_SUFFIX, PREV_SUFFIX};
+use crate::mongo::{login_works, LoginOutcome};
+use crate::probe::{get_status, ProbeUrl};
+use crate::secret::Secret;
+use crate::sops::SopsFile;
+use crate::txn::Journal;
+use std::time::{Duration, Instant};
+
+type Proof = std::result::Result<(), String>;
+
+pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof {
+    let (old, new) = (&p.staged.old, &p.staged.new);
+    env_holds(p, j, new, "new")?;
+    match login_works(&p.target, new).await {
+        LoginOutcome::Accepted => {}
+        LoginOutcome::Rejected => return Err("Mongo does not accept the new password".into()),
+        LoginOutcome::Unreachable(r) => return Err(r),
+    }
+    if !old.ct_eq(new) {
+        match login_works(&p.target, old).await {
+            LoginOutcome::Rejected => {}
+            LoginOutcome::Accepted => return Err("Mongo still accepts the old password".into()),
+            LoginOutcome::Unreachable(r) => return Err(r),
+        }
+    }
+    let dk = DockerPlane::load(p.cfg).await.map_err(|e| e.to_string())?;
+    let gate = p.gate();
+    let mut problems = Vec::new();
+    for c in dk.dependants() {
+        let keys = keys_of(j, &c.name);
+        let present: Vec<&String> = keys.iter().filter(|k| c.env_value(k).is_some()).collect();
+        if present.is_empty() {
+            continue;
+        }
+        let stale: Vec<&str> = present
+            .iter()
+            .filter(|k| !c.env_value(k).is_some_and(|v| v.ct_eq(new)))
+            .map(|k| k.as_str())
+            .collect();
+        if !stale.is_empty() {
+            problems.push(format!(
+                "{} ({}) holds {} not on the new value",
+                c.name,
+                short(&c.id),
+                stale.join(", ")
+            ));
+            continue;
+        }
+        if let Err(e) = settled_and_serving(p, &dk, c, &gate).await {
+            problems.push(e);
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof {
+    match login_works(&p.target, &p.staged.old).await {
+        LoginOutcome::Accepted => {}
+        LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
+        LoginOutcome::Unreachable(r) => return Err(r),
+    }
+    if !j.context.env_already_new {
+        env_holds(p, j, &p.staged.old, "old")?;
+    }
+    let mut problems = Vec::new();
+    let dk = match DockerPlane::load(p.cfg).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let gate = p.gate();
+    let rotation = !j.context.env_already_new;
+    for (name, keys) in j
+        .context
+        .container_keys
+        .iter()
+        .filter(|(_, k)| !k.is_empty())
+    {
+        for leftover in [
+            format!("{name}{NEXT_SUFFIX}"),
+            format!("{name}{PREV_SUFFIX}"),
+        ] {
+            match p.engine.try_inspect(&leftover).await {
+                Ok(None) => {}
+                Ok(Some(_)) => problems.push(format!("{leftover} is left over")),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let snap = match p.load_snapshot(name) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        // A rescue's containers held stale values before the run: "back" means as snapshotted.
+        // Without a snapshot a rescue never reached them.
+        if !rotation && snap.is_none() {
+            continue;
+        }
+        let now = match ContainerInfo::load(&p.engine, name).await {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let differ: Vec<&str> = keys
+            .iter()
+            .filter(|k| {
+                let is = now.env_value(k);
+                match &snap {
+                    // A rotation's rollback ends with every plane on OLD.
+                    _ if rotation => !is.is_some_and(|v| v.ct_eq(&p.staged.old)),
+                    Some(snap) => match (snap.env_value(k), is) {
+                        (Some(was), Some(is)) => !was.ct_eq(is),
+                        (None, None) => false,
+                        _ => true,
+                    },
+                    None => false,
+                }
+            })
+            .map(String::as_str)
+            .collect();
+        if !differ.is_empty() {
+            problems.push(format!(
+                "{name} ({}) holds {} not on the {} value",
+                short(&now.id),
+                differ.join(", "),
+                if rotation { "old" } else { "pre-run" }
+            ));
+            continue;
+        }
+        // A rotation starts from healthy containers, so the old state includes them serving. A
+        // rescue starts from a crash loop: the original being back is all that can be proven.
+        if !rotation || snap.is_some_and(|s| !s.should_run) {
+            continue;
+        }
+        if let Some(dk) = &dk {
+            if let Err(e) = settled_and_serving(p, dk, &now, &gate).await {
+                problems.push(e);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// compose.env, read from disk, holds `want` under the run's key.
+fn env_holds(p: &LivePlanes<'_>, j: &Journal, want: &Secret, which: &str) -> Proof {
+    let env = SopsFile::load(&j.context.compose_env)
+        .and_then(|f| f.decrypt(p.ids))
+        .map_err(|e| e.to_string())?;
+    if env.get(&j.context.env_key).is_some_and(|v| v.ct_eq(want)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "compose.env's {} is not the {which} value",
+            j.context.env_key
+        ))
+    }
+}
+
+/// The keys the journal names for `name`; for a container it does not know (a new name from
+/// discovery), every key it names anywhere.
+fn keys_of(j: &Journal, name: &str) -> Vec<String> {
+    match j.context.container_keys.get(name) {
+        Some(k) => k.clone(),
+        None => {
+            let mut all: Vec<String> = j
+                .context
+                .container_keys
+                .values()
+                .flatten()
+                .cloned()
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+    }
+}
+
+/// Settles `c`; if it is core, also waits (within what is left of the gate) for core to serve.
+async fn settled_and_serving(
+    p: &LivePlanes<'_>,
+    dk: &DockerPlane,
+    c: &ContainerInfo,
+    gate: &HealthGate,
+) -> Proof {
+    let t0 = Instant::now();
+    let info = settle(&p.engine, &c.name, gate)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut seen = format!("{} running", c.name);
+    if c.name == dk.core.name {
+        let left = gate.timeout.saturating_sub(t0.elapsed()).max(gate.poll);
+        let status = core_serves(p, &info, left).await?;
+        seen.push_str(&format!(", serving (HTTP {status})"));
+    }
+    if !crate::commands::quiet() {
+        eprintln!(
+            "komodo-rotate: proof: {seen} after {:.1}s",
+            t0.elapsed().as_secs_f32()
+        );
+    }
+    Ok(())
+}
+
+/// Polls core's HTTP address until a `GET` answers below 500, for at most `within`.
+async fn core_serves(
+    p: &LivePlanes<'_>,
+    core: &ContainerInfo,
+    within: Duration,
+) -> Result<u16, String> {
+    let url = core_url(&p.cfg.health.core_url, core)?;
+    let t0 = Instant::now();
+    loop {
+        let per_try = within
+            .saturating_sub(t0.elapsed())
+            .clamp(Duration::from_millis(200), Duration::from_secs(3));
+        let last = match get_status(&url, per_try).await {
+            Ok(code) if code < 500 => return Ok(code),
+            Ok(code) => format!("{} answered HTTP {code}", url.display()),
+            Err(e) => e,
+        };
+        if t0.elapsed() >= within {
+            return Err(format!("core {} does not serve: {last}", core.name));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The configured URL, else core's published 9120 on loopback, else its compose-network address.
+fn core_url(configured: &str, core: &ContainerInfo) -> Result<ProbeUrl, String> {
+    let url = if !configured.is_empty() {
+        configured.to_string()
+    } else if let Some(port) = core.loopback_port("9120/tcp") {
+        format!("http://127.0.0.1:{port}/")
+    } else if let Some(ip) = core.ip_addresses.values().find(|ip| !ip.is_empty()) {
+        format!("http://{ip}:9120/")
+    } else {
+        return Err(format!(
+            "core {} publishes no port 9120 and has no network address; set [health] core_url",
+            core.name
+        ));
+    };
+    ProbeUrl::parse(&url)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
