@@ -1,12 +1,17 @@
-//! Whole-command figures on the rehearsal stack (a real Docker engine): `verify` wall time,
-//! `rotate` wall time, and core's downtime during `rotate` next to the floor measured in the same
-//! run (a plain stop + start of the same container), as a ratio. Not a test: run it with
+//! Whole-command figures on the rehearsal stack (a real Docker engine): `verify` wall time next
+//! to the sum of its unavoidable parts measured in the same run (one age unwrap and decrypt of
+//! compose.env, the discovery and inspects, one SCRAM login), as a ratio; `rotate` wall time;
+//! and core's downtime during `rotate` next to the floor measured in the same run (a plain
+//! stop + start of the same container), as a ratio. Not a test: run it with
 //! `cargo bench --bench rehearsal` (it builds the stand-in images first, like the tests).
 //!
 //! Downtime is measured from outside, as a user would see it: core's published port is polled
 //! every 10 ms, and the longest run of failed polls is the outage.
 
+use komodo_rotate::config::Config;
 use komodo_rotate::docker::Engine;
+use komodo_rotate::mongo::{login_works, LoginOutcome};
+use komodo_rotate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
 use komodo_testcontainers::stack::{self, http, StackOptions};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +59,31 @@ async fn run() {
         verify.push(t.elapsed());
     }
 
+    let cfg = Config::load(Some(&config)).expect("the stack's config");
+    let (mut unwrap, mut inspects, mut login, mut exec) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let env = EnvPlane::load(&cfg).expect("compose.env decrypts");
+        unwrap.push(t.elapsed());
+        let t = Instant::now();
+        let dk = DockerPlane::load(&cfg)
+            .await
+            .expect("discovery and inspects");
+        inspects.push(t.elapsed());
+        let keys = DbPasswordKeys::detect(&env, &dk).expect("generation");
+        let pw = keys.env_password(&env).expect("password in compose.env");
+        let target = keys
+            .user(&cfg, &env)
+            .and_then(|u| mongo_target(&cfg, &dk.mongo, &u))
+            .expect("mongo target");
+        let t = Instant::now();
+        assert_eq!(login_works(&target, &pw).await, LoginOutcome::Accepted);
+        login.push(t.elapsed());
+        let t = Instant::now();
+        assert_eq!(quiet(Command::new(BIN).arg("--version")), Some(0));
+        exec.push(t.elapsed());
+    }
+
     let mut rotate = Vec::new();
     let mut rotate_down = Vec::new();
     for _ in 0..ROUNDS {
@@ -85,8 +115,28 @@ async fn run() {
         median(&rotate_down),
         median(&floor),
     );
+    let (u, i, l, x) = (
+        median(&unwrap),
+        median(&inspects),
+        median(&login),
+        median(&exec),
+    );
+    let parts = u + i + l;
     println!("rehearsal bench ({ROUNDS} rounds each, medians; health stable_for 3s in the stack's config)");
     println!("  verify wall time               {:>8.0} ms", ms(v));
+    println!("    floor: age unwrap + decrypt  {:>8.0} ms", ms(u));
+    println!("    floor: discovery + inspects  {:>8.0} ms", ms(i));
+    println!("    floor: one SCRAM login       {:>8.0} ms", ms(l));
+    println!("    floor: sum of the parts      {:>8.0} ms", ms(parts));
+    println!(
+        "  verify ratio verify / floor    {:>8.2}  (target <= 1.5)",
+        ms(v) / ms(parts).max(1.0)
+    );
+    println!(
+        "    (process start, `--version` {:>8.0} ms; ratio with it in the floor {:.2})",
+        ms(x),
+        ms(v) / ms(parts + x).max(1.0)
+    );
     println!("  rotate wall time               {:>8.0} ms", ms(r));
     println!("  core downtime during rotate    {:>8.0} ms", ms(d));
     println!("  floor: plain stop + start      {:>8.0} ms", ms(f));

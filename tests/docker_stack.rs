@@ -88,6 +88,10 @@ async fn drifted_stack_is_discovered_and_core_is_crash_looping() {
         .await
         .unwrap();
     assert!(v.looping, "{v:?}");
+    assert_eq!(
+        v.looks, 2,
+        "a looping core never earns the one-look fast path: {v:?}"
+    );
     assert!(v.exit_code == 1 || v.state == "running", "{v:?}");
     // Between restarts the engine shows it down with exit code 1 (core's `exit(1)`).
     let start = std::time::Instant::now();
@@ -130,10 +134,21 @@ async fn drifted_stack_is_discovered_and_core_is_crash_looping() {
     rc.run(&gate)
         .await
         .expect("core with the right password passes the gate");
+    // Up for at least the gate's stable_for (3 s), longer than the 1 s look: one look settles it.
+    let started = std::time::Instant::now();
     let v = crashloop::observe(&engine, &d.core, Duration::from_secs(1), 50)
         .await
         .unwrap();
-    assert!(!v.looping);
+    assert!(!v.looping, "{v:?}");
+    assert_eq!(
+        v.looks, 1,
+        "a healthy long-running core needs one look: {v:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "one look must not wait out the interval: {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         ContainerInfo::load(&engine, &d.core).await.unwrap().state,
         RunState::Running

@@ -109,6 +109,202 @@ async fn scenario_admin(addr: SocketAddr, password: &str) {
     }
 }
 
+/// Replies that must match mongod's for the same request: `hello`'s topologyVersion, an
+/// unknown role (31, nothing created), `createIndexes` that really creates (listed by
+/// `listIndexes`, idempotent, conflicts 85/86), listing a missing collection (26), and
+/// `admin.system.users` readable as stored.
+async fn scenario_fidelity(addr: SocketAddr, password: &str) {
+    use mongodb::bson::{oid::ObjectId, Bson};
+    use mongodb::options::IndexOptions;
+    use mongodb::IndexModel;
+    let c = client(addr, "root", password, None).await;
+    let admin = c.database("admin");
+
+    let hello = admin.run_command(doc! {"hello": 1}).await.unwrap();
+    let tv = hello
+        .get_document("topologyVersion")
+        .expect("topologyVersion");
+    let pid: ObjectId = tv
+        .get_object_id("processId")
+        .expect("processId is an ObjectId");
+    assert!(matches!(tv.get("counter"), Some(Bson::Int64(_))), "{tv}");
+    let other = client(addr, "root", password, None).await;
+    let again = other
+        .database("admin")
+        .run_command(doc! {"hello": 1})
+        .await
+        .unwrap();
+    assert_eq!(
+        again
+            .get_document("topologyVersion")
+            .unwrap()
+            .get_object_id("processId")
+            .unwrap(),
+        pid,
+        "one process, one processId"
+    );
+    other.shutdown().await;
+
+    for (db, roles) in [
+        ("admin", doc! {"r": [{"role": "noSuchRole", "db": "admin"}]}),
+        ("admin", doc! {"r": ["readWrite", "alsoNoSuchRole"]}),
+        // root exists only on admin.
+        ("fidelity", doc! {"r": ["root"]}),
+    ] {
+        let roles = roles.get_array("r").unwrap().clone();
+        let e = c
+            .database(db)
+            .run_command(doc! {"createUser": "ghost", "pwd": "ghost-pw-1", "roles": roles.clone()})
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), Some(31), "{db} {roles:?}: {e}");
+        let e = c
+            .database(db)
+            .run_command(doc! {"updateUser": "root", "roles": roles.clone()})
+            .await
+            .unwrap_err();
+        assert!(matches!(code_of(&e), Some(31 | 11)), "{db} {roles:?}: {e}");
+        let info = c
+            .database(db)
+            .run_command(doc! {"usersInfo": "ghost"})
+            .await
+            .unwrap();
+        assert!(
+            info.get_array("users").unwrap().is_empty(),
+            "nothing created: {info}"
+        );
+    }
+    let root_roles = admin.run_command(doc! {"usersInfo": "root"}).await.unwrap();
+    assert_eq!(
+        root_roles.get_array("users").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .get_array("roles")
+            .unwrap(),
+        &vec![Bson::Document(doc! {"role": "root", "db": "admin"})],
+        "a refused updateUser keeps the roles"
+    );
+    c.database("fidelity")
+        .run_command(doc! {"createUser": "app", "pwd": "app-pw-1", "roles": ["readWrite", {"role": "read", "db": "admin"}]})
+        .await
+        .expect("built-in roles exist");
+    c.database("fidelity")
+        .run_command(doc! {"dropUser": "app"})
+        .await
+        .unwrap();
+
+    let coll = c.database("fidelity").collection::<Document>("indexed");
+    let name = coll
+        .create_index(
+            IndexModel::builder()
+                .keys(doc! {"username": 1})
+                .options(IndexOptions::builder().unique(true).build())
+                .build(),
+        )
+        .await
+        .unwrap()
+        .index_name;
+    assert_eq!(name, "username_1");
+    let listed = |c: &mongodb::Client| {
+        let c = c.clone();
+        async move {
+            c.database("fidelity")
+                .run_command(doc! {"listIndexes": "indexed"})
+                .await
+                .unwrap()
+                .get_document("cursor")
+                .unwrap()
+                .get_array("firstBatch")
+                .unwrap()
+                .iter()
+                .map(|i| i.as_document().unwrap().clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let ix = listed(&c).await;
+    assert_eq!(ix.len(), 2, "{ix:?}");
+    assert_eq!(ix[0].get_str("name").unwrap(), "_id_");
+    assert_eq!(ix[1].get_str("name").unwrap(), "username_1");
+    assert_eq!(ix[1].get_document("key").unwrap(), &doc! {"username": 1});
+    assert_eq!(ix[1].get_bool("unique"), Ok(true));
+    // The same index again: ok, nothing added.
+    let r = c
+        .database("fidelity")
+        .run_command(doc! {"createIndexes": "indexed", "indexes": [{"key": {"username": 1}, "name": "username_1", "unique": true}]})
+        .await
+        .unwrap();
+    assert_eq!(r.get_i32("numIndexesBefore"), Ok(2), "{r}");
+    assert_eq!(r.get_i32("numIndexesAfter"), Ok(2), "{r}");
+    // Same name, other key: 86; same key, other name: 85. Nothing added.
+    for (spec, code) in [
+        (doc! {"key": {"email": 1}, "name": "username_1"}, 86),
+        (
+            doc! {"key": {"username": 1}, "name": "by_user", "unique": true},
+            85,
+        ),
+    ] {
+        let e = c
+            .database("fidelity")
+            .run_command(doc! {"createIndexes": "indexed", "indexes": [spec.clone()]})
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(&e), Some(code), "{spec}: {e}");
+    }
+    assert_eq!(listed(&c).await.len(), 2);
+    let names = c
+        .database("fidelity")
+        .list_collection_names()
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["indexed".to_string()]);
+    assert!(c
+        .list_database_names()
+        .await
+        .unwrap()
+        .contains(&"fidelity".to_string()));
+    let e = c
+        .database("fidelity")
+        .run_command(doc! {"listIndexes": "never-created"})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(26), "{e}");
+    let e = c
+        .database("fidelity")
+        .run_command(doc! {"createIndexes": "indexed", "indexes": [{"key": {"a": 1}}]})
+        .await
+        .unwrap_err();
+    assert!(
+        code_of(&e).is_some(),
+        "an index without a name is refused: {e}"
+    );
+
+    // admin.system.users holds the user as stored (credentials, never a password).
+    let mut cur = admin
+        .collection::<Document>("system.users")
+        .find(doc! {"user": "root"})
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    while cur.advance().await.unwrap() {
+        found.push(cur.deserialize_current().unwrap());
+    }
+    // Client::shutdown waits for every live cursor.
+    drop(cur);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].get_str("_id").unwrap(), "admin.root");
+    assert!(found[0]
+        .get_document("credentials")
+        .unwrap()
+        .contains_key("SCRAM-SHA-256"));
+    assert!(admin
+        .list_collection_names()
+        .await
+        .unwrap()
+        .contains(&"system.users".to_string()));
+    coll.drop().await.ok();
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_scenarios_against_the_test_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,6 +312,7 @@ async fn driver_scenarios_against_the_test_server() {
     scenario_login(server.addr(), ROOT_PASSWORD).await;
     scenario_update(server.addr(), ROOT_PASSWORD).await;
     scenario_admin(server.addr(), ROOT_PASSWORD).await;
+    scenario_fidelity(server.addr(), ROOT_PASSWORD).await;
     server.shutdown().await;
 }
 
@@ -132,6 +329,7 @@ async fn driver_scenarios_against_a_real_mongo_image_when_configured() {
     scenario_login(c.addr, ROOT_PASSWORD).await;
     scenario_update(c.addr, ROOT_PASSWORD).await;
     scenario_admin(c.addr, ROOT_PASSWORD).await;
+    scenario_fidelity(c.addr, ROOT_PASSWORD).await;
     c.stop();
     // The incident's drift: the same volume with a different init password keeps the first.
     let c = MongoContainer::start(&image, &volume, NEW_PASSWORD)
@@ -426,4 +624,60 @@ async fn an_unreachable_server_is_not_a_rejection() {
         started.elapsed() < Duration::from_secs(10),
         "the timeout is honoured"
     );
+}
+
+/// What the test server does not implement is refused with 238 NotImplemented (never accepted
+/// and dropped), and the indexes it created survive a restart, as mongod's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unimplemented_options_are_refused_and_indexes_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    let addr = server.addr();
+    let c = client(addr, "root", ROOT_PASSWORD, None).await;
+    let admin = c.database("admin");
+    for cmd in [
+        doc! {"createUser": "r", "pwd": "r-pw-1", "roles": [], "authenticationRestrictions": [{"clientSource": ["127.0.0.1"]}]},
+        doc! {"updateUser": "root", "authenticationRestrictions": []},
+        doc! {"usersInfo": 1, "filter": {"user": "root"}},
+        doc! {"usersInfo": 1, "showPrivileges": true},
+        doc! {"connectionStatus": 1, "showPrivileges": true},
+        doc! {"find": "system.users", "sort": {"user": 1}},
+        doc! {"find": "system.users", "filter": {"user": {"$ne": "x"}}},
+        doc! {"listCollections": 1, "filter": {"name": {"$regex": "^s"}}},
+    ] {
+        let e = admin.run_command(cmd.clone()).await.unwrap_err();
+        assert_eq!(code_of(&e), Some(238), "{cmd}: {e}");
+    }
+    let info = admin.run_command(doc! {"usersInfo": "r"}).await.unwrap();
+    assert!(info.get_array("users").unwrap().is_empty(), "{info}");
+    c.database("komodo")
+        .run_command(
+            doc! {"createIndexes": "Server", "indexes": [{"key": {"name": 1}, "name": "name_1"}]},
+        )
+        .await
+        .unwrap();
+    c.shutdown().await;
+    server.shutdown().await;
+
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.bind = addr;
+    let again = Server::start(cfg).await.unwrap();
+    let c = client(addr, "root", ROOT_PASSWORD, None).await;
+    let r = c
+        .database("komodo")
+        .run_command(doc! {"listIndexes": "Server"})
+        .await
+        .unwrap();
+    let batch = r
+        .get_document("cursor")
+        .unwrap()
+        .get_array("firstBatch")
+        .unwrap();
+    let names: Vec<&str> = batch
+        .iter()
+        .map(|i| i.as_document().unwrap().get_str("name").unwrap())
+        .collect();
+    assert_eq!(names, ["_id_", "name_1"]);
+    c.shutdown().await;
+    again.shutdown().await;
 }

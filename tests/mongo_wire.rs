@@ -111,9 +111,13 @@ async fn handshake_and_sasl_errors_match_mongod() {
     assert_eq!(r.get_i32("maxMessageSizeBytes"), Ok(48_000_000));
     let mechs = r.get_array("saslSupportedMechs").unwrap();
     assert_eq!(mechs.len(), 2, "{r}");
-    for absent in ["setName", "topologyVersion", "compression", "msg"] {
+    for absent in ["setName", "compression", "msg"] {
         assert!(!r.contains_key(absent), "{absent} in {r}");
     }
+    // mongod 4.4+: topologyVersion {processId: ObjectId, counter: Int64}.
+    let tv = r.get_document("topologyVersion").expect("topologyVersion");
+    assert!(tv.get_object_id("processId").is_ok(), "{r}");
+    assert_eq!(tv.get_i64("counter"), Ok(0), "{r}");
     let r = call(
         &mut s,
         doc! {"isMaster": 1, "helloOk": true, "saslSupportedMechs": "admin.nobody", "$db": "admin"},
@@ -227,23 +231,47 @@ async fn test_controls_switch_at_runtime() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pymongo_authenticates_and_changes_the_password() {
+/// Whether pymongo can run here (a missing one fails the test under CI=true).
+fn pymongo_available() -> bool {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import pymongo; print(pymongo.version)"])
         .output();
     match probe {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            if tool_missing("pymongo", String::from_utf8_lossy(&o.stderr).trim()) {
-                return;
-            }
-        }
-        Err(e) => {
-            if tool_missing("python3", &e.to_string()) {
-                return;
-            }
-        }
+        Ok(o) if o.status.success() => true,
+        Ok(o) => !tool_missing("pymongo", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => !tool_missing("python3", &e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymongo_sees_mongod_replies_for_roles_indexes_and_hello() {
+    if !pymongo_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/mongo_fidelity.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(server.addr().port().to_string())
+        .env("MONGO_PW", ROOT_PASSWORD)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pymongo fidelity script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.starts_with("pymongo-fidelity-ok 4."), "{stdout}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymongo_authenticates_and_changes_the_password() {
+    if !pymongo_available() {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), false).await;

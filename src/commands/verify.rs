@@ -95,7 +95,12 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
             Ok(c) if c.state == "running" => m.push(
                 "core-state",
                 Status::Ok,
-                format!("running, restarts {}", c.restart_count),
+                format!(
+                    "running, restarts {} ({} look{})",
+                    c.restart_count,
+                    c.looks,
+                    if c.looks == 1 { "" } else { "s" }
+                ),
             ),
             Ok(c) => m.push(
                 "core-state",

@@ -127,7 +127,23 @@ pub struct Alert {
     pub on_success: bool,
     /// Body shape: "json" (Slack + Discord fields), "slack", "discord" or "ntfy" (plain text).
     #[serde(default)]
-    pub format: crate::alert::Format,
+    pub format: Format,
+}
+
+/// The alert body shape; `[alert] format` in the config. It lives here, with the config that
+/// names it, so `alert` imports `config` and never the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JSON with both `text` (Slack, Mattermost) and `content` (Discord), plus the fields.
+    #[default]
+    Json,
+    /// `{"text": …}` only.
+    Slack,
+    /// `{"content": …}` only.
+    Discord,
+    /// A plain-text body with ntfy's `Title`, `Priority` and `Tags` headers.
+    Ntfy,
 }
 
 /// `[git]`: the repository compose.env is tracked in (see src/git/).

@@ -6,6 +6,8 @@ use super::engine::Engine;
 use super::inspect::{ContainerInfo, RunState};
 use super::DockerError;
 use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Known causes, matched in core's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -63,7 +65,7 @@ fn match_line(l: &str) -> Option<Signature> {
     }
 }
 
-/// The verdict on one container from two observations some time apart.
+/// The verdict on one container from one or two observations.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CrashLoop {
     pub looping: bool,
@@ -71,6 +73,27 @@ pub struct CrashLoop {
     pub restart_count: i64,
     pub exit_code: i64,
     pub signature: Option<Signature>,
+    /// How many inspections the verdict took (see [`looks_needed`]).
+    pub looks: u8,
+}
+
+/// Whether one inspection settles the question. A restart always resets `State.StartedAt`, so a
+/// container that is running and started at least `interval` ago has not restarted during the
+/// last `interval`: its restart count was stable over exactly the window a second look would
+/// watch, only in the past instead of the future. Two looks are kept when it is not running
+/// (restarting, exited, created), started less than `interval` ago, or its start time is
+/// unreadable or in the future (clock skew with a remote engine): then only watching can tell.
+pub fn looks_needed(first: &ContainerInfo, now: OffsetDateTime, interval: Duration) -> u8 {
+    if first.state != RunState::Running {
+        return 2;
+    }
+    let Ok(started) = OffsetDateTime::parse(&first.started_at, &Rfc3339) else {
+        return 2;
+    };
+    match u64::try_from((now - started).whole_milliseconds()) {
+        Ok(up_ms) if up_ms >= u64::try_from(interval.as_millis()).unwrap_or(u64::MAX) => 1,
+        _ => 2,
+    }
 }
 
 /// Pure verdict: `first` and `second` are two inspections of the same container, `logs` its
@@ -99,10 +122,12 @@ pub fn assess<S: AsRef<str>>(
         restart_count: second.restart_count,
         exit_code,
         signature,
+        looks: 2,
     }
 }
 
-/// Inspects `name` twice, `interval` apart, and reads its last `log_lines` lines.
+/// Inspects `name` once, and a second time `interval` later unless [`looks_needed`] says the
+/// first look settles it; reads its last `log_lines` lines.
 pub async fn observe(
     engine: &Engine,
     name: &str,
@@ -110,10 +135,18 @@ pub async fn observe(
     log_lines: usize,
 ) -> Result<CrashLoop, DockerError> {
     let first = ContainerInfo::load(engine, name).await?;
-    tokio::time::sleep(interval).await;
-    let second = ContainerInfo::load(engine, name).await?;
+    let looks = looks_needed(&first, OffsetDateTime::now_utc(), interval);
+    let second = if looks == 1 {
+        first.clone()
+    } else {
+        tokio::time::sleep(interval).await;
+        ContainerInfo::load(engine, name).await?
+    };
     let logs = engine.logs_tail(name, log_lines).await?;
-    Ok(assess(&first, &second, &logs))
+    Ok(CrashLoop {
+        looks,
+        ..assess(&first, &second, &logs)
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +242,41 @@ mod tests {
         let mut other = info(RunState::Running, 5, 0);
         other.id = "id2".into();
         assert!(!assess(&info(RunState::Running, 0, 0), &other, &[V1_LINE]).looping);
+    }
+
+    fn started(state: RunState, restarts: i64, at: &str) -> ContainerInfo {
+        ContainerInfo {
+            started_at: at.into(),
+            ..info(state, restarts, 0)
+        }
+    }
+
+    #[test]
+    fn one_look_only_for_a_container_running_longer_than_the_interval() {
+        let now = OffsetDateTime::parse("2026-12-02T13:00:10Z", &Rfc3339).unwrap();
+        let look = Duration::from_millis(1500);
+        // Up 10 s (the engine writes nanoseconds): no restart during the last look interval.
+        let long = started(RunState::Running, 3, "2026-12-02T13:00:00.123456789Z");
+        assert_eq!(looks_needed(&long, now, look), 1);
+        // Exactly the interval is enough; a millisecond less is not.
+        let edge = started(RunState::Running, 0, "2026-12-02T13:00:08.5Z");
+        assert_eq!(looks_needed(&edge, now, look), 1);
+        let recent = started(RunState::Running, 0, "2026-12-02T13:00:08.501Z");
+        assert_eq!(looks_needed(&recent, now, look), 2);
+        // Not running, unreadable or future start times: watch.
+        for (state, at) in [
+            (RunState::Restarting, "2026-12-02T12:00:00Z"),
+            (RunState::Exited, "2026-12-02T12:00:00Z"),
+            (RunState::Running, ""),
+            (RunState::Running, "0001-01-01T00:00:00Z-garbage"),
+            (RunState::Running, "2026-12-02T13:05:00Z"),
+        ] {
+            assert_eq!(
+                looks_needed(&started(state, 1, at), now, look),
+                2,
+                "{state:?} {at}"
+            );
+        }
     }
 
     #[test]

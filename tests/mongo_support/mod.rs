@@ -13,13 +13,12 @@ use std::time::Duration;
 pub const ROOT_PASSWORD: &str = "first-Root-pw-0123456789abcdefghijklmn";
 
 pub async fn start(dir: &std::path::Path, controls: bool) -> Server {
-    Server::start(
-        ServerConfig::new(dir)
-            .root(RootUser::new("root", ROOT_PASSWORD))
-            .test_controls(controls),
-    )
-    .await
-    .expect("test server starts")
+    let mut cfg = ServerConfig::new(dir)
+        .root(RootUser::new("root", ROOT_PASSWORD))
+        .test_controls(controls);
+    // KOMODO_ROTATE_TEST_MONGO_LOG=1: the server's connection and command log on stderr.
+    cfg.log = std::env::var_os("KOMODO_ROTATE_TEST_MONGO_LOG").is_some();
+    Server::start(cfg).await.expect("test server starts")
 }
 
 pub fn uri(addr: SocketAddr) -> String {

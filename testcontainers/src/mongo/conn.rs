@@ -72,6 +72,17 @@ pub(crate) async fn serve(
         if drop_now {
             break format!("test control: dropped before replying to {name}");
         }
+        // Subscribed before the counter is compared, so a change in between is not missed.
+        let mut changed = shared.topology.subscribe();
+        if let Some(wait) = awaitable_hello_wait(&shared, &name, &body) {
+            // The streaming monitor protocol: the answer comes when the state changes, the
+            // client's wait is over, or the server stops, as mongod does.
+            tokio::select! {
+                _ = stopped.changed() => break "server shutting down".to_owned(),
+                _ = tokio::time::sleep(wait) => {}
+                _ = changed.changed() => {}
+            }
+        }
         let reply = dispatch(&shared, &mut st, &body, db.as_deref());
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -90,6 +101,25 @@ pub(crate) async fn serve(
         }
     };
     shared.log(format_args!("conn{}: {why}", st.id));
+}
+
+/// An awaitable `hello` (mongod 4.4+): one that names this process's current topologyVersion
+/// and a `maxAwaitTimeMS` is answered only after that time, since the topology never changes
+/// here. Without it a driver that saw `topologyVersion` would poll in a tight loop.
+fn awaitable_hello_wait(shared: &Shared, name: &str, body: &Document) -> Option<Duration> {
+    if !is_hello(name) {
+        return None;
+    }
+    let tv = body.get_document("topologyVersion").ok()?;
+    if tv.get_object_id("processId").ok()? != shared.process_id
+        || tv.get("counter").and_then(super::controls::as_i64) != Some(*shared.topology.borrow())
+    {
+        return None;
+    }
+    let ms = body
+        .get("maxAwaitTimeMS")
+        .and_then(super::controls::as_i64)?;
+    u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
 fn first_key(d: &Document) -> &str {

@@ -13,12 +13,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 mod commands;
 mod conn;
 pub mod controls;
 pub mod init;
+mod queries;
 pub mod scram;
 pub mod store;
+mod users;
 pub mod wire;
 
 use komodo_rotate::secret::Secret;
@@ -116,12 +119,22 @@ pub(crate) struct Shared {
     pub controls_enabled: bool,
     pub log: bool,
     pub store: Mutex<store::UserStore>,
+    pub catalog: Mutex<catalog::Catalog>,
+    /// `hello`'s `topologyVersion.processId`: new on every start, as mongod's.
+    pub process_id: bson::oid::ObjectId,
+    /// `topologyVersion.counter`: bumped (waking every awaitable `hello`) when an injected
+    /// state-change error says the server's state changed, as mongod does on a real change.
+    pub topology: watch::Sender<i64>,
     pub controls: Mutex<controls::Controls>,
     pub next_connection_id: AtomicI32,
     pub next_request_id: AtomicI32,
 }
 
 impl Shared {
+    pub fn topology_version(&self) -> bson::Document {
+        bson::doc! {"processId": self.process_id, "counter": *self.topology.borrow()}
+    }
+
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
         if self.log {
             eprintln!("mongo-test-server: {line}");
@@ -152,7 +165,7 @@ impl Server {
             None => {
                 let mut s = store::UserStore::default();
                 if let Some(root) = &cfg.root {
-                    let user = commands::build_user(
+                    let user = users::build_user(
                         &root.user,
                         "admin",
                         vec![store::Role {
@@ -174,6 +187,10 @@ impl Server {
                 (s, true)
             }
         };
+        let (catalog, added) = catalog::Catalog::load(&cfg.data_dir).map_err(dir_err)?;
+        if added {
+            catalog.save(&cfg.data_dir).map_err(dir_err)?;
+        }
         let listener = TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -190,6 +207,9 @@ impl Server {
             controls_enabled: cfg.test_controls,
             log: cfg.log,
             store: Mutex::new(users),
+            catalog: Mutex::new(catalog),
+            process_id: bson::oid::ObjectId::new(),
+            topology: watch::Sender::new(0),
             controls: Mutex::new(controls::Controls::default()),
             next_connection_id: AtomicI32::new(1),
             next_request_id: AtomicI32::new(1),

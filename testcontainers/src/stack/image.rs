@@ -116,7 +116,7 @@ impl ImageSpec {
         for (p, d, mode) in &files {
             t.file(p, *mode, d)?;
         }
-        Ok((t.finish(), hash))
+        Ok((t.finish()?, hash))
     }
 
     /// Builds the image unless one with the same tag and content hash exists. Returns whether

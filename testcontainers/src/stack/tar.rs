@@ -1,10 +1,12 @@
-//! A minimal ustar writer for image build contexts: directories and regular files only, which
-//! is all a FROM scratch context needs. Written here instead of adding a crate for ~60 lines.
+//! Image build contexts as tar archives, written with the `tar` crate (ustar headers, GNU long
+//! names past 100 bytes). Directories and regular files only, which is all a FROM scratch
+//! context needs. Every header is deterministic (mtime 0, uid/gid 0, no user or group names,
+//! the given mode), so the same files always give the same bytes.
 
 use std::collections::BTreeSet;
 
 pub struct TarBuilder {
-    out: Vec<u8>,
+    out: tar::Builder<Vec<u8>>,
     dirs: BTreeSet<String>,
 }
 
@@ -14,10 +16,24 @@ impl Default for TarBuilder {
     }
 }
 
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
 impl TarBuilder {
     pub fn new() -> Self {
+        let mut out = tar::Builder::new(Vec::new());
+        // Only the explicit headers below: never the metadata of a file on disk.
+        out.mode(tar::HeaderMode::Deterministic);
         TarBuilder {
-            out: Vec::new(),
+            out,
             dirs: BTreeSet::new(),
         }
     }
@@ -28,11 +44,10 @@ impl TarBuilder {
         if let Some((parent, _)) = path.rsplit_once('/') {
             self.dir(parent)?;
         }
-        self.header(path, mode, data.len() as u64, b'0')?;
-        self.out.extend_from_slice(data);
-        let pad = (512 - data.len() % 512) % 512;
-        self.out.extend(std::iter::repeat_n(0u8, pad));
-        Ok(())
+        let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.out
+            .append_data(&mut h, path, data)
+            .map_err(|e| format!("tar {path}: {e}"))
     }
 
     /// Adds a directory and its missing parents.
@@ -45,57 +60,36 @@ impl TarBuilder {
             }
             acc.push_str(part);
             if self.dirs.insert(acc.clone()) {
-                self.header(&format!("{acc}/"), 0o755, 0, b'5')?;
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                self.out
+                    .append_data(&mut h, format!("{acc}/"), std::io::empty())
+                    .map_err(|e| format!("tar {acc}/: {e}"))?;
             }
         }
         Ok(())
     }
 
-    fn header(&mut self, name: &str, mode: u32, size: u64, kind: u8) -> Result<(), String> {
-        if name.len() > 100 {
-            return Err(format!("path too long for a tar header: {name}"));
-        }
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        octal(&mut h[100..108], mode as u64);
-        octal(&mut h[108..116], 0);
-        octal(&mut h[116..124], 0);
-        octal(&mut h[124..136], size);
-        octal(&mut h[136..148], 0);
-        h[148..156].fill(b' ');
-        h[156] = kind;
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        self.out.extend_from_slice(&h);
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.out.extend(std::iter::repeat_n(0u8, 1024));
+    /// The archive, with its two end blocks.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
         self.out
+            .into_inner()
+            .map_err(|e| format!("tar finish: {e}"))
     }
-}
-
-/// Writes `v` as zero-padded octal, NUL-terminated, filling `field`.
-fn octal(field: &mut [u8], v: u64) {
-    let width = field.len() - 1;
-    let s = format!("{v:0width$o}");
-    field[..width].copy_from_slice(&s.as_bytes()[s.len() - width..]);
-    field[width] = 0;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn layout_is_ustar() {
+    fn sample() -> Vec<u8> {
         let mut t = TarBuilder::new();
         t.file("rootfs/bin/x", 0o755, b"hello").unwrap();
-        let b = t.finish();
+        t.finish().unwrap()
+    }
+
+    #[test]
+    fn layout_is_ustar_and_reproducible() {
+        let b = sample();
         // rootfs/, rootfs/bin/, the file header, one data block, two end blocks.
         assert_eq!(b.len(), 512 * 6);
         assert_eq!(&b[0..7], b"rootfs/");
@@ -104,8 +98,60 @@ mod tests {
         assert_eq!(&b[512 * 3..512 * 3 + 5], b"hello");
         // Checksum of the first header verifies.
         let mut h = b[..512].to_vec();
-        let stored = u32::from_str_radix(std::str::from_utf8(&h[148..154]).unwrap(), 8).unwrap();
+        let stored = u32::from_str_radix(
+            std::str::from_utf8(&h[148..156])
+                .unwrap()
+                .trim_matches(['\0', ' ']),
+            8,
+        )
+        .unwrap();
         h[148..156].fill(b' ');
         assert_eq!(stored, h.iter().map(|&b| b as u32).sum::<u32>());
+        assert_eq!(sample(), b, "same input, same bytes");
+    }
+
+    #[test]
+    fn headers_are_deterministic_and_read_back() {
+        let b = sample();
+        let mut a = tar::Archive::new(&b[..]);
+        let entries: Vec<_> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.username().unwrap().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("rootfs/".into(), 0o755, 0, 0, 0, String::new()),
+                ("rootfs/bin/".into(), 0o755, 0, 0, 0, String::new()),
+                ("rootfs/bin/x".into(), 0o755, 0, 0, 0, String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_paths_use_gnu_long_names() {
+        let long = format!("rootfs/{}/file", "d".repeat(120));
+        let mut t = TarBuilder::new();
+        t.file(&long, 0o644, b"x").unwrap();
+        let b = t.finish().unwrap();
+        let mut a = tar::Archive::new(&b[..]);
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names.last().unwrap(), &long);
     }
 }
