@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 pub const NEXT_SUFFIX: &str = "-next";
 pub const PREV_SUFFIX: &str = "-prev";
 
+/// The label in which compose records the hash of the config it created a container from.
+pub const COMPOSE_CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
+
 /// The env keys to change and their new values. Debug shows key names only.
 #[derive(Clone, Default)]
 pub struct EnvPatch(Vec<(String, Secret)>);
@@ -227,8 +230,20 @@ impl Snapshot {
     /// The create request of the replacement: the original's config with `patch` applied to
     /// the env, the hostname dropped when it is the engine-assigned short ID, `image` as
     /// resolved by [`Recreate::prepare`], and only the first network (see [`Self::networks`]).
+    ///
+    /// When the patch changes the env, compose's `config-hash` label is dropped: the hash
+    /// describes the config compose made the original from, which the replacement no longer
+    /// has. Without it the next `compose up` recreates the container from the compose file and
+    /// compose.env (as both compose 1.x and v2 do for a missing hash) instead of keeping it as
+    /// "up to date" even when compose.env has gone back to the old values.
     pub fn create_body(&self, patch: &EnvPatch, image: &str) -> ContainerCreateBody {
         let c = self.inspect.config.clone().unwrap_or_default();
+        let mut labels = c.labels;
+        if !patch.is_empty() {
+            if let Some(l) = labels.as_mut() {
+                l.remove(COMPOSE_CONFIG_HASH_LABEL);
+            }
+        }
         let hostname = c.hostname.filter(|h| h != self.short_id());
         let env = c.env.as_deref().map(|e| patch.apply(e));
         let networking_config =
@@ -259,7 +274,7 @@ impl Snapshot {
             entrypoint: c.entrypoint,
             network_disabled: c.network_disabled,
             on_build: c.on_build,
-            labels: c.labels,
+            labels,
             stop_signal: c.stop_signal,
             stop_timeout: c.stop_timeout,
             shell: c.shell,
@@ -763,5 +778,33 @@ mod tests {
         assert_eq!(body.hostname, None);
         assert_eq!(body.image.as_deref(), Some("img"));
         assert_eq!(body.env, Some(vec!["SECRET=hunter2hunter2".to_string()]));
+    }
+
+    #[test]
+    fn create_body_drops_compose_config_hash_only_when_the_env_changes() {
+        let labels = HashMap::from([
+            (COMPOSE_CONFIG_HASH_LABEL.to_string(), "abc".to_string()),
+            ("com.docker.compose.service".to_string(), "core".to_string()),
+        ]);
+        let snap = Snapshot {
+            name: "komodo_core_1".into(),
+            original_id: "0123456789abcdef".into(),
+            should_run: true,
+            inspect: ContainerInspectResponse {
+                config: Some(ContainerConfig {
+                    env: Some(vec!["K=old".into()]),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            logs: vec![],
+        };
+        let same = snap.create_body(&EnvPatch::new(), "img");
+        assert_eq!(same.labels.as_ref(), Some(&labels));
+        let patched = snap.create_body(&EnvPatch::new().set("K", Secret::new("new".into())), "img");
+        let l = patched.labels.unwrap();
+        assert!(!l.contains_key(COMPOSE_CONFIG_HASH_LABEL), "{l:?}");
+        assert_eq!(l.get("com.docker.compose.service").map(String::as_str), Some("core"));
     }
 }
