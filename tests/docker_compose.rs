@@ -83,24 +83,33 @@ async fn project_containers(engine: &Engine, project: &str) -> Vec<String> {
     names
 }
 
-/// After `compose up -d`: core healthy holding `value` under `keys`, periphery too, Mongo
+/// After `compose up -d`: core healthy holding `value` under `core_keys`, periphery under
+/// `periphery_key` (its copy through env_file), Mongo
 /// accepts it, and the project is exactly compose's three containers.
-async fn converged(engine: &Engine, s: &Stack, keys: &[&str], value: &Secret) {
+async fn converged(
+    engine: &Engine,
+    s: &Stack,
+    core_keys: &[&str],
+    periphery_key: &str,
+    value: &Secret,
+) {
     stack::wait_healthy(engine, &s.core, Duration::from_secs(60))
         .await
         .expect("core healthy after compose up");
     let core = ContainerInfo::load(engine, &s.core).await.unwrap();
     let periphery = ContainerInfo::load(engine, &s.periphery).await.unwrap();
-    for k in keys {
+    for k in core_keys {
         assert!(
             core.env_value(k).is_some_and(|v| v.ct_eq(value)),
             "core's {k} is not compose.env's value"
         );
-        assert!(
-            periphery.env_value(k).is_some_and(|v| v.ct_eq(value)),
-            "periphery's {k} is not compose.env's value"
-        );
     }
+    assert!(
+        periphery
+            .env_value(periphery_key)
+            .is_some_and(|v| v.ct_eq(value)),
+        "periphery's {periphery_key} is not compose.env's value"
+    );
     let target = Target::new(&format!("mongodb://127.0.0.1:{}", s.mongo_port), "admin").unwrap();
     assert_eq!(login_works(&target, value).await, LoginOutcome::Accepted);
     let mut expected = vec![
@@ -170,8 +179,16 @@ fn init_then_verify(s: &Stack, generation: &str) {
 
     let again = init(s, &["--output", cfg.to_str().unwrap()]);
     assert_eq!(again.code, Some(2), "{}", again.text());
-    assert!(again.stderr.contains("never overwrites"), "{}", again.text());
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text, "file untouched");
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        text,
+        "file untouched"
+    );
 
     let v = Command::new(BIN)
         .args(["verify", "--config"])
@@ -213,9 +230,11 @@ fn rotate_then_compose_up_converges_and_old_env_crash_loops_core() {
         "made by compose: {labels:?}"
     );
     assert!(
-        std::fs::read_dir(&s.dir)
+        std::fs::read_dir(&s.dir).unwrap().all(|e| !e
             .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().contains("plain")),
+            .file_name()
+            .to_string_lossy()
+            .contains("plain")),
         "the decrypted compose.env is removed after each compose call"
     );
 
@@ -229,7 +248,7 @@ fn rotate_then_compose_up_converges_and_old_env_crash_loops_core() {
     assert!(!new.ct_eq(&old), "rotate changed compose.env");
 
     s.compose().run_ok(&["up", "-d"]).expect("compose up -d");
-    rt.block_on(converged(&engine, &s, &[key], &new));
+    rt.block_on(converged(&engine, &s, &[key], key, &new));
     let v = tool(&s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
 
@@ -293,13 +312,17 @@ fn rescue_then_compose_up_converges_v1() {
     let r = tool(&s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
     let value = env_value(&s, "KOMODO_DB_PASSWORD");
-    assert!(value.ct_eq(&s.env_password), "rescue keeps compose.env's value");
+    assert!(
+        value.ct_eq(&s.env_password),
+        "rescue keeps compose.env's value"
+    );
 
     s.compose().run_ok(&["up", "-d"]).expect("compose up -d");
     rt.block_on(converged(
         &engine,
         &s,
         &["KOMODO_DB_PASSWORD", "KOMODO_DATABASE_PASSWORD"],
+        "KOMODO_DB_PASSWORD",
         &value,
     ));
     let v = tool(&s, &["verify"], &[]);

@@ -124,10 +124,7 @@ fn compose_env_from_files(project: &ComposeProject, core: &str) -> Result<PathBu
     let files = project
         .env_files_of(core, &lookup)
         .map_err(|e| Error::Precondition(format!("{e}: pass --compose-env PATH")))?;
-    let sops: Vec<&PathBuf> = files
-        .iter()
-        .filter(|f| SopsFile::load(f).is_ok())
-        .collect();
+    let sops: Vec<&PathBuf> = files.iter().filter(|f| SopsFile::load(f).is_ok()).collect();
     match sops.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(Error::Precondition(format!(
@@ -217,9 +214,7 @@ pub fn render(f: &Found) -> String {
              # age_key_file = \"/path/to/keys.txt\"\n",
         ),
     }
-    t.push_str(
-        "# Journal, lock and audit log.\n# state_dir = \"/var/lib/komodo-rotate\"\n\n",
-    );
+    t.push_str("# Journal, lock and audit log.\n# state_dir = \"/var/lib/komodo-rotate\"\n\n");
     let periphery: Vec<String> = f.roles.periphery.iter().map(|p| toml_string(p)).collect();
     t.push_str("[discovery]\n# Containers are found by these compose labels at every run.\n");
     t.push_str(&format!("project = {}\n", toml_string(&f.project)));

@@ -805,6 +805,9 @@ mod tests {
         let patched = snap.create_body(&EnvPatch::new().set("K", Secret::new("new".into())), "img");
         let l = patched.labels.unwrap();
         assert!(!l.contains_key(COMPOSE_CONFIG_HASH_LABEL), "{l:?}");
-        assert_eq!(l.get("com.docker.compose.service").map(String::as_str), Some("core"));
+        assert_eq!(
+            l.get("com.docker.compose.service").map(String::as_str),
+            Some("core")
+        );
     }
 }

@@ -466,7 +466,12 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
             .map_err(|e| format!("remove volume {}: {e}", v.name))?;
     }
     if let Some(dir) = dir {
-        for f in ["compose.env", "age.key", "komodo-rotate.toml", compose::COMPOSE_FILE] {
+        for f in [
+            "compose.env",
+            "age.key",
+            "komodo-rotate.toml",
+            compose::COMPOSE_FILE,
+        ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
         for d in ["control", "state"] {
