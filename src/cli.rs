@@ -32,6 +32,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Rebuild a lost .env from a running container's environment (never overwrites a file).
     SalvageEnv(SalvageEnvArgs),
+    /// Find the Komodo deployment on this host by its compose labels and write a config for it.
+    Init(InitArgs),
     /// Print a shell completion script to stdout.
     Completions {
         #[arg(value_enum)]
@@ -229,6 +231,25 @@ pub struct SalvageEnvArgs {
     /// Write a SOPS-encrypted dotenv to these age recipients instead of plaintext.
     #[arg(long, value_name = "RECIPIENT", value_delimiter = ',')]
     pub encrypt_with_age: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Print the config to stdout instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// The config file to create (never overwritten).
+    #[arg(long, value_name = "FILE", default_value = "komodo-rotate.toml")]
+    pub output: PathBuf,
+    /// The SOPS-encrypted compose.env, when the compose files' env_file entries do not name it.
+    #[arg(long, value_name = "PATH")]
+    pub compose_env: Option<PathBuf>,
+    /// The compose project, when more than one on this host looks like Komodo.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// age identity file that opens compose.env (else one beside it, else sops' own lookup).
+    #[arg(long, value_name = "FILE")]
+    pub age_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -44,9 +44,10 @@ async fn drifted_stack_is_discovered_and_core_is_crash_looping() {
     let d = Deployment::discover(&engine, &spec(project))
         .await
         .expect("discover");
-    assert_eq!(d.mongo, format!("{project}-mongo-1"));
-    assert_eq!(d.core, format!("{project}-core-1"));
-    assert_eq!(d.periphery, vec![format!("{project}-periphery-1")]);
+    // compose 1.x names them `<project>_<service>_1`; discovery went by labels.
+    assert_eq!(d.mongo, format!("{project}_mongo_1"));
+    assert_eq!(d.core, format!("{project}_core_1"));
+    assert_eq!(d.periphery, vec![format!("{project}_periphery_1")]);
 
     // Env: mongo holds A (the init password), core holds B under both v1 names.
     let mongo = ContainerInfo::load(&engine, &d.mongo).await.unwrap();

@@ -5,6 +5,7 @@ use crate::cli::{Cli, Command};
 use crate::Result;
 
 pub mod completions;
+pub mod init;
 pub mod mongo_check;
 pub mod mongo_recover;
 pub mod repo;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             hook.finish(resume::run(a.config))
         }
         Command::SalvageEnv(a) => salvage_env::run(a),
+        Command::Init(a) => init::run(a),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
         Command::Sops(c) => sops::run(c),

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod engine;
 pub mod generation;
 pub mod inspect;
+pub mod project;
 pub mod recreate;
 
 pub use crashloop::{CrashLoop, Signature};

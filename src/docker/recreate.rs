@@ -37,6 +37,9 @@ pub use state::RecreateState;
 pub const NEXT_SUFFIX: &str = "-next";
 pub const PREV_SUFFIX: &str = "-prev";
 
+/// The label in which compose records the hash of the config it created a container from.
+pub const COMPOSE_CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
+
 /// The env keys to change and their new values. Debug shows key names only.
 #[derive(Clone, Default)]
 pub struct EnvPatch(Vec<(String, Secret)>);
@@ -424,6 +427,7 @@ impl Recreate {
 mod tests {
     use super::*;
     use bollard::models::{ContainerConfig, ContainerInspectResponse};
+    use std::collections::HashMap;
 
     #[test]
     fn patch_changes_exactly_the_keys_asked_in_place() {
@@ -473,5 +477,36 @@ mod tests {
         assert_eq!(body.hostname, None);
         assert_eq!(body.image.as_deref(), Some("img"));
         assert_eq!(body.env, Some(vec!["SECRET=hunter2hunter2".to_string()]));
+    }
+
+    #[test]
+    fn create_body_drops_compose_config_hash_only_when_the_env_changes() {
+        let labels = HashMap::from([
+            (COMPOSE_CONFIG_HASH_LABEL.to_string(), "abc".to_string()),
+            ("com.docker.compose.service".to_string(), "core".to_string()),
+        ]);
+        let snap = Snapshot {
+            name: "komodo_core_1".into(),
+            original_id: "0123456789abcdef".into(),
+            should_run: true,
+            inspect: ContainerInspectResponse {
+                config: Some(ContainerConfig {
+                    env: Some(vec!["K=old".into()]),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            logs: vec![],
+        };
+        let same = snap.create_body(&EnvPatch::new(), "img");
+        assert_eq!(same.labels.as_ref(), Some(&labels));
+        let patched = snap.create_body(&EnvPatch::new().set("K", Secret::new("new".into())), "img");
+        let l = patched.labels.unwrap();
+        assert!(!l.contains_key(COMPOSE_CONFIG_HASH_LABEL), "{l:?}");
+        assert_eq!(
+            l.get("com.docker.compose.service").map(String::as_str),
+            Some("core")
+        );
     }
 }

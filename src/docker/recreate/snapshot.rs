@@ -158,8 +158,20 @@ impl Snapshot {
     /// The create request of the replacement: the original's config with `patch` applied to
     /// the env, the hostname dropped when it is the engine-assigned short ID, `image` as
     /// resolved by [`Recreate::prepare`], and only the first network (see [`Self::networks`]).
+    ///
+    /// When the patch changes the env, compose's `config-hash` label is dropped: the hash
+    /// describes the config compose made the original from, which the replacement no longer
+    /// has. Without it the next `compose up` recreates the container from the compose file and
+    /// compose.env (as both compose 1.x and v2 do for a missing hash) instead of keeping it as
+    /// "up to date" even when compose.env has gone back to the old values.
     pub fn create_body(&self, patch: &EnvPatch, image: &str) -> ContainerCreateBody {
         let c = self.inspect.config.clone().unwrap_or_default();
+        let mut labels = c.labels;
+        if !patch.is_empty() {
+            if let Some(l) = labels.as_mut() {
+                l.remove(super::COMPOSE_CONFIG_HASH_LABEL);
+            }
+        }
         let hostname = c.hostname.filter(|h| h != self.short_id());
         let env = c.env.as_deref().map(|e| patch.apply(e));
         let networking_config =
@@ -190,7 +202,7 @@ impl Snapshot {
             entrypoint: c.entrypoint,
             network_disabled: c.network_disabled,
             on_build: c.on_build,
-            labels: c.labels,
+            labels,
             stop_signal: c.stop_signal,
             stop_timeout: c.stop_timeout,
             shell: c.shell,

@@ -1,24 +1,23 @@
-//! The rehearsal stack: a Komodo-shaped compose project on the local engine, built without a
-//! registry. Containers, network and volume carry the labels `docker compose -p PROJECT` would
-//! give them, so komodo-rotate discovers them exactly as it would a real deployment.
+//! The rehearsal stack: a Komodo compose project on the local engine, made by Debian's
+//! `docker-compose` 1.29 from a compose file shaped like Komodo's official `mongo.compose.yaml`
+//! (one per generation, `testcontainers/compose/`), with stand-in images built here without a
+//! registry and tagged as the file expects. compose.env stays SOPS-encrypted; compose gets it
+//! decrypted in a 0600 temp file for each call ([`compose::Project::run`]).
 //!
 //! `up` replaces any earlier stack of the same project, so it is idempotent. With `drift` it
 //! reproduces the incident: mongo initialised with password A, compose.env (and so core) holding
-//! B, core crash-looping.
+//! B, core crash-looping. `down` removes by compose's labels, so it needs neither compose nor
+//! the (maybe deleted) compose.env.
 
+pub mod compose;
 pub mod http;
 pub mod image;
 pub mod tar;
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
-};
 use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
 use image::ImageSpec;
 use komodo_rotate::docker::crashloop;
-use komodo_rotate::docker::discovery::{PROJECT_LABEL, SERVICE_LABEL};
+use komodo_rotate::docker::discovery::PROJECT_LABEL;
 use komodo_rotate::docker::{ContainerInfo, Engine, RunState};
 use komodo_rotate::fsutil::{write_atomic, Mode};
 use komodo_rotate::secret::Secret;
@@ -28,9 +27,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zeroize::Zeroize;
 
-pub const MONGO_IMAGE: &str = "komodo-rehearsal/mongo:dev";
-pub const CORE_IMAGE: &str = "komodo-rehearsal/core:dev";
-pub const PERIPHERY_IMAGE: &str = "komodo-rehearsal/periphery:dev";
+/// The stand-ins carry the names the compose files expect: Komodo's own image names with the
+/// tag compose.env sets (`COMPOSE_KOMODO_IMAGE_TAG`), and `mongo` with a tag of its own, so
+/// no real image's tag is ever overwritten.
+pub const STANDIN_TAG: &str = "rehearsal";
+pub const MONGO_STANDIN_TAG: &str = "komodo-rehearsal";
+pub const MONGO_IMAGE: &str = "mongo:komodo-rehearsal";
+pub const CORE_IMAGE: &str = "ghcr.io/moghtech/komodo-core:rehearsal";
+pub const PERIPHERY_IMAGE: &str = "ghcr.io/moghtech/komodo-periphery:rehearsal";
 pub const BUSYBOX_IMAGE: &str = "komodo-rehearsal/busybox:dev";
 pub const DB_USERNAME: &str = "admin";
 
@@ -104,14 +108,20 @@ impl Stack {
     pub fn config(&self) -> PathBuf {
         self.dir.join("komodo-rotate.toml")
     }
+    /// The compose project of this stack, to run `docker-compose` on it (`ps`, `up -d`, `down`)
+    /// with compose.env decrypted for the call.
+    pub fn compose(&self) -> compose::Project {
+        compose::Project::new(&self.project, &self.dir)
+    }
     /// Mounted at /control in core: `fail-next-start` here makes core's next start fail.
     pub fn control_dir(&self) -> PathBuf {
         self.dir.join("control")
     }
 }
 
+/// The name compose 1.29 gives the first container of `service` (`komodo_core_1`).
 pub fn container_name(project: &str, service: &str) -> String {
-    format!("{project}-{service}-1")
+    format!("{}_{service}_1", compose_project_name(project))
 }
 
 /// [`build_binaries_with`] without extra features.
@@ -172,29 +182,8 @@ pub async fn ensure_images(engine: &Engine, bin_dir: &Path) -> Result<(), String
     Ok(())
 }
 
-fn labels(project: &str, service: &str, dir: &Path) -> HashMap<String, String> {
-    HashMap::from([
-        (PROJECT_LABEL.to_string(), project.to_string()),
-        (SERVICE_LABEL.to_string(), service.to_string()),
-        ("com.docker.compose.container-number".into(), "1".into()),
-        ("com.docker.compose.oneoff".into(), "False".into()),
-        (
-            "com.docker.compose.project.working_dir".into(),
-            dir.display().to_string(),
-        ),
-    ])
-}
-
-struct Service<'a> {
-    project: &'a str,
-    service: &'a str,
-    image: &'a str,
-    env: Vec<String>,
-    cmd: Option<Vec<String>>,
-    mounts: Vec<Mount>,
-    publish: Option<&'a str>,
-    healthcheck: Option<Vec<String>>,
-    init: bool,
+fn env_line(k: &str, v: &Secret) -> String {
+    format!("{k}={}", v.expose())
 }
 
 /// A port free on 127.0.0.1 right now (the kernel picks it; the window before the engine binds
@@ -206,80 +195,23 @@ fn free_loopback_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
 }
 
-async fn create_service(
-    engine: &Engine,
-    network: &str,
-    dir: &Path,
-    s: Service<'_>,
-) -> Result<String, String> {
-    let name = container_name(s.project, s.service);
-    // A fixed host port, as a real compose file has (`9120:9120`): an ephemeral one would move
-    // on every restart and every recreate, so the config's Mongo URI and any client of core's
-    // port would go stale.
-    let port_bindings = match s.publish {
-        Some(p) => Some(HashMap::from([(
-            p.to_string(),
-            Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(free_loopback_port()?.to_string()),
-            }]),
-        )])),
-        None => None,
-    };
-    let body = ContainerCreateBody {
-        image: Some(s.image.to_string()),
-        env: Some(s.env),
-        cmd: s.cmd,
-        labels: Some(labels(s.project, s.service, dir)),
-        exposed_ports: s.publish.map(|p| vec![p.to_string()]),
-        healthcheck: s.healthcheck.map(|test| HealthConfig {
-            test: Some(test),
-            interval: Some(1_000_000_000),
-            timeout: Some(3_000_000_000),
-            retries: Some(3),
-            start_period: Some(0),
-            start_interval: None,
-        }),
-        stop_timeout: Some(5),
-        host_config: Some(HostConfig {
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(network.to_string()),
-            port_bindings,
-            mounts: if s.mounts.is_empty() {
-                None
-            } else {
-                Some(s.mounts)
-            },
-            init: s.init.then_some(true),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                network.to_string(),
-                EndpointSettings {
-                    aliases: Some(vec![s.service.to_string(), name.clone()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    engine
-        .create(&name, body)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(name)
+/// Encrypts `lines` (a dotenv) to `recipient` and writes it as `dir/compose.env`, 0600.
+fn write_compose_env(dir: &Path, lines: &[String], recipient: &str) -> Result<(), String> {
+    let mut plain = lines.join("\n");
+    plain.push('\n');
+    let enc = komodo_rotate::sops::encrypt_new(plain.as_bytes(), &[recipient.to_string()]);
+    plain.zeroize();
+    let enc = enc.map_err(|e| format!("encrypt compose.env: {e}"))?;
+    write_atomic(&dir.join("compose.env"), &enc, Mode::Exactly(0o600))
+        .map_err(|e| format!("{}/compose.env: {e}", dir.display()))
 }
 
-fn env_line(k: &str, v: &Secret) -> String {
-    format!("{k}={}", v.expose())
-}
-
-/// Brings the stack up (replacing any earlier one of the same project) and waits until core is
-/// healthy, or, with `drift`, until it is crash-looping.
+/// Brings the stack up with `docker-compose` (replacing any earlier one of the same project)
+/// and waits until core is healthy, or, with `drift`, until it is crash-looping.
+///
+/// Drift is made as it happens to users: mongo is first deployed (and initialised) from a
+/// compose.env holding A; then compose.env is changed to B and only core and periphery are
+/// redeployed (`up -d --no-deps core periphery`), so mongo's init env still says A.
 pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     down(engine, &opts.project, Some(&opts.dir)).await?;
     ensure_images(engine, &opts.bin_dir).await?;
@@ -303,151 +235,33 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     let jwt = Secret::generate().map_err(gen)?;
     let webhook = Secret::generate().map_err(gen)?;
     let user = Secret::new(DB_USERNAME.into());
+    let mongo_port = free_loopback_port()?;
+    let core_port = free_loopback_port()?;
 
-    // compose.env, in the generation's naming (research/komodo.md §1.3).
+    // compose.env, in the generation's naming (research/komodo.md §1.3), plus the COMPOSE_*
+    // settings only compose reads (image tags, the rehearsal's host ports).
     let (user_key, pw_key) = match opts.generation {
         Generation::V2 => ("KOMODO_DATABASE_USERNAME", "KOMODO_DATABASE_PASSWORD"),
         Generation::V1 => ("KOMODO_DB_USERNAME", "KOMODO_DB_PASSWORD"),
     };
-    let compose_env: Vec<String> = vec![
-        env_line(user_key, &user),
-        env_line(pw_key, &env_password),
-        env_line("KOMODO_PASSKEY", &passkey),
-        env_line("PERIPHERY_PASSKEYS", &passkey),
-        env_line("KOMODO_JWT_SECRET", &jwt),
-        env_line("KOMODO_WEBHOOK_SECRET", &webhook),
-        "KOMODO_TITLE=Komodo rehearsal".into(),
-    ];
+    let compose_env = |pw: &Secret| -> Vec<String> {
+        vec![
+            format!("COMPOSE_KOMODO_IMAGE_TAG={STANDIN_TAG}"),
+            format!("COMPOSE_MONGO_IMAGE_TAG={MONGO_STANDIN_TAG}"),
+            format!("COMPOSE_REHEARSAL_MONGO_PORT={mongo_port}"),
+            format!("COMPOSE_REHEARSAL_CORE_PORT={core_port}"),
+            env_line(user_key, &user),
+            env_line(pw_key, pw),
+            env_line("KOMODO_PASSKEY", &passkey),
+            env_line("PERIPHERY_PASSKEYS", &passkey),
+            env_line("KOMODO_JWT_SECRET", &jwt),
+            env_line("KOMODO_WEBHOOK_SECRET", &webhook),
+            "KOMODO_TITLE=Komodo rehearsal".into(),
+        ]
+    };
 
-    // Network and volume, labelled as compose labels them.
-    let network = format!("{project}_default");
-    engine
-        .raw()
-        .create_network(NetworkCreateRequest {
-            name: network.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(HashMap::from([
-                (PROJECT_LABEL.to_string(), project.to_string()),
-                ("com.docker.compose.network".into(), "default".into()),
-            ])),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("create network {network}: {e}"))?;
-    let volume = format!("{project}_mongo-data");
-    engine
-        .raw()
-        .create_volume(VolumeCreateRequest {
-            name: Some(volume.clone()),
-            labels: Some(HashMap::from([
-                (PROJECT_LABEL.to_string(), project.to_string()),
-                ("com.docker.compose.volume".into(), "mongo-data".into()),
-            ])),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("create volume {volume}: {e}"))?;
-
-    let mongo = create_service(
-        engine,
-        &network,
-        &dir,
-        Service {
-            project,
-            service: "mongo",
-            image: MONGO_IMAGE,
-            env: vec![
-                env_line("MONGO_INITDB_ROOT_USERNAME", &user),
-                env_line("MONGO_INITDB_ROOT_PASSWORD", &mongo_password),
-                "MONGO_TEST_CONTROLS=1".into(),
-            ],
-            cmd: None,
-            mounts: vec![Mount {
-                target: Some("/data/db".into()),
-                source: Some(volume.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            }],
-            publish: Some("27017/tcp"),
-            healthcheck: None,
-            init: true,
-        },
-    )
-    .await?;
-    engine.start(&mongo).await.map_err(|e| e.to_string())?;
-    let mongo_port = ContainerInfo::load(engine, &mongo)
-        .await
-        .map_err(|e| e.to_string())?
-        .loopback_port("27017/tcp")
-        .ok_or("mongo has no published port")?;
-    wait_tcp(mongo_port, Duration::from_secs(30)).await?;
-
-    // Periphery and core get compose.env via env_file; core also gets the DB address, and in
-    // v1 compose maps KOMODO_DB_* onto core's KOMODO_DATABASE_*.
-    let periphery = create_service(
-        engine,
-        &network,
-        &dir,
-        Service {
-            project,
-            service: "periphery",
-            image: PERIPHERY_IMAGE,
-            env: compose_env.clone(),
-            cmd: None,
-            mounts: vec![],
-            publish: None,
-            healthcheck: Some(vec![
-                "CMD".into(),
-                "/usr/local/bin/periphery-standin".into(),
-                "--healthcheck".into(),
-            ]),
-            init: false,
-        },
-    )
-    .await?;
-    engine.start(&periphery).await.map_err(|e| e.to_string())?;
-
-    let mut core_env = compose_env.clone();
-    core_env.push("KOMODO_DATABASE_ADDRESS=mongo:27017".into());
-    core_env.push("CORE_STANDIN_SELECTION_TIMEOUT_S=5".into());
-    if opts.generation == Generation::V1 {
-        core_env.push(env_line("KOMODO_DATABASE_USERNAME", &user));
-        core_env.push(env_line("KOMODO_DATABASE_PASSWORD", &env_password));
-    }
-    let core = create_service(
-        engine,
-        &network,
-        &dir,
-        Service {
-            project,
-            service: "core",
-            image: CORE_IMAGE,
-            env: core_env,
-            cmd: None,
-            mounts: vec![Mount {
-                target: Some("/control".into()),
-                source: Some(control.display().to_string()),
-                typ: Some(MountType::BIND),
-                ..Default::default()
-            }],
-            publish: Some("9120/tcp"),
-            healthcheck: Some(vec![
-                "CMD".into(),
-                "/usr/local/bin/core-standin".into(),
-                "--healthcheck".into(),
-            ]),
-            init: false,
-        },
-    )
-    .await?;
-    engine.start(&core).await.map_err(|e| e.to_string())?;
-    let core_port = ContainerInfo::load(engine, &core)
-        .await
-        .map_err(|e| e.to_string())?
-        .loopback_port("9120/tcp")
-        .unwrap_or(0);
-
-    // Files: age identity, compose.env encrypted to it with our own SOPS store, the config.
+    // Files: age identity, the compose file, compose.env encrypted to the identity with our
+    // own SOPS store, the config.
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let key_file = format!(
@@ -458,13 +272,65 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     let wrote = write_atomic(&dir.join("age.key"), &key_bytes, Mode::Exactly(0o600));
     key_bytes.zeroize();
     wrote.map_err(|e| format!("{}/age.key: {e}", dir.display()))?;
-    let mut plain = compose_env.join("\n");
-    plain.push('\n');
-    let enc = komodo_rotate::sops::encrypt_new(plain.as_bytes(), std::slice::from_ref(&recipient));
-    plain.zeroize();
-    let enc = enc.map_err(|e| format!("encrypt compose.env: {e}"))?;
-    write_atomic(&dir.join("compose.env"), &enc, Mode::Exactly(0o600))
-        .map_err(|e| format!("{}/compose.env: {e}", dir.display()))?;
+    write_atomic(
+        &dir.join(compose::COMPOSE_FILE),
+        compose::compose_file_text(opts.generation).as_bytes(),
+        Mode::Exactly(0o644),
+    )
+    .map_err(|e| format!("{}/{}: {e}", dir.display(), compose::COMPOSE_FILE))?;
+    write_config(&dir, project, mongo_port)?;
+
+    let cp = compose::Project::new(project, &dir);
+    write_compose_env(&dir, &compose_env(&mongo_password), &recipient)?;
+    if opts.drift {
+        cp.run_ok(&["up", "-d", "mongo"])?;
+        wait_tcp(mongo_port, Duration::from_secs(30)).await?;
+        write_compose_env(&dir, &compose_env(&env_password), &recipient)?;
+        cp.run_ok(&["up", "-d", "--no-deps", "core", "periphery"])?;
+    } else {
+        cp.run_ok(&["up", "-d"])?;
+    }
+
+    let find = |service: &'static str| {
+        let engine = engine.clone();
+        async move {
+            komodo_rotate::docker::discovery::one_service(&engine, project, service)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let stack = Stack {
+        project: project.to_string(),
+        mongo: find("mongo").await?,
+        core: find("core").await?,
+        periphery: find("periphery").await?,
+        network: format!("{}_default", compose_project_name(project)),
+        dir,
+        mongo_port,
+        core_port,
+        mongo_password,
+        env_password,
+        passkey,
+    };
+    wait_tcp(mongo_port, Duration::from_secs(30)).await?;
+    if opts.drift {
+        wait_crash_loop(engine, &stack.core, Duration::from_secs(60)).await?;
+    } else {
+        wait_healthy(engine, &stack.core, Duration::from_secs(60)).await?;
+    }
+    Ok(stack)
+}
+
+/// The project name as compose 1.x normalises it (lower case; `-`, `_`, letters, digits).
+pub fn compose_project_name(project: &str) -> String {
+    project
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+fn write_config(dir: &Path, project: &str, mongo_port: u16) -> Result<(), String> {
     let config = format!(
         "# komodo-rotate config for the rehearsal stack (project {project}).\n\
          # export SOPS_AGE_KEY_FILE={dir}/age.key\n\
@@ -487,27 +353,7 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
         config.as_bytes(),
         Mode::Exactly(0o600),
     )
-    .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))?;
-
-    let stack = Stack {
-        project: project.to_string(),
-        dir,
-        mongo,
-        core,
-        periphery,
-        network,
-        mongo_port,
-        core_port,
-        mongo_password,
-        env_password,
-        passkey,
-    };
-    if opts.drift {
-        wait_crash_loop(engine, &stack.core, Duration::from_secs(60)).await?;
-    } else {
-        wait_healthy(engine, &stack.core, Duration::from_secs(60)).await?;
-    }
-    Ok(stack)
+    .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))
 }
 
 async fn wait_tcp(port: u16, timeout: Duration) -> Result<(), String> {
@@ -620,7 +466,12 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
             .map_err(|e| format!("remove volume {}: {e}", v.name))?;
     }
     if let Some(dir) = dir {
-        for f in ["compose.env", "age.key", "komodo-rotate.toml"] {
+        for f in [
+            "compose.env",
+            "age.key",
+            "komodo-rotate.toml",
+            compose::COMPOSE_FILE,
+        ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
         for d in ["control", "state"] {

@@ -1,0 +1,238 @@
+//! `init`: write a komodo-rotate.toml for the Komodo deployment running on this host. The
+//! deployment is found by compose's labels (docker::project), compose.env by the compose files'
+//! `env_file` entries (or `--compose-env`); the age identity that opens it and the Komodo
+//! generation are checked before anything is written. Never overwrites; `--print` writes
+//! nothing at all.
+
+use crate::cli::InitArgs;
+use crate::docker::generation::detect;
+use crate::docker::project::{ComposeProject, Roles};
+use crate::docker::Engine;
+use crate::error::{Error, Result};
+use crate::sops::{Identities, SopsFile};
+use std::path::{Path, PathBuf};
+
+/// What init found; rendered as the config.
+#[derive(Debug)]
+pub struct Found {
+    pub project: String,
+    pub roles: Roles,
+    pub compose_files: Vec<PathBuf>,
+    pub compose_env: PathBuf,
+    /// `None`: sops' own lookup (SOPS_AGE_KEY_FILE, ~/.config/sops/age/keys.txt, …) opened it.
+    pub age_key_file: Option<PathBuf>,
+    pub generation: &'static str,
+    pub mongo_port: Option<u16>,
+}
+
+pub fn run(args: InitArgs) -> Result<i32> {
+    if !args.print && args.output.exists() {
+        return Err(Error::Usage(format!(
+            "{} exists; init never overwrites a config (use --print, or --output another path)",
+            args.output.display()
+        )));
+    }
+    let found = super::runtime()?.block_on(find(&args))?;
+    let text = render(&found);
+    if args.print {
+        print!("{text}");
+        return Ok(crate::error::exit::OK);
+    }
+    crate::fsutil::write_new(&args.output, text.as_bytes(), 0o600).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Usage(format!(
+                "{} exists; init never overwrites a config",
+                args.output.display()
+            ))
+        } else {
+            Error::io(&args.output, e)
+        }
+    })?;
+    if !super::quiet() {
+        eprintln!(
+            "init: wrote {} for compose project {:?} ({}); next: komodo-rotate verify",
+            args.output.display(),
+            found.project,
+            found.generation
+        );
+    }
+    Ok(crate::error::exit::OK)
+}
+
+pub async fn find(args: &InitArgs) -> Result<Found> {
+    let engine = Engine::connect().await?;
+    let projects = ComposeProject::list(&engine).await?;
+    let komodo: Vec<(ComposeProject, Roles)> = projects
+        .into_iter()
+        .filter(|p| args.project.as_deref().is_none_or(|n| n == p.name))
+        .filter_map(|p| p.roles().map(|r| (p, r)))
+        .collect();
+    let (project, roles) = match komodo.len() {
+        1 => komodo.into_iter().next().expect("one"),
+        0 => {
+            return Err(Error::Precondition(match &args.project {
+                Some(n) => format!("compose project {n:?} has no Komodo core and mongo containers (labels com.docker.compose.project/service)"),
+                None => "no compose project with Komodo core and mongo containers on this engine (labels com.docker.compose.project/service)".into(),
+            }))
+        }
+        _ => {
+            let names: Vec<&str> = komodo.iter().map(|(p, _)| p.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "{} compose projects look like Komodo ({}): pick one with --project",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let compose_env = match &args.compose_env {
+        Some(p) => p.clone(),
+        None => compose_env_from_files(&project, &roles.core)?,
+    };
+    let compose_env = std::path::absolute(&compose_env).map_err(|e| Error::io(&compose_env, e))?;
+    let file = SopsFile::load(&compose_env)?;
+    let (age_key_file, ids) = identity(&file, &compose_env, args.age_key_file.as_deref())?;
+    let plain = file.decrypt(&ids)?;
+    let env_keys = plain.keys();
+    let env_keys: Vec<&str> = env_keys.iter().map(String::as_str).collect();
+    let core = project.first(&roles.core).expect("a role has a container");
+    let core_keys: Vec<&str> = core.env_keys.iter().map(String::as_str).collect();
+    let generation = detect(&env_keys, &core_keys)
+        .map_err(|e| Error::Precondition(format!("{}: {e}", compose_env.display())))?
+        .generation
+        .as_str();
+    Ok(Found {
+        mongo_port: project.first(&roles.mongo).and_then(|m| m.mongo_port),
+        compose_files: project.config_file_paths(),
+        project: project.name.clone(),
+        roles,
+        compose_env,
+        age_key_file,
+        generation,
+    })
+}
+
+/// The SOPS-encrypted env_file of core (Komodo's compose.env). Plain env files (a user's extra
+/// settings) are passed over: komodo-rotate only edits SOPS files.
+fn compose_env_from_files(project: &ComposeProject, core: &str) -> Result<PathBuf> {
+    if project.config_files.is_empty() {
+        return Err(Error::Precondition(format!(
+            "compose project {:?} does not record its compose files (label com.docker.compose.project.config_files): pass --compose-env PATH",
+            project.name
+        )));
+    }
+    let lookup = |n: &str| std::env::var(n).ok();
+    let files = project
+        .env_files_of(core, &lookup)
+        .map_err(|e| Error::Precondition(format!("{e}: pass --compose-env PATH")))?;
+    let sops: Vec<&PathBuf> = files.iter().filter(|f| SopsFile::load(f).is_ok()).collect();
+    match sops.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::Precondition(format!(
+            "service {core:?}'s env_file entries ({}) hold no SOPS-encrypted file: pass --compose-env PATH",
+            if files.is_empty() {
+                "none".to_string()
+            } else {
+                files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+            }
+        ))),
+        many => Err(Error::Usage(format!(
+            "service {core:?} has several SOPS-encrypted env files ({}): pick one with --compose-env",
+            many.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The identity that opens `file`: `--age-key-file`, else an `age.key` or `keys.txt` beside
+/// compose.env, else sops' own lookup. Returns the file to record (None for sops' lookup).
+fn identity(
+    file: &SopsFile,
+    compose_env: &Path,
+    explicit: Option<&Path>,
+) -> Result<(Option<PathBuf>, Identities)> {
+    if let Some(p) = explicit {
+        let ids = Identities::from_key_file(p)?;
+        file.decrypt(&ids)?;
+        return Ok((Some(p.to_path_buf()), ids));
+    }
+    let dir = compose_env.parent().unwrap_or(Path::new("."));
+    for name in ["age.key", "keys.txt"] {
+        let p = dir.join(name);
+        if let Ok(ids) = Identities::from_key_file(&p) {
+            if file.decrypt(&ids).is_ok() {
+                return Ok((Some(p), ids));
+            }
+        }
+    }
+    let ids = Identities::discover(None)?;
+    file.decrypt(&ids)?;
+    Ok((None, ids))
+}
+
+fn quote(p: &Path) -> String {
+    toml_string(&p.display().to_string())
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The config text, commented so a reader sees where each value came from.
+pub fn render(f: &Found) -> String {
+    let mut t = String::new();
+    t.push_str("# komodo-rotate config, written by `komodo-rotate init`.\n");
+    t.push_str(&format!(
+        "# Found compose project {:?} from its containers' compose labels; compose files:\n",
+        f.project
+    ));
+    for c in &f.compose_files {
+        t.push_str(&format!("#   {}\n", c.display()));
+    }
+    t.push_str(&format!(
+        "# Komodo generation: {} (from compose.env's keys and core's env).\n\n",
+        f.generation
+    ));
+    t.push_str("# The SOPS-encrypted compose.env (core's env_file).\n");
+    t.push_str(&format!("compose_env = {}\n", quote(&f.compose_env)));
+    match &f.age_key_file {
+        Some(p) => {
+            t.push_str("# The age identity that opened it.\n");
+            t.push_str(&format!("age_key_file = {}\n", quote(p)));
+        }
+        None => t.push_str(
+            "# The age identity comes from sops' own lookup (SOPS_AGE_KEY_FILE, SOPS_AGE_KEY,\n\
+             # ~/.config/sops/age/keys.txt), which opened it when init ran.\n\
+             # age_key_file = \"/path/to/keys.txt\"\n",
+        ),
+    }
+    t.push_str("# Journal, lock and audit log.\n# state_dir = \"/var/lib/komodo-rotate\"\n\n");
+    let periphery: Vec<String> = f.roles.periphery.iter().map(|p| toml_string(p)).collect();
+    t.push_str("[discovery]\n# Containers are found by these compose labels at every run.\n");
+    t.push_str(&format!("project = {}\n", toml_string(&f.project)));
+    t.push_str(&format!(
+        "services = {{ mongo = {}, core = {}, periphery = [{}] }}\n\n",
+        toml_string(&f.roles.mongo),
+        toml_string(&f.roles.core),
+        periphery.join(", ")
+    ));
+    t.push_str("[mongo]\n");
+    match f.mongo_port {
+        Some(port) => t.push_str(&format!(
+            "# mongo publishes 27017 on the host.\nuri = \"mongodb://127.0.0.1:{port}\"\n"
+        )),
+        None => t.push_str(
+            "# Empty: the mongo container's address from `docker inspect`, port 27017.\n# uri = \"mongodb://127.0.0.1:27017\"\n",
+        ),
+    }
+    t.push_str("auth_source = \"admin\"\n");
+    t
+}

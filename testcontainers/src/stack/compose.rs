@@ -1,0 +1,118 @@
+//! The rehearsal stack's compose side: the compose files (shaped like Komodo's official
+//! `mongo.compose.yaml`, one per generation, in `testcontainers/compose/`) and running Debian's
+//! `docker-compose` 1.29 on them the way SOPS users do: compose.env stays encrypted on disk, is
+//! decrypted (with komodo-rotate's own SOPS store and the stack's age key) into a 0600 temp file
+//! beside it, handed to compose as `--env-file` and as the services' `env_file`
+//! (`KOMODO_ENV_FILE`), and removed when compose returns.
+
+use super::Generation;
+use komodo_rotate::sops::{Identities, SopsFile};
+use secrecy::ExposeSecret;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The compose file's name in the stack dir (as in Komodo's `compose/` folder).
+pub const COMPOSE_FILE: &str = "mongo.compose.yaml";
+
+const V1_FILE: &str = include_str!("../../compose/v1/mongo.compose.yaml");
+const V2_FILE: &str = include_str!("../../compose/v2/mongo.compose.yaml");
+
+/// The compose file of `generation`.
+pub fn compose_file_text(generation: Generation) -> &'static str {
+    match generation {
+        Generation::V1 => V1_FILE,
+        Generation::V2 => V2_FILE,
+    }
+}
+
+/// The compose program: `$KRT_DOCKER_COMPOSE` or `docker-compose` on PATH.
+pub fn program() -> String {
+    std::env::var("KRT_DOCKER_COMPOSE").unwrap_or_else(|_| "docker-compose".into())
+}
+
+/// A stack dir's compose project: its name, the dir holding `mongo.compose.yaml`, compose.env
+/// (SOPS-encrypted) and age.key.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Project {
+    pub fn new(name: &str, dir: &Path) -> Project {
+        Project {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn compose_file(&self) -> PathBuf {
+        self.dir.join(COMPOSE_FILE)
+    }
+
+    /// Runs `docker-compose -p NAME -f mongo.compose.yaml --env-file <decrypted> ARGS` in the
+    /// stack dir with compose.env decrypted to a 0600 temp file for the duration of the call.
+    /// The output is returned whatever the exit status; the plaintext never leaves the temp
+    /// file (no argv, no env: the child gets only its path).
+    pub fn run(&self, args: &[&str]) -> Result<Output, String> {
+        let ids = Identities::from_key_file(&self.dir.join("age.key"))
+            .map_err(|e| format!("{}/age.key: {e}", self.dir.display()))?;
+        let env_path = self.dir.join("compose.env");
+        let plain = SopsFile::load(&env_path)
+            .and_then(|f| f.decrypt(&ids))
+            .map_err(|e| format!("decrypt {}: {e}", env_path.display()))?
+            .plaintext_dotenv();
+        // tempfile creates the file 0600 and removes it on drop, also on every error path.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".compose.env.plain.")
+            .tempfile_in(&self.dir)
+            .map_err(|e| format!("temp file in {}: {e}", self.dir.display()))?;
+        tmp.write_all(plain.expose_secret())
+            .and_then(|_| tmp.flush())
+            .map_err(|e| format!("write {}: {e}", tmp.path().display()))?;
+        drop(plain);
+        let out = Command::new(program())
+            .current_dir(&self.dir)
+            .arg("--env-file")
+            .arg(tmp.path())
+            .args(["-p", &self.name, "-f", COMPOSE_FILE])
+            .args(args)
+            .env("KOMODO_ENV_FILE", tmp.path())
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "run {}: {e} (install Debian's docker-compose: scripts/setup-test-env)",
+                    program()
+                )
+            });
+        let closed = tmp.close();
+        let out = out?;
+        closed.map_err(|e| format!("remove the decrypted compose.env: {e}"))?;
+        Ok(out)
+    }
+
+    /// [`Self::run`], an error (with compose's stderr) unless it exits 0.
+    pub fn run_ok(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.run(args)?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "{} {}: {}: {}",
+                program(),
+                args.join(" "),
+                out.status,
+                text.trim()
+            ))
+        }
+    }
+}
