@@ -14,6 +14,7 @@ pub mod git;
 pub mod metrics;
 pub mod mongo;
 pub mod ops;
+pub mod output;
 pub mod planes;
 pub mod probe;
 pub mod report;

@@ -19,7 +19,7 @@ pub mod verify_git;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    crate::output::set_quiet(cli.quiet);
     use crate::ops::RunHook;
     match cli.command {
         Command::Verify(a) => verify::run(a),
@@ -45,11 +45,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `--quiet` was given: progress and informational lines are left out.
+/// `--quiet` was given (see [`crate::output`]).
 pub fn quiet() -> bool {
-    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+    crate::output::quiet()
 }
 
 /// A current-thread runtime: the tool does one thing at a time, and this keeps it lean.

@@ -79,7 +79,7 @@ pub async fn execute(
         staged,
         journal_dir: dir.clone(),
     };
-    let mut progress = StderrProgress::new(crate::commands::quiet());
+    let mut progress = StderrProgress::new(crate::output::quiet());
     let mut runner = Runner::new(dir.clone(), journal, &mut planes, &mut progress);
     let outcome = match direction {
         Direction::Forward => runner.run().await?,

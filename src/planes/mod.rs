@@ -3,6 +3,7 @@
 //! place that knows how the planes refer to each other (which env key in which container holds
 //! the DB password, where Mongo answers).
 
+mod context;
 pub mod execute;
 pub mod live;
 mod proof;

@@ -12,7 +12,7 @@
 //!
 //! Each returns every failure it saw in one line (names only, never a value).
 
-use super::live::LivePlanes;
+use super::context::LivePlanes;
 use super::DockerPlane;
 use crate::docker::{settle, ContainerInfo, HealthGate, NEXT_SUFFIX, PREV_SUFFIX};
 use crate::mongo::{login_works, LoginOutcome};
@@ -223,7 +223,7 @@ async fn settled_and_serving(
         let status = core_serves(p, &info, left).await?;
         seen.push_str(&format!(", serving (HTTP {status})"));
     }
-    if !crate::commands::quiet() {
+    if !crate::output::quiet() {
         eprintln!(
             "komodo-rotate: proof: {seen} after {:.1}s",
             t0.elapsed().as_secs_f32()

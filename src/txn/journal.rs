@@ -9,7 +9,7 @@ use crate::txn::lock::ensure_private_dir;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const JOURNAL_FILE: &str = "current.json";
+pub use super::layout::JOURNAL_FILE;
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ impl Journal {
     /// Writes the journal durably (temp file, fsync, rename, fsync dir), 0600.
     /// Failpoint `journal:persist` (e.g. `journal:persist=5*off->return`) fails the Nth write.
     pub fn persist(&self, dir: &Path) -> Result<()> {
-        super::runner::failpoint("journal:persist")?;
+        super::failpoint::failpoint("journal:persist")?;
         ensure_private_dir(dir)?;
         let p = Self::path(dir);
         let body = serde_json::to_vec_pretty(self)
@@ -102,7 +102,7 @@ impl Journal {
     /// it the files it explains), never stray files a later run could mistake for its own.
     /// Failpoint `journal:clear`.
     pub fn clear(dir: &Path) -> Result<()> {
-        super::runner::failpoint("journal:clear")?;
+        super::failpoint::failpoint("journal:clear")?;
         // The host-wide pointer goes with the journal (best effort: a pointer whose journal
         // is gone is ignored by every reader).
         let guarded = Self::load_pending(dir)

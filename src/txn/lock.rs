@@ -94,7 +94,7 @@ fn read_pointer(p: &Path) -> Result<Option<PathBuf>> {
     };
     let dir =
         PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(body));
-    let journal = dir.join(super::journal::JOURNAL_FILE);
+    let journal = dir.join(super::layout::JOURNAL_FILE);
     Ok(journal.exists().then_some(dir))
 }
 

@@ -1,7 +1,9 @@
 //! The transaction: steps, the runner that applies and undoes them, the journal that makes a run
 //! resumable by another process, and the run lock.
 
+pub mod failpoint;
 pub mod journal;
+mod layout;
 pub mod lock;
 pub mod runner;
 pub mod sealed;

@@ -2,6 +2,7 @@
 //! first (rustup's transaction, made explicit because our undos are async and must also be
 //! replayable by `resume`). The journal is persisted before and after every step and every undo.
 
+pub use super::failpoint::failpoint;
 use super::journal::{Journal, StepStatus};
 use super::step::Step;
 use crate::error::{Error, Result};
@@ -249,28 +250,4 @@ impl<'a, P: Planes, G: Progress> Runner<'a, P, G> {
         }
         self.journal.persist(&self.dir)
     }
-}
-
-/// Test-only fault injection (`--features failpoints`, `FAILPOINTS=before:change-db=return`).
-/// `return(crash)` kills the process with SIGKILL on the spot, to test crash safety exactly as
-/// an OOM kill or power loss would leave things. Without the feature this compiles to nothing.
-pub fn failpoint(name: &str) -> Result<()> {
-    #[cfg(feature = "failpoints")]
-    {
-        let hit: Option<String> = (|| {
-            fail::fail_point!(name, |arg: Option<String>| Some(arg.unwrap_or_default()));
-            None
-        })();
-        if let Some(arg) = hit {
-            if arg == "crash" {
-                // SAFETY: raise only sends a signal to this process.
-                unsafe {
-                    libc::raise(libc::SIGKILL);
-                }
-            }
-            return Err(Error::Precondition(format!("injected failure at {name}")));
-        }
-    }
-    let _ = name;
-    Ok(())
 }

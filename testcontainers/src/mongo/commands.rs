@@ -2,6 +2,8 @@
 //! error codes and shapes.
 
 use super::controls::as_i64;
+use super::reply::{bad_value, err, is_state_change, not_implemented, Reply};
+pub use super::reply::{lock, CmdError};
 use super::scram::{self, Conversation, Mechanism, Step};
 use super::store::{roles_bson, User};
 use super::{queries, users, Shared};
@@ -19,41 +21,9 @@ pub struct ConnState {
     pub conversation: Option<Conversation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CmdError {
-    pub code: i32,
-    pub code_name: &'static str,
-    pub errmsg: String,
-}
-
-pub(crate) fn err(code: i32, code_name: &'static str, errmsg: impl Into<String>) -> CmdError {
-    CmdError {
-        code,
-        code_name,
-        errmsg: errmsg.into(),
-    }
-}
-
-pub(crate) fn bad_value(msg: impl Into<String>) -> CmdError {
-    err(2, "BadValue", msg)
-}
-
-/// For a command or option the test server does not implement: said, never silently ignored.
-pub(crate) fn not_implemented(msg: impl Into<String>) -> CmdError {
-    err(238, "NotImplemented", msg)
-}
-
 fn auth_failed() -> CmdError {
     err(18, "AuthenticationFailed", "Authentication failed.")
 }
-
-impl CmdError {
-    pub fn to_document(&self) -> Document {
-        doc! {"ok": 0.0, "errmsg": &self.errmsg, "code": self.code, "codeName": self.code_name}
-    }
-}
-
-pub(crate) type Reply = Result<Document, CmdError>;
 
 /// The handshake commands; the only ones accepted over legacy OP_QUERY.
 pub fn is_hello(name: &str) -> bool {
@@ -94,11 +64,6 @@ pub fn dispatch(shared: &Shared, st: &mut ConnState, cmd: &Document, db: Option<
             d
         }
     }
-}
-
-/// The SDAM "state change" codes (not writable primary, recovering, shutting down).
-pub(crate) fn is_state_change(code: i32) -> bool {
-    matches!(code, 91 | 189 | 10107 | 11600 | 11602 | 13435 | 13436)
 }
 
 enum Access {
@@ -187,12 +152,6 @@ fn current_users(shared: &Shared, st: &mut ConnState) -> Vec<User> {
         .iter()
         .filter_map(|(user, db)| store.get(db, user).cloned())
         .collect()
-}
-
-/// A poisoned lock only means another connection panicked mid-command; its data is still whole
-/// because every change is built on a copy and swapped in.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn hello(shared: &Shared, st: &mut ConnState, name: &str, cmd: &Document) -> Document {

@@ -19,6 +19,7 @@ mod conn;
 pub mod controls;
 pub mod init;
 mod queries;
+mod reply;
 pub mod scram;
 pub mod store;
 mod users;

@@ -4,8 +4,8 @@
 //! answer a question that was not asked).
 
 use super::catalog::{id_index, Catalog, Collection, SYSTEM_USERS, SYSTEM_VERSION};
-use super::commands::{bad_value, err, lock, not_implemented, CmdError, Reply};
 use super::controls::as_i64;
+use super::reply::{bad_value, err, lock, not_implemented, CmdError, Reply};
 use super::store::User;
 use super::Shared;
 use bson::{doc, Bson, Document};

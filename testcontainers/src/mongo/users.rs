@@ -2,8 +2,8 @@
 //! codes: users are stored as mongod stores them, roles must be built-in roles (no `createRole`
 //! exists here, so any other name is 31 RoleNotFound, as mongod answers for an unknown role).
 
-use super::commands::{bad_value, err, lock, not_implemented, CmdError, Reply};
 use super::controls::{as_i64, code_name};
+use super::reply::{bad_value, err, lock, not_implemented, CmdError, Reply};
 use super::scram::{self, Mechanism, PasswordError};
 use super::store::{new_user_id, Role, User, UserStore};
 use super::Shared;
@@ -325,7 +325,7 @@ pub fn update_user(shared: &Shared, cmd: &Document, db: &str) -> Reply {
     }
     if let Some(code) = lock(&shared.controls).fail_next_update_user.take() {
         let (code_name, msg) = code_name(code).unwrap_or(("InternalError", "injected failure"));
-        if super::commands::is_state_change(code) {
+        if super::reply::is_state_change(code) {
             // What mongod does when its state really changes: awaitable hellos answer now.
             shared.topology.send_modify(|c| *c += 1);
         }
