@@ -151,6 +151,7 @@ async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> std::result::Resu
             j.context.env_key
         ));
     }
+    super::git_steps::old_state_is_back(j, p.cfg)?;
     Ok(())
 }
 

@@ -163,6 +163,9 @@ impl Planes for LivePlanes<'_> {
                     .await?;
                 Ok(())
             }
+            Step::GitCommit | Step::GitPush => {
+                super::git_steps::apply(step, j, self.cfg, &self.journal_dir)
+            }
             Step::Commit => {
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
@@ -186,6 +189,9 @@ impl Planes for LivePlanes<'_> {
     async fn undo(&mut self, step: &Step, j: &Journal) -> Result<()> {
         match step {
             Step::Snapshot | Step::Commit => Ok(()),
+            Step::GitCommit | Step::GitPush => {
+                super::git_steps::undo(step, j, self.cfg, &self.journal_dir)
+            }
             Step::ChangeDb => match login_works(&self.target, &self.staged.new).await {
                 LoginOutcome::Accepted => {
                     let admin = MongoAdmin::connect(&self.target, &self.staged.new).await?;

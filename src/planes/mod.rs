@@ -4,6 +4,7 @@
 //! the DB password, where Mongo answers).
 
 pub mod execute;
+pub mod git_steps;
 pub mod live;
 
 use crate::config::Config;
