@@ -149,6 +149,7 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
         deployed.ct_eq(&new),
         "the pipeline would deploy the old value"
     );
+    assert_eq!(pymongo_login(&s, &deployed), 0, "the deployed env logs in");
     assert_eq!(git(&host, &["status", "--porcelain"]), "");
     assert_eq!(
         git(&host, &["rev-parse", "HEAD"]),
@@ -201,6 +202,22 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
         );
         seen.push(now);
     }
+    // 4. The same with [git] mode = "off": the pipeline deploys a value Mongo rejects (the
+    // crash loop's cause), proving the checks above can fail.
+    let mut cfg = std::fs::read_to_string(s.config()).unwrap();
+    cfg.push_str("\n[git]\nmode = \"off\"\n");
+    std::fs::write(s.config(), cfg).unwrap();
+    let r = tool(&s, &["rotate"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let now = rt
+        .block_on(agreed(&engine, &s))
+        .expect("agreed after rotate");
+    git(&pipeline, &["pull", "-q", "--ff-only"]);
+    let deployed = sops_at(&pipeline.join("compose.env"), &s.age_key()).unwrap();
+    assert!(!deployed.ct_eq(&now), "mode off must not publish");
+    assert_eq!(pymongo_login(&s, &deployed), 1, "the stale env is rejected");
+    assert_eq!(git(&host, &["status", "--porcelain"]), "M compose.env");
+    seen.push(now);
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     assert_no_leak(&refs, &s.dir.join("state"));
 }
