@@ -117,6 +117,8 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         mongo_user: user,
         container_keys: keys.containers.clone(),
         env_already_new: true,
+        // rescue never rewrites compose.env (it is the desired state): nothing to commit.
+        git: None,
     };
     let mut journal = new_journal("rescue", "db-password", context, steps);
     journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);

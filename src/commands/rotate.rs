@@ -71,6 +71,9 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
         container: c.clone(),
     }));
     steps.push(Step::Commit);
+    // The git plane's pre-flight (read-only) and its steps, when [git] resolves to commit/push.
+    let git = crate::planes::git_steps::preflight(cfg)?;
+    crate::planes::git_steps::add_steps(&mut steps, git.as_ref());
 
     if args.dry_run {
         print_plan(&steps);
@@ -89,6 +92,7 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
         mongo_user: user,
         container_keys: keys.containers.clone(),
         env_already_new: false,
+        git,
     };
     let mut journal = new_journal("rotate", args.secret.name(), context, steps);
     journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);

@@ -97,6 +97,11 @@ impl Repo {
         if !ancestor {
             return Ok(Undone::NotThere);
         }
+        Ok(Undone::Reverted(self.revert_commit(id, rel, message)?))
+    }
+
+    /// A commit on top of HEAD that reverts `id` (which changed only `rel`); returns its id.
+    pub fn revert_commit(&self, id: &str, rel: &str, message: &str) -> Result<String, GitError> {
         // The revert needs `rel` as HEAD has it: a rolled-forward work tree copy is ours anyway.
         self.must(&["checkout", "--quiet", "HEAD", "--", rel], None)?;
         self.must(&["revert", "--no-edit", "--no-commit", id], None)?;
@@ -104,7 +109,21 @@ impl Repo {
             &["commit", "--quiet", "-F", "-", "--", rel],
             Some(message.as_bytes()),
         )?;
-        Ok(Undone::Reverted(self.rev("HEAD")?))
+        self.rev("HEAD")
+    }
+
+    /// `ancestor` is in the history of `rev` (false when either is unknown).
+    pub fn is_ancestor(&self, ancestor: &str, rev: &str) -> Result<bool, GitError> {
+        Ok(self
+            .write_call(&["merge-base", "--is-ancestor", ancestor, rev], None, false)?
+            .ok())
+    }
+
+    /// The full message of commit `rev`.
+    pub fn message_of(&self, rev: &str) -> Result<String, GitError> {
+        Ok(self
+            .must(&["log", "-1", "--format=%B", rev, "--"], None)?
+            .stdout_line())
     }
 
     /// `git push <remote> HEAD:refs/heads/<branch>` with the network deadline.

@@ -91,6 +91,9 @@ impl Planes for LivePlanes<'_> {
                     .await?;
                 Ok(())
             }
+            Step::GitCommit | Step::GitPush => {
+                super::git_steps::apply(step, j, self.cfg, &self.journal_dir)
+            }
             Step::Commit => {
                 // Proof first: a failure here is a failed step, and the run rolls back.
                 super::proof::new_state_is_live(self, j)
@@ -118,6 +121,9 @@ impl Planes for LivePlanes<'_> {
     async fn undo(&mut self, step: &Step, j: &Journal) -> Result<()> {
         match step {
             Step::Snapshot | Step::Commit => Ok(()),
+            Step::GitCommit | Step::GitPush => {
+                super::git_steps::undo(step, j, self.cfg, &self.journal_dir)
+            }
             Step::ChangeDb => match login_works(&self.target, &self.staged.new).await {
                 LoginOutcome::Accepted => {
                     let admin = MongoAdmin::connect(&self.target, &self.staged.new).await?;

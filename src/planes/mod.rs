@@ -5,6 +5,7 @@
 
 mod context;
 pub mod execute;
+pub mod git_steps;
 pub mod live;
 mod proof;
 

@@ -82,6 +82,8 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     if !j.context.env_already_new {
         env_holds(p, j, &p.staged.old, "old")?;
     }
+    // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
+    super::git_steps::old_state_is_back(j, p.cfg)?;
     let mut problems = Vec::new();
     let dk = match DockerPlane::load(p.cfg).await {
         Ok(d) => Some(d),

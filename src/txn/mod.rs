@@ -11,7 +11,7 @@ pub mod step;
 
 pub use journal::{Journal, StepRecord, StepStatus};
 pub use runner::{Outcome, Planes, Progress, Runner};
-pub use step::{RunContext, Step};
+pub use step::{GitTarget, RunContext, Step};
 
 /// Builds a fresh journal for `steps`, all pending.
 pub fn new_journal(command: &str, secret: &str, context: RunContext, steps: Vec<Step>) -> Journal {

@@ -18,6 +18,10 @@ pub enum Step {
     WriteEnv,
     /// Create-before-remove recreate with the patched env, then the health gate.
     Recreate { container: String },
+    /// Commit only the env file (ciphertext) on top of HEAD of its git work tree.
+    GitCommit,
+    /// Push that commit to the configured remote branch (one retry after a fetch).
+    GitPush,
     /// Remove the `-prev` containers and the sealed secrets. The point of no return.
     Commit,
 }
@@ -31,6 +35,8 @@ impl Step {
             Step::ChangeDb => "change-db".into(),
             Step::WriteEnv => "write-env".into(),
             Step::Recreate { container } => format!("recreate:{container}"),
+            Step::GitCommit => "git-commit".into(),
+            Step::GitPush => "git-push".into(),
             Step::Commit => "commit".into(),
         }
     }
@@ -43,6 +49,8 @@ impl Step {
             Step::Recreate { container } => format!(
                 "recreate {container} with the env patched (create {container}-next, stop, rename to {container}-prev, start) and wait for health"
             ),
+            Step::GitCommit => "commit only the env file (ciphertext) on top of HEAD; the id is kept in the journal dir".into(),
+            Step::GitPush => "push HEAD to the remote branch; if it moved without touching the env file, fetch, replay and retry once".into(),
             Step::Commit => "remove the -prev containers, drop the sealed secrets, write the audit record".into(),
         }
     }
@@ -55,6 +63,8 @@ impl Step {
             Step::Recreate { container } => format!(
                 "stop and remove the replacement, rename {container}-prev back to {container}, start it"
             ),
+            Step::GitCommit => "drop our commit while HEAD is still it (work tree left to write-env's undo), else a revert commit".into(),
+            Step::GitPush => "push a revert commit of ours on top of the remote branch (only if ours reached it)".into(),
             Step::Commit => "none: after commit the new secret is the only one".into(),
         }
     }
@@ -78,4 +88,18 @@ pub struct RunContext {
     /// True when compose.env already held NEW before the run (rescue): write-env is skipped.
     #[serde(default)]
     pub env_already_new: bool,
+    /// Where the env file's commit goes, when the git steps are in the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitTarget>,
+}
+
+/// The git work tree holding the env file, and where its commit is pushed. Plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitTarget {
+    pub worktree: PathBuf,
+    /// The env file's path relative to `worktree`.
+    pub path: String,
+    /// `Some((remote, branch))` in push mode; `None` commits only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<(String, String)>,
 }

@@ -1,0 +1,223 @@
+//! The git steps end to end on the rehearsal stack: the stack's compose.env is tracked in a
+//! clone whose origin is a bare repo in a temp dir. After `rotate`, origin's compose.env decrypts
+//! (real sops) to the new value, the pipeline clone's pull succeeds and the host checkout is
+//! clean; a pre-receive hook refusing the push rolls everything back (exit 4, all old, origin
+//! without a stray commit, host clean); SIGKILL after git-commit and after git-push, then
+//! `resume`, ends all new with origin holding it.
+
+mod docker_support;
+mod e2e_support;
+
+use docker_support::{engine_or_skip, images, Cleanup};
+use e2e_support::*;
+use komodo_rotate::secret::Secret;
+use komodo_testcontainers::stack::{self, StackOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("git must be installed");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The real Go sops's value of `PW_KEY` in `file`.
+fn sops_at(file: &Path, age_key: &Path) -> Option<Secret> {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("sops")
+        .args([
+            "decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .arg(file)
+        .env("SOPS_AGE_KEY_FILE", age_key)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{PW_KEY}="))
+            .map(|v| Secret::new(v.to_string()))
+    })
+}
+
+#[test]
+fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(engine) = rt.block_on(engine_or_skip("e2e-git")) else {
+        return;
+    };
+    if !require_tools("e2e-git") {
+        return;
+    }
+    let project = "krt-e2e-git";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(project);
+    cleanup.dir = Some(dir.path().to_path_buf());
+    let bin = rt.block_on(images(&engine));
+    let opts = StackOptions::new(project, dir.path(), &bin);
+    let s = rt
+        .block_on(stack::up(&engine, &opts))
+        .expect("rehearsal up");
+    rt.block_on(stack::wait_healthy(
+        &engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core healthy");
+
+    // origin (bare), the stack dir as the host checkout tracking only compose.env, a pipeline.
+    let gitdir = tempfile::tempdir().unwrap();
+    let origin = gitdir.path().join("origin.git");
+    let pipeline = gitdir.path().join("pipeline");
+    git(
+        gitdir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ],
+    );
+    let host = s.dir.clone();
+    git(&host, &["init", "-q", "-b", "main"]);
+    std::fs::write(host.join(".git/info/exclude"), "/*\n!/compose.env\n").unwrap();
+    git(&host, &["config", "user.name", "komodo-rotate e2e"]);
+    git(&host, &["config", "user.email", "e2e@example.invalid"]);
+    git(&host, &["add", "compose.env"]);
+    git(&host, &["commit", "-q", "-m", "deploy"]);
+    git(
+        &host,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(&host, &["push", "-q", "-u", "origin", "main"]);
+    git(
+        gitdir.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            pipeline.to_str().unwrap(),
+        ],
+    );
+
+    let dry = tool(&s, &["rotate", "--dry-run"], &[]);
+    assert_eq!(dry.code, Some(0), "{}", dry.text());
+    for step in ["git-commit", "git-push", "push a revert commit"] {
+        assert!(
+            dry.stdout.contains(step),
+            "plan lacks {step}: {}",
+            dry.text()
+        );
+    }
+
+    // 1. A rotation reaches origin; the pipeline pulls it and real sops reads NEW.
+    let old = rt.block_on(agreed(&engine, &s)).expect("agreed before");
+    let r = tool(&s, &["rotate"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("git-push ... ok"), "{}", r.text());
+    let new = rt
+        .block_on(agreed(&engine, &s))
+        .expect("agreed after rotate");
+    assert!(!new.ct_eq(&old));
+    git(&pipeline, &["pull", "-q", "--ff-only"]);
+    let deployed = sops_at(&pipeline.join("compose.env"), &s.age_key()).expect("sops decrypts");
+    assert!(
+        deployed.ct_eq(&new),
+        "the pipeline would deploy the old value"
+    );
+    assert_eq!(pymongo_login(&s, &deployed), 0, "the deployed env logs in");
+    assert_eq!(git(&host, &["status", "--porcelain"]), "");
+    assert_eq!(
+        git(&host, &["rev-parse", "HEAD"]),
+        git(&origin, &["rev-parse", "main"])
+    );
+
+    // 2. The remote refuses the push: exit 4, all old, origin without a stray commit.
+    let hook = origin.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'branch is protected' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let origin_before = git(&origin, &["rev-parse", "main"]);
+    let r = tool(&s, &["rotate"], &[]);
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    assert!(r.stderr.contains("branch is protected"), "{}", r.text());
+    let after = rt
+        .block_on(agreed(&engine, &s))
+        .expect("all old after rollback");
+    assert!(after.ct_eq(&new), "rollback must leave the previous value");
+    assert_eq!(git(&origin, &["rev-parse", "main"]), origin_before);
+    assert_eq!(git(&host, &["status", "--porcelain"]), "");
+    assert_eq!(git(&host, &["rev-parse", "HEAD"]), origin_before);
+    std::fs::remove_file(&hook).unwrap();
+
+    // 3. SIGKILL right after each git step, then resume: all new, on origin too.
+    let mut seen = vec![old, new];
+    for point in ["after:git-commit", "after:git-push"] {
+        let r = tool(
+            &s,
+            &["rotate"],
+            &[("FAILPOINTS", &format!("{point}=return(crash)"))],
+        );
+        assert_eq!(r.signal, Some(9), "{point}: {}", r.text());
+        let res = tool(&s, &["resume"], &[]);
+        assert_eq!(res.code, Some(0), "{point}: {}", res.text());
+        let now = rt
+            .block_on(agreed(&engine, &s))
+            .unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
+        assert!(seen.iter().all(|o| !o.ct_eq(&now)), "{point}: not new");
+        git(&pipeline, &["pull", "-q", "--ff-only"]);
+        let deployed = sops_at(&pipeline.join("compose.env"), &s.age_key()).unwrap();
+        assert!(deployed.ct_eq(&now), "{point}: origin lacks the new value");
+        assert_eq!(git(&host, &["status", "--porcelain"]), "");
+        let ours = git(&origin, &["log", "--format=%s", "main"]);
+        assert_eq!(
+            ours.lines()
+                .filter(|l| l.starts_with("komodo-rotate: rotate"))
+                .count(),
+            seen.len(),
+            "{point}: exactly one commit per committed rotation: {ours}"
+        );
+        seen.push(now);
+    }
+    // 4. The same with [git] mode = "off": the pipeline deploys a value Mongo rejects (the
+    // crash loop's cause), proving the checks above can fail.
+    let mut cfg = std::fs::read_to_string(s.config()).unwrap();
+    cfg.push_str("\n[git]\nmode = \"off\"\n");
+    std::fs::write(s.config(), cfg).unwrap();
+    let r = tool(&s, &["rotate"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let now = rt
+        .block_on(agreed(&engine, &s))
+        .expect("agreed after rotate");
+    git(&pipeline, &["pull", "-q", "--ff-only"]);
+    let deployed = sops_at(&pipeline.join("compose.env"), &s.age_key()).unwrap();
+    assert!(!deployed.ct_eq(&now), "mode off must not publish");
+    assert_eq!(pymongo_login(&s, &deployed), 1, "the stale env is rejected");
+    assert_eq!(git(&host, &["status", "--porcelain"]), "M compose.env");
+    seen.push(now);
+    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    assert_no_leak(&refs, &s.dir.join("state"));
+}

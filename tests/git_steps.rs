@@ -1,0 +1,446 @@
+//! The transaction's git steps (`git-commit`, `git-push`) and the git pre-flight against real
+//! git: a bare origin, the host checkout, the pipeline clone. Each step is applied and undone in
+//! the order the runner uses (undo: git-push, git-commit, then write-env's restore of the old
+//! bytes), including replays after a crash and the failure matrix (upstream touched the env file,
+//! a refusing pre-receive hook, a refusing commit hook, a silent push URL).
+
+mod git_support;
+
+use git_support::*;
+use komodo_rotate::config::Config;
+use komodo_rotate::error::Error;
+use komodo_rotate::planes::git_steps::{self, COMMIT_ID_FILE, REVERT_ID_FILE};
+use komodo_rotate::txn::{new_journal, GitTarget, Journal, RunContext, Step};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const REL: &str = "services/komodo/compose.env";
+const NEW: &str = "KOMODO_DB=ciphertext-NEW\n";
+const OLD: &str = "KOMODO_DB=ciphertext-1\n";
+
+struct Run {
+    f: Fixture,
+    cfg: Config,
+    j: Journal,
+    dir: PathBuf,
+}
+
+fn identity(f: &Fixture) {
+    git_ok(&f.host, &["config", "user.name", "komodo-rotate test"]);
+    git_ok(&f.host, &["config", "user.email", "t@example.invalid"]);
+}
+
+/// A fixture, its config with `git_section`, the pre-flight's target and a journal with it.
+fn setup(git_section: &str) -> Run {
+    let f = Fixture::new();
+    identity(&f);
+    f.write_config(git_section);
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let target = git_steps::preflight(&cfg).unwrap();
+    journal_for(f, cfg, target)
+}
+
+fn journal_for(f: Fixture, cfg: Config, target: Option<GitTarget>) -> Run {
+    let ctx = RunContext {
+        compose_env: f.host.join(REL),
+        git: target,
+        ..RunContext::default()
+    };
+    let j = new_journal("rotate", "db-password", ctx, vec![]);
+    let dir = f.tmp.path().join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    Run { f, cfg, j, dir }
+}
+
+impl Run {
+    fn apply(&self, s: Step) -> komodo_rotate::error::Result<()> {
+        git_steps::apply(&s, &self.j, &self.cfg, &self.dir)
+    }
+    fn undo(&self, s: Step) -> komodo_rotate::error::Result<()> {
+        git_steps::undo(&s, &self.j, &self.cfg, &self.dir)
+    }
+    fn write_env(&self, body: &str) {
+        std::fs::write(self.f.host.join(REL), body).unwrap();
+    }
+    /// The whole rollback as the runner orders it, write-env's restore last.
+    fn roll_back(&self) {
+        self.undo(Step::GitPush).unwrap();
+        self.undo(Step::GitCommit).unwrap();
+        self.write_env(OLD);
+    }
+    fn origin_env(&self) -> String {
+        git_ok(&self.f.origin, &["show", &format!("main:{REL}")]) + "\n"
+    }
+    fn origin_log(&self) -> String {
+        git_ok(&self.f.origin, &["log", "--format=%s", "main"])
+    }
+    fn host_clean(&self) {
+        assert_eq!(git_ok(&self.f.host, &["status", "--porcelain"]), "");
+    }
+}
+
+fn hook(dir: &Path, name: &str, body: &str) {
+    let p = dir.join("hooks").join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn precondition(r: komodo_rotate::error::Result<Option<GitTarget>>) -> String {
+    match r {
+        Err(Error::Precondition(m)) => m,
+        other => panic!("expected a pre-flight refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn auto_mode_resolves_to_push_with_the_upstream_and_the_steps_sit_in_place() {
+    let r = setup("");
+    let t = r.j.context.git.clone().expect("git steps active");
+    assert_eq!(t.path, REL);
+    assert_eq!(t.push, Some(("origin".into(), "main".into())));
+    let mut steps = vec![
+        Step::Snapshot,
+        Step::ChangeDb,
+        Step::WriteEnv,
+        Step::Recreate {
+            container: "core".into(),
+        },
+        Step::Commit,
+    ];
+    git_steps::add_steps(&mut steps, Some(&t));
+    let names: Vec<String> = steps.iter().map(Step::name).collect();
+    assert_eq!(
+        names,
+        [
+            "snapshot",
+            "change-db",
+            "write-env",
+            "git-commit",
+            "recreate:core",
+            "git-push",
+            "commit"
+        ]
+    );
+    let commit_only = GitTarget { push: None, ..t };
+    let mut steps = vec![Step::WriteEnv, Step::Commit];
+    git_steps::add_steps(&mut steps, Some(&commit_only));
+    assert_eq!(steps, [Step::WriteEnv, Step::GitCommit, Step::Commit]);
+}
+
+#[test]
+fn commit_and_push_reach_origin_the_pipeline_pulls_and_a_replay_adds_nothing() {
+    let r = setup("");
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    r.apply(Step::GitPush).unwrap();
+    assert_eq!(r.origin_env(), NEW);
+    let id = std::fs::read_to_string(r.dir.join(COMMIT_ID_FILE)).unwrap();
+    assert_eq!(id.trim(), r.f.head(&r.f.host));
+    // resume replays both steps: no second commit, nothing new pushed.
+    let log = r.origin_log();
+    r.apply(Step::GitCommit).unwrap();
+    r.apply(Step::GitPush).unwrap();
+    assert_eq!(r.origin_log(), log);
+    assert_eq!(log.lines().count(), 2, "{log}");
+    git_ok(&r.f.pipeline, &["pull", "-q", "--ff-only"]);
+    assert_eq!(
+        std::fs::read_to_string(r.f.pipeline.join(REL)).unwrap(),
+        NEW
+    );
+    r.host_clean();
+    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
+}
+
+#[test]
+fn rollback_after_push_reverts_on_origin_and_leaves_the_host_clean() {
+    let r = setup("");
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    r.apply(Step::GitPush).unwrap();
+    r.roll_back();
+    assert_eq!(r.origin_env(), OLD);
+    assert!(r
+        .origin_log()
+        .starts_with("komodo-rotate: roll back db-password"));
+    r.host_clean();
+    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    // Replaying the rollback (resume after a kill mid-undo) pushes nothing more.
+    let log = r.origin_log();
+    r.roll_back();
+    assert_eq!(r.origin_log(), log);
+    r.host_clean();
+    git_ok(&r.f.pipeline, &["pull", "-q", "--ff-only"]);
+    assert_eq!(
+        std::fs::read_to_string(r.f.pipeline.join(REL)).unwrap(),
+        OLD
+    );
+}
+
+#[test]
+fn rollback_before_push_drops_our_commit_and_origin_never_sees_it() {
+    let r = setup("");
+    let before = r.f.head(&r.f.host);
+    let origin_before = r.f.head(&r.f.origin);
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.host), before);
+    assert_eq!(r.f.head(&r.f.origin), origin_before);
+    assert!(!r.dir.join(REVERT_ID_FILE).exists());
+    r.host_clean();
+}
+
+#[test]
+fn a_kill_between_commit_and_recording_its_id_is_still_undone() {
+    let r = setup("[git]\nmode = \"commit\"\n");
+    assert_eq!(r.j.context.git.as_ref().unwrap().push, None);
+    let before = r.f.head(&r.f.host);
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    std::fs::remove_file(r.dir.join(COMMIT_ID_FILE)).unwrap();
+    // Replay first: HEAD carries this run's message, so no second commit.
+    r.apply(Step::GitCommit).unwrap();
+    assert_eq!(
+        git_ok(
+            &r.f.host,
+            &["rev-list", "--count", &format!("{before}..HEAD")]
+        ),
+        "1"
+    );
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.host), before);
+    r.host_clean();
+}
+
+#[test]
+fn push_retried_once_when_upstream_moved_elsewhere_and_the_id_follows() {
+    let r = setup("");
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    let first = r.f.head(&r.f.host);
+    r.f.upstream_commit(&[("README", "x\n")], "someone else");
+    r.apply(Step::GitPush).unwrap();
+    assert_eq!(r.origin_env(), NEW);
+    let id = std::fs::read_to_string(r.dir.join(COMMIT_ID_FILE)).unwrap();
+    assert_ne!(id.trim(), first, "the replayed commit has a new id");
+    assert_eq!(id.trim(), r.f.head(&r.f.origin));
+    // And its undo reverts the replayed commit, keeping the other change.
+    r.roll_back();
+    assert_eq!(r.origin_env(), OLD);
+    assert_eq!(
+        git_ok(&r.f.origin, &["show", "main:README"]),
+        "x",
+        "someone else's change survives"
+    );
+    r.host_clean();
+}
+
+#[test]
+fn push_rejected_because_upstream_changed_the_env_file_rolls_back_without_a_stray_commit() {
+    let r = setup("");
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    r.f.upstream_commit(&[(REL, "KOMODO_DB=ciphertext-THEIRS\n")], "theirs");
+    let origin_before = r.f.head(&r.f.origin);
+    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    assert!(e.contains("changed") && e.contains(REL), "{e}");
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.origin), origin_before);
+    assert!(!r.origin_log().contains("komodo-rotate"));
+    r.host_clean();
+}
+
+#[test]
+fn pre_receive_hook_refusal_rolls_back_without_a_stray_commit() {
+    let r = setup("");
+    hook(
+        &r.f.origin,
+        "pre-receive",
+        "echo 'protected branch' >&2; exit 1",
+    );
+    let origin_before = r.f.head(&r.f.origin);
+    let before = r.f.head(&r.f.host);
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    assert!(e.contains("protected branch"), "{e}");
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.origin), origin_before);
+    assert_eq!(r.f.head(&r.f.host), before);
+    r.host_clean();
+}
+
+#[test]
+fn commit_hook_refusal_fails_the_step_and_its_undo_changes_nothing() {
+    let r = setup("");
+    hook(
+        &r.f.host.join(".git"),
+        "pre-commit",
+        "echo 'no secrets' >&2; exit 1",
+    );
+    let before = r.f.head(&r.f.host);
+    r.write_env(NEW);
+    let e = r.apply(Step::GitCommit).unwrap_err().to_string();
+    assert!(e.contains("no secrets"), "{e}");
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.host), before);
+    r.host_clean();
+}
+
+#[test]
+fn a_silent_push_url_times_out_and_the_rollback_proves_origin_untouched() {
+    let r = setup("[git]\nnetwork_timeout = \"2s\"\n");
+    let port = silent_listener();
+    // Fetches still reach origin; pushes go to a listener that never answers.
+    git_ok(
+        &r.f.host,
+        &[
+            "remote",
+            "set-url",
+            "--push",
+            "origin",
+            &format!("git://127.0.0.1:{port}/o.git"),
+        ],
+    );
+    let origin_before = r.f.head(&r.f.origin);
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    assert!(e.contains("within 2s"), "{e}");
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.origin), origin_before);
+    r.host_clean();
+    // The same remote at pre-flight time: refused, exit-3 class.
+    let m = precondition(git_steps::preflight(&r.cfg));
+    assert!(
+        m.contains("within 2s") && m.contains("mode = \"commit\""),
+        "{m}"
+    );
+}
+
+#[test]
+fn an_unreachable_remote_during_the_push_undo_is_not_called_proven() {
+    let r = setup("[git]\nnetwork_timeout = \"2s\"\n");
+    r.write_env(NEW);
+    r.apply(Step::GitCommit).unwrap();
+    r.apply(Step::GitPush).unwrap();
+    let port = silent_listener();
+    git_ok(
+        &r.f.host,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &format!("git://127.0.0.1:{port}/o.git"),
+        ],
+    );
+    assert!(r.undo(Step::GitPush).is_err());
+}
+
+#[test]
+fn preflight_refusals_each_say_what_to_do_and_change_nothing() {
+    // Local modification of the env file.
+    let f = Fixture::new();
+    std::fs::write(f.host.join(REL), "edited\n").unwrap();
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let before = snapshot(&f.host);
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(
+        m.contains("uncommitted changes") && m.contains("git -C"),
+        "{m}"
+    );
+    assert_eq!(snapshot(&f.host), before);
+
+    // Upstream changed the env file: the rotation's base would be stale.
+    let f = Fixture::new();
+    f.upstream_commit(&[(REL, "KOMODO_DB=ciphertext-THEIRS\n")], "theirs");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(
+        m.contains("pull --ff-only") && m.contains("1 commit(s)"),
+        "{m}"
+    );
+
+    // Upstream moved elsewhere: push --dry-run is not a fast-forward.
+    let f = Fixture::new();
+    f.upstream_commit(&[("README", "x\n")], "other");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(m.contains("push --dry-run"), "{m}");
+
+    // A pre-flight that fetched refuses on the push URL's credentials too.
+    let f = Fixture::new();
+    git_ok(
+        &f.host,
+        &[
+            "remote",
+            "set-url",
+            "--push",
+            "origin",
+            "/nonexistent/repo.git",
+        ],
+    );
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(m.contains("push --dry-run"), "{m}");
+
+    // mode = push without an upstream.
+    let f = Fixture::new();
+    git_ok(&f.host, &["branch", "--unset-upstream"]);
+    f.write_config("[git]\nmode = \"push\"\n");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(m.contains("no upstream"), "{m}");
+    // ... while auto falls back to commit.
+    f.write_config("");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let t = git_steps::preflight(&cfg).unwrap().unwrap();
+    assert_eq!(t.push, None);
+}
+
+#[test]
+fn untracked_or_off_means_no_git_steps_unless_a_mode_demands_them() {
+    let f = Fixture::new();
+    git_ok(&f.host, &["rm", "-q", "--cached", REL]);
+    git_ok(&f.host, &["commit", "-q", "-m", "untrack"]);
+    f.write_config("");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    assert_eq!(git_steps::preflight(&cfg).unwrap(), None);
+    f.write_config("[git]\nmode = \"commit\"\n");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let m = precondition(git_steps::preflight(&cfg));
+    assert!(
+        m.contains("not tracked") && m.contains("mode = \"off\""),
+        "{m}"
+    );
+
+    // Outside any work tree.
+    let tmp = tempfile::tempdir().unwrap();
+    let env = tmp.path().join("compose.env");
+    std::fs::write(&env, OLD).unwrap();
+    let cfgp = tmp.path().join("c.toml");
+    for (section, active) in [("", false), ("[git]\nmode = \"push\"\n", true)] {
+        std::fs::write(
+            &cfgp,
+            format!(
+                "compose_env = \"{}\"\nstate_dir = \"{}\"\n{section}",
+                env.display(),
+                tmp.path().join("s").display()
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&cfgp)).unwrap();
+        if active {
+            let m = precondition(git_steps::preflight(&cfg));
+            assert!(m.contains("not in a git work tree"), "{m}");
+        } else {
+            assert_eq!(git_steps::preflight(&cfg).unwrap(), None);
+        }
+    }
+    // mode = off: nothing, even when tracked.
+    let f = Fixture::new();
+    f.write_config("[git]\nmode = \"off\"\n");
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    assert_eq!(git_steps::preflight(&cfg).unwrap(), None);
+}
