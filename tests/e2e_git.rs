@@ -4,12 +4,19 @@
 //! clean; a pre-receive hook refusing the push rolls everything back (exit 4, all old, origin
 //! without a stray commit, host clean); SIGKILL after git-commit and after git-push, then
 //! `resume`, ends all new with origin holding it.
+//!
+//! The deploy-after-rotate invariant: after `rotate`, the pipeline pulls, and deploys from its
+//! clone's compose.env the way the compose file documents it (real sops `exec-file` handing the
+//! decrypted env to real `docker-compose up -d`): core comes up healthy holding the new value and
+//! `verify` exits 0. After a rotation with `[git] mode = "off"` the same deploy recreates core
+//! from the stale env: core crash-loops and `verify` exits 1, proving the check can fail.
 
 mod docker_support;
 mod e2e_support;
 
 use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
+use komodo_rotate::docker::{ContainerInfo, Engine};
 use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::{self, StackOptions};
 use std::os::unix::fs::PermissionsExt;
@@ -56,6 +63,52 @@ fn sops_at(file: &Path, age_key: &Path) -> Option<Secret> {
         l.strip_prefix(&format!("{PW_KEY}="))
             .map(|v| Secret::new(v.to_string()))
     })
+}
+
+/// What the deploy pipeline runs on the host: `sops exec-file` (real sops) decrypts the
+/// pipeline clone's compose.env into a temp file (`--no-fifo`: compose reads it once per
+/// service) and runs the compose file's documented deploy with it, in the stack dir (where the
+/// compose file and core's control mount are). Compose is pointed at the pipeline's file; the
+/// host's own compose.env is not read. The plaintext reaches compose only as that file's path.
+/// Returns compose's output; panics unless it exits 0.
+fn pipeline_deploy(s: &stack::Stack, pipeline: &Path) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let deploy = format!(
+        "KOMODO_ENV_FILE={{}} {} -p {} -f {} --env-file {{}} up -d",
+        stack::compose::program(),
+        s.project,
+        stack::compose::COMPOSE_FILE
+    );
+    let o = Command::new("sops")
+        .args(["exec-file", "--no-fifo", "--input-type", "dotenv"])
+        .args(["--output-type", "dotenv"])
+        .arg(pipeline.join("compose.env"))
+        .arg(&deploy)
+        .current_dir(&s.dir)
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sops must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "pipeline deploy: {}: {text}", o.status);
+    text
+}
+
+/// The id of `name`'s container now.
+async fn container_id(engine: &Engine, name: &str) -> String {
+    ContainerInfo::load(engine, name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .id
 }
 
 #[test]
@@ -155,6 +208,28 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
         git(&host, &["rev-parse", "HEAD"]),
         git(&origin, &["rev-parse", "main"])
     );
+    // The deploy-after-rotate invariant: the pipeline deploys what it pulled; compose recreates
+    // core (the tool's replacement carries no compose config-hash) and core is healthy on NEW.
+    let core_before = rt.block_on(container_id(&engine, &s.core));
+    let up = pipeline_deploy(&s, &pipeline);
+    assert_ne!(
+        rt.block_on(container_id(&engine, &s.core)),
+        core_before,
+        "the pipeline's compose up must recreate core: {up}"
+    );
+    rt.block_on(stack::wait_healthy(
+        &engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core healthy after the pipeline's deploy");
+    let core = rt.block_on(ContainerInfo::load(&engine, &s.core)).unwrap();
+    assert!(
+        core.env_value(PW_KEY).is_some_and(|v| v.ct_eq(&new)),
+        "the deployed core does not hold the new value"
+    );
+    let v = tool(&s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "verify after the deploy: {}", v.text());
 
     // 2. The remote refuses the push: exit 4, all old, origin without a stray commit.
     let hook = origin.join("hooks/pre-receive");
@@ -217,6 +292,27 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     assert!(!deployed.ct_eq(&now), "mode off must not publish");
     assert_eq!(pymongo_login(&s, &deployed), 1, "the stale env is rejected");
     assert_eq!(git(&host, &["status", "--porcelain"]), "M compose.env");
+    // The same deploy now recreates core from the stale env: the incident, crash loop and all.
+    let core_before = rt.block_on(container_id(&engine, &s.core));
+    let up = pipeline_deploy(&s, &pipeline);
+    assert_ne!(
+        rt.block_on(container_id(&engine, &s.core)),
+        core_before,
+        "the pipeline's compose up must recreate core: {up}"
+    );
+    rt.block_on(stack::wait_crash_loop(
+        &engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core crash-loops on the stale env the pipeline deployed");
+    let v = tool(&s, &["verify"], &[]);
+    assert_eq!(
+        v.code,
+        Some(1),
+        "verify after the stale deploy: {}",
+        v.text()
+    );
     seen.push(now);
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     assert_no_leak(&refs, &s.dir.join("state"));
