@@ -116,6 +116,7 @@ fn block_env(s: &Stack) -> Vec<(String, String)> {
             s.compose_env().to_string_lossy().into_owned(),
         ),
         ("MONGO_CONTAINER".into(), s.mongo.clone()),
+        ("CORE_CONTAINER".into(), s.core.clone()),
     ]
 }
 
