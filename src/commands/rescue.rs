@@ -162,15 +162,7 @@ fn candidates(
             }
         }
     }
-    let mut backups: Vec<_> = std::fs::read_dir(cfg.backup_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    backups.sort();
-    for p in backups.into_iter().rev() {
+    for p in crate::planes::live::backups(cfg).into_iter().rev() {
         let value = SopsFile::load(&p)
             .and_then(|f| f.decrypt(&env.ids))
             .ok()

@@ -27,10 +27,10 @@ pub fn run(args: SalvageEnvArgs) -> Result<i32> {
     let (info, image_env) = super::runtime()?.block_on(async {
         let engine = Engine::connect().await?;
         let info = ContainerInfo::load(&engine, &args.container).await?;
-        let image_env = image_env(&engine, &info).await?;
+        let image_env = crate::docker::image::image_env(&engine, &info).await?;
         Ok::<_, Error>((info, image_env))
     })?;
-    let own = own_env(&info.env, &image_env);
+    let own = crate::docker::image::own_env(&info.env, &image_env);
     let mut picked: Vec<(&str, &Secret)> = match &wanted {
         Some(keys) => own.into_iter().filter(|(k, _)| keys.contains(*k)).collect(),
         None => own,
@@ -114,50 +114,6 @@ pub fn run(args: SalvageEnvArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The container's keys that are its own: absent from the image's env, or with another value.
-pub fn own_env<'a>(
-    container: &'a [(String, Secret)],
-    image: &[(String, Secret)],
-) -> Vec<(&'a str, &'a Secret)> {
-    container
-        .iter()
-        .filter(|(k, v)| {
-            !image
-                .iter()
-                .rev()
-                .find(|(ik, _)| ik == k)
-                .is_some_and(|(_, iv)| iv.ct_eq(v))
-        })
-        .map(|(k, v)| (k.as_str(), v))
-        .collect()
-}
-
-async fn image_env(engine: &Engine, info: &ContainerInfo) -> Result<Vec<(String, Secret)>> {
-    let image = if info.image_id.is_empty() {
-        &info.image
-    } else {
-        &info.image_id
-    };
-    let inspect = engine.raw().inspect_image(image).await.map_err(|e| {
-        Error::Precondition(format!(
-            "cannot inspect image {} of container {}: {}",
-            info.image,
-            info.name,
-            e.to_string().lines().next().unwrap_or_default()
-        ))
-    })?;
-    Ok(inspect
-        .config
-        .and_then(|c| c.env)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), Secret::new(v.to_string())),
-            None => (kv, Secret::new(String::new())),
-        })
-        .collect())
-}
-
 /// The key names of a template (`.env`, `.env.example`, a SOPS dotenv): `KEY=…` or `export
 /// KEY=…` lines; comments, blank lines and sops' own metadata are skipped; values are ignored.
 pub fn template_keys(path: &Path) -> Result<BTreeSet<String>> {
@@ -195,26 +151,6 @@ pub fn template_keys(path: &Path) -> Result<BTreeSet<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, Secret)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Secret::new(v.to_string())))
-            .collect()
-    }
-
-    #[test]
-    fn image_defaults_are_left_out_unless_overridden() {
-        let image = env(&[("PATH", "/bin"), ("MODE", "prod"), ("TZ", "UTC")]);
-        let c = env(&[
-            ("PATH", "/bin"),
-            ("MODE", "dev"),
-            ("DB_PW", "x"),
-            ("TZ", "UTC"),
-        ]);
-        let keys: Vec<&str> = own_env(&c, &image).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["MODE", "DB_PW"]);
-    }
 
     #[test]
     fn template_keys_are_names_only() {

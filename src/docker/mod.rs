@@ -6,6 +6,7 @@ pub mod crashloop;
 pub mod discovery;
 pub mod engine;
 pub mod generation;
+pub mod image;
 pub mod inspect;
 pub mod project;
 pub mod recreate;
