@@ -126,8 +126,26 @@ pub fn assess<S: AsRef<str>>(
     }
 }
 
+/// How long a container that has restarted before must stay up before two quiet looks count as
+/// "not looping": on a slow host a failing core can take longer than one look interval to die
+/// (a login that times out), and the restart back-off spaces the deaths further apart.
+pub const SETTLE_AFTER_RESTART: Duration = Duration::from_secs(6);
+
+/// After two looks that saw no restart: keep watching while the container has restarted before
+/// and has been up less than [`SETTLE_AFTER_RESTART`] (a quiet spell between two crashes).
+pub fn keep_watching(last: &ContainerInfo, now: OffsetDateTime) -> bool {
+    if last.state != RunState::Running || last.restart_count == 0 {
+        return false;
+    }
+    let Ok(started) = OffsetDateTime::parse(&last.started_at, &Rfc3339) else {
+        return false;
+    };
+    (now - started) < SETTLE_AFTER_RESTART
+}
+
 /// Inspects `name` once, and a second time `interval` later unless [`looks_needed`] says the
-/// first look settles it; reads its last `log_lines` lines.
+/// first look settles it; while [`keep_watching`] says a quiet spell is too short to trust, once
+/// more every `interval`. Reads its last `log_lines` lines.
 pub async fn observe(
     engine: &Engine,
     name: &str,
@@ -135,13 +153,23 @@ pub async fn observe(
     log_lines: usize,
 ) -> Result<CrashLoop, DockerError> {
     let first = ContainerInfo::load(engine, name).await?;
-    let looks = looks_needed(&first, OffsetDateTime::now_utc(), interval);
-    let second = if looks == 1 {
-        first.clone()
-    } else {
+    let mut looks = looks_needed(&first, OffsetDateTime::now_utc(), interval);
+    let mut second = first.clone();
+    if looks == 2 {
         tokio::time::sleep(interval).await;
-        ContainerInfo::load(engine, name).await?
-    };
+        second = ContainerInfo::load(engine, name).await?;
+        let deadline = std::time::Instant::now() + SETTLE_AFTER_RESTART;
+        while !assess(&first, &second, &[] as &[&str]).looping
+            && second.id == first.id
+            && second.restart_count == first.restart_count
+            && keep_watching(&second, OffsetDateTime::now_utc())
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(interval).await;
+            second = ContainerInfo::load(engine, name).await?;
+            looks = looks.saturating_add(1);
+        }
+    }
     let logs = engine.logs_tail(name, log_lines).await?;
     Ok(CrashLoop {
         looks,
@@ -173,6 +201,26 @@ mod tests {
 
     const V1_LINE: &str = r#"Error: task 9 panicked with message "called `Result::unwrap()` on an `Err` value: failed to initialize database client | failed to create index | index: enabled | error: Error { kind: Authentication { message: \"SCRAM failure: Authentication failed.\" }, labels: {}, source: Some(Error { kind: Command(CommandError { code: 18, code_name: \"AuthenticationFailed\" }) }) }""#;
     const V2_NOCRED: &str = "ERROR CoreStartup: FATAL: Failed to initialize database::Client | failed to create index | error: Command failed: code 13 (Unauthorized): Command createIndexes requires authentication | Exiting...";
+
+    #[test]
+    fn a_quiet_spell_right_after_a_restart_is_watched_longer() {
+        let now = OffsetDateTime::now_utc();
+        let at = |ago: Duration| (now - ago).format(&Rfc3339).unwrap();
+        let mut c = info(RunState::Running, 4, 0);
+        c.started_at = at(Duration::from_secs(2));
+        assert!(keep_watching(&c, now), "restarted 4 times, up 2 s: not yet");
+        c.started_at = at(SETTLE_AFTER_RESTART + Duration::from_secs(1));
+        assert!(!keep_watching(&c, now), "up past the settle window");
+        let mut fresh = info(RunState::Running, 0, 0);
+        fresh.started_at = at(Duration::from_secs(1));
+        assert!(
+            !keep_watching(&fresh, now),
+            "never restarted: two looks suffice"
+        );
+        let mut dead = info(RunState::Exited, 4, 1);
+        dead.started_at = at(Duration::from_secs(1));
+        assert!(!keep_watching(&dead, now), "not running: assess decides");
+    }
 
     #[test]
     fn signatures_from_komodo_logs() {

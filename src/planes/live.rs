@@ -339,6 +339,30 @@ mod tests {
         assert_eq!(std::fs::read(&env).unwrap(), b"WROTE");
     }
 
+    /// A two-phase plan writes compose.env twice; each phase keeps its own saved bytes, so undoing
+    /// the newer phase returns to the older phase's file, and undoing that one to the original.
+    #[test]
+    fn each_phase_undoes_to_the_state_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        let jd = d.path();
+        let env = d.path().join("compose.env");
+        let one = Step::new(steps::WRITE_ENV).in_phase(Some("one"));
+        let two = Step::new(steps::WRITE_ENV).in_phase(Some("two"));
+        assert_ne!(prev_file(&one), prev_file(&two));
+        assert_eq!(prev_file(&steps::write_env()), PREV_ENV_FILE);
+        for (step, before, after) in [(&one, "ORIG", "P1"), (&two, "P1", "P2")] {
+            keep_previous(&jd.join(prev_file(step)), before.as_bytes()).unwrap();
+            std::fs::write(jd.join(written_file(step)), sha256_hex(after.as_bytes())).unwrap();
+        }
+        std::fs::write(&env, b"P2").unwrap();
+        let undo =
+            |s: &Step| undo_write_env(&jd.join(prev_file(s)), &jd.join(written_file(s)), &env);
+        undo(&two).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"P1");
+        undo(&one).unwrap();
+        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+    }
+
     #[test]
     fn undo_without_saved_bytes_changes_nothing() {
         let d = tempfile::tempdir().unwrap();
