@@ -88,7 +88,7 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
             })
             .collect();
         super::verify_kinds::rows(
-            super::verify_kinds::KOMODO_ENV_ONLY,
+            super::verify_kinds::ENV_ONLY_ROWS,
             &|k| env.plain.get(k),
             &holders,
             &mut m,

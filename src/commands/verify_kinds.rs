@@ -3,52 +3,9 @@
 //! compose.env's value. Names only, never a value; values are compared in memory, in constant
 //! time. A container holding another value is drift (exit 1): it needs a recreate.
 
+pub use crate::kinds::{EnvOnly, Form, ENV_ONLY_ROWS};
 use crate::report::{Matrix, Status};
 use crate::secret::Secret;
-
-/// How a container's env key holds the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    /// The key's value is the secret.
-    Plain,
-    /// A comma list (no trimming, as Komodo splits it) that must hold the secret; its exact value
-    /// is compose.env's value of the same key, with `${KEY}`/`$KEY` items resolved.
-    List,
-}
-
-/// One env-only kind as verify sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvOnly {
-    pub kind: &'static str,
-    /// compose.env's key whose value is the secret.
-    pub key: &'static str,
-    /// Container env keys that carry it, with their form (`key` itself first).
-    pub carriers: &'static [(&'static str, Form)],
-}
-
-/// Komodo's env-only secrets (research/komodo.md §1.3): no live copy outside the containers'
-/// env, so compose.env and the containers are the whole truth. (Moves to `kinds/` with the
-/// secret-kind registry.)
-pub const KOMODO_ENV_ONLY: &[EnvOnly] = &[
-    EnvOnly {
-        kind: "jwt-secret",
-        key: "KOMODO_JWT_SECRET",
-        carriers: &[("KOMODO_JWT_SECRET", Form::Plain)],
-    },
-    EnvOnly {
-        kind: "webhook-secret",
-        key: "KOMODO_WEBHOOK_SECRET",
-        carriers: &[("KOMODO_WEBHOOK_SECRET", Form::Plain)],
-    },
-    EnvOnly {
-        kind: "passkey",
-        key: "KOMODO_PASSKEY",
-        carriers: &[
-            ("KOMODO_PASSKEY", Form::Plain),
-            ("PERIPHERY_PASSKEYS", Form::List),
-        ],
-    },
-];
 
 /// A container as far as this check cares: its name and its env.
 pub struct Holder<'a> {
