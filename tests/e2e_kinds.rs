@@ -1,7 +1,14 @@
 //! Issue 11, the env-only secret kinds, end to end on the rehearsal stack and a real Docker
-//! engine. verify: one row per env-only kind compose.env holds (jwt-secret, webhook-secret,
-//! passkey), and a core recreated by hand with another KOMODO_JWT_SECRET is drift (exit 1)
-//! named by kind and container, in text, JSON and Prometheus, never with a value.
+//! engine, with the real `sops` as the referee of compose.env:
+//! - verify: one row per env-only kind compose.env holds (jwt-secret, webhook-secret, passkey);
+//!   a core recreated by hand with another KOMODO_JWT_SECRET is drift (exit 1) named by kind and
+//!   container, in text, JSON and Prometheus, never with a value;
+//! - rotate --secret jwt-secret / webhook-secret / env:KEY end to end, with their notices, and
+//!   their refusals (a drifted holder: exit 3, nothing changed; store-backed keys: exit 2);
+//! - the fault matrix and the SIGKILL matrix, generic: driven from the step list `rotate
+//!   --secret K --dry-run` prints, so a new kind gets them by adding its name (run for
+//!   jwt-secret): every step fails in turn (exit 4, all old) and a SIGKILL after every step is
+//!   resumed (compose.env decides: all new from write-env on, else all old).
 
 mod docker_support;
 mod e2e_support;
@@ -11,7 +18,7 @@ use e2e_support::*;
 use komodo_rotate::docker::{Engine, EnvPatch, Snapshot};
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{Identities, SopsFile};
-use komodo_testcontainers::stack::{self, Stack, StackOptions};
+use komodo_testcontainers::stack::{self, Stack, StackOptions, REHEARSAL_TOKEN_KEY};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -176,4 +183,327 @@ fn verify_names_an_env_only_kind_whose_holder_drifted() {
         let prom_leaks = [&jwt, &other].iter().any(|x| prom.contains(x.expose()));
         assert!(!prom_leaks, "a value in the metrics file");
     });
+}
+
+/// The real Go sops decrypts compose.env: its value of `key`.
+fn sops_get(s: &Stack, key: &str) -> Option<Secret> {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("sops")
+        .args([
+            "decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .arg(s.compose_env())
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{key}="))
+            .map(|v| Secret::new(v.to_string()))
+    })
+}
+
+/// The invariant of an env-only kind: compose.env (read by the real sops), core's and
+/// periphery's `key` are one value, and no -next/-prev container is left. That value, or the split.
+async fn agreed_on(engine: &Engine, s: &Stack, key: &str) -> Result<Secret, String> {
+    let env = sops_get(s, key).ok_or_else(|| format!("sops cannot read {key}"))?;
+    let mut split = Vec::new();
+    for name in [&s.core, &s.periphery] {
+        let held = komodo_rotate::docker::ContainerInfo::load(engine, name)
+            .await
+            .ok()
+            .and_then(|c| c.env_value(key).cloned());
+        if !held.is_some_and(|v| v.ct_eq(&env)) {
+            split.push(format!(
+                "{name}'s {key} differs from compose.env (or it is missing)"
+            ));
+        }
+        for leftover in [format!("{name}-next"), format!("{name}-prev")] {
+            if komodo_rotate::docker::ContainerInfo::load(engine, &leftover)
+                .await
+                .is_ok()
+            {
+                split.push(format!("{leftover} is left over"));
+            }
+        }
+    }
+    if split.is_empty() {
+        Ok(env)
+    } else {
+        Err(split.join("; "))
+    }
+}
+
+#[test]
+fn env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let Some(f) = fixture(
+            "env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove",
+            "krt-kinds-rotate",
+        )
+        .await
+        else {
+            return;
+        };
+        let s = &f.stack;
+        let mut seen: Vec<Secret> = vec![s.passkey.clone(), s.env_password.clone()];
+        let token = format!("env:{REHEARSAL_TOKEN_KEY}");
+        for (kind, key, extra) in [
+            ("jwt-secret", "KOMODO_JWT_SECRET", &[][..]),
+            ("webhook-secret", "KOMODO_WEBHOOK_SECRET", &[][..]),
+            (
+                token.as_str(),
+                REHEARSAL_TOKEN_KEY,
+                &["--length", "64", "--charset", "hex"][..],
+            ),
+        ] {
+            let before = agreed_on(&f.engine, s, key).await.expect("agreed before");
+            seen.push(before.clone());
+            let mut args = vec!["rotate", "--secret", kind];
+            args.extend_from_slice(extra);
+            let r = tool(s, &args, &[]);
+            assert_eq!(r.code, Some(0), "{kind}: {}", r.text());
+            let after = agreed_on(&f.engine, s, key)
+                .await
+                .unwrap_or_else(|e| panic!("{kind}: split after rotate: {e}"));
+            assert!(!after.ct_eq(&before), "{kind}: the value did not change");
+            seen.push(after.clone());
+            assert!(
+                r.stdout.contains(&format!("rotated {kind}")),
+                "{}",
+                r.text()
+            );
+            match kind {
+                "jwt-secret" => assert!(
+                    r.stderr
+                        .contains("warning: every logged-in Komodo user is logged out"),
+                    "{}",
+                    r.text()
+                ),
+                "webhook-secret" => assert!(
+                    r.stdout.contains("notice: update every git-host webhook")
+                        && r.stderr.contains("get 401"),
+                    "{}",
+                    r.text()
+                ),
+                _ => {
+                    assert_eq!(after.len(), 64, "--length");
+                    assert!(
+                        after.expose().bytes().all(|b| b.is_ascii_hexdigit()),
+                        "--charset hex"
+                    );
+                }
+            }
+            // The DB password was not touched; verify sees every kind consistent.
+            assert!(s.env_password.ct_eq(&sops_get(s, PW_KEY).unwrap()));
+            let v = tool(s, &["verify"], &[]);
+            assert_eq!(v.code, Some(0), "{kind}: {}", v.text());
+        }
+
+        // Refused at parse: keys whose live copy is elsewhere (exit 2, the right kind named).
+        for (key, hint) in [
+            ("KOMODO_DATABASE_PASSWORD", "--secret db-password"),
+            ("KOMODO_PASSKEY", "--secret passkey"),
+            ("KOMODO_INIT_ADMIN_PASSWORD", "km set user"),
+        ] {
+            let r = tool(s, &["rotate", "--secret", &format!("env:{key}")], &[]);
+            assert_eq!(r.code, Some(2), "{}", r.text());
+            assert!(r.stderr.contains(hint), "{}", r.text());
+        }
+        // A key compose.env lacks: pre-flight, exit 3.
+        let r = tool(s, &["rotate", "--secret", "env:NOT_IN_THE_FILE"], &[]);
+        assert_eq!(r.code, Some(3), "{}", r.text());
+        assert!(r.stderr.contains("has no NOT_IN_THE_FILE"), "{}", r.text());
+        // Bad generator options: exit 2, one message naming the option.
+        let r = tool(
+            s,
+            &["rotate", "--secret", "jwt-secret", "--length", "8"],
+            &[],
+        );
+        assert_eq!(r.code, Some(2), "{}", r.text());
+        assert!(r.stderr.contains("16 to 4096"), "{}", r.text());
+
+        // A holder with another value is drift: refused, exit 3, named; nothing changed.
+        let jwt_before = agreed_on(&f.engine, s, "KOMODO_JWT_SECRET").await.unwrap();
+        let other = Secret::generate().unwrap();
+        seen.push(other.clone());
+        recreate_with(&f.engine, &s.periphery, "KOMODO_JWT_SECRET", other.clone()).await;
+        stack::wait_healthy(&f.engine, &s.periphery, Duration::from_secs(60))
+            .await
+            .expect("periphery healthy");
+        let env_bytes = std::fs::read(s.compose_env()).unwrap();
+        let r = tool(s, &["rotate", "--secret", "jwt-secret"], &[]);
+        assert_eq!(r.code, Some(3), "{}", r.text());
+        assert!(
+            r.stderr.contains(&format!(
+                "{} holds a KOMODO_JWT_SECRET that differs",
+                s.periphery
+            )),
+            "{}",
+            r.text()
+        );
+        assert_eq!(
+            std::fs::read(s.compose_env()).unwrap(),
+            env_bytes,
+            "compose.env untouched"
+        );
+        let core = komodo_rotate::docker::ContainerInfo::load(&f.engine, &s.core)
+            .await
+            .unwrap();
+        assert!(core
+            .env_value("KOMODO_JWT_SECRET")
+            .unwrap()
+            .ct_eq(&jwt_before));
+
+        let refs: Vec<&Secret> = seen.iter().collect();
+        assert_no_leak(&refs, &s.dir.join("state"));
+    });
+}
+
+/// The step names `rotate --secret KIND --dry-run` prints, in order.
+fn step_names(s: &Stack, kind: &str) -> Vec<String> {
+    let r = tool(s, &["rotate", "--secret", kind, "--dry-run"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let names: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (n, rest) = l.split_once(". ")?;
+            n.parse::<usize>().ok()?;
+            rest.split_whitespace().next().map(String::from)
+        })
+        .collect();
+    assert!(names.len() >= 3, "no plan in: {}", r.text());
+    names
+}
+
+/// The generic matrices for one env-only kind.
+fn fault_and_crash_matrices(kind: &str, key: &str, project: &str) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture(&format!("matrices {kind}"), project)) else {
+        return;
+    };
+    let s = &f.stack;
+    let steps = step_names(s, kind);
+    println!("\n{kind}: steps from --dry-run: {}", steps.join(", "));
+    let agreed = |what: &str| {
+        rt.block_on(agreed_on(&f.engine, s, key))
+            .unwrap_or_else(|e| panic!("{kind} {what}: split: {e}"))
+    };
+    let journal = s.dir.join("state/journal/current.json");
+    let mut seen = vec![s.passkey.clone(), s.env_password.clone()];
+    let mut rows = Vec::new();
+
+    // Fault matrix: each step fails before it runs, and after it ran (but the last: after
+    // commit the run is over). Expected: exit 4, all old, no journal.
+    let mut points: Vec<String> = steps.iter().map(|n| format!("before:{n}")).collect();
+    points.extend(
+        steps[..steps.len() - 1]
+            .iter()
+            .map(|n| format!("after:{n}")),
+    );
+    for fp in &points {
+        let before = agreed("before the case");
+        let r = tool(
+            s,
+            &["rotate", "--secret", kind],
+            &[("FAILPOINTS", &format!("{fp}=return"))],
+        );
+        let after = agreed(fp);
+        let verdict = if after.ct_eq(&before) {
+            "all old"
+        } else {
+            "all new"
+        };
+        rows.push(format!("{fp:<44} exit {:?}  {verdict}", r.code));
+        assert_eq!(r.code, Some(4), "{fp}: {}", r.text());
+        assert_eq!(verdict, "all old", "{fp}: {}", r.text());
+        assert!(
+            !journal.exists(),
+            "{fp}: a clean rollback leaves no journal"
+        );
+    }
+
+    // SIGKILL matrix: killed after staging and after each step but commit, then `resume`.
+    // compose.env decides: from write-env on it holds NEW (roll forward, exit 0), before it
+    // OLD (roll back, exit 4). A second resume has nothing to do.
+    let write_env = steps
+        .iter()
+        .position(|n| n == "write-env")
+        .expect("an env-only plan writes compose.env");
+    let mut kills = vec![("after:stage".to_string(), None)];
+    kills.extend(
+        steps[..steps.len() - 1]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("after:{n}"), Some(i))),
+    );
+    for (point, at) in &kills {
+        let before = agreed("before the kill");
+        let r = tool(
+            s,
+            &["rotate", "--secret", kind],
+            &[("FAILPOINTS", &format!("{point}=return(crash)"))],
+        );
+        assert_eq!(
+            r.signal,
+            Some(9),
+            "{point}: must die by SIGKILL: {}",
+            r.text()
+        );
+        assert!(journal.exists(), "{point}: journal kept");
+        let res = tool(s, &["resume"], &[]);
+        let after = agreed(point);
+        let forward = at.is_some_and(|i| i >= write_env);
+        let verdict = if after.ct_eq(&before) {
+            "all old"
+        } else {
+            "all new"
+        };
+        rows.push(format!(
+            "SIGKILL {point:<36} resume {:?}  {verdict}",
+            res.code
+        ));
+        assert_eq!(verdict == "all new", forward, "{point}: {}", res.text());
+        assert_eq!(
+            res.code,
+            Some(if forward { 0 } else { 4 }),
+            "{point}: {}",
+            res.text()
+        );
+        seen.push(after);
+        let again = tool(s, &["resume"], &[]);
+        assert_eq!(
+            again.code,
+            Some(0),
+            "{point}: resume is idempotent: {}",
+            again.text()
+        );
+    }
+    println!("\nfault and crash matrix (rotate --secret {kind}):");
+    for r in &rows {
+        println!("  {r}");
+    }
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    let refs: Vec<&Secret> = seen.iter().collect();
+    assert_no_leak(&refs, &s.dir.join("state"));
+}
+
+#[test]
+fn jwt_secret_fault_and_sigkill_matrices_from_its_step_list() {
+    fault_and_crash_matrices("jwt-secret", "KOMODO_JWT_SECRET", "krt-kinds-matrix");
 }
