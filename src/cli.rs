@@ -186,6 +186,12 @@ pub struct RotateArgs {
     /// Print the plan (every step and its undo) and run the pre-flight only.
     #[arg(long)]
     pub dry_run: bool,
+    /// Length of each new secret, 16 to 4096 characters.
+    #[arg(long, value_name = "N", default_value_t = crate::secret::GENERATED_LEN, value_parser = crate::secret::parse_length)]
+    pub length: usize,
+    /// Letters of each new secret: alnum ([A-Za-z0-9], safe everywhere), hex, base64url.
+    #[arg(long, value_name = "SET", default_value = "alnum", value_parser = parse_charset)]
+    pub charset: crate::secret::Charset,
     /// Rotate only when the last committed rotation of this secret (audit log) is older than AGE
     /// (e.g. 30d); otherwise print "not due" and exit 0. No record: rotate.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
@@ -193,6 +199,10 @@ pub struct RotateArgs {
     /// Write run metrics in the node_exporter textfile format to FILE (atomically).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+}
+
+fn parse_charset(s: &str) -> Result<crate::secret::Charset, String> {
+    s.parse()
 }
 
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {

@@ -32,6 +32,10 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: String,
+    /// The secret kind the row is about (`db-password`, `jwt-secret`, ...); none for rows about
+    /// the deployment as a whole (compose.env, containers, git, journal, lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub status: Status,
     pub detail: String,
 }
@@ -57,9 +61,24 @@ impl Matrix {
     pub fn push(&mut self, name: impl Into<String>, status: Status, detail: impl Into<String>) {
         self.checks.push(Check {
             name: name.into(),
+            kind: None,
             status,
             detail: detail.into(),
         });
+    }
+
+    /// [`Self::push`] for a row about one secret kind (JSON `kind`, Prometheus label `kind`).
+    pub fn push_kind(
+        &mut self,
+        kind: &str,
+        name: impl Into<String>,
+        status: Status,
+        detail: impl Into<String>,
+    ) {
+        self.push(name, status, detail);
+        if let Some(c) = self.checks.last_mut() {
+            c.kind = Some(kind.to_string());
+        }
     }
 
     pub fn has(&self, s: Status) -> bool {
@@ -135,9 +154,14 @@ impl Matrix {
                 Status::Drift => 1,
                 Status::Unknown => 2,
             };
+            let kind = c
+                .kind
+                .as_deref()
+                .map(|k| format!(",kind=\"{}\"", escape_label(k)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "komodo_rotate_check{{check=\"{}\"}} {v}",
+                "komodo_rotate_check{{check=\"{}\"{kind}}} {v}",
                 escape_label(&c.name)
             );
         }
@@ -205,5 +229,29 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("komodo_rotate_drift 1\n"));
+    }
+
+    #[test]
+    fn kind_rows_carry_the_kind_in_json_and_prometheus_only_when_set() {
+        let mut a = m();
+        a.push_kind("jwt-secret", "jwt-secret", Status::Drift, "core differs");
+        let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(j["checks"][2]["kind"], "jwt-secret");
+        assert!(j["checks"][0].get("kind").is_none(), "{j}");
+        let p = a.to_prometheus(1);
+        assert!(
+            p.contains("komodo_rotate_check{check=\"jwt-secret\",kind=\"jwt-secret\"} 1\n"),
+            "{p}"
+        );
+        assert!(
+            p.contains("komodo_rotate_check{check=\"compose-env\"} 0\n"),
+            "{p}"
+        );
+        assert!(
+            a.to_text()
+                .contains("jwt-secret      DRIFT    core differs\n"),
+            "{}",
+            a.to_text()
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod salvage_env;
 pub mod sops;
 pub mod verify;
 pub mod verify_git;
+pub mod verify_kinds;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {

@@ -43,7 +43,13 @@ async fn resume(cfg: &Config) -> Result<i32> {
     let staged = Staged::open(&sealed, &ids)?;
     let ctx = RunContext::of(&journal)?;
     let (engine, mongo) = DockerPlane::mongo_only(cfg).await?;
-    let target = mongo_target(cfg, &mongo, &ctx.mongo_user)?;
+    // An env-only kind has no Mongo user; its steps and proofs never use the target.
+    let user = if ctx.has_store() {
+        ctx.mongo_user.as_str()
+    } else {
+        "(env-only: unused)"
+    };
+    let target = mongo_target(cfg, &mongo, user)?;
 
     let direction = if ctx.has_store() {
         decide(&mut journal, &target, &staged, &ctx).await?

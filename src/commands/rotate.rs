@@ -9,7 +9,7 @@ use crate::kinds::{Ask, Kind};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
 use crate::planes::{git_steps, steps, Loaded};
-use crate::secret::Secret;
+use crate::secret::Generator;
 use crate::txn::lock::RunLock;
 use crate::txn::new_journal;
 
@@ -76,7 +76,9 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
 async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32> {
     // Pre-flight: every check the run depends on, before anything changes.
     let loaded = Loaded::load(cfg).await?;
-    let new = Secret::generate()
+    let generator = Generator::new(args.length, args.charset).map_err(Error::Usage)?;
+    let new = generator
+        .generate()
         .map_err(|e| Error::Precondition(format!("no randomness for a new secret: {e}")))?;
     let plan = kind
         .plan(Ask {

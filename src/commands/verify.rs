@@ -1,6 +1,7 @@
 //! `verify`: the truth matrix. Read-only: it takes no lock, writes nothing but the optional
 //! metrics file, and compares secrets in memory only.
 
+use super::verify_kinds::Holder;
 use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::docker::crashloop;
@@ -11,6 +12,9 @@ use crate::report::{Matrix, Status};
 use crate::txn::lock::RunLock;
 use crate::txn::{Journal, StepStatus};
 use std::time::Duration;
+
+/// The kind the DB password's rows name.
+const DB: &str = "db-password";
 
 pub fn run(args: VerifyArgs) -> Result<i32> {
     let cfg = Config::load(args.config.config.as_deref())?;
@@ -76,6 +80,19 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
             Ok(keys) => compare(cfg, env, dk, &keys, &mut m).await,
             Err(e) => m.push("generation", Status::Drift, e.to_string()),
         }
+        let holders: Vec<Holder> = std::iter::once(&dk.mongo)
+            .chain(dk.dependants())
+            .map(|c| Holder {
+                name: &c.name,
+                env: &c.env,
+            })
+            .collect();
+        super::verify_kinds::rows(
+            super::verify_kinds::ENV_ONLY_ROWS,
+            &|k| env.plain.get(k),
+            &holders,
+            &mut m,
+        );
     }
     if let Some(dk) = &dk {
         match crashloop::observe(&dk.engine, &dk.core.name, Duration::from_millis(1500), 50).await {
@@ -182,7 +199,8 @@ async fn compare(
         },
     );
     for (at, c) in &keys.unpatched {
-        m.push(
+        m.push_kind(
+            DB,
             format!("carrier {at}"),
             Status::Drift,
             format!(
@@ -194,18 +212,20 @@ async fn compare(
     let desired = match keys.env_password(env) {
         Ok(p) => p,
         Err(e) => {
-            m.push("db-login", Status::Drift, e.to_string());
+            m.push_kind(DB, "db-login", Status::Drift, e.to_string());
             return;
         }
     };
     match keys.user(cfg, env).and_then(|u| mongo_target(cfg, &dk.mongo, &u)) {
         Ok(target) => match login_works(&target, &desired).await {
-            LoginOutcome::Accepted => m.push(
+            LoginOutcome::Accepted => m.push_kind(
+                DB,
                 "db-login",
                 Status::Ok,
                 format!("compose.env's {} logs in as {}", keys.compose_password_key, target.user),
             ),
-            LoginOutcome::Rejected => m.push(
+            LoginOutcome::Rejected => m.push_kind(
+                DB,
                 "db-login",
                 Status::Drift,
                 format!(
@@ -215,14 +235,15 @@ async fn compare(
                     target.user
                 ),
             ),
-            LoginOutcome::Unreachable(r) => m.push("db-login", Status::Unknown, r),
+            LoginOutcome::Unreachable(r) => m.push_kind(DB, "db-login", Status::Unknown, r),
         },
-        Err(e) => m.push("db-login", Status::Unknown, e.to_string()),
+        Err(e) => m.push_kind(DB, "db-login", Status::Unknown, e.to_string()),
     }
     for c in dk.dependants() {
         let ks = keys.containers.get(&c.name).cloned().unwrap_or_default();
         if ks.is_empty() {
-            m.push(
+            m.push_kind(
+                DB,
                 format!("env {}", c.name),
                 Status::Info,
                 "holds no DB password",
@@ -234,13 +255,15 @@ async fn compare(
             .filter(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
             .collect();
         if differing.is_empty() {
-            m.push(
+            m.push_kind(
+                DB,
                 format!("env {}", c.name),
                 Status::Ok,
                 format!("{} match compose.env", ks.join(", ")),
             );
         } else {
-            m.push(
+            m.push_kind(
+                DB,
                 format!("env {}", c.name),
                 Status::Drift,
                 format!(
@@ -255,8 +278,11 @@ async fn compare(
         }
     }
     match dk.mongo.env_value(&keys.mongo_init_key) {
-        Some(v) if v.ct_eq(&desired) => m.push("mongo-init-env", Status::Ok, "matches compose.env"),
-        Some(_) => m.push(
+        Some(v) if v.ct_eq(&desired) => {
+            m.push_kind(DB, "mongo-init-env", Status::Ok, "matches compose.env")
+        }
+        Some(_) => m.push_kind(
+            DB,
             "mongo-init-env",
             Status::Info,
             format!(
@@ -264,7 +290,8 @@ async fn compare(
                 keys.mongo_init_key
             ),
         ),
-        None => m.push(
+        None => m.push_kind(
+            DB,
             "mongo-init-env",
             Status::Info,
             format!("{} not set", keys.mongo_init_key),

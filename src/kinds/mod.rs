@@ -6,6 +6,12 @@
 //! A new kind: one module here with `plan` and `available`, and one arm in each `match` below.
 
 mod db_password;
+mod env_key;
+mod env_only;
+mod jwt_secret;
+mod webhook_secret;
+
+pub use env_only::{EnvOnly, Form, ENV_ONLY_ROWS};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -18,6 +24,12 @@ use std::fmt;
 pub enum Kind {
     /// The MongoDB password of Komodo's DB user (compose.env, Mongo's user, core's env).
     DbPassword,
+    /// `KOMODO_JWT_SECRET` (env-only; every user is logged out).
+    JwtSecret,
+    /// `KOMODO_WEBHOOK_SECRET` (env-only; git-host webhooks must be updated).
+    WebhookSecret,
+    /// `env:KEY`: another env-only compose.env key.
+    EnvKey(String),
 }
 
 /// What a kind is asked to plan: the loaded planes and the value it is to roll out.
@@ -42,27 +54,44 @@ pub struct Plan {
 impl Kind {
     /// Every kind `rotate --list` reports on.
     pub fn all() -> Vec<Kind> {
-        vec![Kind::DbPassword]
+        vec![Kind::DbPassword, Kind::JwtSecret, Kind::WebhookSecret]
     }
 
     pub fn parse(s: &str) -> std::result::Result<Kind, String> {
         match s {
             "db-password" => Ok(Kind::DbPassword),
-            _ => Err(format!(
-                "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password)"
-            )),
+            "jwt-secret" => Ok(Kind::JwtSecret),
+            "webhook-secret" => Ok(Kind::WebhookSecret),
+            _ => match s.strip_prefix("env:") {
+                Some(key) => env_key::parse(key).map(Kind::EnvKey),
+                None => Err(format!(
+                    "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password, jwt-secret, webhook-secret, env:KEY)"
+                )),
+            },
         }
     }
 
     pub fn name(&self) -> String {
         match self {
             Kind::DbPassword => "db-password".into(),
+            Kind::JwtSecret => "jwt-secret".into(),
+            Kind::WebhookSecret => "webhook-secret".into(),
+            Kind::EnvKey(k) => format!("env:{k}"),
         }
     }
 
     pub fn about(&self) -> &'static str {
         match self {
             Kind::DbPassword => "the MongoDB password (Mongo's user, compose.env, core's env)",
+            Kind::JwtSecret => {
+                "KOMODO_JWT_SECRET, core's session signing key (logs every user out)"
+            }
+            Kind::WebhookSecret => {
+                "KOMODO_WEBHOOK_SECRET, the default git webhook secret (webhooks 401 until updated)"
+            }
+            Kind::EnvKey(_) => {
+                "an env-only compose.env key (compose.env and the containers holding it)"
+            }
         }
     }
 
@@ -70,6 +99,9 @@ impl Kind {
     pub fn available(&self, loaded: &Loaded) -> std::result::Result<(), String> {
         match self {
             Kind::DbPassword => db_password::available(loaded),
+            Kind::JwtSecret => jwt_secret::available(loaded),
+            Kind::WebhookSecret => webhook_secret::available(loaded),
+            Kind::EnvKey(k) => env_key::available(loaded, k),
         }
     }
 
@@ -80,6 +112,9 @@ impl Kind {
         }
         match self {
             Kind::DbPassword => db_password::plan(ask).await,
+            Kind::JwtSecret => jwt_secret::plan(ask).await,
+            Kind::WebhookSecret => webhook_secret::plan(ask).await,
+            Kind::EnvKey(k) => env_key::plan(ask, k).await,
         }
     }
 }
@@ -111,6 +146,13 @@ mod tests {
         for k in Kind::all() {
             assert_eq!(Kind::parse(&k.name()).unwrap(), k);
         }
+        assert_eq!(
+            Kind::parse("env:MY_TOKEN").unwrap(),
+            Kind::EnvKey("MY_TOKEN".into())
+        );
+        assert_eq!(Kind::EnvKey("MY_TOKEN".into()).name(), "env:MY_TOKEN");
+        let e = Kind::parse("env:KOMODO_DATABASE_PASSWORD").unwrap_err();
+        assert!(e.contains("--secret db-password"), "{e}");
         let e = Kind::parse("root-password").unwrap_err();
         assert!(
             e.contains("root-password") && e.contains("rotate --list"),

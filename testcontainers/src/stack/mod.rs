@@ -37,6 +37,8 @@ pub const CORE_IMAGE: &str = "ghcr.io/moghtech/komodo-core:rehearsal";
 pub const PERIPHERY_IMAGE: &str = "ghcr.io/moghtech/komodo-periphery:rehearsal";
 pub const BUSYBOX_IMAGE: &str = "komodo-rehearsal/busybox:dev";
 pub const DB_USERNAME: &str = "admin";
+/// An env-only key in the stack's compose.env that no Komodo kind knows (`env:KEY`'s test).
+pub const REHEARSAL_TOKEN_KEY: &str = "REHEARSAL_API_TOKEN";
 
 /// compose.env naming, as in Komodo's own templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +236,7 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     let passkey = Secret::generate().map_err(gen)?;
     let jwt = Secret::generate().map_err(gen)?;
     let webhook = Secret::generate().map_err(gen)?;
+    let api_token = Secret::generate().map_err(gen)?;
     let user = Secret::new(DB_USERNAME.into());
     let mongo_port = free_loopback_port()?;
     let core_port = free_loopback_port()?;
@@ -256,6 +259,8 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
             env_line("PERIPHERY_PASSKEYS", &passkey),
             env_line("KOMODO_JWT_SECRET", &jwt),
             env_line("KOMODO_WEBHOOK_SECRET", &webhook),
+            // An env-only secret of no Komodo kind, for `rotate --secret env:KEY`.
+            env_line(REHEARSAL_TOKEN_KEY, &api_token),
             "KOMODO_TITLE=Komodo rehearsal".into(),
         ]
     };
