@@ -168,6 +168,7 @@ mod tests {
             labels: Default::default(),
             ip_addresses: Default::default(),
             ports: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 
