@@ -6,6 +6,7 @@ use crate::cli::RescueArgs;
 use crate::config::Config;
 use crate::docker::{carrier, ContainerInfo};
 use crate::fsutil;
+use crate::planes::carriers::holds;
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
@@ -54,6 +55,14 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         holders: all_holders,
     } = Loaded::load(cfg).await?;
     keys.refuse_unpatched()?;
+    if let Some(f) = keys.files.first() {
+        return Err(Error::Precondition(format!(
+            "{} reads the DB password from {} ({}); rescue does not rewrite carrier files yet: nothing was changed. Put compose.env's password in that file, then run rescue again",
+            f.readers.join(", "),
+            f.host_path.display(),
+            f.key
+        )));
+    }
     let desired = keys.env_password(&env)?;
     if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
         return Err(Error::Precondition(format!(
@@ -71,7 +80,10 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 .filter(|c| {
                     keys.containers.get(&c.name).is_some_and(|ks| {
                         ks.iter()
-                            .any(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
+                            .any(|k| {
+                                let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
+                                c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
+                            })
                     })
                 })
                 .map(|c| c.name.clone())
@@ -114,6 +126,8 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         env_key: keys.compose_password_key.clone(),
         mongo_user: user,
         container_keys: keys.containers.clone(),
+        forms: keys.forms.clone(),
+        files: Vec::new(),
         env_already_new: true,
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
