@@ -11,6 +11,7 @@ use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
 use komodo_rotate::docker::{ContainerInfo, Engine};
 use komodo_rotate::fsutil::{write_atomic, Mode};
+use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::{self, CoreCarrier, Stack, StackOptions};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -129,4 +130,118 @@ fn the_stand_in_reads_the_database_uri_and_it_wins() {
         Duration::from_secs(60),
     ))
     .expect("core crash-loops on a wrong URI password");
+}
+
+const URI_KEY: &str = "KOMODO_DATABASE_URI";
+
+/// Core's URI, and the password inside it.
+async fn core_uri(engine: &Engine, s: &Stack) -> (Secret, Secret) {
+    let c = core(engine, s).await;
+    let uri = c.env_value(URI_KEY).expect("core has the URI").clone();
+    let pw = komodo_rotate::docker::uri::password(URI_KEY, &uri).expect("a password");
+    (uri, pw)
+}
+
+/// All three planes and the carrier agree on `want`; the real sops is the referee of
+/// compose.env; core is healthy and no journal is left.
+async fn all_on(engine: &Engine, s: &Stack, want: &Secret, carrier: &str) {
+    let agreed = agreed(engine, s).await.expect("the planes agree");
+    assert!(agreed.ct_eq(want), "{carrier}: the planes agree on the other value");
+    assert!(
+        sops_value(s).is_some_and(|v| v.ct_eq(want)),
+        "{carrier}: the real sops reads another value from compose.env"
+    );
+    assert_eq!(pymongo_login(s, want), 0, "{carrier}: pymongo refuses it");
+    stack::wait_healthy(engine, &s.core, Duration::from_secs(60))
+        .await
+        .expect("core healthy");
+    assert!(!s.dir.join("state/journal/current.json").exists());
+}
+
+fn rotate(s: &Stack, failpoints: Option<&str>) -> Run {
+    match failpoints {
+        Some(fp) => tool(s, &["rotate"], &[("FAILPOINTS", fp)]),
+        None => tool(s, &["rotate"], &[]),
+    }
+}
+
+#[test]
+fn a_core_reading_the_database_uri_rotates_and_rolls_back() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("uri rotate", "krt-car-uri", CoreCarrier::Uri)) else {
+        return;
+    };
+    let s = &f.stack;
+    let old = s.env_password.clone();
+    let (uri_before, _) = rt.block_on(core_uri(&f.engine, s));
+
+    // The plan names the URI; a dry run changes nothing.
+    let dry = tool(s, &["rotate", "--dry-run"], &[]);
+    assert_eq!(dry.code, Some(0), "{}", dry.text());
+
+    // Rolled back after every step ran (the proof before commit included): all old.
+    let r = rotate(s, Some("before:commit=return"));
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    rt.block_on(all_on(&f.engine, s, &old, "uri rollback"));
+    let (uri_now, pw_now) = rt.block_on(core_uri(&f.engine, s));
+    assert!(pw_now.ct_eq(&old), "the URI is back on OLD");
+    assert!(uri_now.ct_eq(&uri_before), "the URI is back byte for byte");
+
+    // Rotated: the URI carries NEW, every other byte as it was.
+    let r = rotate(s, None);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let new = sops_value(s).expect("sops reads compose.env");
+    assert!(!new.ct_eq(&old));
+    rt.block_on(all_on(&f.engine, s, &new, "uri rotate"));
+    let (uri_now, pw_now) = rt.block_on(core_uri(&f.engine, s));
+    assert!(pw_now.ct_eq(&new), "the URI carries NEW");
+    let back = uri_now.expose().replacen(new.expose(), old.expose(), 1);
+    assert_eq!(back, uri_before.expose(), "only the password changed");
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    assert_no_leak(&[&old, &new, &s.passkey], &s.dir.join("state"));
+}
+
+#[test]
+fn a_core_reading_a_password_file_rotates_and_rolls_back() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture(
+        "file rotate",
+        "krt-car-file",
+        CoreCarrier::PasswordFile,
+    )) else {
+        return;
+    };
+    let s = &f.stack;
+    let old = s.env_password.clone();
+    let file = s.password_file();
+    use std::os::unix::fs::MetadataExt;
+    let md_before = std::fs::metadata(&file).unwrap();
+    let body = |pw: &Secret| format!("{}\n", pw.expose()).into_bytes();
+
+    // Rolled back after the file was written and core recreated on it: the file holds OLD
+    // again, with its mode, and core (restarted on it) is healthy on OLD.
+    let r = rotate(s, Some("before:commit=return"));
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    assert!(r.stderr.contains("write-file"), "{}", r.text());
+    rt.block_on(all_on(&f.engine, s, &old, "file rollback"));
+    assert_eq!(std::fs::read(&file).unwrap(), body(&old));
+    let md = std::fs::metadata(&file).unwrap();
+    assert_eq!((md.mode(), md.uid(), md.gid()), (md_before.mode(), md_before.uid(), md_before.gid()));
+
+    // Rotated: the host file holds NEW (same mode and owner); core reads it.
+    let r = rotate(s, None);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let new = sops_value(s).expect("sops reads compose.env");
+    assert!(!new.ct_eq(&old));
+    rt.block_on(all_on(&f.engine, s, &new, "file rotate"));
+    assert_eq!(std::fs::read(&file).unwrap(), body(&new));
+    let md = std::fs::metadata(&file).unwrap();
+    assert_eq!((md.mode(), md.uid(), md.gid()), (md_before.mode(), md_before.uid(), md_before.gid()));
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    assert!(v.stdout.contains(&format!("file {}", file.display())), "{}", v.text());
+    assert_no_leak(&[&old, &new, &s.passkey], &s.dir.join("state"));
 }

@@ -141,20 +141,23 @@ pub fn classify(
             match uri::has_password(k, v) {
                 Ok(true) => Ok(Some(Form::Uri)),
                 Ok(false) => Ok(None),
-                Err(e) => Err(format!("{e} (cannot patch the password inside)")),
+                Err(e) => Err(format!("{} (cannot patch the password inside)", e.why)),
             }
         } else if let Some(content) = file_content(k) {
             let path = v.expose().trim();
             if path.is_empty() {
                 Ok(None)
             } else {
-                host_path(mounts, k, path).map(|host_path| {
-                    Some(Form::File {
-                        container_path: path.to_string(),
-                        host_path,
-                        content,
+                host_path(mounts, k, path)
+                    .map(|host_path| {
+                        Some(Form::File {
+                            container_path: path.to_string(),
+                            host_path,
+                            content,
+                        })
                     })
-                })
+                    // The refusal names the key itself.
+                    .map_err(|e| e.strip_prefix(k.as_str()).unwrap_or(&e).trim_start().to_string())
             }
         } else {
             Ok(None)
