@@ -148,6 +148,41 @@ impl Drop for EnvLock {
     }
 }
 
+/// The largest carrier file [`read_small`] reads (a password or a connection URI, not data).
+pub const MAX_SMALL_FILE: u64 = 64 * 1024;
+
+/// Reads a small file that may hold a secret into a zeroing buffer (no stale copy: the buffer is
+/// sized from the file's length once). A file over [`MAX_SMALL_FILE`] or not a regular file is
+/// refused.
+pub fn read_small(path: &Path) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::other("is not a regular file"));
+    }
+    if md.len() > MAX_SMALL_FILE {
+        return Err(io::Error::other(format!(
+            "is larger than {MAX_SMALL_FILE} bytes; not a secret file"
+        )));
+    }
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; md.len() as usize + 1]);
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if n == buf.len() {
+        return Err(io::Error::other("grew while it was read"));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Creates `path` with `contents`, refusing to overwrite anything that exists (also atomically:
 /// a reader never sees a half-written file).
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
@@ -251,6 +286,26 @@ mod tests {
         );
         // no temp files left behind
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn small_secret_files_are_read_whole_and_others_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("db.pw");
+        fs::write(&p, b"pw\n").unwrap();
+        assert_eq!(&read_small(&p).unwrap()[..], b"pw\n");
+        fs::write(&p, b"").unwrap();
+        assert!(read_small(&p).unwrap().is_empty());
+        fs::write(&p, vec![b'x'; MAX_SMALL_FILE as usize + 1]).unwrap();
+        assert!(read_small(&p).unwrap_err().to_string().contains("larger"));
+        assert!(read_small(d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        assert_eq!(
+            read_small(&d.path().join("missing")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]

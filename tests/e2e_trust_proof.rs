@@ -1,5 +1,5 @@
 //! Issue 9, "proofs and carriers", end to end on the rehearsal stack and a real Docker engine:
-//! a core reading the DB credential through a carrier the plan does not patch (refused, nothing
+//! a core holding the DB credential in a carrier no step can patch (refused, nothing
 //! changed, flagged by verify); a concurrent `docker compose up`-style replacement of core with
 //! the OLD env mid-run (before its recreate: rolled forward; after it: the proof before commit
 //! refuses and the run rolls back); and a rollback that leaves a holder on NEW (exit 5, not 4).
@@ -150,23 +150,25 @@ fn rotate_with_hook(s: &Stack, failpoints: &str, when: &str, act: impl FnOnce())
 }
 
 #[test]
-fn a_core_reading_the_db_uri_is_refused_and_flagged() {
+fn a_carrier_the_plan_cannot_patch_is_refused_and_flagged() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture("carrier", "krt-tp-carrier")) else {
         return;
     };
     let s = &f.stack;
-    // A hand-written compose that gives core the password inside KOMODO_DATABASE_URI too.
+    // A hand-written compose that gives core the password inside a URI too, with a raw `@`
+    // (not percent-encoded): a URI no driver reads as written, so no step may patch it. (A
+    // well-formed URI carrier is patched: tests/e2e_carriers.rs.)
     let uri = Secret::new(format!(
-        "mongodb://admin:{}@mongo:27017/?authSource=admin",
+        "postgres://admin:{}@x@postgres:5432/postgres",
         s.env_password.expose()
     ));
     rt.block_on(async {
         let rec = Recreate::prepare(
             &f.engine,
             &s.core,
-            EnvPatch::new().set("KOMODO_DATABASE_URI", uri),
+            EnvPatch::new().set("FERRETDB_POSTGRESQL_URL", uri),
             0,
         )
         .await
@@ -189,7 +191,7 @@ fn a_core_reading_the_db_uri_is_refused_and_flagged() {
         assert_eq!(r.code, Some(3), "{cmd}: {}", r.text());
         let last = r.stderr.lines().last().unwrap_or_default();
         assert!(
-            last.contains(&s.core) && last.contains("KOMODO_DATABASE_URI"),
+            last.contains(&s.core) && last.contains("FERRETDB_POSTGRESQL_URL"),
             "{cmd} names container and key: {}",
             r.text()
         );
@@ -206,7 +208,7 @@ fn a_core_reading_the_db_uri_is_refused_and_flagged() {
         assert_eq!(id, core_id, "{cmd} recreated core");
         assert!(!state_dir(s).join("journal/current.json").exists());
         row(
-            &format!("{cmd}: core reads KOMODO_DATABASE_URI"),
+            &format!("{cmd}: core holds an unpatchable FERRETDB_POSTGRESQL_URL"),
             "3",
             &format!("exit {:?}", r.code),
             &verdict(&now, &before),
@@ -220,11 +222,11 @@ fn a_core_reading_the_db_uri_is_refused_and_flagged() {
         .find(|l| l.starts_with(&format!("carrier {}", s.core)))
         .unwrap_or_else(|| panic!("verify names the carrier: {}", v.text()));
     assert!(
-        line.contains("DRIFT") && line.contains("KOMODO_DATABASE_URI"),
+        line.contains("DRIFT") && line.contains("FERRETDB_POSTGRESQL_URL"),
         "{line}"
     );
     row(
-        "verify: core reads KOMODO_DATABASE_URI",
+        "verify: core holds an unpatchable FERRETDB_POSTGRESQL_URL",
         "1",
         &format!("exit {:?}", v.code),
         "reported",

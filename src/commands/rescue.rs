@@ -4,6 +4,9 @@
 
 use crate::cli::RescueArgs;
 use crate::config::Config;
+use crate::docker::{carrier, ContainerInfo};
+use crate::fsutil;
+use crate::planes::carriers::holds;
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
@@ -52,6 +55,14 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         holders: all_holders,
     } = Loaded::load(cfg).await?;
     keys.refuse_unpatched()?;
+    if let Some(f) = keys.files.first() {
+        return Err(Error::Precondition(format!(
+            "{} reads the DB password from {} ({}); rescue does not rewrite carrier files yet: nothing was changed. Put compose.env's password in that file, then run rescue again",
+            f.readers.join(", "),
+            f.host_path.display(),
+            f.key
+        )));
+    }
     let desired = keys.env_password(&env)?;
     if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
         return Err(Error::Precondition(format!(
@@ -69,7 +80,10 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 .filter(|c| {
                     keys.containers.get(&c.name).is_some_and(|ks| {
                         ks.iter()
-                            .any(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
+                            .any(|k| {
+                                let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
+                                c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
+                            })
                     })
                 })
                 .map(|c| c.name.clone())
@@ -112,6 +126,8 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         env_key: keys.compose_password_key.clone(),
         mongo_user: user,
         container_keys: keys.containers.clone(),
+        forms: keys.forms.clone(),
+        files: Vec::new(),
         env_already_new: true,
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
@@ -152,6 +168,7 @@ fn candidates(
             value: v.clone(),
         });
     }
+    out.extend(mongo_init_file(&dk.mongo, &keys.mongo_init_key));
     for c in dk.dependants() {
         for k in keys.containers.get(&c.name).into_iter().flatten() {
             if let Some(v) = c.env_value(k) {
@@ -183,6 +200,34 @@ fn candidates(
     out
 }
 
+/// mongo's `MONGO_INITDB_ROOT_PASSWORD_FILE`, read from the host side of its bind mount and
+/// with trailing newlines stripped as the image's entrypoint does (`$(< file)`). A file we
+/// cannot reach is a warning naming the key, not a failure: it is one rung of the ladder.
+fn mongo_init_file(mongo: &ContainerInfo, init_key: &str) -> Option<Candidate> {
+    let key = format!("{init_key}_FILE");
+    let path = mongo.env_value(&key)?.expose().trim().to_string();
+    if path.is_empty() {
+        return None;
+    }
+    let read = carrier::host_path(&mongo.mounts, &key, &path).and_then(|host| {
+        let bytes = fsutil::read_small(&host)
+            .map_err(|e| format!("{key}: {}: {e}", host.display()))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| format!("{key}: {}: not UTF-8 text", host.display()))?;
+        Ok((host.clone(), Secret::new(text.trim_end_matches('\n').to_string())))
+    });
+    match read {
+        Ok((host, value)) => Some(Candidate {
+            source: format!("{} {key} ({})", mongo.name, host.display()),
+            value,
+        }),
+        Err(e) => {
+            eprintln!("komodo-rotate: warning: {}: {e}", mongo.name);
+            None
+        }
+    }
+}
+
 /// Tries each distinct candidate once; the first Mongo accepts is OLD. Unreachable stops the
 /// climb: a verdict needs a server that answers.
 async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Result<Secret> {
@@ -212,4 +257,61 @@ async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Resul
         target.user,
         if sources.is_empty() { "no other source".to_string() } else { sources.join(", ") }
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerConfig, ContainerInspectResponse, MountPoint};
+
+    fn mongo(env: &[&str], mounts: &[(&str, &str, &str)]) -> ContainerInfo {
+        ContainerInfo::from_inspect(&ContainerInspectResponse {
+            name: Some("/komodo-mongo-1".into()),
+            config: Some(ContainerConfig {
+                env: Some(env.iter().map(|e| e.to_string()).collect()),
+                ..Default::default()
+            }),
+            mounts: Some(
+                mounts
+                    .iter()
+                    .map(|(t, s, d)| MountPoint {
+                        typ: Some(t.to_string()),
+                        source: Some(s.to_string()),
+                        destination: Some(d.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_mongo_init_password_file_is_read_through_its_bind_mount() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("root_pw"), b"from-the-file\n\n").unwrap();
+        let src = d.path().to_str().unwrap();
+        let key = "MONGO_INITDB_ROOT_PASSWORD";
+        let c = mongo(
+            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/root_pw"],
+            &[("bind", src, "/run/secrets")],
+        );
+        let got = mongo_init_file(&c, key).expect("a candidate");
+        assert_eq!(got.value.expose(), "from-the-file");
+        assert!(got.source.contains("MONGO_INITDB_ROOT_PASSWORD_FILE"));
+        assert!(got.source.contains(src), "{}", got.source);
+        assert!(!got.source.contains("from-the-file"));
+        // Not a bind mount, a missing file, or no key at all: no candidate (a warning only).
+        let vol = mongo(
+            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/root_pw"],
+            &[("volume", src, "/run/secrets")],
+        );
+        assert!(mongo_init_file(&vol, key).is_none());
+        let missing = mongo(
+            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/nope"],
+            &[("bind", src, "/run/secrets")],
+        );
+        assert!(mongo_init_file(&missing, key).is_none());
+        assert!(mongo_init_file(&mongo(&["MONGO_INITDB_ROOT_PASSWORD=x"], &[]), key).is_none());
+    }
 }

@@ -204,7 +204,7 @@ async fn compare(
             format!("carrier {at}"),
             Status::Drift,
             format!(
-                "{} {}: rotate and rescue refuse until it is moved to the plain password key",
+                "{} {}: rotate and rescue refuse it",
                 c.key, c.why
             ),
         );
@@ -252,7 +252,11 @@ async fn compare(
         }
         let differing: Vec<&String> = ks
             .iter()
-            .filter(|k| c.env_value(k).is_some_and(|v| !v.ct_eq(&desired)))
+            .filter(|k| {
+                let form = keys.forms.get(*k).map(String::as_str).unwrap_or("plain");
+                c.env_value(k)
+                    .is_some_and(|v| !crate::planes::carriers::holds(form, k, v, &desired))
+            })
             .collect();
         if differing.is_empty() {
             m.push_kind(
@@ -275,6 +279,26 @@ async fn compare(
                         .join(", ")
                 ),
             );
+        }
+    }
+    for f in &keys.files {
+        let at = format!("file {}", f.host_path.display());
+        match crate::planes::carriers::file_value(f) {
+            Ok(v) if v.ct_eq(&desired) => m.push(
+                at,
+                Status::Ok,
+                format!("{} (read by {}) matches compose.env", f.key, f.readers.join(", ")),
+            ),
+            Ok(_) => m.push(
+                at,
+                Status::Drift,
+                format!(
+                    "{} (read by {}) differs from compose.env",
+                    f.key,
+                    f.readers.join(", ")
+                ),
+            ),
+            Err(e) => m.push(at, Status::Drift, e),
         }
     }
     match dk.mongo.env_value(&keys.mongo_init_key) {

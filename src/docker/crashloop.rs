@@ -196,6 +196,7 @@ mod tests {
             labels: Default::default(),
             ip_addresses: Default::default(),
             ports: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 

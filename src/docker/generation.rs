@@ -142,57 +142,13 @@ pub fn detect(compose_env_keys: &[&str], core_env_keys: &[&str]) -> Result<Detec
     })
 }
 
-/// A place a container (or compose.env) carries the DB credential that a rotation does not
-/// rewrite: only the plain password keys are patched (research/komodo.md §1.4, §2: a `_FILE`
-/// wins over the plain key, and `KOMODO_DATABASE_URI` wins over everything).
+/// A place a container (or compose.env) carries the DB credential in a form no step can patch
+/// (see `docker::carrier` for the forms that are patched): a rotation refuses it by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Carrier {
     pub key: String,
-    /// Why it is a carrier; names only, never a value.
-    pub why: &'static str,
-}
-
-/// Keys whose value is a path to a file holding the DB password or a URI carrying it.
-const FILE_CARRIERS: &[&str] = &[
-    "KOMODO_DATABASE_PASSWORD_FILE",
-    "KOMODO_DATABASE_URI_FILE",
-    "KOMODO_DB_PASSWORD_FILE",
-    "DB_PASSWORD_FILE",
-];
-/// Keys whose value is a connection URI that may hold the password inline.
-const URI_CARRIERS: &[&str] = &["KOMODO_DATABASE_URI", "KOMODO_MONGO_URI"];
-
-/// Whether a `mongodb://user:pass@host` URI holds a password. Reads the value, never returns
-/// any part of it.
-fn uri_has_password(uri: &str) -> bool {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.contains(':'),
-        None => false,
-    }
-}
-
-/// The carriers among `env` (key and value pairs): a non-empty `*_FILE` variant of a DB password
-/// or URI key, or a URI with a password inside. A pure function; values are only inspected.
-pub fn unpatched_carriers<'a>(env: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Carrier> {
-    let mut out: Vec<Carrier> = Vec::new();
-    for (k, v) in env {
-        let why = if FILE_CARRIERS.contains(&k) && !v.trim().is_empty() {
-            "reads the DB credential from a file komodo-rotate does not rewrite"
-        } else if URI_CARRIERS.contains(&k) && uri_has_password(v) {
-            "holds the DB password inside a connection URI komodo-rotate does not rewrite"
-        } else {
-            continue;
-        };
-        if !out.iter().any(|c| c.key == k) {
-            out.push(Carrier {
-                key: k.to_string(),
-                why,
-            });
-        }
-    }
-    out
+    /// Why it cannot be patched; names only, never a value.
+    pub why: String,
 }
 
 #[cfg(test)]
@@ -256,35 +212,5 @@ mod tests {
         assert_eq!(d.generation, Generation::V1);
         assert_eq!(d.warnings.len(), 1);
         assert!(d.warnings[0].contains("no KOMODO_DATABASE_PASSWORD"));
-    }
-
-    #[test]
-    fn carriers_the_plan_does_not_patch_are_found_by_name_and_never_echo_a_value() {
-        let env = [
-            ("KOMODO_DATABASE_PASSWORD", "hunter2"),
-            (
-                "KOMODO_DATABASE_URI",
-                "mongodb://admin:hunter2@mongo:27017/?x=1",
-            ),
-            ("KOMODO_DATABASE_PASSWORD_FILE", "/run/secrets/db"),
-            ("KOMODO_DB_PASSWORD_FILE", ""),
-            ("KOMODO_JWT_SECRET_FILE", "/run/secrets/jwt"),
-        ];
-        let found = unpatched_carriers(env);
-        let keys: Vec<&str> = found.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["KOMODO_DATABASE_URI", "KOMODO_DATABASE_PASSWORD_FILE"]
-        );
-        assert!(!format!("{found:?}").contains("hunter2"));
-        // A URI without credentials, or with a user but no password, carries no password.
-        assert!(unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://mongo:27017")]).is_empty());
-        assert!(
-            unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://u@mongo:27017/a@b")]).is_empty()
-        );
-        assert_eq!(
-            unpatched_carriers([("KOMODO_DATABASE_URI", "mongodb://u:p%40@h")]).len(),
-            1
-        );
     }
 }

@@ -79,6 +79,18 @@ pub struct ContainerInfo {
     /// Network name → IPv4 address (empty while the container is not running).
     pub ip_addresses: BTreeMap<String, String>,
     pub ports: Vec<PortPublish>,
+    /// The container's mounts (`Mounts` of inspect), in the engine's order.
+    pub mounts: Vec<MountInfo>,
+}
+
+/// One mount of a container: `kind` is the engine's type (`bind`, `volume`, `tmpfs`, ...),
+/// `source` the host side (a path for a bind, the volume's storage dir for a volume, empty for
+/// tmpfs), `destination` the path inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
 }
 
 impl ContainerInfo {
@@ -130,6 +142,16 @@ impl ContainerInfo {
             }
         }
         ports.sort_by(|a, b| (&a.container, &a.host_ip).cmp(&(&b.container, &b.host_ip)));
+        let mounts = raw
+            .mounts
+            .iter()
+            .flatten()
+            .map(|m| MountInfo {
+                kind: m.typ.clone().unwrap_or_default(),
+                source: m.source.clone().unwrap_or_default(),
+                destination: m.destination.clone().unwrap_or_default(),
+            })
+            .collect();
         ContainerInfo {
             id: raw.id.clone().unwrap_or_default(),
             name: raw
@@ -152,6 +174,7 @@ impl ContainerInfo {
                 .unwrap_or_default(),
             ip_addresses,
             ports,
+            mounts,
         }
     }
 

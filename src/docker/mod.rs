@@ -2,6 +2,7 @@
 //! by compose labels, inspection (env values held as secrets), crash-loop and generation
 //! detection, and the undoable create-before-remove recreate.
 
+pub mod carrier;
 pub mod crashloop;
 pub mod discovery;
 pub mod engine;
@@ -10,12 +11,13 @@ pub mod image;
 pub mod inspect;
 pub mod project;
 pub mod recreate;
+pub mod uri;
 
 pub use crashloop::{CrashLoop, Signature};
 pub use discovery::{Deployment, DiscoverySpec};
 pub use engine::Engine;
 pub use generation::Generation;
-pub use inspect::{ContainerInfo, RunState};
+pub use inspect::{ContainerInfo, MountInfo, RunState};
 pub use recreate::{
     settle, EnvPatch, HealthGate, Recreate, RecreateState, RecreateStep, Snapshot, NEXT_SUFFIX,
     PREV_SUFFIX,

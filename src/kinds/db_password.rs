@@ -7,7 +7,9 @@ use super::{refuse_clear_text, Ask, Plan};
 use crate::docker::{EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
+use crate::planes::carriers::{file_value, holds};
 use crate::planes::{steps, Loaded, RunContext};
+use crate::secret::Secret;
 
 pub fn available(_loaded: &Loaded) -> std::result::Result<(), String> {
     // Every Komodo generation this tool detects keeps its DB password in compose.env.
@@ -48,8 +50,11 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     env.file
         .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
     refuse_clear_text(loaded, &keys.compose_password_key)?;
+    carriers_hold_old(loaded, &old)?;
 
     let mut plan = vec![steps::snapshot(), steps::change_db(), steps::write_env()];
+    // Files before the recreates, so each new container reads NEW at its start.
+    plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
     plan.push(steps::commit());
     Ok(Plan {
@@ -59,6 +64,8 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
             env_key: keys.compose_password_key.clone(),
             mongo_user: user.clone(),
             container_keys: keys.containers.clone(),
+            forms: keys.forms.clone(),
+            files: keys.files.clone(),
             env_already_new: false,
             git: None,
         },
@@ -67,4 +74,35 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         before: Vec::new(),
         after: Vec::new(),
     })
+}
+
+/// Every URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
+/// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
+/// container or file and the key, never a value.
+fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
+    let keys = &loaded.keys;
+    for c in loaded.dk.dependants() {
+        for k in keys.containers.get(&c.name).into_iter().flatten() {
+            let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
+            if form == "uri" && !c.env_value(k).is_some_and(|v| holds(form, k, v, old)) {
+                return Err(Error::Precondition(format!(
+                    "{}: the URI in {k} does not carry compose.env's password (drift); nothing was changed. Run `komodo-rotate verify`",
+                    c.name
+                )));
+            }
+        }
+    }
+    for f in &keys.files {
+        let now = file_value(f).map_err(Error::Precondition)?;
+        if !now.ct_eq(old) {
+            return Err(Error::Precondition(format!(
+                "{} ({}, read by {}) does not hold compose.env's password (drift); nothing was changed. Run `komodo-rotate verify`",
+                f.host_path.display(),
+                f.key,
+                f.readers.join(", ")
+            )));
+        }
+        crate::fsutil::check_dir_writable(&f.host_path)?;
+    }
+    Ok(())
 }

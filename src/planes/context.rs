@@ -2,10 +2,10 @@
 //! values, the journal dir) and the small helpers shared by the step implementations
 //! (`live.rs`) and the proofs (`proof.rs`), so that neither imports the other.
 
-use super::run::RunContext;
+use super::run::{RunContext, FORM_FILE, FORM_URI};
 use super::value::eval_set;
 use crate::config::Config;
-use crate::docker::{Engine, EnvPatch, HealthGate, Recreate, Snapshot};
+use crate::docker::{uri, Engine, EnvPatch, HealthGate, Recreate, Snapshot};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::mongo::Target;
@@ -119,12 +119,24 @@ impl LivePlanes<'_> {
         })?;
         let mut patch = EnvPatch::new();
         for (key, value) in self.patch_of(step, ctx)? {
+            // A URI keeps every byte but its password: patched from the snapshot's value.
+            let value = if ctx.form(&key) == FORM_URI {
+                let was = snap.env_value(&key).ok_or_else(|| {
+                    Error::Precondition(format!("{}: {container} has no {key}", p.display()))
+                })?;
+                uri::with_password(&key, &was, &value)
+                    .map_err(|e| Error::Precondition(format!("{container}: {e}")))?
+            } else {
+                value
+            };
             patch = patch.set(key, value);
         }
         Ok(Recreate::from_snapshot(&self.engine, snap, patch).await?)
     }
 
-    /// What a recreate step sets in its container's env, evaluated.
+    /// What a recreate step sets in its container's env, evaluated; the value a URI-form key's
+    /// password is to hold. A file-form key keeps its value (the path): write-file changes
+    /// the file behind it.
     pub(super) fn patch_of(&self, step: &Step, ctx: &RunContext) -> Result<Vec<(String, Secret)>> {
         if !step.set.is_empty() {
             return eval_set(&step.set, &self.staged);
@@ -135,6 +147,7 @@ impl LivePlanes<'_> {
             .get(container)
             .into_iter()
             .flatten()
+            .filter(|k| ctx.form(k) != FORM_FILE)
             .map(|k| (k.clone(), self.staged.new.clone()))
             .collect())
     }

@@ -73,6 +73,7 @@ impl Planes for LivePlanes<'_> {
                     .await?;
                 Ok(())
             }
+            steps::WRITE_FILE => self.write_file(step, &ctx),
             steps::GIT_COMMIT | steps::GIT_PUSH => {
                 super::git_steps::apply(step, j, self.cfg, &self.journal_dir)
             }
@@ -103,6 +104,7 @@ impl Planes for LivePlanes<'_> {
         let ctx = RunContext::of(j)?;
         match step.kind.as_str() {
             steps::SNAPSHOT | steps::COMMIT => Ok(()),
+            steps::WRITE_FILE => self.undo_write_file(step, &ctx).await,
             steps::GIT_COMMIT | steps::GIT_PUSH => {
                 super::git_steps::undo(step, j, self.cfg, &self.journal_dir)
             }

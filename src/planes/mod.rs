@@ -3,6 +3,7 @@
 //! place that knows how the planes refer to each other (which env key in which container holds
 //! the DB password, where Mongo answers).
 
+pub mod carriers;
 mod context;
 pub mod execute;
 pub mod git_steps;
@@ -12,10 +13,12 @@ pub mod run;
 pub mod steps;
 pub mod value;
 
-pub use run::{GitTarget, RunContext};
+pub use run::{CarrierFile, GitTarget, RunContext};
+use run::{FORM_FILE, FORM_URI};
 
 use crate::config::Config;
-use crate::docker::generation::{unpatched_carriers, Carrier};
+use crate::docker::carrier::{self, Form};
+use crate::docker::generation::Carrier;
 use crate::docker::{self, ContainerInfo, DiscoverySpec, Engine, Generation};
 use crate::error::{Error, Result};
 use crate::mongo::Target;
@@ -109,8 +112,13 @@ pub struct DbPasswordKeys {
     pub generation: Generation,
     pub compose_user_key: String,
     pub compose_password_key: String,
-    /// Container name → keys present in that container's env that carry the password.
+    /// Container name → keys present in that container's env that carry the password, in any
+    /// form (plain, inside a URI, or naming a bind-mounted file).
     pub containers: BTreeMap<String, Vec<String>>,
+    /// Env key → `uri` or `file` for the keys of `containers` that are not plain.
+    pub forms: BTreeMap<String, String>,
+    /// The host files behind the file-form keys (one per host path, with every reader).
+    pub files: Vec<CarrierFile>,
     pub mongo_init_key: String,
     pub warnings: Vec<String>,
     /// Where (a container name, or compose.env's file name) the DB credential is carried in a
@@ -134,29 +142,76 @@ impl DbPasswordKeys {
                 .map(|k| k.to_string())
                 .collect()
         };
-        containers.insert(
-            dk.core.name.clone(),
-            present(&dk.core, g.core_db_password_keys()),
-        );
-        for p in &dk.periphery {
-            containers.insert(p.name.clone(), present(p, g.periphery_db_password_keys()));
-        }
+        let mut forms = BTreeMap::new();
+        let mut files: Vec<CarrierFile> = Vec::new();
         let mut unpatched = Vec::new();
         for c in dk.dependants() {
-            let found = unpatched_carriers(c.env.iter().map(|(k, v)| (k.as_str(), v.expose())));
-            unpatched.extend(found.into_iter().map(|f| (c.name.clone(), f)));
+            let wanted = if c.name == dk.core.name {
+                g.core_db_password_keys()
+            } else {
+                g.periphery_db_password_keys()
+            };
+            let (carried, refused) = carrier::classify(&c.env, &c.mounts, &present(c, wanted));
+            let mut keys = Vec::new();
+            for k in carried {
+                match &k.form {
+                    Form::Plain => {}
+                    Form::Uri => {
+                        forms.insert(k.key.clone(), FORM_URI.to_string());
+                    }
+                    Form::File {
+                        host_path, content, ..
+                    } => {
+                        forms.insert(k.key.clone(), FORM_FILE.to_string());
+                        match files.iter_mut().find(|f| &f.host_path == host_path) {
+                            Some(f) => f.readers.push(c.name.clone()),
+                            None => files.push(CarrierFile {
+                                key: k.key.clone(),
+                                host_path: host_path.clone(),
+                                content: match content {
+                                    carrier::FileContent::Password => "password".into(),
+                                    carrier::FileContent::Uri => "uri".into(),
+                                },
+                                readers: vec![c.name.clone()],
+                            }),
+                        }
+                    }
+                }
+                keys.push(k.key);
+            }
+            containers.insert(c.name.clone(), keys);
+            unpatched.extend(refused.into_iter().map(|r| {
+                (
+                    c.name.clone(),
+                    Carrier {
+                        key: r.key,
+                        why: r.why,
+                    },
+                )
+            }));
         }
-        let env_pairs: Vec<(String, Secret)> = env_keys
-            .iter()
-            .filter_map(|k| env.plain.get(k).map(|v| (k.clone(), v)))
-            .collect();
-        let found = unpatched_carriers(env_pairs.iter().map(|(k, v)| (k.as_str(), v.expose())));
-        unpatched.extend(found.into_iter().map(|f| (env.file.name().to_string(), f)));
+        // compose.env itself: a URI with the password inside would be handed to containers
+        // again by the next `docker compose up`, and write-env patches plain keys only.
+        for k in env_keys.iter().filter(|k| carrier::URI_KEYS.contains(&k.as_str())) {
+            if let Some(v) = env.plain.get(k) {
+                if crate::docker::uri::has_password(k, &v).unwrap_or(true) {
+                    unpatched.push((
+                        env.file.name().to_string(),
+                        Carrier {
+                            key: k.clone(),
+                            why: "holds the DB password inside a connection URI in compose.env, which write-env does not rewrite; interpolate ${KOMODO_DATABASE_PASSWORD} into the URI in the compose file instead".into(),
+                        },
+                    ));
+                }
+            }
+        }
         Ok(DbPasswordKeys {
             generation: g,
             compose_user_key: g.compose_db_username_key().into(),
             compose_password_key: g.compose_db_password_key().into(),
             containers,
+            forms,
+            files,
             mongo_init_key: g.mongo_db_password_key().into(),
             warnings: det.warnings,
             unpatched,

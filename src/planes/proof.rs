@@ -12,6 +12,7 @@
 //!
 //! Each returns every failure it saw in one line (names only, never a value).
 
+use super::carriers::{files_hold, holds};
 use super::context::LivePlanes;
 use super::run::RunContext;
 use super::DockerPlane;
@@ -29,6 +30,7 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
     let (old, new) = (&p.staged.old, &p.staged.new);
     env_holds(p, &ctx, new, "new")?;
+    files_hold(&ctx, new, "new")?;
     if ctx.has_store() {
         match login_works(&p.target, new).await {
             LoginOutcome::Accepted => {}
@@ -57,7 +59,8 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
             .iter()
             .filter(|k| {
                 let expect = want.get(&(c.name.clone(), k.to_string())).unwrap_or(new);
-                !c.env_value(k).is_some_and(|v| v.ct_eq(expect))
+                !c.env_value(k)
+                    .is_some_and(|v| holds(ctx.form(k), k, v, expect))
             })
             .map(|k| k.as_str())
             .collect();
@@ -92,6 +95,9 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     }
     if !ctx.env_already_new {
         env_holds(p, &ctx, &p.staged.old, "old")?;
+    }
+    if !ctx.env_already_new {
+        files_hold(&ctx, &p.staged.old, "old")?;
     }
     // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
     super::git_steps::old_state_is_back(j, p.cfg)?;
@@ -141,7 +147,7 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
                 let is = now.env_value(k);
                 match &snap {
                     // A rotation's rollback ends with every plane on OLD.
-                    _ if rotation => !is.is_some_and(|v| v.ct_eq(&p.staged.old)),
+                    _ if rotation => !is.is_some_and(|v| holds(ctx.form(k), k, v, &p.staged.old)),
                     Some(snap) => match (snap.env_value(k), is) {
                         (Some(was), Some(is)) => !was.ct_eq(is),
                         (None, None) => false,

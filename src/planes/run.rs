@@ -21,10 +21,43 @@ pub struct RunContext {
     /// True when compose.env already held NEW before the run (rescue): write-env is skipped.
     #[serde(default)]
     pub env_already_new: bool,
+    /// The form of each container env key of `container_keys` that is not plain: `uri` (the
+    /// password part of a connection URI is patched) or `file` (the key names a file; the host
+    /// side of its bind mount is rewritten by a `write-file` step, the env value stays).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forms: BTreeMap<String, String>,
+    /// The host files the run rewrites (one `write-file` step each, target = the host path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CarrierFile>,
     /// Where the env file's commit goes, when the git steps are in the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitTarget>,
 }
+
+/// A host file that carries the secret into containers through a bind mount. Plain data: the
+/// path and what the file holds, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierFile {
+    /// The env key that names it in the containers (for messages).
+    pub key: String,
+    pub host_path: PathBuf,
+    /// `password` or `uri`.
+    pub content: String,
+    /// The containers that read it (restarted by the undo so none keeps the value it read).
+    pub readers: Vec<String>,
+}
+
+impl CarrierFile {
+    pub fn content(&self) -> crate::docker::carrier::FileContent {
+        match self.content.as_str() {
+            "uri" => crate::docker::carrier::FileContent::Uri,
+            _ => crate::docker::carrier::FileContent::Password,
+        }
+    }
+}
+
+pub const FORM_URI: &str = "uri";
+pub const FORM_FILE: &str = "file";
 
 /// The git work tree holding the env file, and where its commit is pushed. Plain data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +90,18 @@ impl RunContext {
     /// `resume`'s direction and is part of both proofs.
     pub fn has_store(&self) -> bool {
         !self.mongo_user.is_empty()
+    }
+
+    /// The form of `key` (`plain` unless `forms` says otherwise).
+    pub fn form(&self, key: &str) -> &str {
+        self.forms.get(key).map(String::as_str).unwrap_or("plain")
+    }
+
+    /// The carrier file written by the `write-file` step on `target`.
+    pub fn file(&self, target: &str) -> Option<&CarrierFile> {
+        self.files
+            .iter()
+            .find(|f| f.host_path.as_os_str() == std::ffi::OsStr::new(target))
     }
 
     /// The containers whose env holds the secret under at least one key.

@@ -7,6 +7,7 @@ pub const SNAPSHOT: &str = "snapshot";
 pub const CHANGE_DB: &str = "change-db";
 pub const WRITE_ENV: &str = "write-env";
 pub const RECREATE: &str = "recreate";
+pub const WRITE_FILE: &str = "write-file";
 pub const GIT_COMMIT: &str = "git-commit";
 pub const GIT_PUSH: &str = "git-push";
 pub const COMMIT: &str = "commit";
@@ -24,6 +25,10 @@ pub fn write_env() -> Step {
 /// recreate with no `set`: every key the context names for `container`, to NEW.
 pub fn recreate(container: &str) -> Step {
     Step::new(RECREATE).on(container)
+}
+/// write-file on a carrier file (the context's `files` says what it holds): it to NEW.
+pub fn write_file(host_path: &std::path::Path) -> Step {
+    Step::new(WRITE_FILE).on(&host_path.display().to_string())
 }
 pub fn git_commit() -> Step {
     Step::new(GIT_COMMIT)
@@ -59,6 +64,9 @@ pub fn describe(step: &Step) -> String {
             "recreate {target} with {} (create {target}-next, stop, rename to {target}-prev, start) and wait for health",
             sets(step, "the env patched")
         ),
+        WRITE_FILE => format!(
+            "rewrite the carrier file {target} with NEW (its previous bytes sealed in the journal dir), atomically, keeping owner and mode"
+        ),
         GIT_COMMIT => "commit only the env file (ciphertext) on top of HEAD; the id is kept in the journal dir".into(),
         GIT_PUSH => "push HEAD to the remote branch; if it moved without touching the env file, fetch, replay and retry once".into(),
         COMMIT => "prove every plane holds NEW, remove the -prev containers, drop the sealed secrets, write the audit record".into(),
@@ -74,6 +82,9 @@ pub fn describe_undo(step: &Step) -> String {
         WRITE_ENV => "put the previous compose.env bytes back atomically (only over what this step wrote)".into(),
         RECREATE => format!(
             "stop and remove the replacement, rename {target}-prev back to {target}, start it"
+        ),
+        WRITE_FILE => format!(
+            "put the sealed previous bytes of {target} back (only over what this step wrote); restart its running readers"
         ),
         GIT_COMMIT => "drop our commit while HEAD is still it (work tree left to write-env's undo), else a revert commit".into(),
         GIT_PUSH => "push a revert commit of ours on top of the remote branch (only if ours reached it)".into(),

@@ -1,7 +1,8 @@
 //! `core-standin [--healthcheck]`: behaves like komodo-core where komodo-rotate can see it.
 //!
 //! At start it reads the DB address and credentials the way core does (always the
-//! `KOMODO_DATABASE_*` names, `_FILE` winning; a v1 compose maps `KOMODO_DB_*` onto them), logs in
+//! `KOMODO_DATABASE_*` names, `_FILE` winning, `KOMODO_DATABASE_URI[_FILE]` winning over
+//! address and credentials; a v1 compose maps `KOMODO_DB_*` onto them), logs in
 //! with the official driver, and on failure prints core's fatal line (research/komodo.md §2.2)
 //! and exits 1, so `restart: unless-stopped` turns a wrong password into a crash loop. Then it
 //! calls periphery once with `KOMODO_PASSKEY` and logs the answer, and serves `GET /health` on
@@ -29,13 +30,37 @@ async fn healthcheck() -> ExitCode {
 }
 
 async fn login() -> Result<(), String> {
-    let address = env_or_file("KOMODO_DATABASE_ADDRESS")?.unwrap_or_else(|| "mongo:27017".into());
-    let username = env_or_file("KOMODO_DATABASE_USERNAME")?;
-    let password = env_or_file("KOMODO_DATABASE_PASSWORD")?;
     let timeout: u64 = std::env::var("CORE_STANDIN_SELECTION_TIMEOUT_S")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
+    // As real core (research/komodo.md §2.1): a URI (`KOMODO_DATABASE_URI[_FILE]`) is used as
+    // given and wins over address, username and password.
+    let opts = if let Some(uri) = env_or_file("KOMODO_DATABASE_URI")? {
+        let mut opts = ClientOptions::parse(&uri)
+            .await
+            .map_err(|_| "invalid KOMODO_DATABASE_URI (the value is not shown)".to_string())?;
+        opts.app_name = Some("komodo_core".to_string());
+        opts.server_selection_timeout = Some(Duration::from_secs(timeout));
+        opts
+    } else {
+        plain_options(timeout)?
+    };
+    let client = mongodb::Client::with_options(opts).map_err(|e| format!("{e}"))?;
+    // Core's first round-trip creates an index; any authenticated command surfaces the same
+    // driver error, so the log line has the same shape.
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .map_err(|e| format!("failed to create index | index: enabled | error: {e:?}"))?;
+    Ok(())
+}
+
+fn plain_options(timeout: u64) -> Result<ClientOptions, String> {
+    let address = env_or_file("KOMODO_DATABASE_ADDRESS")?.unwrap_or_else(|| "mongo:27017".into());
+    let username = env_or_file("KOMODO_DATABASE_USERNAME")?;
+    let password = env_or_file("KOMODO_DATABASE_PASSWORD")?;
     let host = ServerAddress::parse(&address)
         .map_err(|e| format!("invalid server address {address:?}: {e}"))?;
     let mut opts = ClientOptions::builder()
@@ -53,15 +78,7 @@ async fn login() -> Result<(), String> {
                 .build(),
         );
     }
-    let client = mongodb::Client::with_options(opts).map_err(|e| format!("{e}"))?;
-    // Core's first round-trip creates an index; any authenticated command surfaces the same
-    // driver error, so the log line has the same shape.
-    client
-        .database("admin")
-        .run_command(doc! { "ping": 1 })
-        .await
-        .map_err(|e| format!("failed to create index | index: enabled | error: {e:?}"))?;
-    Ok(())
+    Ok(opts)
 }
 
 async fn check_periphery() -> String {

@@ -26,6 +26,42 @@ pub fn compose_file_text(generation: Generation) -> &'static str {
     }
 }
 
+/// The stack dir's folder bind-mounted read-only at `/run/secrets` in core
+/// ([`super::CoreCarrier::PasswordFile`]), and the file in it.
+pub const SECRETS_DIR: &str = "secrets";
+pub const PASSWORD_FILE: &str = "db_password";
+
+/// The compose file of `generation` with core given the DB password through `carrier` too:
+/// lines added to core's `environment:` (and `volumes:`), everything else as in the file.
+pub fn compose_file_with(generation: Generation, carrier: super::CoreCarrier) -> String {
+    let text = compose_file_text(generation);
+    let (user, password) = match generation {
+        Generation::V1 => ("KOMODO_DB_USERNAME", "KOMODO_DB_PASSWORD"),
+        Generation::V2 => ("KOMODO_DATABASE_USERNAME", "KOMODO_DATABASE_PASSWORD"),
+    };
+    let (env, volume) = match carrier {
+        super::CoreCarrier::Plain => return text.to_string(),
+        super::CoreCarrier::Uri => (
+            format!(
+                "      KOMODO_DATABASE_URI: mongodb://${{{user}}}:${{{password}}}@mongo:27017/?authSource=admin # rehearsal: URI carrier\n"
+            ),
+            String::new(),
+        ),
+        super::CoreCarrier::PasswordFile => (
+            format!("      KOMODO_DATABASE_PASSWORD_FILE: /run/secrets/{PASSWORD_FILE} # rehearsal: file carrier\n"),
+            format!("      - ./{SECRETS_DIR}:/run/secrets:ro # rehearsal: file carrier\n"),
+        ),
+    };
+    const ENV_ANCHOR: &str = "      KOMODO_DATABASE_ADDRESS: mongo:27017\n";
+    const VOLUME_ANCHOR: &str = "      - ./control:/control";
+    let mut out = text.replacen(ENV_ANCHOR, &format!("{ENV_ANCHOR}{env}"), 1);
+    if !volume.is_empty() {
+        let at = out.find(VOLUME_ANCHOR).expect("core's control mount in the compose file");
+        out.insert_str(at, &volume);
+    }
+    out
+}
+
 /// The compose program: `$KRT_DOCKER_COMPOSE` or `docker-compose` on PATH.
 pub fn program() -> String {
     std::env::var("KRT_DOCKER_COMPOSE").unwrap_or_else(|_| "docker-compose".into())
@@ -114,5 +150,40 @@ impl Project {
                 text.trim()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::CoreCarrier;
+
+    #[test]
+    fn carriers_add_lines_to_core_only_and_plain_is_the_file_as_shipped() {
+        for g in [Generation::V1, Generation::V2] {
+            assert_eq!(compose_file_with(g, CoreCarrier::Plain), compose_file_text(g));
+            let core = |t: &str| {
+                let start = t.find("\n  core:\n").unwrap();
+                let end = t.find("\n  periphery:\n").unwrap();
+                (start, end)
+            };
+            let uri = compose_file_with(g, CoreCarrier::Uri);
+            let at = uri.find("KOMODO_DATABASE_URI: mongodb://${").unwrap();
+            let (s, e) = core(&uri);
+            assert!(s < at && at < e, "{g:?}: the URI is core's");
+            assert_eq!(uri.len() - compose_file_text(g).len(), uri.lines().find(|l| l.contains("KOMODO_DATABASE_URI")).unwrap().len() + 1);
+            let file = compose_file_with(g, CoreCarrier::PasswordFile);
+            let (s, e) = core(&file);
+            for needle in [
+                "KOMODO_DATABASE_PASSWORD_FILE: /run/secrets/db_password",
+                "- ./secrets:/run/secrets:ro",
+            ] {
+                let at = file.find(needle).unwrap();
+                assert!(s < at && at < e, "{g:?}: {needle} is core's");
+                assert_eq!(file.matches(needle).count(), 1);
+            }
+        }
+        let v1 = compose_file_with(Generation::V1, CoreCarrier::Uri);
+        assert!(v1.contains("${KOMODO_DB_USERNAME}:${KOMODO_DB_PASSWORD}@"));
     }
 }

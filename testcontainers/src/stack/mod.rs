@@ -58,6 +58,21 @@ impl std::str::FromStr for Generation {
     }
 }
 
+/// How the stack's core is given the DB password (issue 11 item 3: carriers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoreCarrier {
+    /// `KOMODO_DATABASE_PASSWORD` (the official templates).
+    #[default]
+    Plain,
+    /// Also `KOMODO_DATABASE_URI=mongodb://USER:${PASSWORD}@mongo:27017/?authSource=admin`,
+    /// interpolated by compose from compose.env; it wins over the plain keys, as in real core.
+    Uri,
+    /// Also `KOMODO_DATABASE_PASSWORD_FILE=/run/secrets/db_password`, bind-mounted read-only
+    /// from the stack dir's `secrets/` (the host file [`Stack::password_file`], mode 0640); it
+    /// wins over the plain key.
+    PasswordFile,
+}
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub project: String,
@@ -67,6 +82,8 @@ pub struct StackOptions {
     pub drift: bool,
     /// Where the stand-in binaries are (a cargo target profile dir).
     pub bin_dir: PathBuf,
+    /// How core carries the DB password (default: the plain key only).
+    pub core_carrier: CoreCarrier,
 }
 
 impl StackOptions {
@@ -77,6 +94,7 @@ impl StackOptions {
             generation: Generation::V2,
             drift: false,
             bin_dir: bin_dir.to_path_buf(),
+            core_carrier: CoreCarrier::Plain,
         }
     }
 }
@@ -118,6 +136,10 @@ impl Stack {
     /// Mounted at /control in core: `fail-next-start` here makes core's next start fail.
     pub fn control_dir(&self) -> PathBuf {
         self.dir.join("control")
+    }
+    /// The host side of core's `KOMODO_DATABASE_PASSWORD_FILE` ([`CoreCarrier::PasswordFile`]).
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.join(compose::SECRETS_DIR).join(compose::PASSWORD_FILE)
     }
 }
 
@@ -279,13 +301,14 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     wrote.map_err(|e| format!("{}/age.key: {e}", dir.display()))?;
     write_atomic(
         &dir.join(compose::COMPOSE_FILE),
-        compose::compose_file_text(opts.generation).as_bytes(),
+        compose::compose_file_with(opts.generation, opts.core_carrier).as_bytes(),
         Mode::Exactly(0o644),
     )
     .map_err(|e| format!("{}/{}: {e}", dir.display(), compose::COMPOSE_FILE))?;
     write_config(&dir, project, mongo_port)?;
 
     let cp = compose::Project::new(project, &dir);
+    write_password_file(&dir, opts.core_carrier, &env_password)?;
     write_compose_env(&dir, &compose_env(&mongo_password), &recipient)?;
     if opts.drift {
         cp.run_ok(&["up", "-d", "mongo"])?;
@@ -333,6 +356,22 @@ pub fn compose_project_name(project: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
+}
+
+/// [`CoreCarrier::PasswordFile`]: the host file core's `KOMODO_DATABASE_PASSWORD_FILE` reads,
+/// `secrets/db_password` with a final newline, mode 0640 (so a rewrite must keep a mode that
+/// is not the 0600 default). Nothing for the other carriers.
+fn write_password_file(dir: &Path, carrier: CoreCarrier, password: &Secret) -> Result<(), String> {
+    if carrier != CoreCarrier::PasswordFile {
+        return Ok(());
+    }
+    let secrets = dir.join(compose::SECRETS_DIR);
+    std::fs::create_dir_all(&secrets).map_err(|e| format!("{}: {e}", secrets.display()))?;
+    let mut body = format!("{}\n", password.expose()).into_bytes();
+    let path = secrets.join(compose::PASSWORD_FILE);
+    let wrote = write_atomic(&path, &body, Mode::Exactly(0o640));
+    body.zeroize();
+    wrote.map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn write_config(dir: &Path, project: &str, mongo_port: u16) -> Result<(), String> {
@@ -479,7 +518,7 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        for d in ["control", "state"] {
+        for d in ["control", "state", compose::SECRETS_DIR] {
             let _ = std::fs::remove_dir_all(dir.join(d));
         }
     }
