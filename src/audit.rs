@@ -89,7 +89,7 @@ pub fn read_all(path: &Path) -> Result<Vec<AuditRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txn::{new_journal, RunContext, Step};
+    use crate::txn::{new_journal, Step};
 
     #[test]
     fn appends_lines_without_values_and_reads_them_back() {
@@ -98,8 +98,9 @@ mod tests {
         let mut j = new_journal(
             "rotate",
             "db-password",
-            RunContext::default(),
-            vec![Step::ChangeDb],
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            vec![Step::new("change-db")],
         );
         j.sealed_secrets = Some("-----BEGIN AGE ENCRYPTED FILE-----".into());
         append(&p, &AuditRecord::from_journal(&j, "committed", 0, None)).unwrap();

@@ -172,26 +172,17 @@ pub struct VerifyArgs {
     pub prometheus: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SecretKind {
-    /// The MongoDB root password (compose.env, Mongo's user, core's and periphery's env).
-    DbPassword,
-}
-
-impl SecretKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SecretKind::DbPassword => "db-password",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    #[arg(long, value_enum, default_value = "db-password")]
-    pub secret: SecretKind,
+    /// The secret to rotate (default db-password). Repeat it to rotate several kinds one after
+    /// another, each as its own transaction. `--list` prints the kinds.
+    #[arg(long, value_name = "KIND", value_parser = crate::kinds::Kind::parse)]
+    pub secret: Vec<crate::kinds::Kind>,
+    /// Print the secret kinds and whether this deployment supports each (changes nothing).
+    #[arg(long, conflicts_with_all = ["dry_run", "if_older_than"])]
+    pub list: bool,
     /// Print the plan (every step and its undo) and run the pre-flight only.
     #[arg(long)]
     pub dry_run: bool,

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod git;
+pub mod kinds;
 pub mod metrics;
 pub mod mongo;
 pub mod ops;

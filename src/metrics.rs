@@ -13,13 +13,21 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// The secret names the audit log can hold (`rotate --secret`).
-pub fn secret_names() -> Vec<&'static str> {
-    use clap::ValueEnum;
-    crate::cli::SecretKind::value_variants()
+/// Every secret a committed `rotate` renewed, by name, in the order first seen (kinds such as
+/// `env:KEY` are open-ended, so the audit log is the list).
+pub fn secret_names(records: &[AuditRecord]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in records
         .iter()
-        .map(|k| k.name())
-        .collect()
+        .filter(|r| r.command == "rotate" && r.outcome == "committed")
+    {
+        for s in &r.secrets {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+    }
+    out
 }
 
 pub fn now_unix() -> u64 {
@@ -118,11 +126,9 @@ impl RunMetrics {
             .max();
         let this = (exit_code == 0).then_some(now);
         let last_success = [from_file, from_audit, this].into_iter().flatten().max();
-        let secret_ages = secret_names()
+        let secret_ages = secret_names(&records)
             .into_iter()
-            .filter_map(|s| {
-                last_rotation(&records, s).map(|t| (s.to_string(), now.saturating_sub(t)))
-            })
+            .filter_map(|s| last_rotation(&records, &s).map(|t| (s, now.saturating_sub(t))))
             .collect();
         let steps = this_run
             .map(|r| {

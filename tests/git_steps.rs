@@ -10,7 +10,9 @@ use git_support::*;
 use komodo_rotate::config::Config;
 use komodo_rotate::error::Error;
 use komodo_rotate::planes::git_steps::{self, COMMIT_ID_FILE, REVERT_ID_FILE};
-use komodo_rotate::txn::{new_journal, GitTarget, Journal, RunContext, Step};
+use komodo_rotate::planes::steps;
+use komodo_rotate::planes::{GitTarget, RunContext};
+use komodo_rotate::txn::{new_journal, Journal, Step};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +48,13 @@ fn journal_for(f: Fixture, cfg: Config, target: Option<GitTarget>) -> Run {
         git: target,
         ..RunContext::default()
     };
-    let j = new_journal("rotate", "db-password", ctx, vec![]);
+    let j = new_journal(
+        "rotate",
+        "db-password",
+        &ctx.compose_env,
+        ctx.to_value(),
+        vec![],
+    );
     let dir = f.tmp.path().join("journal");
     std::fs::create_dir_all(&dir).unwrap();
     Run { f, cfg, j, dir }
@@ -64,8 +72,8 @@ impl Run {
     }
     /// The whole rollback as the runner orders it, write-env's restore last.
     fn roll_back(&self) {
-        self.undo(Step::GitPush).unwrap();
-        self.undo(Step::GitCommit).unwrap();
+        self.undo(steps::git_push()).unwrap();
+        self.undo(steps::git_commit()).unwrap();
         self.write_env(OLD);
     }
     fn origin_env(&self) -> String {
@@ -96,17 +104,19 @@ fn precondition(r: komodo_rotate::error::Result<Option<GitTarget>>) -> String {
 #[test]
 fn auto_mode_resolves_to_push_with_the_upstream_and_the_steps_sit_in_place() {
     let r = setup("");
-    let t = r.j.context.git.clone().expect("git steps active");
+    let t = RunContext::of(&r.j)
+        .unwrap()
+        .git
+        .clone()
+        .expect("git steps active");
     assert_eq!(t.path, REL);
     assert_eq!(t.push, Some(("origin".into(), "main".into())));
     let mut steps = vec![
-        Step::Snapshot,
-        Step::ChangeDb,
-        Step::WriteEnv,
-        Step::Recreate {
-            container: "core".into(),
-        },
-        Step::Commit,
+        steps::snapshot(),
+        steps::change_db(),
+        steps::write_env(),
+        steps::recreate("core"),
+        steps::commit(),
     ];
     git_steps::add_steps(&mut steps, Some(&t));
     let names: Vec<String> = steps.iter().map(Step::name).collect();
@@ -123,24 +133,27 @@ fn auto_mode_resolves_to_push_with_the_upstream_and_the_steps_sit_in_place() {
         ]
     );
     let commit_only = GitTarget { push: None, ..t };
-    let mut steps = vec![Step::WriteEnv, Step::Commit];
+    let mut steps = vec![steps::write_env(), steps::commit()];
     git_steps::add_steps(&mut steps, Some(&commit_only));
-    assert_eq!(steps, [Step::WriteEnv, Step::GitCommit, Step::Commit]);
+    assert_eq!(
+        steps,
+        [steps::write_env(), steps::git_commit(), steps::commit()]
+    );
 }
 
 #[test]
 fn commit_and_push_reach_origin_the_pipeline_pulls_and_a_replay_adds_nothing() {
     let r = setup("");
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
-    r.apply(Step::GitPush).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
     assert_eq!(r.origin_env(), NEW);
     let id = std::fs::read_to_string(r.dir.join(COMMIT_ID_FILE)).unwrap();
     assert_eq!(id.trim(), r.f.head(&r.f.host));
     // resume replays both steps: no second commit, nothing new pushed.
     let log = r.origin_log();
-    r.apply(Step::GitCommit).unwrap();
-    r.apply(Step::GitPush).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
     assert_eq!(r.origin_log(), log);
     assert_eq!(log.lines().count(), 2, "{log}");
     git_ok(&r.f.pipeline, &["pull", "-q", "--ff-only"]);
@@ -156,8 +169,8 @@ fn commit_and_push_reach_origin_the_pipeline_pulls_and_a_replay_adds_nothing() {
 fn rollback_after_push_reverts_on_origin_and_leaves_the_host_clean() {
     let r = setup("");
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
-    r.apply(Step::GitPush).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
     r.roll_back();
     assert_eq!(r.origin_env(), OLD);
     assert!(r
@@ -183,7 +196,7 @@ fn rollback_before_push_drops_our_commit_and_origin_never_sees_it() {
     let before = r.f.head(&r.f.host);
     let origin_before = r.f.head(&r.f.origin);
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
+    r.apply(steps::git_commit()).unwrap();
     r.roll_back();
     assert_eq!(r.f.head(&r.f.host), before);
     assert_eq!(r.f.head(&r.f.origin), origin_before);
@@ -194,13 +207,16 @@ fn rollback_before_push_drops_our_commit_and_origin_never_sees_it() {
 #[test]
 fn a_kill_between_commit_and_recording_its_id_is_still_undone() {
     let r = setup("[git]\nmode = \"commit\"\n");
-    assert_eq!(r.j.context.git.as_ref().unwrap().push, None);
+    assert_eq!(
+        RunContext::of(&r.j).unwrap().git.as_ref().unwrap().push,
+        None
+    );
     let before = r.f.head(&r.f.host);
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
+    r.apply(steps::git_commit()).unwrap();
     std::fs::remove_file(r.dir.join(COMMIT_ID_FILE)).unwrap();
     // Replay first: HEAD carries this run's message, so no second commit.
-    r.apply(Step::GitCommit).unwrap();
+    r.apply(steps::git_commit()).unwrap();
     assert_eq!(
         git_ok(
             &r.f.host,
@@ -217,10 +233,10 @@ fn a_kill_between_commit_and_recording_its_id_is_still_undone() {
 fn push_retried_once_when_upstream_moved_elsewhere_and_the_id_follows() {
     let r = setup("");
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
+    r.apply(steps::git_commit()).unwrap();
     let first = r.f.head(&r.f.host);
     r.f.upstream_commit(&[("README", "x\n")], "someone else");
-    r.apply(Step::GitPush).unwrap();
+    r.apply(steps::git_push()).unwrap();
     assert_eq!(r.origin_env(), NEW);
     let id = std::fs::read_to_string(r.dir.join(COMMIT_ID_FILE)).unwrap();
     assert_ne!(id.trim(), first, "the replayed commit has a new id");
@@ -240,10 +256,10 @@ fn push_retried_once_when_upstream_moved_elsewhere_and_the_id_follows() {
 fn push_rejected_because_upstream_changed_the_env_file_rolls_back_without_a_stray_commit() {
     let r = setup("");
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
+    r.apply(steps::git_commit()).unwrap();
     r.f.upstream_commit(&[(REL, "KOMODO_DB=ciphertext-THEIRS\n")], "theirs");
     let origin_before = r.f.head(&r.f.origin);
-    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    let e = r.apply(steps::git_push()).unwrap_err().to_string();
     assert!(e.contains("changed") && e.contains(REL), "{e}");
     r.roll_back();
     assert_eq!(r.f.head(&r.f.origin), origin_before);
@@ -262,8 +278,8 @@ fn pre_receive_hook_refusal_rolls_back_without_a_stray_commit() {
     let origin_before = r.f.head(&r.f.origin);
     let before = r.f.head(&r.f.host);
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
-    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    r.apply(steps::git_commit()).unwrap();
+    let e = r.apply(steps::git_push()).unwrap_err().to_string();
     assert!(e.contains("protected branch"), "{e}");
     r.roll_back();
     assert_eq!(r.f.head(&r.f.origin), origin_before);
@@ -281,7 +297,7 @@ fn commit_hook_refusal_fails_the_step_and_its_undo_changes_nothing() {
     );
     let before = r.f.head(&r.f.host);
     r.write_env(NEW);
-    let e = r.apply(Step::GitCommit).unwrap_err().to_string();
+    let e = r.apply(steps::git_commit()).unwrap_err().to_string();
     assert!(e.contains("no secrets"), "{e}");
     r.roll_back();
     assert_eq!(r.f.head(&r.f.host), before);
@@ -305,8 +321,8 @@ fn a_silent_push_url_times_out_and_the_rollback_proves_origin_untouched() {
     );
     let origin_before = r.f.head(&r.f.origin);
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
-    let e = r.apply(Step::GitPush).unwrap_err().to_string();
+    r.apply(steps::git_commit()).unwrap();
+    let e = r.apply(steps::git_push()).unwrap_err().to_string();
     assert!(e.contains("within 2s"), "{e}");
     r.roll_back();
     assert_eq!(r.f.head(&r.f.origin), origin_before);
@@ -323,8 +339,8 @@ fn a_silent_push_url_times_out_and_the_rollback_proves_origin_untouched() {
 fn an_unreachable_remote_during_the_push_undo_is_not_called_proven() {
     let r = setup("[git]\nnetwork_timeout = \"2s\"\n");
     r.write_env(NEW);
-    r.apply(Step::GitCommit).unwrap();
-    r.apply(Step::GitPush).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
     let port = silent_listener();
     git_ok(
         &r.f.host,
@@ -335,7 +351,7 @@ fn an_unreachable_remote_during_the_push_undo_is_not_called_proven() {
             &format!("git://127.0.0.1:{port}/o.git"),
         ],
     );
-    assert!(r.undo(Step::GitPush).is_err());
+    assert!(r.undo(steps::git_push()).is_err());
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! pending-journal check keyed by compose.env's canonical path (two configs, one compose.env),
 //! `mongo set-password` refusing while a journal is pending, core dumps off, `LimitCORE=0`.
 
+use komodo_rotate::planes::{steps, RunContext};
 use komodo_rotate::txn::lock::RunLock;
-use komodo_rotate::txn::{new_journal, Journal, RunContext, Step, StepStatus};
+use komodo_rotate::txn::{new_journal, Journal, StepStatus};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -75,11 +76,13 @@ fn two_configs_one_compose_env_see_each_others_lock_and_journal() {
     let mut j = new_journal(
         "rotate",
         "db-password",
+        &env,
         RunContext {
             compose_env: env.clone(),
             ..Default::default()
-        },
-        vec![Step::ChangeDb, Step::Commit],
+        }
+        .to_value(),
+        vec![steps::change_db(), steps::commit()],
     );
     j.steps[0].status = StepStatus::InFlight;
     j.persist(&ja).unwrap();
@@ -114,11 +117,13 @@ fn mongo_set_password_refuses_while_a_journal_is_pending() {
     let mut j = new_journal(
         "rotate",
         "db-password",
+        &env,
         RunContext {
-            compose_env: env,
+            compose_env: env.clone(),
             ..Default::default()
-        },
-        vec![Step::ChangeDb],
+        }
+        .to_value(),
+        vec![steps::change_db()],
     );
     j.steps[0].status = StepStatus::InFlight;
     j.persist(&ja).unwrap();
@@ -227,11 +232,13 @@ fn a_committed_journal_left_behind_is_a_no_op_for_resume_and_no_block_for_rotate
         let mut j = new_journal(
             "rotate",
             "db-password",
+            &env,
             RunContext {
                 compose_env: env.clone(),
                 ..Default::default()
-            },
-            vec![Step::ChangeDb, Step::Commit],
+            }
+            .to_value(),
+            vec![steps::change_db(), steps::commit()],
         );
         for r in &mut j.steps {
             r.status = StepStatus::Done;

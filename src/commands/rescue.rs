@@ -8,11 +8,11 @@ use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
-use crate::planes::{DbPasswordKeys, DockerPlane, EnvPlane, Loaded};
+use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, Loaded, RunContext};
 use crate::secret::Secret;
 use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
-use crate::txn::{new_journal, RunContext, Step};
+use crate::txn::new_journal;
 
 pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
 
@@ -51,6 +51,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         target,
         holders: all_holders,
     } = Loaded::load(cfg).await?;
+    keys.refuse_unpatched()?;
     let desired = keys.env_password(&env)?;
     if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
         return Err(Error::Precondition(format!(
@@ -59,7 +60,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             keys.compose_password_key
         )));
     }
-    let (old, steps) = match login_works(&target, &desired).await {
+    let (old, plan) = match login_works(&target, &desired).await {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value
             // need a recreate.
@@ -77,36 +78,31 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 println!("nothing to rescue: compose.env's password logs in and every container holds it");
                 return Ok(0);
             }
-            let mut steps = vec![Step::Snapshot];
-            steps.extend(stale.into_iter().map(|c| Step::Recreate { container: c }));
-            steps.push(Step::Commit);
-            (desired.clone(), steps)
+            let mut plan = vec![steps::snapshot()];
+            plan.extend(stale.iter().map(|c| steps::recreate(c)));
+            plan.push(steps::commit());
+            (desired.clone(), plan)
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         LoginOutcome::Rejected => {
             let ladder = candidates(cfg, &env, &dk, &keys, prior);
             let old = climb(&target, &ladder, &desired).await?;
-            let mut steps = vec![Step::Snapshot, Step::ChangeDb];
-            steps.extend(all_holders.iter().map(|c| Step::Recreate {
-                container: c.clone(),
-            }));
-            steps.push(Step::Commit);
-            (old, steps)
+            let mut plan = vec![steps::snapshot(), steps::change_db()];
+            plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
+            plan.push(steps::commit());
+            (old, plan)
         }
     };
-    for s in &steps {
-        if let Step::Recreate { container } = s {
-            crate::docker::Recreate::prepare(
-                &dk.engine,
-                container,
-                crate::docker::EnvPatch::new(),
-                0,
-            )
+    for container in plan
+        .iter()
+        .filter(|s| s.is(steps::RECREATE))
+        .filter_map(|s| s.target.as_deref())
+    {
+        crate::docker::Recreate::prepare(&dk.engine, container, crate::docker::EnvPatch::new(), 0)
             .await?;
-        }
     }
     if args.dry_run {
-        super::rotate::print_plan(&steps);
+        steps::print_plan(&plan);
         println!("pre-flight: ok; nothing changed (--dry-run)");
         return Ok(0);
     }
@@ -120,7 +116,13 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
     };
-    let mut journal = new_journal("rescue", "db-password", context, steps);
+    let mut journal = new_journal(
+        "rescue",
+        "db-password",
+        &cfg.compose_env,
+        context.to_value(),
+        plan,
+    );
     journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);
     journal.persist(&cfg.journal_dir())?;
     let live = Live {

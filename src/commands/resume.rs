@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::execute::{self, Direction, Live, RUNBOOK_INTERRUPTED};
 use crate::planes::live::Staged;
-use crate::planes::{mongo_target, DockerPlane};
-use crate::sops::Identities;
+use crate::planes::{mongo_target, steps, DockerPlane, RunContext};
+use crate::sops::{Identities, SopsFile};
 use crate::txn::lock::RunLock;
-use crate::txn::{Journal, Step, StepStatus};
+use crate::txn::{Journal, StepStatus};
 
 pub fn run(args: ConfigArgs) -> Result<i32> {
     let cfg = Config::load(args.config.as_deref())?;
@@ -41,10 +41,15 @@ async fn resume(cfg: &Config) -> Result<i32> {
         )));
     };
     let staged = Staged::open(&sealed, &ids)?;
+    let ctx = RunContext::of(&journal)?;
     let (engine, mongo) = DockerPlane::mongo_only(cfg).await?;
-    let target = mongo_target(cfg, &mongo, &journal.context.mongo_user)?;
+    let target = mongo_target(cfg, &mongo, &ctx.mongo_user)?;
 
-    let direction = decide(&mut journal, &target, &staged).await?;
+    let direction = if ctx.has_store() {
+        decide(&mut journal, &target, &staged, &ctx).await?
+    } else {
+        decide_env_only(&journal, &ctx, &ids, &staged)?
+    };
     match &direction {
         Direction::Forward => eprintln!(
             "komodo-rotate: resuming {} run {}: rolling forward",
@@ -66,13 +71,8 @@ async fn resume(cfg: &Config) -> Result<i32> {
     Ok(code)
 }
 
-/// DESIGN.md's decision table.
-async fn decide(
-    journal: &mut Journal,
-    target: &crate::mongo::Target,
-    staged: &Staged,
-) -> Result<Direction> {
-    let rolling_back = journal.steps.iter().any(|r| {
+fn rolling_back(journal: &Journal) -> bool {
+    journal.steps.iter().any(|r| {
         matches!(
             r.status,
             StepStatus::Failed
@@ -80,13 +80,45 @@ async fn decide(
                 | StepStatus::Undone
                 | StepStatus::UndoFailed
         )
-    });
-    if rolling_back {
+    })
+}
+
+/// A kind with no live copy outside compose.env and the containers: compose.env, the deploy
+/// source, decides. Holding NEW: roll forward (a `compose up` now deploys NEW anyway); else back.
+fn decide_env_only(
+    journal: &Journal,
+    ctx: &RunContext,
+    ids: &Identities,
+    staged: &Staged,
+) -> Result<Direction> {
+    if rolling_back(journal) {
         return Ok(Direction::Back {
             reason: "the interrupted run had already started its rollback".into(),
         });
     }
-    let db = journal.status_of(&Step::ChangeDb);
+    let env = SopsFile::load(&ctx.compose_env)?.decrypt(ids)?;
+    if env.get(&ctx.env_key).is_some_and(|v| v.ct_eq(&staged.new)) {
+        Ok(Direction::Forward)
+    } else {
+        Ok(Direction::Back {
+            reason: format!("compose.env's {} is not the new value yet", ctx.env_key),
+        })
+    }
+}
+
+/// DESIGN.md's decision table.
+async fn decide(
+    journal: &mut Journal,
+    target: &crate::mongo::Target,
+    staged: &Staged,
+    ctx: &RunContext,
+) -> Result<Direction> {
+    if rolling_back(journal) {
+        return Ok(Direction::Back {
+            reason: "the interrupted run had already started its rollback".into(),
+        });
+    }
+    let db = journal.status_of(&steps::change_db());
     if db == Some(StepStatus::Pending) {
         return Ok(Direction::Back {
             reason: "it stopped before change-db: Mongo was never touched".into(),
@@ -101,7 +133,7 @@ async fn decide(
             )))
         }
         (LoginOutcome::Accepted, _) => {
-            if let Some(r) = journal.record_mut(&Step::ChangeDb) {
+            if let Some(r) = journal.record_mut(&steps::change_db()) {
                 r.status = StepStatus::Done;
             }
             Ok(Direction::Forward)
@@ -114,7 +146,7 @@ async fn decide(
             cause: format!(
                 "MongoDB at {} accepts neither the old nor the new password of {}",
                 target.server(),
-                journal.context.mongo_user
+                ctx.mongo_user
             ),
             undo_failure: "cannot decide between rolling forward and back".into(),
             runbook: "runbooks/no-password-survives.md".into(),

@@ -1,121 +1,147 @@
-//! `rotate`: pre-flight (nothing changes on failure), stage a new secret in the journal, then
-//! the transaction: snapshot → change-db → write-env → recreate core, each periphery → commit.
+//! `rotate`: for each `--secret KIND` in turn, the kind's pre-flight (nothing changes on
+//! failure) and plan, a new value staged in the journal, then the transaction and its proof.
+//! `--list` prints the kinds this deployment supports.
 
 use crate::cli::RotateArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::mongo::{login_works, LoginOutcome};
+use crate::kinds::{Ask, Kind};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
-use crate::planes::Loaded;
+use crate::planes::{git_steps, steps, Loaded};
 use crate::secret::Secret;
 use crate::txn::lock::RunLock;
-use crate::txn::{new_journal, RunContext, Step};
+use crate::txn::new_journal;
 
 pub fn run(args: RotateArgs) -> Result<i32> {
     let cfg = Config::load(args.config.config.as_deref())?;
     super::runtime()?.block_on(rotate(&cfg, args))
 }
 
+/// The kinds asked for, in order, each once; none asked: the DB password.
+fn kinds_of(args: &RotateArgs) -> Vec<Kind> {
+    let mut out: Vec<Kind> = Vec::new();
+    for k in &args.secret {
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    if out.is_empty() {
+        out.push(Kind::DbPassword);
+    }
+    out
+}
+
 async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
-    if let Some(age) = args.if_older_than {
-        if !crate::metrics::rotation_due(cfg, args.secret.name(), age, super::quiet())? {
-            return Ok(0);
+    if args.list {
+        return list(cfg).await;
+    }
+    let kinds = kinds_of(&args);
+    let mut due = Vec::new();
+    for k in kinds {
+        match args.if_older_than {
+            Some(age) if !crate::metrics::rotation_due(cfg, &k.name(), age, super::quiet())? => {}
+            _ => due.push(k),
         }
     }
-    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
-    execute::refuse_if_pending(cfg)?;
-
-    // Pre-flight: every check the run depends on, before anything changes.
-    let Loaded {
-        env,
-        dk,
-        keys,
-        user,
-        target,
-        holders,
-    } = Loaded::load(cfg).await?;
-    let old = keys.env_password(&env)?;
-    match login_works(&target, &old).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => {
-            return Err(Error::Precondition(format!(
-                "{}'s {} does not log in to MongoDB at {} as {user}: the planes have drifted; run `komodo-rotate rescue`",
-                env.file.name(),
-                keys.compose_password_key,
-                target.server()
-            )))
-        }
-        LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
-    }
-    for name in &holders {
-        // Checks leftovers and that the image is present locally; changes nothing.
-        crate::docker::Recreate::prepare(&dk.engine, name, crate::docker::EnvPatch::new(), 0)
-            .await?;
-    }
-    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
-    // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
-    // key, a rule it cannot honour) fails here, before Mongo is touched.
-    env.file
-        .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
-    if let Some(rule) = env.file.clear_text_rule(&keys.compose_password_key) {
-        return Err(Error::Precondition(format!(
-            "{}: {} is stored in clear text by the file's rule ({rule}); re-encrypt the file with a rule that encrypts this key before rotating",
-            env.file.name(),
-            keys.compose_password_key
-        )));
-    }
-
-    let mut steps = vec![Step::Snapshot, Step::ChangeDb, Step::WriteEnv];
-    steps.extend(holders.iter().map(|c| Step::Recreate {
-        container: c.clone(),
-    }));
-    steps.push(Step::Commit);
-    // The git plane's pre-flight (read-only) and its steps, when [git] resolves to commit/push.
-    let git = crate::planes::git_steps::preflight(cfg)?;
-    crate::planes::git_steps::add_steps(&mut steps, git.as_ref());
-
-    if args.dry_run {
-        print_plan(&steps);
-        println!("pre-flight: ok (compose.env decrypts, its password logs in, containers and images present)");
+    if due.is_empty() {
         return Ok(0);
     }
+    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
+    // Several kinds run one after another, each its own transaction with its own proof: a kind
+    // that fails rolls back alone, and the kinds before it stay committed (said below).
+    let mut done: Vec<String> = Vec::new();
+    let mut code = 0;
+    for kind in &due {
+        execute::refuse_if_pending(cfg)?;
+        match rotate_one(cfg, &args, kind).await {
+            Ok(c) => {
+                code = code.max(c);
+                done.push(kind.name());
+            }
+            Err(e) => {
+                if !done.is_empty() {
+                    eprintln!(
+                        "komodo-rotate: {} committed before {kind} failed; they keep their new values",
+                        done.join(", ")
+                    );
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(code)
+}
 
+async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32> {
+    // Pre-flight: every check the run depends on, before anything changes.
+    let loaded = Loaded::load(cfg).await?;
+    let new = Secret::generate()
+        .map_err(|e| Error::Precondition(format!("no randomness for a new secret: {e}")))?;
+    let plan = kind
+        .plan(Ask {
+            cfg,
+            loaded: &loaded,
+            new,
+        })
+        .await?;
+    let mut steps = plan.steps;
+    let mut context = plan.context;
+    // The git plane's pre-flight (read-only) and its steps, when [git] resolves to commit/push.
+    context.git = git_steps::preflight(cfg)?;
+    git_steps::add_steps(&mut steps, context.git.as_ref());
+
+    if args.dry_run {
+        println!("{kind}: {}", kind.about());
+        steps::print_plan(&steps);
+        for b in &plan.before {
+            println!("effect: {b}");
+        }
+        for a in &plan.after {
+            println!("after: {a}");
+        }
+        println!("pre-flight: ok (compose.env decrypts, the live value checks out, containers and images present)");
+        return Ok(0);
+    }
+    for b in &plan.before {
+        eprintln!("komodo-rotate: warning: {b}");
+    }
     let staged = Staged {
-        old,
-        new: Secret::generate()
-            .map_err(|e| Error::Precondition(format!("no randomness for a new secret: {e}")))?,
+        old: plan.old,
+        new: plan.new,
     };
-    let context = RunContext {
-        compose_env: cfg.compose_env.clone(),
-        env_key: keys.compose_password_key.clone(),
-        mongo_user: user,
-        container_keys: keys.containers.clone(),
-        env_already_new: false,
-        git,
-    };
-    let mut journal = new_journal("rotate", args.secret.name(), context, steps);
-    journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);
+    let mut journal = new_journal(
+        "rotate",
+        &kind.name(),
+        &cfg.compose_env,
+        context.to_value(),
+        steps,
+    );
+    journal.sealed_secrets = Some(staged.seal(&loaded.env.file.recipients())?);
     journal.persist(&cfg.journal_dir())?;
     crate::txn::runner::failpoint("after:stage")?;
     let live = Live {
         cfg,
-        ids: &env.ids,
-        engine: dk.engine.clone(),
-        target,
+        ids: &loaded.env.ids,
+        engine: loaded.dk.engine.clone(),
+        target: loaded.target.clone(),
     };
     let code = execute::execute(live, journal, staged, Direction::Forward).await?;
-    println!(
-        "rotated {}: every plane holds the new value",
-        args.secret.name()
-    );
+    println!("rotated {kind}: every plane holds the new value");
+    for a in &plan.after {
+        println!("notice: {a}");
+    }
     Ok(code)
 }
 
-pub fn print_plan(steps: &[Step]) {
-    println!("plan ({} steps):", steps.len());
-    for (i, s) in steps.iter().enumerate() {
-        println!("  {}. {:<28} {}", i + 1, s.name(), s.describe());
-        println!("     {:<28} undo: {}", "", s.describe_undo());
+/// `rotate --list`: every kind, and for this deployment whether it can run or why not.
+async fn list(cfg: &Config) -> Result<i32> {
+    let loaded = Loaded::load(cfg).await?;
+    for k in Kind::all() {
+        match k.available(&loaded) {
+            Ok(()) => println!("{:<16} available      {}", k.name(), k.about()),
+            Err(why) => println!("{:<16} not available  {why}", k.name()),
+        }
     }
+    Ok(0)
 }

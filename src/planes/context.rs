@@ -2,6 +2,8 @@
 //! values, the journal dir) and the small helpers shared by the step implementations
 //! (`live.rs`) and the proofs (`proof.rs`), so that neither imports the other.
 
+use super::run::RunContext;
+use super::value::eval_set;
 use crate::config::Config;
 use crate::docker::{Engine, EnvPatch, HealthGate, Recreate, Snapshot};
 use crate::error::{Error, Result};
@@ -9,7 +11,7 @@ use crate::fsutil::{self, Mode};
 use crate::mongo::Target;
 use crate::secret::Secret;
 use crate::sops::{Identities, SopsFile};
-use crate::txn::{sealed, Journal};
+use crate::txn::{sealed, Step};
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -95,37 +97,49 @@ impl LivePlanes<'_> {
     }
 
     /// Seals `snap` into the journal directory (replacing an earlier one of that container).
-    pub(super) fn save_snapshot(&self, snap: &Snapshot, j: &Journal) -> Result<()> {
+    pub(super) fn save_snapshot(&self, snap: &Snapshot, ctx: &RunContext) -> Result<()> {
         let name = &snap.name;
         let body = Zeroizing::new(serde_json::to_vec(snap).map_err(|e| {
             Error::Precondition(format!("cannot serialise the snapshot of {name}: {e}"))
         })?);
-        let armored = sealed::seal(&body, &self.recipients(j)?)
+        let armored = sealed::seal(&body, &self.recipients(ctx)?)
             .map_err(|e| Error::Precondition(e.to_string()))?;
         let p = self.snapshot_path(name);
         fsutil::write_atomic(&p, armored.as_bytes(), Mode::Exactly(0o600))
             .map_err(|e| Error::io(&p, e))
     }
 
-    pub(super) async fn recreate_for(&self, container: &str, j: &Journal) -> Result<Recreate> {
+    /// The recreate of `step` (a `recreate` step): its container's snapshot, patched with the
+    /// step's `set`, or, with no `set`, every key the context names for it set to NEW.
+    pub(super) async fn recreate_for(&self, step: &Step, ctx: &RunContext) -> Result<Recreate> {
+        let container = step.target.as_deref().unwrap_or_default();
         let p = self.snapshot_path(container);
         let snap = self.load_snapshot(container)?.ok_or_else(|| {
             Error::Precondition(format!("{}: no snapshot of {container}", p.display()))
         })?;
         let mut patch = EnvPatch::new();
-        for key in j
-            .context
-            .container_keys
-            .get(container)
-            .into_iter()
-            .flatten()
-        {
-            patch = patch.set(key.clone(), self.staged.new.clone());
+        for (key, value) in self.patch_of(step, ctx)? {
+            patch = patch.set(key, value);
         }
         Ok(Recreate::from_snapshot(&self.engine, snap, patch).await?)
     }
 
-    pub(super) fn recipients(&self, j: &Journal) -> Result<Vec<String>> {
-        Ok(SopsFile::load(&j.context.compose_env)?.recipients())
+    /// What a recreate step sets in its container's env, evaluated.
+    pub(super) fn patch_of(&self, step: &Step, ctx: &RunContext) -> Result<Vec<(String, Secret)>> {
+        if !step.set.is_empty() {
+            return eval_set(&step.set, &self.staged);
+        }
+        let container = step.target.as_deref().unwrap_or_default();
+        Ok(ctx
+            .container_keys
+            .get(container)
+            .into_iter()
+            .flatten()
+            .map(|k| (k.clone(), self.staged.new.clone()))
+            .collect())
+    }
+
+    pub(super) fn recipients(&self, ctx: &RunContext) -> Result<Vec<String>> {
+        Ok(SopsFile::load(&ctx.compose_env)?.recipients())
     }
 }

@@ -8,12 +8,14 @@
 //! then git-commit's (drop our commit while HEAD is still it, the work tree left as it is for
 //! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's).
 
+use super::run::{GitTarget, RunContext};
+use super::steps;
 use crate::config::{Config, GitMode};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::git::publish::push_with_one_retry;
 use crate::git::Repo;
-use crate::txn::{GitTarget, Journal, Step};
+use crate::txn::{Journal, Step};
 use std::path::Path;
 
 pub const COMMIT_ID_FILE: &str = "git-commit.id";
@@ -103,20 +105,20 @@ fn refuse(msg: String) -> Error {
     Error::Precondition(msg)
 }
 
-/// git-commit right after write-env; git-push as the last step before commit.
+/// git-commit right after the last write-env (the file's final state); git-push as the last step before commit.
 pub fn add_steps(steps: &mut Vec<Step>, target: Option<&GitTarget>) {
     let Some(t) = target else { return };
     let at = steps
         .iter()
-        .position(|s| *s == Step::WriteEnv)
+        .rposition(|s| s.is(steps::WRITE_ENV))
         .map_or(0, |i| i + 1);
-    steps.insert(at, Step::GitCommit);
+    steps.insert(at, steps::git_commit());
     if t.push.is_some() {
         let end = steps
             .iter()
-            .position(|s| *s == Step::Commit)
+            .position(|s| s.is(steps::COMMIT))
             .unwrap_or(steps.len());
-        steps.insert(end, Step::GitPush);
+        steps.insert(end, steps::git_push());
     }
 }
 
@@ -165,12 +167,13 @@ fn our_commit(repo: &Repo, cfg: &Config, j: &Journal, dir: &Path) -> Result<Opti
 
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
-    let Some(t) = &j.context.git else {
+    let ctx = RunContext::of(j)?;
+    let Some(t) = &ctx.git else {
         return Ok(());
     };
     let repo = repo(cfg, t)?;
-    match step {
-        Step::GitCommit => {
+    match step.kind.as_str() {
+        steps::GIT_COMMIT => {
             if let Some(id) = our_commit(&repo, cfg, j, dir)? {
                 if repo.is_ancestor(&id, "HEAD")? {
                     return Ok(());
@@ -183,7 +186,7 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             let id = repo.commit_file(&t.path, &message(cfg, j))?;
             write_id(dir, COMMIT_ID_FILE, &id)
         }
-        Step::GitPush => {
+        steps::GIT_PUSH => {
             let Some((remote, branch)) = &t.push else {
                 return Ok(());
             };
@@ -204,12 +207,13 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
 
 /// Undoes git-commit or git-push, from any partial state.
 pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
-    let Some(t) = &j.context.git else {
+    let ctx = RunContext::of(j)?;
+    let Some(t) = &ctx.git else {
         return Ok(());
     };
     let repo = repo(cfg, t)?;
-    match step {
-        Step::GitCommit => {
+    match step.kind.as_str() {
+        steps::GIT_COMMIT => {
             if read_id(dir, REVERT_ID_FILE)?.is_some() {
                 // git-push's undo already reverted ours, on the remote branch and here.
                 return Ok(());
@@ -219,7 +223,7 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Step::GitPush => {
+        steps::GIT_PUSH => {
             let Some((remote, branch)) = &t.push else {
                 return Ok(());
             };
@@ -252,7 +256,8 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
 
 /// After a rollback: the env file in the work tree equals HEAD's (no stray local change).
 pub fn old_state_is_back(j: &Journal, cfg: &Config) -> std::result::Result<(), String> {
-    let Some(t) = &j.context.git else {
+    let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
+    let Some(t) = &ctx.git else {
         return Ok(());
     };
     let repo = repo(cfg, t).map_err(|e| e.to_string())?;

@@ -4,6 +4,9 @@
 
 use super::context::SNAPSHOT_LOG_LINES;
 pub use super::context::{LivePlanes, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
+use super::run::RunContext;
+use super::steps;
+use super::value::eval_set;
 use crate::config::Config;
 use crate::docker::{RecreateStep, Snapshot};
 use crate::error::{Error, Result};
@@ -16,13 +19,11 @@ use zeroize::Zeroizing;
 
 impl Planes for LivePlanes<'_> {
     async fn apply(&mut self, step: &Step, j: &Journal) -> Result<()> {
-        match step {
-            Step::Snapshot => {
-                let recipients = self.recipients(j)?;
-                for (name, keys) in &j.context.container_keys {
-                    if keys.is_empty() {
-                        continue;
-                    }
+        let ctx = RunContext::of(j)?;
+        match step.kind.as_str() {
+            steps::SNAPSHOT => {
+                let recipients = self.recipients(&ctx)?;
+                for (name, _) in ctx.holders() {
                     let p = self.snapshot_path(name);
                     if p.exists() {
                         continue;
@@ -38,45 +39,26 @@ impl Planes for LivePlanes<'_> {
                 }
                 Ok(())
             }
-            Step::ChangeDb => {
+            steps::CHANGE_DB => {
                 if login_works(&self.target, &self.staged.new).await == LoginOutcome::Accepted {
                     return Ok(());
                 }
                 let admin = MongoAdmin::connect(&self.target, &self.staged.old).await?;
                 let r = admin
-                    .change_password(&j.context.mongo_user, &self.staged.new)
+                    .change_password(&ctx.mongo_user, &self.staged.new)
                     .await;
                 admin.close().await;
                 Ok(r?)
             }
-            Step::WriteEnv => {
-                if j.context.env_already_new {
+            steps::WRITE_ENV => {
+                if ctx.env_already_new {
                     return Ok(());
                 }
-                let path = &j.context.compose_env;
-                let _lock = env_lock(path)?;
-                let file = SopsFile::load(path)?;
-                let plain = file.decrypt(self.ids)?;
-                if plain
-                    .get(&j.context.env_key)
-                    .is_some_and(|v| v.ct_eq(&self.staged.new))
-                {
-                    return Ok(());
-                }
-                keep_previous(&self.journal_dir.join(PREV_ENV_FILE), file.bytes())?;
-                keep_backup(self.cfg, &j.run_id, file.bytes())?;
-                let bytes =
-                    file.with_values(self.ids, &[(j.context.env_key.as_str(), &self.staged.new)])?;
-                // Recorded before the write, so an undo after a crash in between still knows.
-                let w = self.journal_dir.join(WRITTEN_ENV_FILE);
-                fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
-                    .map_err(|e| Error::io(&w, e))?;
-                write_verified(path, &bytes, self.ids)?;
-                prune_backups(self.cfg);
-                Ok(())
+                self.write_env(step, &ctx, &j.run_id)
             }
-            Step::Recreate { container } => {
-                let mut rec = self.recreate_for(container, j).await?;
+            steps::RECREATE => {
+                let container = step.target.as_deref().unwrap_or_default();
+                let mut rec = self.recreate_for(step, &ctx).await?;
                 if let Some(again) = rec.rebase_if_replaced(SNAPSHOT_LOG_LINES).await? {
                     // Somebody else (a concurrent `docker compose up`) replaced it with a
                     // container that lacks the new value. Mongo and compose.env already hold NEW:
@@ -84,51 +66,51 @@ impl Planes for LivePlanes<'_> {
                     eprintln!(
                         "komodo-rotate: warning: {container} was replaced by another container during the run and does not hold the new value; recreating it again"
                     );
-                    self.save_snapshot(again.snapshot(), j)?;
+                    self.save_snapshot(again.snapshot(), &ctx)?;
                     rec = again;
                 }
                 rec.finish_through(RecreateStep::HealthGate, &self.gate())
                     .await?;
                 Ok(())
             }
-            Step::GitCommit | Step::GitPush => {
+            steps::GIT_COMMIT | steps::GIT_PUSH => {
                 super::git_steps::apply(step, j, self.cfg, &self.journal_dir)
             }
-            Step::Commit => {
+            steps::COMMIT => {
                 // Proof first: a failure here is a failed step, and the run rolls back.
                 super::proof::new_state_is_live(self, j)
                     .await
                     .map_err(|e| Error::Precondition(format!("proof before commit: {e}")))?;
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
-                for s in &j.steps {
-                    if let Step::Recreate { container } = &s.step {
-                        match self.recreate_for(container, j).await {
-                            Ok(rec) => {
-                                if let Err(e) = rec.commit().await {
-                                    eprintln!("komodo-rotate: warning: {e}");
-                                }
+                for s in j.steps.iter().filter(|r| r.step.is(steps::RECREATE)) {
+                    match self.recreate_for(&s.step, &ctx).await {
+                        Ok(rec) => {
+                            if let Err(e) = rec.commit().await {
+                                eprintln!("komodo-rotate: warning: {e}");
                             }
-                            Err(e) => eprintln!("komodo-rotate: warning: {e}"),
                         }
+                        Err(e) => eprintln!("komodo-rotate: warning: {e}"),
                     }
                 }
                 Ok(())
             }
+            other => Err(unknown(other)),
         }
     }
 
     async fn undo(&mut self, step: &Step, j: &Journal) -> Result<()> {
-        match step {
-            Step::Snapshot | Step::Commit => Ok(()),
-            Step::GitCommit | Step::GitPush => {
+        let ctx = RunContext::of(j)?;
+        match step.kind.as_str() {
+            steps::SNAPSHOT | steps::COMMIT => Ok(()),
+            steps::GIT_COMMIT | steps::GIT_PUSH => {
                 super::git_steps::undo(step, j, self.cfg, &self.journal_dir)
             }
-            Step::ChangeDb => match login_works(&self.target, &self.staged.new).await {
+            steps::CHANGE_DB => match login_works(&self.target, &self.staged.new).await {
                 LoginOutcome::Accepted => {
                     let admin = MongoAdmin::connect(&self.target, &self.staged.new).await?;
                     let r = admin
-                        .change_password(&j.context.mongo_user, &self.staged.old)
+                        .change_password(&ctx.mongo_user, &self.staged.old)
                         .await;
                     admin.close().await;
                     Ok(r?)
@@ -138,22 +120,83 @@ impl Planes for LivePlanes<'_> {
                     LoginOutcome::Rejected => Err(Error::Precondition(format!(
                         "MongoDB at {}: neither the old nor the new password of {} logs in",
                         self.target.server(),
-                        j.context.mongo_user
+                        ctx.mongo_user
                     ))),
                     LoginOutcome::Unreachable(r) => Err(Error::Precondition(r)),
                 },
                 LoginOutcome::Unreachable(r) => Err(Error::Precondition(r)),
             },
-            Step::WriteEnv => undo_write_env(&self.journal_dir, &j.context.compose_env),
-            Step::Recreate { container } => {
+            steps::WRITE_ENV => undo_write_env(
+                &self.journal_dir.join(prev_file(step)),
+                &self.journal_dir.join(written_file(step)),
+                &ctx.compose_env,
+            ),
+            steps::RECREATE => {
+                let container = step.target.as_deref().unwrap_or_default();
                 if !self.snapshot_path(container).exists() {
                     return Ok(());
                 }
-                let rec = self.recreate_for(container, j).await?;
+                let rec = self.recreate_for(step, &ctx).await?;
                 rec.undo().await?;
                 Ok(())
             }
+            other => Err(unknown(other)),
         }
+    }
+}
+
+impl LivePlanes<'_> {
+    /// Sets the step's keys (no `set`: the run's key to NEW) in compose.env. Already there: done.
+    fn write_env(&self, step: &Step, ctx: &RunContext, run_id: &str) -> Result<()> {
+        let path = &ctx.compose_env;
+        let values = if step.set.is_empty() {
+            vec![(ctx.env_key.clone(), self.staged.new.clone())]
+        } else {
+            eval_set(&step.set, &self.staged)?
+        };
+        let _lock = env_lock(path)?;
+        let file = SopsFile::load(path)?;
+        let plain = file.decrypt(self.ids)?;
+        if values
+            .iter()
+            .all(|(k, v)| plain.get(k).is_some_and(|now| now.ct_eq(v)))
+        {
+            return Ok(());
+        }
+        keep_previous(&self.journal_dir.join(prev_file(step)), file.bytes())?;
+        keep_backup(self.cfg, run_id, file.bytes())?;
+        let pairs: Vec<(&str, &crate::secret::Secret)> =
+            values.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let bytes = file.with_values(self.ids, &pairs)?;
+        // Recorded before the write, so an undo after a crash in between still knows.
+        let w = self.journal_dir.join(written_file(step));
+        fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
+            .map_err(|e| Error::io(&w, e))?;
+        write_verified(path, &bytes, self.ids)?;
+        prune_backups(self.cfg);
+        Ok(())
+    }
+}
+
+fn unknown(kind: &str) -> Error {
+    Error::Precondition(format!(
+        "the journal names a step kind this build does not know ({kind}); resume it with the build that started the run"
+    ))
+}
+
+/// Where write-env keeps the bytes it replaced: one file per phase, so each phase's undo
+/// returns to the state before that phase.
+fn prev_file(step: &Step) -> String {
+    match &step.phase {
+        Some(p) => format!("{PREV_ENV_FILE}.{p}"),
+        None => PREV_ENV_FILE.into(),
+    }
+}
+
+fn written_file(step: &Step) -> String {
+    match &step.phase {
+        Some(p) => format!("{WRITTEN_ENV_FILE}.{p}"),
+        None => WRITTEN_ENV_FILE.into(),
     }
 }
 
@@ -169,24 +212,22 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Puts compose.env's previous bytes back, but only over exactly the bytes write-env wrote: an
 /// edit made meanwhile (another key changed with `sops set`) is never clobbered; the undo fails
 /// instead, naming the file, and the rollback stops (exit 5).
-pub fn undo_write_env(journal_dir: &Path, path: &Path) -> Result<()> {
-    let prev = journal_dir.join(PREV_ENV_FILE);
-    let old = match std::fs::read(&prev) {
+pub fn undo_write_env(prev: &Path, w: &Path, path: &Path) -> Result<()> {
+    let old = match std::fs::read(prev) {
         Ok(b) => b,
         // write-env never saved the old bytes, so it never wrote either.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(&prev, e)),
+        Err(e) => return Err(Error::io(prev, e)),
     };
     let _lock = env_lock(path)?;
     let now = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if now == old {
         return Ok(());
     }
-    let w = journal_dir.join(WRITTEN_ENV_FILE);
-    let written = match std::fs::read_to_string(&w) {
+    let written = match std::fs::read_to_string(w) {
         Ok(h) => Some(h),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(&w, e)),
+        Err(e) => return Err(Error::io(w, e)),
     };
     if written.is_some_and(|h| h.trim() == sha256_hex(&now)) {
         return fsutil::write_atomic(path, &old, Mode::KeepOr0600).map_err(|e| Error::io(path, e));
@@ -272,10 +313,10 @@ mod tests {
     #[test]
     fn undo_restores_over_exactly_what_write_env_wrote() {
         let (_d, jd, env) = after_write_env();
-        undo_write_env(&jd, &env).unwrap();
+        undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap();
         assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
         // Idempotent: a replayed undo finds the original and changes nothing.
-        undo_write_env(&jd, &env).unwrap();
+        undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap();
         assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
     }
 
@@ -283,7 +324,8 @@ mod tests {
     fn undo_never_clobbers_an_edit_made_meanwhile() {
         let (_d, jd, env) = after_write_env();
         std::fs::write(&env, b"WROTE+another key set by sops").unwrap();
-        let e = undo_write_env(&jd, &env).unwrap_err();
+        let e =
+            undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap_err();
         assert!(e.to_string().contains(&env.display().to_string()), "{e}");
         assert!(e.to_string().contains("changed under the run"), "{e}");
         assert_eq!(
@@ -293,7 +335,7 @@ mod tests {
         // Without a record of what was written, a difference is an edit too.
         std::fs::remove_file(jd.join(WRITTEN_ENV_FILE)).unwrap();
         std::fs::write(&env, b"WROTE").unwrap();
-        assert!(undo_write_env(&jd, &env).is_err());
+        assert!(undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).is_err());
         assert_eq!(std::fs::read(&env).unwrap(), b"WROTE");
     }
 
@@ -302,7 +344,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let env = d.path().join("compose.env");
         std::fs::write(&env, b"SOMETHING").unwrap();
-        undo_write_env(d.path(), &env).unwrap();
+        undo_write_env(
+            &d.path().join(PREV_ENV_FILE),
+            &d.path().join(WRITTEN_ENV_FILE),
+            &env,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&env).unwrap(), b"SOMETHING");
     }
 

@@ -8,6 +8,11 @@ pub mod execute;
 pub mod git_steps;
 pub mod live;
 mod proof;
+pub mod run;
+pub mod steps;
+pub mod value;
+
+pub use run::{GitTarget, RunContext};
 
 use crate::config::Config;
 use crate::docker::generation::{unpatched_carriers, Carrier};
@@ -213,7 +218,8 @@ impl DbPasswordKeys {
 }
 
 /// Everything a run needs from the three planes, loaded and cross-checked: the pre-flight's
-/// first half, shared by `rotate` and `rescue`.
+/// first half, shared by `rotate` (every kind) and `rescue`. Unpatched DB carriers are found
+/// here and refused by the runs that change the DB password.
 pub struct Loaded {
     pub env: EnvPlane,
     pub dk: DockerPlane,
@@ -232,7 +238,6 @@ impl Loaded {
         for w in &keys.warnings {
             eprintln!("komodo-rotate: warning: {w}");
         }
-        keys.refuse_unpatched()?;
         let user = keys.user(cfg, &env)?;
         let target = mongo_target(cfg, &dk.mongo, &user)?;
         let holders = dk

@@ -13,6 +13,7 @@
 //! Each returns every failure it saw in one line (names only, never a value).
 
 use super::context::LivePlanes;
+use super::run::RunContext;
 use super::DockerPlane;
 use crate::docker::{settle, ContainerInfo, HealthGate, NEXT_SUFFIX, PREV_SUFFIX};
 use crate::mongo::{login_works, LoginOutcome};
@@ -25,14 +26,17 @@ use std::time::{Duration, Instant};
 type Proof = std::result::Result<(), String>;
 
 pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof {
+    let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
     let (old, new) = (&p.staged.old, &p.staged.new);
-    env_holds(p, j, new, "new")?;
-    match login_works(&p.target, new).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => return Err("Mongo does not accept the new password".into()),
-        LoginOutcome::Unreachable(r) => return Err(r),
+    env_holds(p, &ctx, new, "new")?;
+    if ctx.has_store() {
+        match login_works(&p.target, new).await {
+            LoginOutcome::Accepted => {}
+            LoginOutcome::Rejected => return Err("Mongo does not accept the new password".into()),
+            LoginOutcome::Unreachable(r) => return Err(r),
+        }
     }
-    if !old.ct_eq(new) {
+    if ctx.has_store() && !old.ct_eq(new) {
         match login_works(&p.target, old).await {
             LoginOutcome::Rejected => {}
             LoginOutcome::Accepted => return Err("Mongo still accepts the old password".into()),
@@ -42,15 +46,19 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     let dk = DockerPlane::load(p.cfg).await.map_err(|e| e.to_string())?;
     let gate = p.gate();
     let mut problems = Vec::new();
+    let want = final_values(p, j, &ctx).map_err(|e| e.to_string())?;
     for c in dk.dependants() {
-        let keys = keys_of(j, &c.name);
+        let keys = keys_of(&ctx, &c.name);
         let present: Vec<&String> = keys.iter().filter(|k| c.env_value(k).is_some()).collect();
         if present.is_empty() {
             continue;
         }
         let stale: Vec<&str> = present
             .iter()
-            .filter(|k| !c.env_value(k).is_some_and(|v| v.ct_eq(new)))
+            .filter(|k| {
+                let expect = want.get(&(c.name.clone(), k.to_string())).unwrap_or(new);
+                !c.env_value(k).is_some_and(|v| v.ct_eq(expect))
+            })
             .map(|k| k.as_str())
             .collect();
         if !stale.is_empty() {
@@ -74,13 +82,16 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
 }
 
 pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof {
-    match login_works(&p.target, &p.staged.old).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
-        LoginOutcome::Unreachable(r) => return Err(r),
+    let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
+    if ctx.has_store() {
+        match login_works(&p.target, &p.staged.old).await {
+            LoginOutcome::Accepted => {}
+            LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
+            LoginOutcome::Unreachable(r) => return Err(r),
+        }
     }
-    if !j.context.env_already_new {
-        env_holds(p, j, &p.staged.old, "old")?;
+    if !ctx.env_already_new {
+        env_holds(p, &ctx, &p.staged.old, "old")?;
     }
     // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
     super::git_steps::old_state_is_back(j, p.cfg)?;
@@ -93,13 +104,8 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
         }
     };
     let gate = p.gate();
-    let rotation = !j.context.env_already_new;
-    for (name, keys) in j
-        .context
-        .container_keys
-        .iter()
-        .filter(|(_, k)| !k.is_empty())
-    {
+    let rotation = !ctx.env_already_new;
+    for (name, keys) in ctx.holders() {
         for leftover in [
             format!("{name}{NEXT_SUFFIX}"),
             format!("{name}{PREV_SUFFIX}"),
@@ -174,33 +180,44 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
 }
 
 /// compose.env, read from disk, holds `want` under the run's key.
-fn env_holds(p: &LivePlanes<'_>, j: &Journal, want: &Secret, which: &str) -> Proof {
-    let env = SopsFile::load(&j.context.compose_env)
+fn env_holds(p: &LivePlanes<'_>, ctx: &RunContext, want: &Secret, which: &str) -> Proof {
+    let env = SopsFile::load(&ctx.compose_env)
         .and_then(|f| f.decrypt(p.ids))
         .map_err(|e| e.to_string())?;
-    if env.get(&j.context.env_key).is_some_and(|v| v.ct_eq(want)) {
+    if env.get(&ctx.env_key).is_some_and(|v| v.ct_eq(want)) {
         Ok(())
     } else {
         Err(format!(
             "compose.env's {} is not the {which} value",
-            j.context.env_key
+            ctx.env_key
         ))
     }
 }
 
+/// What each (container, key) must hold at the end of the run when it is not simply NEW: the
+/// `set` of the last recreate step of that container (a multi-phase plan ends on its last phase).
+fn final_values(
+    p: &LivePlanes<'_>,
+    j: &Journal,
+    ctx: &RunContext,
+) -> crate::error::Result<std::collections::BTreeMap<(String, String), Secret>> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in j.steps.iter().filter(|r| r.step.is(super::steps::RECREATE)) {
+        let container = r.step.target.clone().unwrap_or_default();
+        for (k, v) in p.patch_of(&r.step, ctx)? {
+            out.insert((container.clone(), k), v);
+        }
+    }
+    Ok(out)
+}
+
 /// The keys the journal names for `name`; for a container it does not know (a new name from
 /// discovery), every key it names anywhere.
-fn keys_of(j: &Journal, name: &str) -> Vec<String> {
-    match j.context.container_keys.get(name) {
+fn keys_of(ctx: &RunContext, name: &str) -> Vec<String> {
+    match ctx.container_keys.get(name) {
         Some(k) => k.clone(),
         None => {
-            let mut all: Vec<String> = j
-                .context
-                .container_keys
-                .values()
-                .flatten()
-                .cloned()
-                .collect();
+            let mut all: Vec<String> = ctx.container_keys.values().flatten().cloned().collect();
             all.sort();
             all.dedup();
             all

@@ -42,8 +42,13 @@ pub struct Journal {
     pub command: String,
     pub secret: String,
     pub started_at: String,
-    /// Non-secret facts the steps need after a crash: env key names, container names, user.
-    pub context: super::RunContext,
+    /// The file the run guards (host-wide lock and pending pointer are keyed by it).
+    #[serde(default)]
+    pub guarded: PathBuf,
+    /// Non-secret facts the steps need after a crash, as their planes define them (this module
+    /// does not look inside).
+    #[serde(default)]
+    pub context: serde_json::Value,
     pub steps: Vec<StepRecord>,
     /// age-armored JSON `{ "old": ..., "new": ... }`; removed at commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,7 +94,7 @@ impl Journal {
             .map_err(|e| Error::Precondition(format!("cannot serialise the journal: {e}")))?;
         fsutil::write_atomic(&p, &body, Mode::Exactly(0o600)).map_err(|e| Error::io(&p, e))?;
         // Host-wide pointer, so runs of other configs on the same file see this journal.
-        let guarded = &self.context.compose_env;
+        let guarded = &self.guarded;
         if !guarded.as_os_str().is_empty() {
             let canon = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
             super::lock::mark_pending(guarded, &canon)?;
@@ -108,7 +113,7 @@ impl Journal {
         let guarded = Self::load_pending(dir)
             .ok()
             .flatten()
-            .map(|j| j.context.compose_env)
+            .map(|j| j.guarded)
             .filter(|p| !p.as_os_str().is_empty());
         match std::fs::read_dir(dir) {
             Ok(entries) => {

@@ -11,16 +11,24 @@ pub mod step;
 
 pub use journal::{Journal, StepRecord, StepStatus};
 pub use runner::{Outcome, Planes, Progress, Runner};
-pub use step::{GitTarget, RunContext, Step};
+pub use step::Step;
 
-/// Builds a fresh journal for `steps`, all pending.
-pub fn new_journal(command: &str, secret: &str, context: RunContext, steps: Vec<Step>) -> Journal {
+/// Builds a fresh journal for `steps`, all pending. `guarded` is the file the run changes (the
+/// host-wide lock's key); `context` is the planes' own non-secret data.
+pub fn new_journal(
+    command: &str,
+    secret: &str,
+    guarded: &std::path::Path,
+    context: serde_json::Value,
+    steps: Vec<Step>,
+) -> Journal {
     Journal {
         version: journal::FORMAT_VERSION,
         run_id: journal::new_run_id(),
         command: command.into(),
         secret: secret.into(),
         started_at: journal::now_rfc3339(),
+        guarded: guarded.to_path_buf(),
         context,
         steps: steps
             .into_iter()
@@ -100,16 +108,12 @@ mod tests {
 
     fn plan() -> Vec<Step> {
         vec![
-            Step::Snapshot,
-            Step::ChangeDb,
-            Step::WriteEnv,
-            Step::Recreate {
-                container: "core".into(),
-            },
-            Step::Recreate {
-                container: "periphery".into(),
-            },
-            Step::Commit,
+            Step::new("snapshot"),
+            Step::new("change-db"),
+            Step::new("write-env"),
+            Step::new("recreate").on("core"),
+            Step::new("recreate").on("periphery"),
+            Step::new("commit"),
         ]
     }
 
@@ -121,7 +125,13 @@ mod tests {
             dir: d.path().to_path_buf(),
             ..Default::default()
         };
-        let j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        let j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        );
         j.persist(d.path()).unwrap();
         let mut lines = Lines::default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -171,11 +181,12 @@ mod tests {
                 "undo snapshot"
             ]
         );
-        assert_eq!(j.status_of(&Step::ChangeDb), Some(StepStatus::Undone));
         assert_eq!(
-            j.status_of(&Step::Recreate {
-                container: "periphery".into()
-            }),
+            j.status_of(&Step::new("change-db")),
+            Some(StepStatus::Undone)
+        );
+        assert_eq!(
+            j.status_of(&Step::new("recreate").on("periphery")),
             Some(StepStatus::Pending)
         );
     }
@@ -196,8 +207,11 @@ mod tests {
         }
         // change-db must NOT be undone past a failed env restore: that would split the planes.
         assert!(!p.log.contains(&"undo change-db".to_string()));
-        assert_eq!(j.status_of(&Step::WriteEnv), Some(StepStatus::UndoFailed));
-        assert_eq!(j.status_of(&Step::ChangeDb), Some(StepStatus::Done));
+        assert_eq!(
+            j.status_of(&Step::new("write-env")),
+            Some(StepStatus::UndoFailed)
+        );
+        assert_eq!(j.status_of(&Step::new("change-db")), Some(StepStatus::Done));
         let e = Outcome::RollbackIncomplete {
             step: "a".into(),
             cause: "b".into(),
@@ -213,7 +227,13 @@ mod tests {
     #[test]
     fn resumed_journal_skips_done_steps() {
         let d = tempfile::tempdir().unwrap();
-        let mut j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        let mut j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        );
         j.steps[0].status = StepStatus::Done;
         j.steps[1].status = StepStatus::Done;
         j.persist(d.path()).unwrap();
@@ -243,7 +263,13 @@ mod tests {
     ) -> (Result<Outcome>, Script, Journal) {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("journal");
-        let mut j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        let mut j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        );
         for r in j.steps.iter_mut().take(done) {
             r.status = StepStatus::Done;
         }
@@ -288,7 +314,7 @@ mod tests {
         }
         // Whatever was on disk is kept, as it was when the disk failed.
         assert_eq!(
-            on_disk.status_of(&Step::ChangeDb),
+            on_disk.status_of(&Step::new("change-db")),
             Some(StepStatus::InFlight)
         );
         let e = out.into_result("runbooks/interrupted-run.md").unwrap_err();
@@ -326,13 +352,22 @@ mod tests {
         let (out, p, on_disk) = run_with_broken_journal(Some("commit"), 0);
         assert!(matches!(out.unwrap(), Outcome::Committed));
         assert!(!p.log.iter().any(|l| l.starts_with("undo")), "{:?}", p.log);
-        assert_eq!(on_disk.status_of(&Step::Commit), Some(StepStatus::InFlight));
+        assert_eq!(
+            on_disk.status_of(&Step::new("commit")),
+            Some(StepStatus::InFlight)
+        );
     }
 
     #[test]
     fn clear_removes_the_journal_last_and_committed_is_all_done() {
         let d = tempfile::tempdir().unwrap();
-        let mut j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        let mut j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        );
         assert!(!j.is_committed());
         for r in &mut j.steps {
             r.status = StepStatus::Done;
@@ -350,7 +385,13 @@ mod tests {
     fn journal_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let j = new_journal("rotate", "db-password", RunContext::default(), plan());
+        let j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        );
         j.persist(&d.path().join("journal")).unwrap();
         let md = std::fs::metadata(Journal::path(&d.path().join("journal"))).unwrap();
         assert_eq!(md.permissions().mode() & 0o777, 0o600);

@@ -120,7 +120,8 @@ impl<'a, P: Planes, G: Progress> Runner<'a, P, G> {
                     let persisted = self.set(i, StepStatus::Done, None, Some(ms));
                     self.progress.step_finished(i, total, &name, "ok", ms);
                     if let Err(e) = persisted {
-                        if step == Step::Commit {
+                        if i + 1 == total {
+                            // The last step of a plan is its commit.
                             // Past the point of no return: the run is committed; the stale
                             // journal only makes `resume` replay the (idempotent) commit.
                             eprintln!("komodo-rotate: warning: the run committed, but the journal could not be updated: {e}; `komodo-rotate resume` will finish clearing it");

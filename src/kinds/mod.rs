@@ -1,0 +1,120 @@
+//! Secret kinds: what `rotate --secret KIND` can rotate. Each kind is one module that turns the
+//! loaded planes into a [`Plan`]: its pre-flight (read-only; a refusal is exit 3), its steps (the
+//! generic steps of `planes::steps`, each with its undo), and the context the proofs and `resume`
+//! read. The transaction engine (`txn`) and the step semantics (`planes`) know no kind.
+//!
+//! A new kind: one module here with `plan` and `available`, and one arm in each `match` below.
+
+mod db_password;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::planes::{Loaded, RunContext};
+use crate::secret::Secret;
+use crate::txn::Step;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The MongoDB password of Komodo's DB user (compose.env, Mongo's user, core's env).
+    DbPassword,
+}
+
+/// What a kind is asked to plan: the loaded planes and the value it is to roll out.
+pub struct Ask<'a> {
+    pub cfg: &'a Config,
+    pub loaded: &'a Loaded,
+    pub new: Secret,
+}
+
+/// A kind's plan, ready to be journaled and run.
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub context: RunContext,
+    pub old: Secret,
+    pub new: Secret,
+    /// Printed before the run starts (effects on users).
+    pub before: Vec<String>,
+    /// Printed after a commit (what the operator still has to do elsewhere).
+    pub after: Vec<String>,
+}
+
+impl Kind {
+    /// Every kind `rotate --list` reports on.
+    pub fn all() -> Vec<Kind> {
+        vec![Kind::DbPassword]
+    }
+
+    pub fn parse(s: &str) -> std::result::Result<Kind, String> {
+        match s {
+            "db-password" => Ok(Kind::DbPassword),
+            _ => Err(format!(
+                "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password)"
+            )),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Kind::DbPassword => "db-password".into(),
+        }
+    }
+
+    pub fn about(&self) -> &'static str {
+        match self {
+            Kind::DbPassword => "the MongoDB password (Mongo's user, compose.env, core's env)",
+        }
+    }
+
+    /// Whether this deployment supports the kind, else why not (one line).
+    pub fn available(&self, loaded: &Loaded) -> std::result::Result<(), String> {
+        match self {
+            Kind::DbPassword => db_password::available(loaded),
+        }
+    }
+
+    /// The pre-flight (nothing changes; a refusal is exit 3) and the plan.
+    pub async fn plan(&self, ask: Ask<'_>) -> Result<Plan> {
+        if let Err(why) = self.available(ask.loaded) {
+            return Err(Error::Precondition(format!("{}: {why}", self.name())));
+        }
+        match self {
+            Kind::DbPassword => db_password::plan(ask).await,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// The pre-flight refusal shared by every kind that writes compose.env: the key must be
+/// encrypted by the file's rules.
+pub(crate) fn refuse_clear_text(loaded: &Loaded, key: &str) -> Result<()> {
+    if let Some(rule) = loaded.env.file.clear_text_rule(key) {
+        return Err(Error::Precondition(format!(
+            "{}: {key} is stored in clear text by the file's rule ({rule}); re-encrypt the file with a rule that encrypts this key before rotating",
+            loaded.env.file.name()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused_by_name() {
+        for k in Kind::all() {
+            assert_eq!(Kind::parse(&k.name()).unwrap(), k);
+        }
+        let e = Kind::parse("root-password").unwrap_err();
+        assert!(
+            e.contains("root-password") && e.contains("rotate --list"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The step kinds the planes know how to apply and undo, their constructors and their
+//! descriptions (`--dry-run` prints them). A secret kind composes its plan from these.
+
+use crate::txn::Step;
+
+pub const SNAPSHOT: &str = "snapshot";
+pub const CHANGE_DB: &str = "change-db";
+pub const WRITE_ENV: &str = "write-env";
+pub const RECREATE: &str = "recreate";
+pub const GIT_COMMIT: &str = "git-commit";
+pub const GIT_PUSH: &str = "git-push";
+pub const COMMIT: &str = "commit";
+
+pub fn snapshot() -> Step {
+    Step::new(SNAPSHOT)
+}
+pub fn change_db() -> Step {
+    Step::new(CHANGE_DB)
+}
+/// write-env with no `set`: the run's `env_key` to NEW.
+pub fn write_env() -> Step {
+    Step::new(WRITE_ENV)
+}
+/// recreate with no `set`: every key the context names for `container`, to NEW.
+pub fn recreate(container: &str) -> Step {
+    Step::new(RECREATE).on(container)
+}
+pub fn git_commit() -> Step {
+    Step::new(GIT_COMMIT)
+}
+pub fn git_push() -> Step {
+    Step::new(GIT_PUSH)
+}
+pub fn commit() -> Step {
+    Step::new(COMMIT)
+}
+
+fn sets(step: &Step, what: &str) -> String {
+    if step.set.is_empty() {
+        return what.into();
+    }
+    step.set
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.to_uppercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn describe(step: &Step) -> String {
+    let target = step.target.as_deref().unwrap_or("?");
+    match step.kind.as_str() {
+        SNAPSHOT => "save inspect + last log lines of the containers to recreate (sealed)".into(),
+        CHANGE_DB => "updateUser {pwd: NEW} on admin (w: majority); prove a fresh login with NEW".into(),
+        WRITE_ENV => format!(
+            "re-encrypt compose.env with {} (same data key and recipients, new MAC), atomically",
+            sets(step, "NEW")
+        ),
+        RECREATE => format!(
+            "recreate {target} with {} (create {target}-next, stop, rename to {target}-prev, start) and wait for health",
+            sets(step, "the env patched")
+        ),
+        GIT_COMMIT => "commit only the env file (ciphertext) on top of HEAD; the id is kept in the journal dir".into(),
+        GIT_PUSH => "push HEAD to the remote branch; if it moved without touching the env file, fetch, replay and retry once".into(),
+        COMMIT => "prove every plane holds NEW, remove the -prev containers, drop the sealed secrets, write the audit record".into(),
+        other => format!("{other} (unknown to this build)"),
+    }
+}
+
+pub fn describe_undo(step: &Step) -> String {
+    let target = step.target.as_deref().unwrap_or("?");
+    match step.kind.as_str() {
+        SNAPSHOT => "nothing to undo (the snapshot is deleted with the journal)".into(),
+        CHANGE_DB => "updateUser {pwd: OLD}, logged in with whichever of NEW/OLD works".into(),
+        WRITE_ENV => "put the previous compose.env bytes back atomically (only over what this step wrote)".into(),
+        RECREATE => format!(
+            "stop and remove the replacement, rename {target}-prev back to {target}, start it"
+        ),
+        GIT_COMMIT => "drop our commit while HEAD is still it (work tree left to write-env's undo), else a revert commit".into(),
+        GIT_PUSH => "push a revert commit of ours on top of the remote branch (only if ours reached it)".into(),
+        COMMIT => "none: after commit the new secret is the only one".into(),
+        other => format!("{other} (unknown to this build)"),
+    }
+}
+
+/// Prints the plan as `--dry-run` shows it: every step and its undo.
+pub fn print_plan(steps: &[Step]) {
+    println!("plan ({} steps):", steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        println!("  {}. {:<28} {}", i + 1, s.name(), describe(s));
+        println!("     {:<28} undo: {}", "", describe_undo(s));
+    }
+}
