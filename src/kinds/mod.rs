@@ -6,6 +6,7 @@
 //! A new kind: one module here with `plan` and `available`, and one arm in each `match` below.
 
 mod db_password;
+pub mod passkey;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -18,6 +19,8 @@ use std::fmt;
 pub enum Kind {
     /// The MongoDB password of Komodo's DB user (compose.env, Mongo's user, core's env).
     DbPassword,
+    /// Komodo v1's core-to-periphery passkey, in three phases (kinds/passkey.rs).
+    Passkey,
 }
 
 /// What a kind is asked to plan: the loaded planes and the value it is to roll out.
@@ -25,6 +28,8 @@ pub struct Ask<'a> {
     pub cfg: &'a Config,
     pub loaded: &'a Loaded,
     pub new: Secret,
+    /// `--local-only`: peripheries on other hosts (`[[periphery.remote]]`) keep the old value.
+    pub local_only: bool,
 }
 
 /// A kind's plan, ready to be journaled and run.
@@ -42,14 +47,15 @@ pub struct Plan {
 impl Kind {
     /// Every kind `rotate --list` reports on.
     pub fn all() -> Vec<Kind> {
-        vec![Kind::DbPassword]
+        vec![Kind::DbPassword, Kind::Passkey]
     }
 
     pub fn parse(s: &str) -> std::result::Result<Kind, String> {
         match s {
             "db-password" => Ok(Kind::DbPassword),
+            "passkey" => Ok(Kind::Passkey),
             _ => Err(format!(
-                "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password)"
+                "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password, passkey)"
             )),
         }
     }
@@ -57,12 +63,14 @@ impl Kind {
     pub fn name(&self) -> String {
         match self {
             Kind::DbPassword => "db-password".into(),
+            Kind::Passkey => "passkey".into(),
         }
     }
 
     pub fn about(&self) -> &'static str {
         match self {
             Kind::DbPassword => "the MongoDB password (Mongo's user, compose.env, core's env)",
+            Kind::Passkey => "Komodo v1's core-to-periphery passkey (three phases, no downtime)",
         }
     }
 
@@ -70,6 +78,7 @@ impl Kind {
     pub fn available(&self, loaded: &Loaded) -> std::result::Result<(), String> {
         match self {
             Kind::DbPassword => db_password::available(loaded),
+            Kind::Passkey => passkey::available(loaded),
         }
     }
 
@@ -80,6 +89,7 @@ impl Kind {
         }
         match self {
             Kind::DbPassword => db_password::plan(ask).await,
+            Kind::Passkey => passkey::plan(ask).await,
         }
     }
 }
