@@ -199,6 +199,10 @@ pub struct RotateArgs {
     /// Write run metrics in the node_exporter textfile format to FILE (atomically).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+    /// passkey: rotate although the config lists peripheries on other hosts
+    /// (`[[periphery.remote]]`); they keep the old passkey and are named in a warning.
+    #[arg(long)]
+    pub local_only: bool,
 }
 
 fn parse_charset(s: &str) -> Result<crate::secret::Charset, String> {

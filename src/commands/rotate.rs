@@ -85,6 +85,7 @@ async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32>
             cfg,
             loaded: &loaded,
             new,
+            local_only: args.local_only,
         })
         .await?;
     let mut steps = plan.steps;

@@ -203,10 +203,7 @@ async fn compare(
             DB,
             format!("carrier {at}"),
             Status::Drift,
-            format!(
-                "{} {}: rotate and rescue refuse it",
-                c.key, c.why
-            ),
+            format!("{} {}: rotate and rescue refuse it", c.key, c.why),
         );
     }
     let desired = match keys.env_password(env) {
@@ -287,7 +284,11 @@ async fn compare(
             Ok(v) if v.ct_eq(&desired) => m.push(
                 at,
                 Status::Ok,
-                format!("{} (read by {}) matches compose.env", f.key, f.readers.join(", ")),
+                format!(
+                    "{} (read by {}) matches compose.env",
+                    f.key,
+                    f.readers.join(", ")
+                ),
             ),
             Ok(_) => m.push(
                 at,

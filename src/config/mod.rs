@@ -3,6 +3,7 @@
 //! (say `stable-for`) must not silently fall back to a default.
 
 pub mod duration;
+pub mod periphery;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -32,6 +33,9 @@ pub struct Config {
     pub git: Git,
     #[serde(default)]
     pub backups: Backups,
+    /// `[[periphery.remote]]`: peripheries on other hosts (config/periphery.rs).
+    #[serde(default)]
+    pub periphery: periphery::Periphery,
     /// Where the config came from; relative paths inside it are resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -357,6 +361,10 @@ impl Config {
                     .into(),
             });
         }
+        cfg.periphery.check().map_err(|msg| Error::Config {
+            path: path.to_path_buf(),
+            msg,
+        })?;
         if cfg.health.stable_for > cfg.health.timeout {
             return Err(Error::Config {
                 path: path.to_path_buf(),

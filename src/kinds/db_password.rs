@@ -17,7 +17,9 @@ pub fn available(_loaded: &Loaded) -> std::result::Result<(), String> {
 }
 
 pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
-    let Ask { cfg, loaded, new } = ask;
+    let Ask {
+        cfg, loaded, new, ..
+    } = ask;
     let Loaded {
         env,
         dk,

@@ -113,7 +113,9 @@ pub async fn plan(
     before: Vec<String>,
     after: Vec<String>,
 ) -> Result<Plan> {
-    let Ask { cfg, loaded, new } = ask;
+    let Ask {
+        cfg, loaded, new, ..
+    } = ask;
     let env = &loaded.env;
     let dk = &loaded.dk;
     let old = env.plain.get(key).ok_or_else(|| {
@@ -178,6 +180,7 @@ pub async fn plan(
             container_keys,
             env_already_new: false,
             git: None,
+            ..RunContext::default()
         },
         old,
         new,

@@ -12,6 +12,7 @@ mod jwt_secret;
 mod webhook_secret;
 
 pub use env_only::{EnvOnly, Form, ENV_ONLY_ROWS};
+pub mod passkey;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -30,6 +31,8 @@ pub enum Kind {
     WebhookSecret,
     /// `env:KEY`: another env-only compose.env key.
     EnvKey(String),
+    /// Komodo v1's core-to-periphery passkey, in three phases (kinds/passkey.rs).
+    Passkey,
 }
 
 /// What a kind is asked to plan: the loaded planes and the value it is to roll out.
@@ -37,6 +40,8 @@ pub struct Ask<'a> {
     pub cfg: &'a Config,
     pub loaded: &'a Loaded,
     pub new: Secret,
+    /// `--local-only`: peripheries on other hosts (`[[periphery.remote]]`) keep the old value.
+    pub local_only: bool,
 }
 
 /// A kind's plan, ready to be journaled and run.
@@ -54,18 +59,24 @@ pub struct Plan {
 impl Kind {
     /// Every kind `rotate --list` reports on.
     pub fn all() -> Vec<Kind> {
-        vec![Kind::DbPassword, Kind::JwtSecret, Kind::WebhookSecret]
+        vec![
+            Kind::DbPassword,
+            Kind::JwtSecret,
+            Kind::WebhookSecret,
+            Kind::Passkey,
+        ]
     }
 
     pub fn parse(s: &str) -> std::result::Result<Kind, String> {
         match s {
             "db-password" => Ok(Kind::DbPassword),
             "jwt-secret" => Ok(Kind::JwtSecret),
+            "passkey" => Ok(Kind::Passkey),
             "webhook-secret" => Ok(Kind::WebhookSecret),
             _ => match s.strip_prefix("env:") {
                 Some(key) => env_key::parse(key).map(Kind::EnvKey),
                 None => Err(format!(
-                    "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password, jwt-secret, webhook-secret, env:KEY)"
+                    "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password, jwt-secret, webhook-secret, passkey, env:KEY)"
                 )),
             },
         }
@@ -77,6 +88,7 @@ impl Kind {
             Kind::JwtSecret => "jwt-secret".into(),
             Kind::WebhookSecret => "webhook-secret".into(),
             Kind::EnvKey(k) => format!("env:{k}"),
+            Kind::Passkey => "passkey".into(),
         }
     }
 
@@ -92,6 +104,7 @@ impl Kind {
             Kind::EnvKey(_) => {
                 "an env-only compose.env key (compose.env and the containers holding it)"
             }
+            Kind::Passkey => "Komodo v1's core-to-periphery passkey (three phases, no downtime)",
         }
     }
 
@@ -102,6 +115,7 @@ impl Kind {
             Kind::JwtSecret => jwt_secret::available(loaded),
             Kind::WebhookSecret => webhook_secret::available(loaded),
             Kind::EnvKey(k) => env_key::available(loaded, k),
+            Kind::Passkey => passkey::available(loaded),
         }
     }
 
@@ -115,6 +129,7 @@ impl Kind {
             Kind::JwtSecret => jwt_secret::plan(ask).await,
             Kind::WebhookSecret => webhook_secret::plan(ask).await,
             Kind::EnvKey(k) => env_key::plan(ask, k).await,
+            Kind::Passkey => passkey::plan(ask).await,
         }
     }
 }

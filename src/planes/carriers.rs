@@ -139,7 +139,7 @@ impl LivePlanes<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io(&w, e)),
             };
-            if !written.is_some_and(|h| h.trim() == sha256_hex(&now)) {
+            if written.is_none_or(|h| h.trim() != sha256_hex(&now)) {
                 return Err(Error::Precondition(format!(
                     "{target} ({}) changed under the run (it holds neither the original bytes nor what write-file wrote): not restored, so the edit made meanwhile is kept; the original is sealed in {}",
                     f.key,
@@ -175,10 +175,25 @@ mod tests {
         let uri = Secret::new("mongodb://a:N3w@h/?x=1".into());
         assert!(holds(FORM_URI, k, &uri, &new));
         assert!(!holds("plain", k, &uri, &new));
-        assert!(!holds(FORM_URI, k, &Secret::new("mongodb://a:old@h".into()), &new));
-        assert!(!holds(FORM_URI, k, &Secret::new("mongodb://h".into()), &new));
+        assert!(!holds(
+            FORM_URI,
+            k,
+            &Secret::new("mongodb://a:old@h".into()),
+            &new
+        ));
+        assert!(!holds(
+            FORM_URI,
+            k,
+            &Secret::new("mongodb://h".into()),
+            &new
+        ));
         assert!(holds("plain", "P", &new, &new));
-        assert!(holds(FORM_FILE, "P_FILE", &Secret::new("/run/x".into()), &new));
+        assert!(holds(
+            FORM_FILE,
+            "P_FILE",
+            &Secret::new("/run/x".into()),
+            &new
+        ));
     }
 
     #[test]
@@ -199,7 +214,10 @@ mod tests {
             ..Default::default()
         };
         let e = files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap_err();
-        assert!(e.contains(&b.display().to_string()) && !e.contains(&a.display().to_string()), "{e}");
+        assert!(
+            e.contains(&b.display().to_string()) && !e.contains(&a.display().to_string()),
+            "{e}"
+        );
         assert!(!e.contains("old@"), "{e}");
         std::fs::write(&b, b"mongodb://u:N3w@h\n").unwrap();
         files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap();

@@ -11,7 +11,7 @@ use crate::fsutil::{self, Mode};
 use crate::mongo::Target;
 use crate::secret::Secret;
 use crate::sops::{Identities, SopsFile};
-use crate::txn::{sealed, Step};
+use crate::txn::{sealed, Journal, Step};
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -96,25 +96,37 @@ impl LivePlanes<'_> {
         Ok(Some(snap))
     }
 
-    /// Seals `snap` into the journal directory (replacing an earlier one of that container).
-    pub(super) fn save_snapshot(&self, snap: &Snapshot, ctx: &RunContext) -> Result<()> {
+    /// Seals `snap` into the journal directory under `key` (a container name, or
+    /// [`snapshot_key`]'s name for a repeat recreate), replacing an earlier one.
+    pub(super) fn save_snapshot_as(
+        &self,
+        key: &str,
+        snap: &Snapshot,
+        ctx: &RunContext,
+    ) -> Result<()> {
         let name = &snap.name;
         let body = Zeroizing::new(serde_json::to_vec(snap).map_err(|e| {
             Error::Precondition(format!("cannot serialise the snapshot of {name}: {e}"))
         })?);
         let armored = sealed::seal(&body, &self.recipients(ctx)?)
             .map_err(|e| Error::Precondition(e.to_string()))?;
-        let p = self.snapshot_path(name);
+        let p = self.snapshot_path(key);
         fsutil::write_atomic(&p, armored.as_bytes(), Mode::Exactly(0o600))
             .map_err(|e| Error::io(&p, e))
     }
 
-    /// The recreate of `step` (a `recreate` step): its container's snapshot, patched with the
-    /// step's `set`, or, with no `set`, every key the context names for it set to NEW.
-    pub(super) async fn recreate_for(&self, step: &Step, ctx: &RunContext) -> Result<Recreate> {
+    /// The recreate of `step` (a `recreate` step): its snapshot ([`snapshot_key`]), patched with
+    /// the step's `set`, or, with no `set`, every key the context names for it set to NEW.
+    pub(super) async fn recreate_for(
+        &self,
+        step: &Step,
+        ctx: &RunContext,
+        j: &Journal,
+    ) -> Result<Recreate> {
         let container = step.target.as_deref().unwrap_or_default();
-        let p = self.snapshot_path(container);
-        let snap = self.load_snapshot(container)?.ok_or_else(|| {
+        let key = snapshot_key(step, j);
+        let p = self.snapshot_path(&key);
+        let snap = self.load_snapshot(&key)?.ok_or_else(|| {
             Error::Precondition(format!("{}: no snapshot of {container}", p.display()))
         })?;
         let mut patch = EnvPatch::new();
@@ -154,5 +166,77 @@ impl LivePlanes<'_> {
 
     pub(super) fn recipients(&self, ctx: &RunContext) -> Result<Vec<String>> {
         Ok(SopsFile::load(&ctx.compose_env)?.recipients())
+    }
+}
+
+/// The recreate steps of `j` on the same container as `step`, before it (a multi-phase plan
+/// recreates a container once per phase that changes it).
+pub(super) fn earlier_recreates<'j>(step: &Step, j: &'j Journal) -> Vec<&'j Step> {
+    let at = j
+        .steps
+        .iter()
+        .position(|r| r.step == *step)
+        .unwrap_or(j.steps.len());
+    j.steps[..at]
+        .iter()
+        .map(|r| &r.step)
+        .filter(|s| s.is(super::steps::RECREATE) && s.target == step.target)
+        .collect()
+}
+
+/// Whether a recreate of the same container follows `step` in `j`.
+pub(super) fn recreated_later(step: &Step, j: &Journal) -> bool {
+    let Some(at) = j.steps.iter().position(|r| r.step == *step) else {
+        return false;
+    };
+    j.steps[at + 1..]
+        .iter()
+        .any(|r| r.step.is(super::steps::RECREATE) && r.step.target == step.target)
+}
+
+/// The name of the snapshot a recreate step starts from: its container's name for the first
+/// recreate of that container in the run (the snapshot step took it), else
+/// `<container>@<phase>`: the container as the earlier phase left it, taken by the step itself.
+pub(super) fn snapshot_key(step: &Step, j: &Journal) -> String {
+    let container = step.target.as_deref().unwrap_or_default();
+    let earlier = earlier_recreates(step, j).len();
+    if earlier == 0 {
+        return container.to_string();
+    }
+    match &step.phase {
+        Some(p) => format!("{container}@{p}"),
+        None => format!("{container}@{earlier}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planes::steps;
+
+    #[test]
+    fn a_container_recreated_again_in_a_later_phase_gets_a_snapshot_of_its_own() {
+        let p = |s: Step, ph: &str| s.in_phase(Some(ph));
+        let plan = vec![
+            steps::snapshot(),
+            p(steps::recreate("per"), "accept-both").with("K", "old,new"),
+            p(steps::recreate("core"), "send-new").with("C", "new"),
+            p(steps::recreate("per"), "accept-new").with("K", "new"),
+            steps::commit(),
+        ];
+        let j = crate::txn::new_journal(
+            "rotate",
+            "passkey",
+            std::path::Path::new("/x"),
+            serde_json::Value::Null,
+            plan.clone(),
+        );
+        assert_eq!(snapshot_key(&plan[1], &j), "per");
+        assert_eq!(snapshot_key(&plan[2], &j), "core");
+        assert_eq!(snapshot_key(&plan[3], &j), "per@accept-new");
+        assert_eq!(earlier_recreates(&plan[3], &j), vec![&plan[1]]);
+        assert!(earlier_recreates(&plan[1], &j).is_empty());
+        assert!(recreated_later(&plan[1], &j));
+        assert!(!recreated_later(&plan[2], &j) && !recreated_later(&plan[3], &j));
     }
 }

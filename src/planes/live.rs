@@ -2,13 +2,13 @@
 //! is already there (so `resume` can replay it), and every undo works from a partly applied
 //! step (so a step that died in flight can be rolled back).
 
-use super::context::SNAPSHOT_LOG_LINES;
+use super::context::{earlier_recreates, recreated_later, snapshot_key, SNAPSHOT_LOG_LINES};
 pub use super::context::{LivePlanes, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 use super::run::RunContext;
 use super::steps;
 use super::value::eval_set;
 use crate::config::Config;
-use crate::docker::{RecreateStep, Snapshot};
+use crate::docker::{ContainerInfo, EnvPatch, Recreate, RecreateState, RecreateStep, Snapshot};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::mongo::{login_works, LoginOutcome, MongoAdmin};
@@ -58,7 +58,8 @@ impl Planes for LivePlanes<'_> {
             }
             steps::RECREATE => {
                 let container = step.target.as_deref().unwrap_or_default();
-                let mut rec = self.recreate_for(step, &ctx).await?;
+                self.prepare_repeat_recreate(step, &ctx, j).await?;
+                let mut rec = self.recreate_for(step, &ctx, j).await?;
                 if let Some(again) = rec.rebase_if_replaced(SNAPSHOT_LOG_LINES).await? {
                     // Somebody else (a concurrent `docker compose up`) replaced it with a
                     // container that lacks the new value. Mongo and compose.env already hold NEW:
@@ -66,7 +67,7 @@ impl Planes for LivePlanes<'_> {
                     eprintln!(
                         "komodo-rotate: warning: {container} was replaced by another container during the run and does not hold the new value; recreating it again"
                     );
-                    self.save_snapshot(again.snapshot(), &ctx)?;
+                    self.save_snapshot_as(&snapshot_key(step, j), again.snapshot(), &ctx)?;
                     rec = again;
                 }
                 rec.finish_through(RecreateStep::HealthGate, &self.gate())
@@ -85,7 +86,7 @@ impl Planes for LivePlanes<'_> {
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
                 for s in j.steps.iter().filter(|r| r.step.is(steps::RECREATE)) {
-                    match self.recreate_for(&s.step, &ctx).await {
+                    match self.recreate_for(&s.step, &ctx, j).await {
                         Ok(rec) => {
                             if let Err(e) = rec.commit().await {
                                 eprintln!("komodo-rotate: warning: {e}");
@@ -134,11 +135,17 @@ impl Planes for LivePlanes<'_> {
                 &ctx.compose_env,
             ),
             steps::RECREATE => {
-                let container = step.target.as_deref().unwrap_or_default();
-                if !self.snapshot_path(container).exists() {
+                if !self.snapshot_path(&snapshot_key(step, j)).exists() {
                     return Ok(());
                 }
-                let rec = self.recreate_for(step, &ctx).await?;
+                let rec = self.recreate_for(step, &ctx, j).await?;
+                if recreated_later(step, j) && rec.state().await? == RecreateState::Committed {
+                    // A later phase recreated this container again and so removed the original
+                    // this step parked: put the original's values back with a new recreate.
+                    return self
+                        .restore_by_recreate(step, &ctx, j, rec.snapshot())
+                        .await;
+                }
                 rec.undo().await?;
                 Ok(())
             }
@@ -148,6 +155,69 @@ impl Planes for LivePlanes<'_> {
 }
 
 impl LivePlanes<'_> {
+    /// Before a repeat recreate (a container an earlier phase of this run already recreated,
+    /// whose original is parked as `<name>-prev`): commits the earlier recreate (its
+    /// replacement passed its gate; `-prev` is removed so the names are free), then snapshots
+    /// the container as the earlier phase left it, under [`snapshot_key`]. Once that snapshot
+    /// exists this is a no-op, so a replay after a crash resumes the recreate itself.
+    async fn prepare_repeat_recreate(
+        &self,
+        step: &Step,
+        ctx: &RunContext,
+        j: &Journal,
+    ) -> Result<()> {
+        let Some(earlier) = earlier_recreates(step, j).last().copied() else {
+            return Ok(());
+        };
+        let key = snapshot_key(step, j);
+        if self.snapshot_path(&key).exists() {
+            return Ok(());
+        }
+        self.recreate_for(earlier, ctx, j).await?.commit().await?;
+        let container = step.target.as_deref().unwrap_or_default();
+        let snap = Snapshot::take(&self.engine, container, SNAPSHOT_LOG_LINES).await?;
+        self.save_snapshot_as(&key, &snap, ctx)
+    }
+
+    /// The undo of a recreate whose original a later phase removed: the container now under the
+    /// name (the earlier phase's replacement, back after the later phase's undo) is recreated
+    /// with the original's values of every key the step set, committed, so no `-prev` is left.
+    /// Its own snapshot is journaled first (`<key>@undo`), so a replay finishes it.
+    async fn restore_by_recreate(
+        &self,
+        step: &Step,
+        ctx: &RunContext,
+        j: &Journal,
+        original: &Snapshot,
+    ) -> Result<()> {
+        let container = step.target.as_deref().unwrap_or_default();
+        let mut patch = EnvPatch::new();
+        for (k, _) in self.patch_of(step, ctx)? {
+            let was = original.env_value(&k).ok_or_else(|| {
+                Error::Precondition(format!(
+                    "cannot restore {container}: its original had no {k}, and a recreate cannot remove a key"
+                ))
+            })?;
+            patch = patch.set(k, was);
+        }
+        let key = format!("{}@undo", snapshot_key(step, j));
+        let snap = match self.load_snapshot(&key)? {
+            Some(s) => s,
+            None => {
+                let now = ContainerInfo::load(&self.engine, container).await?;
+                if patch.is_applied_to(&now) {
+                    return Ok(());
+                }
+                let s = Snapshot::take(&self.engine, container, SNAPSHOT_LOG_LINES).await?;
+                self.save_snapshot_as(&key, &s, ctx)?;
+                s
+            }
+        };
+        let rec = Recreate::from_snapshot(&self.engine, snap, patch).await?;
+        rec.finish(&self.gate()).await?;
+        Ok(())
+    }
+
     /// Sets the step's keys (no `set`: the run's key to NEW) in compose.env. Already there: done.
     fn write_env(&self, step: &Step, ctx: &RunContext, run_id: &str) -> Result<()> {
         let path = &ctx.compose_env;

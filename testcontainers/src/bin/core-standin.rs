@@ -5,14 +5,25 @@
 //! address and credentials; a v1 compose maps `KOMODO_DB_*` onto them), logs in
 //! with the official driver, and on failure prints core's fatal line (research/komodo.md §2.2)
 //! and exits 1, so `restart: unless-stopped` turns a wrong password into a crash loop. Then it
-//! calls periphery once with `KOMODO_PASSKEY` and logs the answer, and serves `GET /health` on
-//! :9120. Fault control: if `$CORE_CONTROL_DIR/fail-next-start` (default dir `/control`) exists,
-//! it is deleted and the process exits 1 before anything else.
+//! serves :9120 and calls periphery with `KOMODO_PASSKEY` in the `authorization` header (v1,
+//! research/komodo.md §2.3) every `CORE_STANDIN_POLL_MS` (default 1000), as Komodo polls each
+//! Server's status, logging each change of the answer.
+//!
+//! Routes (no route ever answers with the passkey):
+//! - `GET /health`: 200 once the DB login worked (the container's healthcheck).
+//! - `GET /periphery`: checks periphery NOW: 200 `ok` when it accepts core's passkey, else 502
+//!   with periphery's reason (`401 request passkey invalid`, `unreachable: ...`).
+//! - `GET /periphery/polls`: what the background polls saw since this process started,
+//!   `accepted=N rejected=N unreachable=N` (rejected = periphery answered 401).
+//!
+//! Fault control: if `$CORE_CONTROL_DIR/fail-next-start` (default dir `/control`) exists, it is
+//! deleted and the process exits 1 before anything else.
 
-use komodo_testcontainers::stack::http::{env_or_file, get, read_request, respond};
+use komodo_testcontainers::stack::http::{env_or_file, get, get_with_body, read_request, respond};
 use mongodb::bson::doc;
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -81,22 +92,126 @@ fn plain_options(timeout: u64) -> Result<ClientOptions, String> {
     Ok(opts)
 }
 
-async fn check_periphery() -> String {
-    let addr = std::env::var("CORE_STANDIN_PERIPHERY").unwrap_or_else(|_| "periphery:8120".into());
+/// One answer of periphery to core's passkey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reach {
+    Accepted,
+    /// 401, with periphery's reason (never the passkey: periphery does not echo it).
+    Rejected(String),
+    /// Any other status, or no answer.
+    Unreachable(String),
+}
+
+impl Reach {
+    fn describe(&self, addr: &str) -> String {
+        match self {
+            Reach::Accepted => format!("periphery {addr}: passkey accepted"),
+            Reach::Rejected(why) => format!("periphery {addr}: passkey rejected (401 {why})"),
+            Reach::Unreachable(why) => format!("periphery {addr}: unreachable: {why}"),
+        }
+    }
+}
+
+fn periphery_addr() -> String {
+    std::env::var("CORE_STANDIN_PERIPHERY").unwrap_or_else(|_| "periphery:8120".into())
+}
+
+/// One call to periphery with core's passkey, read afresh each time (core reads its env once;
+/// the env of a container never changes, so this is the same value).
+async fn check_periphery(addr: &str) -> Reach {
     let passkey = match env_or_file("KOMODO_PASSKEY") {
         Ok(p) => p.unwrap_or_default(),
-        Err(e) => return format!("passkey unreadable: {e}"),
+        Err(e) => return Reach::Unreachable(format!("passkey unreadable: {e}")),
     };
     let headers: Vec<(&str, &str)> = if passkey.is_empty() {
         vec![]
     } else {
         vec![("authorization", passkey.as_str())]
     };
-    match get(&addr, "/", &headers).await {
-        Ok(200) => format!("periphery {addr}: passkey accepted"),
-        Ok(401) => format!("periphery {addr}: passkey rejected (401)"),
-        Ok(code) => format!("periphery {addr}: status {code}"),
-        Err(e) => format!("periphery {addr}: unreachable: {e}"),
+    match get_with_body(addr, "/", &headers).await {
+        Ok((200, _)) => Reach::Accepted,
+        Ok((401, body)) => Reach::Rejected(one_line(&body)),
+        Ok((code, _)) => Reach::Unreachable(format!("status {code}")),
+        Err(e) => Reach::Unreachable(e),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// What the background polls saw.
+#[derive(Debug, Default)]
+struct Polls {
+    last: Option<Reach>,
+    accepted: u64,
+    rejected: u64,
+    unreachable: u64,
+}
+
+impl Polls {
+    fn record(&mut self, r: Reach) -> bool {
+        match r {
+            Reach::Accepted => self.accepted += 1,
+            Reach::Rejected(_) => self.rejected += 1,
+            Reach::Unreachable(_) => self.unreachable += 1,
+        }
+        let changed = self.last.as_ref() != Some(&r);
+        self.last = Some(r);
+        changed
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "accepted={} rejected={} unreachable={}",
+            self.accepted, self.rejected, self.unreachable
+        )
+    }
+}
+
+/// Polls periphery forever, logging each change of its answer.
+async fn poll_periphery(polls: Arc<Mutex<Polls>>) {
+    let every = std::env::var("CORE_STANDIN_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000u64)
+        .max(50);
+    let addr = periphery_addr();
+    loop {
+        let r = check_periphery(&addr).await;
+        let line = r.describe(&addr);
+        let changed = polls.lock().map(|mut p| p.record(r)).unwrap_or(false);
+        if changed {
+            println!("INFO {line}");
+        }
+        tokio::time::sleep(Duration::from_millis(every)).await;
+    }
+}
+
+async fn serve(mut s: tokio::net::TcpStream, polls: Arc<Mutex<Polls>>) {
+    let Ok(req) = read_request(&mut s).await else {
+        return;
+    };
+    match req.path.as_str() {
+        "/health" => respond(&mut s, 200, "ok").await,
+        "/periphery" => match check_periphery(&periphery_addr()).await {
+            Reach::Accepted => respond(&mut s, 200, "ok").await,
+            Reach::Rejected(why) => respond(&mut s, 502, &format!("401 {why}")).await,
+            Reach::Unreachable(why) => respond(&mut s, 502, &format!("unreachable: {why}")).await,
+        },
+        "/periphery/polls" => {
+            let text = polls
+                .lock()
+                .map(|p| p.summary())
+                .unwrap_or_else(|_| "poisoned".into());
+            respond(&mut s, 200, &text).await
+        }
+        _ => respond(&mut s, 404, "not found").await,
     }
 }
 
@@ -124,7 +239,8 @@ async fn main() -> ExitCode {
         Err(e) => return fatal(&format!("cannot listen on :{port}: {e}")),
     };
     println!("INFO Komodo Core listening on 0.0.0.0:{port}");
-    println!("INFO {}", check_periphery().await);
+    let polls = Arc::new(Mutex::new(Polls::default()));
+    tokio::spawn(poll_periphery(polls.clone()));
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => return fatal(&format!("signal handler: {e}")),
@@ -137,15 +253,8 @@ async fn main() -> ExitCode {
             }
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             conn = listener.accept() => {
-                if let Ok((mut s, _)) = conn {
-                    tokio::spawn(async move {
-                        if let Ok(req) = read_request(&mut s).await {
-                            match req.path.as_str() {
-                                "/health" => respond(&mut s, 200, "ok").await,
-                                _ => respond(&mut s, 404, "not found").await,
-                            }
-                        }
-                    });
+                if let Ok((s, _)) = conn {
+                    tokio::spawn(serve(s, polls.clone()));
                 }
             }
         }

@@ -5,29 +5,22 @@
 
 use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::http::{get, read_request, respond};
+use komodo_testcontainers::stack::passkeys;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-fn passkeys() -> Result<Vec<Secret>, String> {
+fn configured_passkeys() -> Result<Vec<Secret>, String> {
     if let Ok(path) = std::env::var("PERIPHERY_PASSKEYS_FILE") {
         if !path.is_empty() {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("PERIPHERY_PASSKEYS_FILE {path}: {e}"))?;
-            return Ok(text
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Secret::new(s.to_string()))
-                .collect());
+            return Ok(passkeys::from_file_text(&text));
         }
     }
-    Ok(std::env::var("PERIPHERY_PASSKEYS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| Secret::new(s.to_string()))
-        .collect())
+    Ok(passkeys::from_env_value(
+        &std::env::var("PERIPHERY_PASSKEYS").unwrap_or_default(),
+    ))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -40,7 +33,7 @@ async fn main() -> ExitCode {
             Err(_) => ExitCode::from(1),
         };
     }
-    let keys = match passkeys() {
+    let keys = match configured_passkeys() {
         Ok(k) => Arc::new(k),
         Err(e) => {
             println!("ERROR periphery: {e}");
@@ -80,8 +73,7 @@ async fn main() -> ExitCode {
                             respond(&mut s, 401, "request was not sent with passkey").await
                         }
                         Some(given) => {
-                            let given = Secret::new(given.to_string());
-                            if keys.iter().any(|k| k.ct_eq(&given)) {
+                            if passkeys::accepts(&keys, given) {
                                 respond(&mut s, 200, "ok").await
                             } else {
                                 println!("WARN request passkey invalid");

@@ -68,6 +68,7 @@ pub async fn respond(stream: &mut TcpStream, status: u16, body: &str) {
         200 => "OK",
         401 => "Unauthorized",
         404 => "Not Found",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Status",
     };
@@ -81,6 +82,21 @@ pub async fn respond(stream: &mut TcpStream, status: u16, body: &str) {
 
 /// `GET path` on `addr` with extra headers; returns the status code.
 pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<u16, String> {
+    get_with_body(addr, path, headers)
+        .await
+        .map(|(code, _)| code)
+}
+
+/// The longest body [`get_with_body`] returns (the stand-ins answer one short line).
+const MAX_BODY: usize = 4096;
+
+/// `GET path` on `addr` with extra headers; returns the status code and the body (lossy UTF-8,
+/// at most 4 KiB).
+pub async fn get_with_body(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
     let fut = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -94,10 +110,19 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<u16
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&out);
-        text.split_whitespace()
+        let code = text
+            .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "malformed response".to_string())
+            .ok_or_else(|| "malformed response".to_string())?;
+        let body: String = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_BODY)
+            .collect();
+        Ok((code, body))
     };
     tokio::time::timeout(Duration::from_secs(5), fut)
         .await

@@ -12,6 +12,7 @@
 pub mod compose;
 pub mod http;
 pub mod image;
+pub mod passkeys;
 pub mod tar;
 
 use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
@@ -39,6 +40,8 @@ pub const BUSYBOX_IMAGE: &str = "komodo-rehearsal/busybox:dev";
 pub const DB_USERNAME: &str = "admin";
 /// An env-only key in the stack's compose.env that no Komodo kind knows (`env:KEY`'s test).
 pub const REHEARSAL_TOKEN_KEY: &str = "REHEARSAL_API_TOKEN";
+/// The text of `PERIPHERY_PASSKEYS` in a v1 compose.env, as in Komodo's template.
+pub const PASSKEY_LINK: &str = "${KOMODO_PASSKEY}";
 
 /// compose.env naming, as in Komodo's own templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +142,9 @@ impl Stack {
     }
     /// The host side of core's `KOMODO_DATABASE_PASSWORD_FILE` ([`CoreCarrier::PasswordFile`]).
     pub fn password_file(&self) -> PathBuf {
-        self.dir.join(compose::SECRETS_DIR).join(compose::PASSWORD_FILE)
+        self.dir
+            .join(compose::SECRETS_DIR)
+            .join(compose::PASSWORD_FILE)
     }
 }
 
@@ -278,7 +283,12 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
             env_line(user_key, &user),
             env_line(pw_key, pw),
             env_line("KOMODO_PASSKEY", &passkey),
-            env_line("PERIPHERY_PASSKEYS", &passkey),
+            match opts.generation {
+                // Komodo v1's compose.env links the list to core's passkey; compose (1.29 as
+                // v2) interpolates `${...}` inside an env_file from the file's own keys.
+                Generation::V1 => format!("PERIPHERY_PASSKEYS={PASSKEY_LINK}"),
+                Generation::V2 => env_line("PERIPHERY_PASSKEYS", &passkey),
+            },
             env_line("KOMODO_JWT_SECRET", &jwt),
             env_line("KOMODO_WEBHOOK_SECRET", &webhook),
             // An env-only secret of no Komodo kind, for `rotate --secret env:KEY`.

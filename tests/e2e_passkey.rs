@@ -1,0 +1,415 @@
+//! Issue 11, the v1 passkey in three phases, on the v1 rehearsal stack (docker-compose 1.29,
+//! Komodo v1's compose.env with `PERIPHERY_PASSKEYS=${KOMODO_PASSKEY}`) and a real engine.
+//!
+//! The core stand-in calls periphery with its `KOMODO_PASSKEY` every 100 ms here
+//! (`CORE_STANDIN_POLL_MS`, set on the stack's core below) and answers `GET /periphery` (does it
+//! reach periphery now?) and `GET /periphery/polls` (what its polls saw since it started), so a
+//! phase order that cuts core off is seen, not assumed.
+//!
+//! - By hand with our recreate driver: the WRONG order (core sends NEW before periphery accepts
+//!   it) cuts core off; the right order never does, at any poll.
+//! - `rotate --secret passkey`: ends with core reaching periphery on NEW only (periphery refuses
+//!   OLD), compose.env back on the `${KOMODO_PASSKEY}` link (read with the real sops); a forced
+//!   failure after each phase rolls back to OLD (exit 4) with core still reaching periphery;
+//!   remote peripheries refused without `--local-only`, named with it.
+//!
+//! The cases share the engine, so they run one at a time.
+
+mod docker_support;
+mod e2e_support;
+
+use docker_support::{engine_or_skip, images, Cleanup};
+use e2e_support::*;
+use komodo_rotate::docker::{ContainerInfo, Engine, EnvPatch, HealthGate, Recreate};
+use komodo_rotate::secret::Secret;
+use komodo_testcontainers::stack::{self, http, Generation, Stack, StackOptions, PASSKEY_LINK};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Fixture {
+    engine: Engine,
+    stack: Stack,
+    _dir: tempfile::TempDir,
+    _cleanup: Cleanup,
+}
+
+fn gate() -> HealthGate {
+    HealthGate {
+        timeout: Duration::from_secs(60),
+        stable_for: Duration::from_secs(2),
+        ..HealthGate::default()
+    }
+}
+
+/// The v1 rehearsal stack, with core polling periphery every 100 ms (a patch recreate of core,
+/// so the poll interval is part of core's env from then on, through every later recreate).
+async fn fixture(test: &str, project: &str) -> Option<Fixture> {
+    let engine = engine_or_skip(test).await?;
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
+        "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
+    );
+    if !require_tools(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(project);
+    cleanup.dir = Some(dir.path().to_path_buf());
+    let bin = images(&engine).await;
+    let mut opts = StackOptions::new(project, dir.path(), &bin);
+    opts.generation = Generation::V1;
+    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
+    let fast = EnvPatch::new().set("CORE_STANDIN_POLL_MS", Secret::new("100".into()));
+    Recreate::prepare(&engine, &stack.core, fast, 0)
+        .await
+        .unwrap()
+        .run(&gate())
+        .await
+        .expect("core with fast polls");
+    Some(Fixture {
+        engine,
+        stack,
+        _dir: dir,
+        _cleanup: cleanup,
+    })
+}
+
+/// Does core reach periphery now? (core's own check, made on this request)
+async fn core_reaches(s: &Stack) -> Result<(), String> {
+    match http::get_with_body(&format!("127.0.0.1:{}", s.core_port), "/periphery", &[]).await {
+        Ok((200, _)) => Ok(()),
+        Ok((code, body)) => Err(format!("HTTP {code}: {body}")),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits for core to answer (it was just recreated) and returns whether it reaches periphery.
+async fn core_reaches_soon(s: &Stack) -> Result<(), String> {
+    let t0 = Instant::now();
+    loop {
+        let r = core_reaches(s).await;
+        match &r {
+            Err(e) if !e.starts_with("HTTP") && t0.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            _ => return r,
+        }
+    }
+}
+
+/// (accepted, rejected, unreachable) of core's polls since it started.
+async fn polls(s: &Stack) -> (u64, u64, u64) {
+    let (code, body) = http::get_with_body(
+        &format!("127.0.0.1:{}", s.core_port),
+        "/periphery/polls",
+        &[],
+    )
+    .await
+    .expect("polls");
+    assert_eq!(code, 200, "{body}");
+    let n = |k: &str| -> u64 {
+        body.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {body:?}"))
+    };
+    (n("accepted"), n("rejected"), n("unreachable"))
+}
+
+/// Whether periphery, called directly on its network address, accepts `passkey`.
+async fn periphery_accepts(engine: &Engine, s: &Stack, passkey: &Secret) -> bool {
+    let p = ContainerInfo::load(engine, &s.periphery).await.unwrap();
+    let ip = p
+        .ip_addresses
+        .values()
+        .find(|ip| !ip.is_empty())
+        .expect("periphery's address")
+        .clone();
+    let code = http::get(
+        &format!("{ip}:8120"),
+        "/",
+        &[("authorization", passkey.expose())],
+    )
+    .await
+    .expect("periphery answers");
+    assert!(code == 200 || code == 401, "HTTP {code}");
+    code == 200
+}
+
+/// Recreates `name` with `key=value` through our driver (the phases "by hand").
+async fn recreate(engine: &Engine, name: &str, key: &str, value: &Secret) {
+    let patch = EnvPatch::new().set(key, value.clone());
+    Recreate::prepare(engine, name, patch, 0)
+        .await
+        .unwrap()
+        .run(&gate())
+        .await
+        .unwrap_or_else(|e| panic!("recreate {name}: {e}"));
+}
+
+fn join(a: &Secret, b: &Secret) -> Secret {
+    Secret::new(format!("{},{}", a.expose(), b.expose()))
+}
+
+/// compose.env read with the real Go sops: `key`'s text.
+fn sops_get(s: &Stack, key: &str) -> Option<String> {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("sops")
+        .args([
+            "decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .arg(s.compose_env())
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .expect("sops");
+    assert!(out.status.success(), "sops decrypt failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+async fn env_of(engine: &Engine, name: &str, key: &str) -> Option<Secret> {
+    ContainerInfo::load(engine, name)
+        .await
+        .ok()
+        .and_then(|c| c.env_value(key).cloned())
+}
+
+async fn no_leftovers(engine: &Engine, s: &Stack) {
+    for name in [&s.core, &s.periphery] {
+        for suffix in ["-next", "-prev"] {
+            assert!(
+                engine
+                    .try_inspect(&format!("{name}{suffix}"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}{suffix} is left over"
+            );
+        }
+    }
+}
+
+/// Every plane on `passkey`: compose.env (real sops) with the link kept, core's and periphery's
+/// env, core reaching periphery, periphery refusing `other`.
+async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
+    let core_key = sops_get(s, "KOMODO_PASSKEY").expect("KOMODO_PASSKEY");
+    assert!(
+        Secret::new(core_key).ct_eq(passkey),
+        "compose.env's KOMODO_PASSKEY"
+    );
+    assert_eq!(
+        sops_get(s, "PERIPHERY_PASSKEYS").as_deref(),
+        Some(PASSKEY_LINK),
+        "compose.env keeps the link"
+    );
+    for (name, key) in [
+        (&s.core, "KOMODO_PASSKEY"),
+        (&s.core, "PERIPHERY_PASSKEYS"),
+        (&s.periphery, "PERIPHERY_PASSKEYS"),
+        (&s.periphery, "KOMODO_PASSKEY"),
+    ] {
+        assert!(
+            env_of(engine, name, key)
+                .await
+                .is_some_and(|v| v.ct_eq(passkey)),
+            "{name}'s {key}"
+        );
+    }
+    core_reaches_soon(s).await.expect("core reaches periphery");
+    assert!(periphery_accepts(engine, s, passkey).await);
+    assert!(
+        !periphery_accepts(engine, s, other).await,
+        "periphery still accepts the other passkey"
+    );
+    no_leftovers(engine, s).await;
+}
+
+#[test]
+fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let Some(f) = fixture("passkey_phase_order", "krt-pk-order").await else {
+            return;
+        };
+        let (e, s) = (&f.engine, &f.stack);
+        let old = s.passkey.clone();
+        // The stack is Komodo v1's shape: compose.env links the list, compose resolved the link.
+        assert_eq!(
+            sops_get(s, "PERIPHERY_PASSKEYS").as_deref(),
+            Some(PASSKEY_LINK)
+        );
+        assert!(env_of(e, &s.periphery, "PERIPHERY_PASSKEYS")
+            .await
+            .is_some_and(|v| v.ct_eq(&old)));
+        core_reaches_soon(s)
+            .await
+            .expect("core reaches periphery at start");
+
+        // The right order. 1: periphery accepts both (core, untouched, keeps polling with OLD).
+        let new = Secret::generate().unwrap();
+        recreate(e, &s.periphery, "PERIPHERY_PASSKEYS", &join(&old, &new)).await;
+        core_reaches(s)
+            .await
+            .expect("accept-both: core reaches periphery");
+        assert!(periphery_accepts(e, s, &old).await && periphery_accepts(e, s, &new).await);
+        let (ok1, rejected, _) = polls(s).await;
+        assert_eq!(
+            rejected, 0,
+            "a poll was refused while periphery was recreated"
+        );
+        assert!(ok1 > 0);
+        // 2: core sends NEW.
+        recreate(e, &s.core, "KOMODO_PASSKEY", &new).await;
+        core_reaches_soon(s)
+            .await
+            .expect("send-new: core reaches periphery");
+        // 3: periphery accepts NEW only; core's polls run through the recreate.
+        recreate(e, &s.periphery, "PERIPHERY_PASSKEYS", &new).await;
+        core_reaches(s)
+            .await
+            .expect("accept-new: core reaches periphery");
+        assert!(!periphery_accepts(e, s, &old).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (ok3, rejected, _) = polls(s).await;
+        assert_eq!(rejected, 0, "a poll was refused in phases 2-3");
+        assert!(ok3 > 0);
+
+        // The wrong order: core sends NEW2 before periphery accepts it.
+        let new2 = Secret::generate().unwrap();
+        recreate(e, &s.core, "KOMODO_PASSKEY", &new2).await;
+        let cut = core_reaches_soon(s)
+            .await
+            .expect_err("core must not reach periphery");
+        assert!(cut.contains("401 request passkey invalid"), "{cut}");
+        assert!(
+            !cut.contains(new2.expose()) && !cut.contains(new.expose()),
+            "{cut}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, rejected, _) = polls(s).await;
+        assert!(rejected > 0, "core's polls never saw the refusal");
+        // Core's log names the refusal (and never a passkey).
+        let logs = e.logs_tail(&s.core, 50).await.unwrap().join("\n");
+        assert!(
+            logs.contains("passkey rejected (401 request passkey invalid)"),
+            "{logs}"
+        );
+        assert!(!logs.contains(new2.expose()));
+        // Repaired by letting periphery accept it.
+        recreate(e, &s.periphery, "PERIPHERY_PASSKEYS", &join(&new, &new2)).await;
+        core_reaches(s).await.expect("repaired");
+    });
+}
+
+#[test]
+fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    rt().block_on(async {
+        let Some(f) = fixture("passkey_rotate", "krt-pk-rotate").await else {
+            return;
+        };
+        let (e, s) = (&f.engine, &f.stack);
+        let old = s.passkey.clone();
+        let stranger = Secret::generate().unwrap();
+        all_on(e, s, &old, &stranger).await;
+
+        // The plan, read-only.
+        let r = tool(s, &["rotate", "--secret", "passkey", "--dry-run"], &[]);
+        assert_eq!(r.code, Some(0), "{}", r.text());
+        for phase in [
+            "accept-both/write-env",
+            "accept-both/recreate:",
+            "send-new/write-env",
+            "send-new/recreate:",
+            "accept-new/write-env",
+            "accept-new/recreate:",
+        ] {
+            assert!(r.stdout.contains(phase), "{phase}: {}", r.text());
+        }
+        let r = tool(s, &["rotate", "--list"], &[]);
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with("passkey") && l.contains(" available")),
+            "{}",
+            r.text()
+        );
+
+        // A forced failure after each phase: rolled back, exit 4, every plane on OLD, core
+        // still reaching periphery.
+        for fp in [
+            format!("after:accept-both/recreate:{}", s.periphery),
+            format!("after:send-new/recreate:{}", s.core),
+            format!("after:accept-new/recreate:{}", s.periphery),
+        ] {
+            let r = tool(
+                s,
+                &["rotate", "--secret", "passkey"],
+                &[("FAILPOINTS", &format!("{fp}=return"))],
+            );
+            assert_eq!(r.code, Some(4), "{fp}: {}", r.text());
+            all_on(e, s, &old, &stranger).await;
+            println!("fault matrix row: passkey {fp:<52} exit 4  all old, core reaches periphery");
+        }
+
+        // Peripheries on other hosts: refused (exit 3, nothing changed) unless --local-only,
+        // which names each in a warning (dry run: still nothing changed).
+        let cfg = std::fs::read_to_string(s.config()).unwrap();
+        std::fs::write(
+            s.config(),
+            format!("{cfg}\n[[periphery.remote]]\nname = \"nas\"\naddress = \"nas.lan:8120\"\n"),
+        )
+        .unwrap();
+        let r = tool(s, &["rotate", "--secret", "passkey"], &[]);
+        assert_eq!(r.code, Some(3), "{}", r.text());
+        assert!(
+            r.stderr.contains("nas (nas.lan:8120)") && r.stderr.contains("--local-only"),
+            "{}",
+            r.text()
+        );
+        let r = tool(
+            s,
+            &["rotate", "--secret", "passkey", "--local-only", "--dry-run"],
+            &[],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.text());
+        assert!(r.stdout.contains("nas (nas.lan:8120)"), "{}", r.text());
+        all_on(e, s, &old, &stranger).await;
+        std::fs::write(s.config(), cfg).unwrap();
+
+        // The rotation: every plane on NEW, periphery refuses OLD, no poll of core's was refused
+        // after it started sending NEW.
+        let r = tool(s, &["rotate", "--secret", "passkey"], &[]);
+        assert_eq!(r.code, Some(0), "{}", r.text());
+        let new = Secret::new(sops_get(s, "KOMODO_PASSKEY").unwrap());
+        assert!(!new.ct_eq(&old));
+        all_on(e, s, &new, &old).await;
+        let (ok, rejected, _) = polls(s).await;
+        assert!(
+            ok > 0 && rejected == 0,
+            "core's polls since send-new: {ok} ok, {rejected} refused"
+        );
+        assert_no_leak(&[&old, &new], &s.dir.join("state"));
+    });
+}
