@@ -35,29 +35,6 @@ pub struct EnvOnly {
     pub carriers: &'static [(&'static str, Form)],
 }
 
-/// Komodo's env-only secrets as verify checks them (research/komodo.md §1.3): no live copy
-/// outside the containers' env, so compose.env and the containers are the whole truth.
-pub const ENV_ONLY_ROWS: &[EnvOnly] = &[
-    EnvOnly {
-        kind: "jwt-secret",
-        key: super::jwt_secret::KEY,
-        carriers: &[(super::jwt_secret::KEY, Form::Plain)],
-    },
-    EnvOnly {
-        kind: "webhook-secret",
-        key: super::webhook_secret::KEY,
-        carriers: &[(super::webhook_secret::KEY, Form::Plain)],
-    },
-    EnvOnly {
-        kind: "passkey",
-        key: "KOMODO_PASSKEY",
-        carriers: &[
-            ("KOMODO_PASSKEY", Form::Plain),
-            ("PERIPHERY_PASSKEYS", Form::List),
-        ],
-    },
-];
-
 /// Below this length a value is not searched for inside other env values (too many false hits).
 const MIN_SEARCHED_LEN: usize = 8;
 

@@ -11,7 +11,7 @@ mod env_only;
 mod jwt_secret;
 mod webhook_secret;
 
-pub use env_only::{EnvOnly, Form, ENV_ONLY_ROWS};
+pub use env_only::{EnvOnly, Form};
 pub mod passkey;
 
 use crate::config::Config;
@@ -34,6 +34,29 @@ pub enum Kind {
     /// Komodo v1's core-to-periphery passkey, in three phases (kinds/passkey.rs).
     Passkey,
 }
+
+/// Komodo's env-only secrets as verify checks them (research/komodo.md §1.3): no live copy
+/// outside the containers' env, so compose.env and the containers are the whole truth.
+pub const ENV_ONLY_ROWS: &[EnvOnly] = &[
+    EnvOnly {
+        kind: "jwt-secret",
+        key: jwt_secret::KEY,
+        carriers: &[(jwt_secret::KEY, Form::Plain)],
+    },
+    EnvOnly {
+        kind: "webhook-secret",
+        key: webhook_secret::KEY,
+        carriers: &[(webhook_secret::KEY, Form::Plain)],
+    },
+    EnvOnly {
+        kind: "passkey",
+        key: "KOMODO_PASSKEY",
+        carriers: &[
+            ("KOMODO_PASSKEY", Form::Plain),
+            ("PERIPHERY_PASSKEYS", Form::List),
+        ],
+    },
+];
 
 /// What a kind is asked to plan: the loaded planes and the value it is to roll out.
 pub struct Ask<'a> {

@@ -4,6 +4,7 @@
 
 use super::run::{RunContext, FORM_FILE, FORM_URI};
 use super::value::eval_set;
+pub use super::value::Staged;
 use crate::config::Config;
 use crate::docker::{uri, Engine, EnvPatch, HealthGate, Recreate, Snapshot};
 use crate::error::{Error, Result};
@@ -21,42 +22,6 @@ pub(super) const SNAPSHOT_LOG_LINES: usize = 200;
 pub const PREV_ENV_FILE: &str = "compose.env.prev";
 /// SHA-256 (hex) of the bytes write-env wrote: its undo restores only over exactly those bytes.
 pub const WRITTEN_ENV_FILE: &str = "compose.env.written";
-
-/// The old and new value of the secret being rotated. Sealed in the journal, never printed.
-pub struct Staged {
-    pub old: Secret,
-    pub new: Secret,
-}
-
-impl Staged {
-    pub fn seal(&self, recipients: &[String]) -> Result<String> {
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({
-                "old": self.old.expose(),
-                "new": self.new.expose(),
-            }))
-            .map_err(|e| Error::Precondition(format!("cannot serialise staged secrets: {e}")))?,
-        );
-        sealed::seal(&body, recipients).map_err(|e| Error::Precondition(e.to_string()))
-    }
-
-    pub fn open(armored: &str, ids: &Identities) -> Result<Staged> {
-        let bytes = sealed::open(armored, ids)
-            .map_err(|e| Error::Precondition(format!("journal secrets: {e}")))?;
-        #[derive(serde::Deserialize)]
-        struct Pair {
-            old: String,
-            new: String,
-        }
-        let p: Pair = serde_json::from_slice(bytes.expose_secret()).map_err(|_| {
-            Error::Precondition("journal secrets are not in the expected form".into())
-        })?;
-        Ok(Staged {
-            old: Secret::new(p.old),
-            new: Secret::new(p.new),
-        })
-    }
-}
 
 pub struct LivePlanes<'a> {
     pub cfg: &'a Config,

@@ -3,10 +3,45 @@
 //! overlap of a two-key rollout), or `text:LITERAL` for a non-secret literal such as the
 //! `${KOMODO_PASSKEY}` link a compose.env may hold.
 
-use super::context::Staged;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use zeroize::Zeroizing;
+
+/// The old and new value of the secret being rotated. Sealed in the journal, never printed.
+pub struct Staged {
+    pub old: Secret,
+    pub new: Secret,
+}
+
+impl Staged {
+    pub fn seal(&self, recipients: &[String]) -> Result<String> {
+        let body = Zeroizing::new(
+            serde_json::to_vec(&serde_json::json!({
+                "old": self.old.expose(),
+                "new": self.new.expose(),
+            }))
+            .map_err(|e| Error::Precondition(format!("cannot serialise staged secrets: {e}")))?,
+        );
+        sealed::seal(&body, recipients).map_err(|e| Error::Precondition(e.to_string()))
+    }
+
+    pub fn open(armored: &str, ids: &Identities) -> Result<Staged> {
+        let bytes = sealed::open(armored, ids)
+            .map_err(|e| Error::Precondition(format!("journal secrets: {e}")))?;
+        #[derive(serde::Deserialize)]
+        struct Pair {
+            old: String,
+            new: String,
+        }
+        let p: Pair = serde_json::from_slice(bytes.expose_secret()).map_err(|_| {
+            Error::Precondition("journal secrets are not in the expected form".into())
+        })?;
+        Ok(Staged {
+            old: Secret::new(p.old),
+            new: Secret::new(p.new),
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
