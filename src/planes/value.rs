@@ -5,6 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::sops::Identities;
+use crate::txn::sealed;
+use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 /// The old and new value of the secret being rotated. Sealed in the journal, never printed.
