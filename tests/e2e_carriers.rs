@@ -87,7 +87,9 @@ fn the_stand_in_reads_a_password_file_through_its_bind_mount_and_it_wins() {
     assert_eq!(mode, 0o640);
     // A wrong password in the file, the plain key still right: core must fail (the file wins).
     write_atomic(&host, b"not-the-password\n", Mode::KeepOr0600).unwrap();
-    s.compose().run_ok(&["restart", "core"]).expect("restart core");
+    s.compose()
+        .run_ok(&["restart", "core"])
+        .expect("restart core");
     rt.block_on(stack::wait_crash_loop(
         &f.engine,
         &s.core,
@@ -111,7 +113,10 @@ fn the_stand_in_reads_the_database_uri_and_it_wins() {
     let c = rt.block_on(core(&f.engine, s));
     let uri = c.env_value("KOMODO_DATABASE_URI").expect("core has a URI");
     let pw = komodo_rotate::docker::uri::password("KOMODO_DATABASE_URI", uri).unwrap();
-    assert!(pw.ct_eq(&s.env_password), "compose interpolated the password");
+    assert!(
+        pw.ct_eq(&s.env_password),
+        "compose interpolated the password"
+    );
     // A wrong password in the URI only (the plain key still right): core must fail.
     let file = s.dir.join(stack::compose::COMPOSE_FILE);
     let text = std::fs::read_to_string(&file).unwrap();
@@ -146,7 +151,10 @@ async fn core_uri(engine: &Engine, s: &Stack) -> (Secret, Secret) {
 /// compose.env; core is healthy and no journal is left.
 async fn all_on(engine: &Engine, s: &Stack, want: &Secret, carrier: &str) {
     let agreed = agreed(engine, s).await.expect("the planes agree");
-    assert!(agreed.ct_eq(want), "{carrier}: the planes agree on the other value");
+    assert!(
+        agreed.ct_eq(want),
+        "{carrier}: the planes agree on the other value"
+    );
     assert!(
         sops_value(s).is_some_and(|v| v.ct_eq(want)),
         "{carrier}: the real sops reads another value from compose.env"
@@ -229,7 +237,10 @@ fn a_core_reading_a_password_file_rotates_and_rolls_back() {
     rt.block_on(all_on(&f.engine, s, &old, "file rollback"));
     assert_eq!(std::fs::read(&file).unwrap(), body(&old));
     let md = std::fs::metadata(&file).unwrap();
-    assert_eq!((md.mode(), md.uid(), md.gid()), (md_before.mode(), md_before.uid(), md_before.gid()));
+    assert_eq!(
+        (md.mode(), md.uid(), md.gid()),
+        (md_before.mode(), md_before.uid(), md_before.gid())
+    );
 
     // Rotated: the host file holds NEW (same mode and owner); core reads it.
     let r = rotate(s, None);
@@ -239,9 +250,16 @@ fn a_core_reading_a_password_file_rotates_and_rolls_back() {
     rt.block_on(all_on(&f.engine, s, &new, "file rotate"));
     assert_eq!(std::fs::read(&file).unwrap(), body(&new));
     let md = std::fs::metadata(&file).unwrap();
-    assert_eq!((md.mode(), md.uid(), md.gid()), (md_before.mode(), md_before.uid(), md_before.gid()));
+    assert_eq!(
+        (md.mode(), md.uid(), md.gid()),
+        (md_before.mode(), md_before.uid(), md_before.gid())
+    );
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
-    assert!(v.stdout.contains(&format!("file {}", file.display())), "{}", v.text());
+    assert!(
+        v.stdout.contains(&format!("file {}", file.display())),
+        "{}",
+        v.text()
+    );
     assert_no_leak(&[&old, &new, &s.passkey], &s.dir.join("state"));
 }

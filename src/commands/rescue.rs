@@ -5,10 +5,10 @@
 use crate::cli::RescueArgs;
 use crate::config::Config;
 use crate::docker::{carrier, ContainerInfo};
-use crate::fsutil;
-use crate::planes::carriers::holds;
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::mongo::{login_works, LoginOutcome, Target};
+use crate::planes::carriers::holds;
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
 use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, Loaded, RunContext};
@@ -79,11 +79,10 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 .dependants()
                 .filter(|c| {
                     keys.containers.get(&c.name).is_some_and(|ks| {
-                        ks.iter()
-                            .any(|k| {
-                                let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
-                                c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
-                            })
+                        ks.iter().any(|k| {
+                            let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
+                            c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
+                        })
                     })
                 })
                 .map(|c| c.name.clone())
@@ -218,11 +217,14 @@ fn mongo_init_file(mongo: &ContainerInfo, init_key: &str) -> Option<Candidate> {
         return None;
     }
     let read = carrier::host_path(&mongo.mounts, &key, &path).and_then(|host| {
-        let bytes = fsutil::read_small(&host)
-            .map_err(|e| format!("{key}: {}: {e}", host.display()))?;
+        let bytes =
+            fsutil::read_small(&host).map_err(|e| format!("{key}: {}: {e}", host.display()))?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| format!("{key}: {}: not UTF-8 text", host.display()))?;
-        Ok((host.clone(), Secret::new(text.trim_end_matches('\n').to_string())))
+        Ok((
+            host.clone(),
+            Secret::new(text.trim_end_matches('\n').to_string()),
+        ))
     });
     match read {
         Ok((host, value)) => Some(Candidate {

@@ -185,10 +185,7 @@ async fn compare(
         m.push(
             format!("carrier {at}"),
             Status::Drift,
-            format!(
-                "{} {}: rotate and rescue refuse it",
-                c.key, c.why
-            ),
+            format!("{} {}: rotate and rescue refuse it", c.key, c.why),
         );
     }
     let desired = match keys.env_password(env) {
@@ -264,7 +261,11 @@ async fn compare(
             Ok(v) if v.ct_eq(&desired) => m.push(
                 at,
                 Status::Ok,
-                format!("{} (read by {}) matches compose.env", f.key, f.readers.join(", ")),
+                format!(
+                    "{} (read by {}) matches compose.env",
+                    f.key,
+                    f.readers.join(", ")
+                ),
             ),
             Ok(_) => m.push(
                 at,

@@ -98,7 +98,11 @@ pub fn host_path(mounts: &[MountInfo], key: &str, container_path: &str) -> Resul
         ));
     };
     if m.kind != "bind" {
-        let kind = if m.kind.is_empty() { "unknown" } else { &m.kind };
+        let kind = if m.kind.is_empty() {
+            "unknown"
+        } else {
+            &m.kind
+        };
         return Err(format!(
             "{key} names a file on a {kind} mount at {}, not a host bind mount",
             m.destination
@@ -157,7 +161,12 @@ pub fn classify(
                         })
                     })
                     // The refusal names the key itself.
-                    .map_err(|e| e.strip_prefix(k.as_str()).unwrap_or(&e).trim_start().to_string())
+                    .map_err(|e| {
+                        e.strip_prefix(k.as_str())
+                            .unwrap_or(&e)
+                            .trim_start()
+                            .to_string()
+                    })
             }
         } else {
             Ok(None)
@@ -243,7 +252,11 @@ mod tests {
         let mounts = [
             m("bind", "/srv/komodo/secrets", "/run/secrets"),
             m("bind", "/srv/komodo/db.pw", "/run/secrets/db/pw"),
-            m("volume", "/var/lib/docker/volumes/keys/_data", "/config/keys"),
+            m(
+                "volume",
+                "/var/lib/docker/volumes/keys/_data",
+                "/config/keys",
+            ),
             m("tmpfs", "", "/tmp"),
             m("bind", "/srv/other", "/run/sec"),
         ];
@@ -323,7 +336,10 @@ mod tests {
             ]
         );
         let keys: Vec<&str> = refused.iter().map(|r| r.key.as_str()).collect();
-        assert_eq!(keys, ["KOMODO_DATABASE_URI_FILE", "FERRETDB_POSTGRESQL_URL"]);
+        assert_eq!(
+            keys,
+            ["KOMODO_DATABASE_URI_FILE", "FERRETDB_POSTGRESQL_URL"]
+        );
         assert!(refused[0].why.contains("volume"), "{:?}", refused[0]);
         assert!(refused[1].why.contains("not percent-encoded"));
         let shown = format!("{carried:?}{refused:?}");
@@ -349,7 +365,10 @@ mod tests {
         let new = Secret::new("NEW".into());
         let p = FileContent::Password;
         assert_eq!(file_password(k, p, b"  old\n").unwrap().expose(), "old");
-        assert_eq!(&file_with_password(k, p, b"old\n", &new).unwrap()[..], b"NEW\n");
+        assert_eq!(
+            &file_with_password(k, p, b"old\n", &new).unwrap()[..],
+            b"NEW\n"
+        );
         assert_eq!(&file_with_password(k, p, b"old", &new).unwrap()[..], b"NEW");
         assert_eq!(
             &file_with_password(k, p, b"\n old \r\n", &new).unwrap()[..],

@@ -194,10 +194,7 @@ mod tests {
                 "postgresql://komodo:NEW@postgres",
             ),
             // An empty password is a password; a query with @ and : stays as it was.
-            (
-                "mongodb://u:@h/?x=a@b:c",
-                "mongodb://u:NEW@h/?x=a@b:c",
-            ),
+            ("mongodb://u:@h/?x=a@b:c", "mongodb://u:NEW@h/?x=a@b:c"),
         ];
         for (before, after) in cases {
             assert_eq!(swap(before, "NEW"), after, "{before}");
@@ -207,11 +204,18 @@ mod tests {
 
     #[test]
     fn reserved_bytes_are_percent_encoded_and_read_back() {
-        for pw in ["p@ss:w/o?r#d%", "sp ace+plus&amp=eq", "ünï€😀", "[]!$'()*,;", "%41"] {
+        for pw in [
+            "p@ss:w/o?r#d%",
+            "sp ace+plus&amp=eq",
+            "ünï€😀",
+            "[]!$'()*,;",
+            "%41",
+        ] {
             let uri = swap("mongodb://admin:x@mongo:27017/?authSource=admin", pw);
             assert!(uri.starts_with("mongodb://admin:"), "{uri}");
             assert!(uri.ends_with("@mongo:27017/?authSource=admin"), "{uri}");
-            let enc = &uri["mongodb://admin:".len()..uri.len() - "@mongo:27017/?authSource=admin".len()];
+            let enc =
+                &uri["mongodb://admin:".len()..uri.len() - "@mongo:27017/?authSource=admin".len()];
             assert!(
                 enc.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
@@ -221,7 +225,9 @@ mod tests {
         }
         // An already-encoded old password is decoded, not taken literally.
         assert_eq!(
-            password(K, &s("mongodb://u:p%40ss%3A%2F@h")).unwrap().expose(),
+            password(K, &s("mongodb://u:p%40ss%3A%2F@h"))
+                .unwrap()
+                .expose(),
             "p@ss:/"
         );
     }
@@ -231,7 +237,10 @@ mod tests {
         let refused = [
             ("mongodb://mongo:27017", "without a password"),
             ("mongodb://admin@mongo:27017", "without a password"),
-            ("mongodb://[::1]:27017/?authSource=admin", "without a password"),
+            (
+                "mongodb://[::1]:27017/?authSource=admin",
+                "without a password",
+            ),
             ("mongodb://mongo/?x=u:hunter2@h", "without a password"),
             ("admin:hunter2@mongo:27017", "no scheme://"),
             ("1x://admin:hunter2@h", "invalid scheme"),

@@ -192,7 +192,10 @@ impl DbPasswordKeys {
         }
         // compose.env itself: a URI with the password inside would be handed to containers
         // again by the next `docker compose up`, and write-env patches plain keys only.
-        for k in env_keys.iter().filter(|k| carrier::URI_KEYS.contains(&k.as_str())) {
+        for k in env_keys
+            .iter()
+            .filter(|k| carrier::URI_KEYS.contains(&k.as_str()))
+        {
             if let Some(v) = env.plain.get(k) {
                 if crate::docker::uri::has_password(k, &v).unwrap_or(true) {
                     unpatched.push((

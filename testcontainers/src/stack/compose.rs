@@ -56,7 +56,9 @@ pub fn compose_file_with(generation: Generation, carrier: super::CoreCarrier) ->
     const VOLUME_ANCHOR: &str = "      - ./control:/control";
     let mut out = text.replacen(ENV_ANCHOR, &format!("{ENV_ANCHOR}{env}"), 1);
     if !volume.is_empty() {
-        let at = out.find(VOLUME_ANCHOR).expect("core's control mount in the compose file");
+        let at = out
+            .find(VOLUME_ANCHOR)
+            .expect("core's control mount in the compose file");
         out.insert_str(at, &volume);
     }
     out
@@ -161,7 +163,10 @@ mod tests {
     #[test]
     fn carriers_add_lines_to_core_only_and_plain_is_the_file_as_shipped() {
         for g in [Generation::V1, Generation::V2] {
-            assert_eq!(compose_file_with(g, CoreCarrier::Plain), compose_file_text(g));
+            assert_eq!(
+                compose_file_with(g, CoreCarrier::Plain),
+                compose_file_text(g)
+            );
             let core = |t: &str| {
                 let start = t.find("\n  core:\n").unwrap();
                 let end = t.find("\n  periphery:\n").unwrap();
@@ -171,7 +176,14 @@ mod tests {
             let at = uri.find("KOMODO_DATABASE_URI: mongodb://${").unwrap();
             let (s, e) = core(&uri);
             assert!(s < at && at < e, "{g:?}: the URI is core's");
-            assert_eq!(uri.len() - compose_file_text(g).len(), uri.lines().find(|l| l.contains("KOMODO_DATABASE_URI")).unwrap().len() + 1);
+            assert_eq!(
+                uri.len() - compose_file_text(g).len(),
+                uri.lines()
+                    .find(|l| l.contains("KOMODO_DATABASE_URI"))
+                    .unwrap()
+                    .len()
+                    + 1
+            );
             let file = compose_file_with(g, CoreCarrier::PasswordFile);
             let (s, e) = core(&file);
             for needle in [

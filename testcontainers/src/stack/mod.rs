@@ -137,7 +137,9 @@ impl Stack {
     }
     /// The host side of core's `KOMODO_DATABASE_PASSWORD_FILE` ([`CoreCarrier::PasswordFile`]).
     pub fn password_file(&self) -> PathBuf {
-        self.dir.join(compose::SECRETS_DIR).join(compose::PASSWORD_FILE)
+        self.dir
+            .join(compose::SECRETS_DIR)
+            .join(compose::PASSWORD_FILE)
     }
 }
 
