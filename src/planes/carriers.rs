@@ -180,7 +180,7 @@ pub(super) fn restore_file_at(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io(&w, e)),
     };
-    if !written.is_some_and(|h| h.trim() == sha256_hex(&now)) {
+    if written.is_none_or(|h| h.trim() != sha256_hex(&now)) {
         return Err(Error::Precondition(format!(
             "{target} ({}) changed under the run (it holds neither the original bytes nor what write-file wrote): not restored, so the edit made meanwhile is kept; the original is sealed in {}",
             f.key,
