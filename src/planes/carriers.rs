@@ -15,6 +15,7 @@ use crate::docker::uri;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::secret::Secret;
+use crate::sops::Identities;
 use crate::txn::{sealed, Step};
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
@@ -90,71 +91,26 @@ impl LivePlanes<'_> {
     /// write-file: the file to NEW. Already NEW: done (so resume can replay it).
     pub(super) fn write_file(&self, step: &Step, ctx: &RunContext) -> Result<()> {
         let f = the_file(step, ctx)?;
-        let path = &f.host_path;
-        let now = fsutil::read_small(path).map_err(|e| Error::io(path, e))?;
-        let holds_new = carrier::file_password(&f.key, f.content(), &now)
-            .is_ok_and(|v| v.ct_eq(&self.staged.new));
-        if holds_new {
-            return Ok(());
-        }
-        let target = path.display().to_string();
-        let prev = prev_path(&self.journal_dir, &target);
-        let armored = sealed::seal(&now, &self.recipients(ctx)?)
-            .map_err(|e| Error::Precondition(e.to_string()))?;
-        // Once: on a replay the first copy is the original.
-        match fsutil::write_new(&prev, armored.as_bytes(), 0o600) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io(&prev, e)),
-        }
-        let bytes = carrier::file_with_password(&f.key, f.content(), &now, &self.staged.new)
-            .map_err(|e| Error::Precondition(format!("{target}: {e}")))?;
-        // Recorded before the write, so an undo after a crash in between still knows.
-        let w = written_path(&self.journal_dir, &target);
-        fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
-            .map_err(|e| Error::io(&w, e))?;
-        fsutil::write_atomic(path, &bytes, Mode::KeepOr0600).map_err(|e| Error::io(path, e))
+        write_file_at(
+            f,
+            &self.journal_dir,
+            &self.recipients(ctx)?,
+            &self.staged.new,
+        )
     }
 
     /// write-file's undo: the sealed previous bytes back, only over what write-file wrote; then
     /// each running reader is restarted so it reads them.
     pub(super) async fn undo_write_file(&self, step: &Step, ctx: &RunContext) -> Result<()> {
         let f = the_file(step, ctx)?;
-        let path = &f.host_path;
-        let target = path.display().to_string();
-        let prev = prev_path(&self.journal_dir, &target);
-        let armored = match std::fs::read_to_string(&prev) {
-            Ok(a) => a,
-            // write-file never saved the old bytes, so it never wrote either.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&prev, e)),
-        };
-        let old = sealed::open(&armored, self.ids)
-            .map_err(|e| Error::Precondition(format!("{}: {e}", prev.display())))?;
-        let now = fsutil::read_small(path).map_err(|e| Error::io(path, e))?;
-        if now[..] != *old.expose_secret() {
-            let w = written_path(&self.journal_dir, &target);
-            let written = match std::fs::read_to_string(&w) {
-                Ok(h) => Some(h),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(Error::io(&w, e)),
-            };
-            if written.is_none_or(|h| h.trim() != sha256_hex(&now)) {
-                return Err(Error::Precondition(format!(
-                    "{target} ({}) changed under the run (it holds neither the original bytes nor what write-file wrote): not restored, so the edit made meanwhile is kept; the original is sealed in {}",
-                    f.key,
-                    prev.display()
-                )));
-            }
-            fsutil::write_atomic(path, old.expose_secret(), Mode::KeepOr0600)
-                .map_err(|e| Error::io(path, e))?;
+        if !restore_file_at(f, &self.journal_dir, self.ids)? {
+            return Ok(());
         }
         for name in &f.readers {
             // A reader started while the file held NEW keeps it in memory; a restart makes it
             // read the restored value (it may restart-loop until change-db is undone too).
             if let Some(c) = self.engine.try_inspect(name).await? {
-                let running = c.state.and_then(|s| s.running).unwrap_or(false);
-                if running {
+                if c.state.and_then(|s| s.running).unwrap_or(false) {
                     self.engine.stop(name, 10).await?;
                     self.engine.start(name).await?;
                 }
@@ -162,6 +118,78 @@ impl LivePlanes<'_> {
         }
         Ok(())
     }
+}
+
+/// Replaces the carrier file of `f` so it holds `new`: the previous bytes sealed to
+/// `recipients` in `journal_dir` first (once: a replay keeps the original), the hash of the new
+/// bytes recorded, then the atomic replace keeping owner, group and mode.
+pub(super) fn write_file_at(
+    f: &CarrierFile,
+    journal_dir: &Path,
+    recipients: &[String],
+    new: &Secret,
+) -> Result<()> {
+    let path = &f.host_path;
+    let now = fsutil::read_small(path).map_err(|e| Error::io(path, e))?;
+    if carrier::file_password(&f.key, f.content(), &now).is_ok_and(|v| v.ct_eq(new)) {
+        return Ok(());
+    }
+    let target = path.display().to_string();
+    let prev = prev_path(journal_dir, &target);
+    let armored = sealed::seal(&now, recipients).map_err(|e| Error::Precondition(e.to_string()))?;
+    match fsutil::write_new(&prev, armored.as_bytes(), 0o600) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(&prev, e)),
+    }
+    let bytes = carrier::file_with_password(&f.key, f.content(), &now, new)
+        .map_err(|e| Error::Precondition(format!("{target}: {e}")))?;
+    // Recorded before the write, so an undo after a crash in between still knows.
+    let w = written_path(journal_dir, &target);
+    fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
+        .map_err(|e| Error::io(&w, e))?;
+    fsutil::write_atomic(path, &bytes, Mode::KeepOr0600).map_err(|e| Error::io(path, e))
+}
+
+/// Puts the sealed previous bytes of `f` back, only over exactly what write-file wrote. Returns
+/// whether write-file had started on it (a previous copy exists). An edit made meanwhile is
+/// kept and named in the error.
+pub(super) fn restore_file_at(
+    f: &CarrierFile,
+    journal_dir: &Path,
+    ids: &Identities,
+) -> Result<bool> {
+    let path = &f.host_path;
+    let target = path.display().to_string();
+    let prev = prev_path(journal_dir, &target);
+    let armored = match std::fs::read_to_string(&prev) {
+        Ok(a) => a,
+        // write-file never saved the old bytes, so it never wrote either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(&prev, e)),
+    };
+    let old = sealed::open(&armored, ids)
+        .map_err(|e| Error::Precondition(format!("{}: {e}", prev.display())))?;
+    let now = fsutil::read_small(path).map_err(|e| Error::io(path, e))?;
+    if now[..] == *old.expose_secret() {
+        return Ok(true);
+    }
+    let w = written_path(journal_dir, &target);
+    let written = match std::fs::read_to_string(&w) {
+        Ok(h) => Some(h),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&w, e)),
+    };
+    if written.is_none_or(|h| h.trim() != sha256_hex(&now)) {
+        return Err(Error::Precondition(format!(
+            "{target} ({}) changed under the run (it holds neither the original bytes nor what write-file wrote): not restored, so the edit made meanwhile is kept; the original is sealed in {}",
+            f.key,
+            prev.display()
+        )));
+    }
+    fsutil::write_atomic(path, old.expose_secret(), Mode::KeepOr0600)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -223,5 +251,108 @@ mod tests {
         files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap();
         std::fs::remove_file(&a).unwrap();
         assert!(files_hold(&ctx, &Secret::new("N3w".into()), "new").is_err());
+    }
+
+    struct Fx {
+        _d: tempfile::TempDir,
+        jd: PathBuf,
+        file: CarrierFile,
+        ids: Identities,
+        recipients: Vec<String>,
+    }
+
+    fn fx(body: &[u8]) -> Fx {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let jd = d.path().join("journal");
+        std::fs::create_dir(&jd).unwrap();
+        let id = age::x25519::Identity::generate();
+        let key = d.path().join("age.key");
+        std::fs::write(&key, id.to_string().expose_secret().as_bytes()).unwrap();
+        let host = d.path().join("db_password");
+        std::fs::write(&host, body).unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Fx {
+            jd,
+            file: CarrierFile {
+                key: "KOMODO_DATABASE_PASSWORD_FILE".into(),
+                host_path: host,
+                content: "password".into(),
+                readers: vec!["core".into()],
+            },
+            ids: Identities::from_key_file(&key).unwrap(),
+            recipients: vec![id.to_public().to_string()],
+            _d: d,
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn write_file_seals_the_old_bytes_and_its_undo_restores_them() {
+        let x = fx(b"OLD-pw-0123456789\n");
+        let new = Secret::new("NEW-pw-9876543210".into());
+        write_file_at(&x.file, &x.jd, &x.recipients, &new).unwrap();
+        assert_eq!(
+            std::fs::read(&x.file.host_path).unwrap(),
+            b"NEW-pw-9876543210\n"
+        );
+        assert_eq!(mode(&x.file.host_path), 0o640);
+        // Replayed (resume): nothing changes, the sealed original stays the original.
+        write_file_at(&x.file, &x.jd, &x.recipients, &new).unwrap();
+        // Never plaintext in the journal dir.
+        for e in std::fs::read_dir(&x.jd).unwrap() {
+            let p = e.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            assert!(!b.windows(6).any(|w| w == b"OLD-pw"), "{}", p.display());
+            assert!(!b.windows(6).any(|w| w == b"NEW-pw"), "{}", p.display());
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        assert!(restore_file_at(&x.file, &x.jd, &x.ids).unwrap());
+        assert_eq!(
+            std::fs::read(&x.file.host_path).unwrap(),
+            b"OLD-pw-0123456789\n"
+        );
+        assert_eq!(mode(&x.file.host_path), 0o640);
+        // Idempotent.
+        assert!(restore_file_at(&x.file, &x.jd, &x.ids).unwrap());
+        assert_eq!(
+            std::fs::read(&x.file.host_path).unwrap(),
+            b"OLD-pw-0123456789\n"
+        );
+    }
+
+    #[test]
+    fn write_file_undo_never_clobbers_an_edit_made_meanwhile() {
+        let x = fx(b"OLD-pw-0123456789\n");
+        let new = Secret::new("NEW-pw-9876543210".into());
+        write_file_at(&x.file, &x.jd, &x.recipients, &new).unwrap();
+        std::fs::write(&x.file.host_path, b"edited by the operator\n").unwrap();
+        let e = restore_file_at(&x.file, &x.jd, &x.ids)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&x.file.host_path.display().to_string()), "{e}");
+        assert!(e.contains("changed under the run"), "{e}");
+        assert!(!e.contains("OLD-pw") && !e.contains("NEW-pw"), "{e}");
+        assert_eq!(
+            std::fs::read(&x.file.host_path).unwrap(),
+            b"edited by the operator\n"
+        );
+    }
+
+    #[test]
+    fn write_file_on_a_file_already_new_or_never_started_changes_nothing() {
+        let x = fx(b"NEW-pw-9876543210\n");
+        let new = Secret::new("NEW-pw-9876543210".into());
+        write_file_at(&x.file, &x.jd, &x.recipients, &new).unwrap();
+        assert_eq!(std::fs::read_dir(&x.jd).unwrap().count(), 0);
+        assert!(!restore_file_at(&x.file, &x.jd, &x.ids).unwrap());
+        assert_eq!(
+            std::fs::read(&x.file.host_path).unwrap(),
+            b"NEW-pw-9876543210\n"
+        );
     }
 }

@@ -235,7 +235,7 @@ impl DbPasswordKeys {
             return Ok(());
         }
         Err(Error::Precondition(format!(
-            "the DB credential is also carried where a rotation cannot rewrite it ({}); nothing was changed. Move it to the plain password key first",
+            "the DB credential is also carried where a rotation cannot rewrite it ({}); nothing was changed. Move it to a form the rotation patches (README: Credential carriers)",
             self.unpatched_lines().join("; ")
         )))
     }
