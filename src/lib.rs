@@ -21,6 +21,7 @@ pub mod probe;
 pub mod report;
 pub mod secret;
 pub mod sops;
+pub mod text;
 pub mod txn;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 use crate::audit::{self, AuditRecord};
 use crate::config::Config;
 use crate::error::Result;
+use crate::report::escape_label;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -302,12 +303,6 @@ pub fn git_gauges(f: &GitFacts) -> Vec<crate::report::Gauge> {
         .into_iter()
         .filter_map(|(name, help, v)| v.map(|value| Gauge { name, help, value }))
         .collect()
-}
-
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -184,7 +184,8 @@ impl Matrix {
     }
 }
 
-fn escape_label(s: &str) -> String {
+/// A Prometheus label value, escaped as the text exposition format wants (`\\`, `\"`, `\n`).
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

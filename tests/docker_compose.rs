@@ -14,7 +14,7 @@ mod docker_support;
 mod e2e_support;
 
 use docker_support::{engine_or_skip, images, Cleanup};
-use e2e_support::{finish, tool, Run, BIN};
+use e2e_support::{finish, rt, tool, Run, BIN};
 use komodo_rotate::docker::{ContainerInfo, Engine};
 use komodo_rotate::mongo::{login_works, LoginOutcome, Target};
 use komodo_rotate::secret::Secret;
@@ -27,14 +27,6 @@ use std::time::Duration;
 
 /// The cases share two CPU cores; one stack at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn env_value(s: &Stack, key: &str) -> Secret {
     let ids = Identities::from_key_file(&s.age_key()).unwrap();

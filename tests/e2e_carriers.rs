@@ -7,54 +7,22 @@
 mod docker_support;
 mod e2e_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
 use komodo_rotate::docker::{ContainerInfo, Engine};
 use komodo_rotate::fsutil::{write_atomic, Mode};
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::{self, CoreCarrier, Stack, StackOptions};
+use komodo_testcontainers::stack::{self, CoreCarrier, Stack};
 use std::sync::Mutex;
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    _dir: tempfile::TempDir,
-    _cleanup: Cleanup,
+async fn core(engine: &Engine, s: &Stack) -> ContainerInfo {
+    ContainerInfo::load(engine, &s.core).await.expect("core")
 }
 
 async fn fixture(test: &str, project: &str, carrier: CoreCarrier) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let mut opts = StackOptions::new(project, dir.path(), &bin);
-    opts.core_carrier = carrier;
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
-    Some(Fixture {
-        engine,
-        stack,
-        _dir: dir,
-        _cleanup: cleanup,
-    })
-}
-
-async fn core(engine: &Engine, s: &Stack) -> ContainerInfo {
-    ContainerInfo::load(engine, &s.core).await.expect("core")
+    fixture_with(test, project, |o| o.core_carrier = carrier).await
 }
 
 #[test]

@@ -5,64 +5,23 @@
 //!   container, in text, JSON and Prometheus, never with a value;
 //! - rotate --secret jwt-secret / webhook-secret / env:KEY end to end, with their notices, and
 //!   their refusals (a drifted holder: exit 3, nothing changed; store-backed keys: exit 2);
-//! - the fault matrix and the SIGKILL matrix, generic: driven from the step list `rotate
-//!   --secret K --dry-run` prints, so a new kind gets them by adding its name (run for
-//!   jwt-secret): every step fails in turn (exit 4, all old) and a SIGKILL after every step is
-//!   resumed (compose.env decides: all new from write-env on, else all old).
+//! - the generic fault and SIGKILL matrices (`e2e_support::matrix`, driven from the step list
+//!   `rotate --secret K --dry-run` prints) for each of the three: every step fails in turn (exit
+//!   4, all old) and a SIGKILL after every step is resumed (compose.env decides: all new from
+//!   write-env on, else all old).
 
 mod docker_support;
 mod e2e_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
 use komodo_rotate::docker::{Engine, EnvPatch, Snapshot};
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{Identities, SopsFile};
-use komodo_testcontainers::stack::{self, Stack, StackOptions, REHEARSAL_TOKEN_KEY};
-use std::process::Command;
+use komodo_testcontainers::stack::{self, Stack, REHEARSAL_TOKEN_KEY};
 use std::sync::Mutex;
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    _dir: tempfile::TempDir,
-    _cleanup: Cleanup,
-}
-
-async fn fixture(test: &str, project: &str) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    let v = Command::new(BIN).arg("--version").output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
-        "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
-    );
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let opts = StackOptions::new(project, dir.path(), &bin);
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
-    Some(Fixture {
-        engine,
-        stack,
-        _dir: dir,
-        _cleanup: cleanup,
-    })
-}
 
 /// compose.env's value of `key`, read by our store (the real sops is the referee elsewhere).
 fn env_value(s: &Stack, key: &str) -> Secret {
@@ -101,6 +60,10 @@ fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("no {name} row:\n{text}"))
+}
+
+async fn fixture(test: &str, project: &str) -> Option<Fixture> {
+    fault_fixture(test, project, |_| {}).await
 }
 
 #[test]
@@ -183,34 +146,6 @@ fn verify_names_an_env_only_kind_whose_holder_drifted() {
         let prom_leaks = [&jwt, &other].iter().any(|x| prom.contains(x.expose()));
         assert!(!prom_leaks, "a value in the metrics file");
     });
-}
-
-/// The real Go sops decrypts compose.env: its value of `key`.
-fn sops_get(s: &Stack, key: &str) -> Option<Secret> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new("sops")
-        .args([
-            "decrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .arg(s.compose_env())
-        .env("SOPS_AGE_KEY_FILE", s.age_key())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8(out.stdout).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{key}="))
-            .map(|v| Secret::new(v.to_string()))
-    })
 }
 
 /// The invariant of an env-only kind: compose.env (read by the real sops), core's and
@@ -371,139 +306,49 @@ fn env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove() {
     });
 }
 
-/// The step names `rotate --secret KIND --dry-run` prints, in order.
-fn step_names(s: &Stack, kind: &str) -> Vec<String> {
-    let r = tool(s, &["rotate", "--secret", kind, "--dry-run"], &[]);
-    assert_eq!(r.code, Some(0), "{}", r.text());
-    let names: Vec<String> = r
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let (n, rest) = l.split_once(". ")?;
-            n.parse::<usize>().ok()?;
-            rest.split_whitespace().next().map(String::from)
-        })
-        .collect();
-    assert!(names.len() >= 3, "no plan in: {}", r.text());
-    names
-}
-
-/// The generic matrices for one env-only kind.
-fn fault_and_crash_matrices(kind: &str, key: &str, project: &str) {
+/// The generic matrices (tests/e2e_support/matrix.rs) for one env-only kind, on a stack of its own.
+fn matrices(kind: &str, key: &str, project: &str) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture(&format!("matrices {kind}"), project)) else {
         return;
     };
     let s = &f.stack;
-    let steps = step_names(s, kind);
-    println!("\n{kind}: steps from --dry-run: {}", steps.join(", "));
     let agreed = |what: &str| {
         rt.block_on(agreed_on(&f.engine, s, key))
             .unwrap_or_else(|e| panic!("{kind} {what}: split: {e}"))
     };
-    let journal = s.dir.join("state/journal/current.json");
-    let mut seen = vec![s.passkey.clone(), s.env_password.clone()];
-    let mut rows = Vec::new();
-
-    // Fault matrix: each step fails before it runs, and after it ran (but the last: after
-    // commit the run is over). Expected: exit 4, all old, no journal.
-    let mut points: Vec<String> = steps.iter().map(|n| format!("before:{n}")).collect();
-    points.extend(
-        steps[..steps.len() - 1]
-            .iter()
-            .map(|n| format!("after:{n}")),
-    );
-    for fp in &points {
-        let before = agreed("before the case");
-        let r = tool(
-            s,
-            &["rotate", "--secret", kind],
-            &[("FAILPOINTS", &format!("{fp}=return"))],
-        );
-        let after = agreed(fp);
-        let verdict = if after.ct_eq(&before) {
-            "all old"
-        } else {
-            "all new"
-        };
-        rows.push(format!("{fp:<44} exit {:?}  {verdict}", r.code));
-        assert_eq!(r.code, Some(4), "{fp}: {}", r.text());
-        assert_eq!(verdict, "all old", "{fp}: {}", r.text());
-        assert!(
-            !journal.exists(),
-            "{fp}: a clean rollback leaves no journal"
-        );
-    }
-
-    // SIGKILL matrix: killed after staging and after each step but commit, then `resume`.
-    // compose.env decides: from write-env on it holds NEW (roll forward, exit 0), before it
-    // OLD (roll back, exit 4). A second resume has nothing to do.
-    let write_env = steps
-        .iter()
-        .position(|n| n == "write-env")
-        .expect("an env-only plan writes compose.env");
-    let mut kills = vec![("after:stage".to_string(), None)];
-    kills.extend(
-        steps[..steps.len() - 1]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (format!("after:{n}"), Some(i))),
-    );
-    for (point, at) in &kills {
-        let before = agreed("before the kill");
-        let r = tool(
-            s,
-            &["rotate", "--secret", kind],
-            &[("FAILPOINTS", &format!("{point}=return(crash)"))],
-        );
-        assert_eq!(
-            r.signal,
-            Some(9),
-            "{point}: must die by SIGKILL: {}",
-            r.text()
-        );
-        assert!(journal.exists(), "{point}: journal kept");
-        let res = tool(s, &["resume"], &[]);
-        let after = agreed(point);
-        let forward = at.is_some_and(|i| i >= write_env);
-        let verdict = if after.ct_eq(&before) {
-            "all old"
-        } else {
-            "all new"
-        };
-        rows.push(format!(
-            "SIGKILL {point:<36} resume {:?}  {verdict}",
-            res.code
-        ));
-        assert_eq!(verdict == "all new", forward, "{point}: {}", res.text());
-        assert_eq!(
-            res.code,
-            Some(if forward { 0 } else { 4 }),
-            "{point}: {}",
-            res.text()
-        );
-        seen.push(after);
-        let again = tool(s, &["resume"], &[]);
-        assert_eq!(
-            again.code,
-            Some(0),
-            "{point}: resume is idempotent: {}",
-            again.text()
-        );
-    }
-    println!("\nfault and crash matrix (rotate --secret {kind}):");
-    for r in &rows {
-        println!("  {r}");
-    }
+    let k = matrix::Kind {
+        args: &["--secret", kind],
+        decider: "write-env",
+    };
+    let mut seen = matrix::run(s, &k, &agreed);
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
+    seen.extend([s.passkey.clone(), s.env_password.clone()]);
     let refs: Vec<&Secret> = seen.iter().collect();
     assert_no_leak(&refs, &s.dir.join("state"));
 }
 
 #[test]
 fn jwt_secret_fault_and_sigkill_matrices_from_its_step_list() {
-    fault_and_crash_matrices("jwt-secret", "KOMODO_JWT_SECRET", "krt-kinds-matrix");
+    matrices("jwt-secret", "KOMODO_JWT_SECRET", "krt-kinds-matrix");
+}
+
+#[test]
+fn webhook_secret_fault_and_sigkill_matrices_from_its_step_list() {
+    matrices(
+        "webhook-secret",
+        "KOMODO_WEBHOOK_SECRET",
+        "krt-kinds-matrix-wh",
+    );
+}
+
+#[test]
+fn env_key_fault_and_sigkill_matrices_from_its_step_list() {
+    matrices(
+        &format!("env:{REHEARSAL_TOKEN_KEY}"),
+        REHEARSAL_TOKEN_KEY,
+        "krt-kinds-matrix-env",
+    );
 }

@@ -13,36 +13,23 @@
 //!   failure after each phase rolls back to OLD (exit 4) with core still reaching periphery;
 //!   remote peripheries refused without `--local-only`, named with it.
 //!
+//! - The generic fault and SIGKILL matrices (`e2e_support::matrix`) over its step list: every
+//!   step fails in turn (exit 4, all old, core reaching periphery), a SIGKILL after every step is
+//!   resumed (compose.env's `KOMODO_PASSKEY` decides: all new from `send-new/write-env` on).
+//!
 //! The cases share the engine, so they run one at a time.
 
 mod docker_support;
 mod e2e_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
 use komodo_rotate::docker::{ContainerInfo, Engine, EnvPatch, HealthGate, Recreate};
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::{self, http, Generation, Stack, StackOptions, PASSKEY_LINK};
-use std::process::Command;
+use komodo_testcontainers::stack::{http, Generation, Stack, PASSKEY_LINK};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    _dir: tempfile::TempDir,
-    _cleanup: Cleanup,
-}
 
 fn gate() -> HealthGate {
     HealthGate {
@@ -55,35 +42,15 @@ fn gate() -> HealthGate {
 /// The v1 rehearsal stack, with core polling periphery every 100 ms (a patch recreate of core,
 /// so the poll interval is part of core's env from then on, through every later recreate).
 async fn fixture(test: &str, project: &str) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    let v = Command::new(BIN).arg("--version").output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
-        "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
-    );
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let mut opts = StackOptions::new(project, dir.path(), &bin);
-    opts.generation = Generation::V1;
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
+    let f = fault_fixture(test, project, |o| o.generation = Generation::V1).await?;
     let fast = EnvPatch::new().set("CORE_STANDIN_POLL_MS", Secret::new("100".into()));
-    Recreate::prepare(&engine, &stack.core, fast, 0)
+    Recreate::prepare(&f.engine, &f.stack.core, fast, 0)
         .await
         .unwrap()
         .run(&gate())
         .await
         .expect("core with fast polls");
-    Some(Fixture {
-        engine,
-        stack,
-        _dir: dir,
-        _cleanup: cleanup,
-    })
+    Some(f)
 }
 
 /// Does core reach periphery now? (core's own check, made on this request)
@@ -163,31 +130,6 @@ fn join(a: &Secret, b: &Secret) -> Secret {
     Secret::new(format!("{},{}", a.expose(), b.expose()))
 }
 
-/// compose.env read with the real Go sops: `key`'s text.
-fn sops_get(s: &Stack, key: &str) -> Option<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new("sops")
-        .args([
-            "decrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .arg(s.compose_env())
-        .env("SOPS_AGE_KEY_FILE", s.age_key())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .output()
-        .expect("sops");
-    assert!(out.status.success(), "sops decrypt failed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let prefix = format!("{key}=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
-}
-
 async fn env_of(engine: &Engine, name: &str, key: &str) -> Option<Secret> {
     ContainerInfo::load(engine, name)
         .await
@@ -214,13 +156,10 @@ async fn no_leftovers(engine: &Engine, s: &Stack) {
 /// env, core reaching periphery, periphery refusing `other`.
 async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
     let core_key = sops_get(s, "KOMODO_PASSKEY").expect("KOMODO_PASSKEY");
-    assert!(
-        Secret::new(core_key).ct_eq(passkey),
-        "compose.env's KOMODO_PASSKEY"
-    );
+    assert!(core_key.ct_eq(passkey), "compose.env's KOMODO_PASSKEY");
     assert_eq!(
-        sops_get(s, "PERIPHERY_PASSKEYS").as_deref(),
-        Some(PASSKEY_LINK),
+        sops_get(s, "PERIPHERY_PASSKEYS").map(|v| v.expose().to_string()),
+        Some(PASSKEY_LINK.to_string()),
         "compose.env keeps the link"
     );
     for (name, key) in [
@@ -256,8 +195,8 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
         let old = s.passkey.clone();
         // The stack is Komodo v1's shape: compose.env links the list, compose resolved the link.
         assert_eq!(
-            sops_get(s, "PERIPHERY_PASSKEYS").as_deref(),
-            Some(PASSKEY_LINK)
+            sops_get(s, "PERIPHERY_PASSKEYS").map(|v| v.expose().to_string()),
+            Some(PASSKEY_LINK.to_string())
         );
         assert!(env_of(e, &s.periphery, "PERIPHERY_PASSKEYS")
             .await
@@ -402,7 +341,7 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
         // after it started sending NEW.
         let r = tool(s, &["rotate", "--secret", "passkey"], &[]);
         assert_eq!(r.code, Some(0), "{}", r.text());
-        let new = Secret::new(sops_get(s, "KOMODO_PASSKEY").unwrap());
+        let new = sops_get(s, "KOMODO_PASSKEY").unwrap();
         assert!(!new.ct_eq(&old));
         all_on(e, s, &new, &old).await;
         let (ok, rejected, _) = polls(s).await;
@@ -412,4 +351,29 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
         );
         assert_no_leak(&[&old, &new], &s.dir.join("state"));
     });
+}
+
+#[test]
+fn passkey_fault_and_sigkill_matrices_from_its_step_list() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("passkey_matrices", "krt-pk-matrix")) else {
+        return;
+    };
+    let (e, s) = (&f.engine, &f.stack);
+    let stranger = Secret::generate().unwrap();
+    // Every plane on compose.env's KOMODO_PASSKEY (all_on panics naming the split).
+    let agreed = |_: &str| {
+        let now = sops_get(s, "KOMODO_PASSKEY").expect("KOMODO_PASSKEY");
+        rt.block_on(all_on(e, s, &now, &stranger));
+        now
+    };
+    let k = e2e_support::matrix::Kind {
+        args: &["--secret", "passkey"],
+        decider: "send-new/write-env",
+    };
+    let mut seen = e2e_support::matrix::run(s, &k, &agreed);
+    seen.extend([s.passkey.clone(), s.env_password.clone()]);
+    let refs: Vec<&Secret> = seen.iter().collect();
+    assert_no_leak(&refs, &s.dir.join("state"));
 }

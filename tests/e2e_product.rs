@@ -1,6 +1,7 @@
 //! The product end to end on the rehearsal stack and a real Docker engine: the incident and its
-//! rescue, rotation (twice), the fault matrix (a failure injected at every step, plus real
-//! faults), crash safety (SIGKILL at every step boundary, then `resume`), two runs at once, and
+//! rescue, rotation (twice), the generic fault and SIGKILL matrices over db-password's step list
+//! (`e2e_support::matrix`), real faults (Mongo refusing updateUser, a new core failing its gate,
+//! a read-only directory, a wrong age key, Mongo stopped, a failing undo), two runs at once, and
 //! the secret-hygiene scan. The invariant after every case: Mongo's live password, compose.env's
 //! value and core's and periphery's env are one value, the old one or the new one, never split.
 //!
@@ -9,66 +10,20 @@
 mod docker_support;
 mod e2e_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
-use komodo_rotate::docker::Engine;
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::{self, Stack, StackOptions};
+use komodo_testcontainers::stack::{self, Stack};
 use std::sync::Mutex;
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    _dir: tempfile::TempDir,
-    _cleanup: Cleanup,
+fn state_dir(s: &Stack) -> std::path::PathBuf {
+    s.dir.join("state")
 }
 
 async fn fixture(test: &str, project: &str, drift: bool) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    let v = std::process::Command::new(BIN)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
-        "{BIN} was built without the failpoints feature (another build replaced it?): run the tests with --features failpoints"
-    );
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let mut opts = StackOptions::new(project, dir.path(), &bin);
-    opts.drift = drift;
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
-    if !drift {
-        stack::wait_healthy(&engine, &stack.core, Duration::from_secs(60))
-            .await
-            .expect("core healthy");
-    }
-    Some(Fixture {
-        engine,
-        stack,
-        _dir: dir,
-        _cleanup: cleanup,
-    })
-}
-
-fn state_dir(s: &Stack) -> std::path::PathBuf {
-    s.dir.join("state")
+    fault_fixture(test, project, |o| o.drift = drift).await
 }
 
 #[test]
@@ -243,14 +198,13 @@ struct Row {
 }
 
 #[test]
-fn fault_matrix_every_step_fails_and_nothing_is_split() {
+fn fault_matrix_real_faults_and_nothing_is_split() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture("fault_matrix", "krt-e2e-faults", false)) else {
         return;
     };
     let s = &f.stack;
-    let core = s.core.clone();
     let per = s.periphery.clone();
     let mut rows: Vec<Row> = Vec::new();
     let mut seen: Vec<Secret> = vec![s.env_password.clone()];
@@ -289,23 +243,6 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
             "fault {fault}: a clean rollback leaves no journal"
         );
     };
-
-    for fp in [
-        "before:snapshot".to_string(),
-        "after:snapshot".into(),
-        "before:change-db".into(),
-        "after:change-db".into(),
-        "before:write-env".into(),
-        "after:write-env".into(),
-        format!("before:recreate:{core}"),
-        format!("after:recreate:{core}"),
-        format!("before:recreate:{per}"),
-        format!("after:recreate:{per}"),
-        "before:commit".into(),
-    ] {
-        let env = vec![("FAILPOINTS".to_string(), format!("{fp}=return"))];
-        case(&mut rows, format!("failpoint {fp}"), 4, env, &mut seen);
-    }
 
     // Real faults.
     rt.block_on(mongo_control(s, "failNextUpdateUser"))
@@ -465,77 +402,28 @@ fn fault_matrix_every_step_fails_and_nothing_is_split() {
     assert_no_leak(&refs, &state_dir(s));
 }
 
+/// The generic matrices (tests/e2e_support/matrix.rs) over db-password's step list: every step
+/// fails before and after it ran (exit 4, all old), and a SIGKILL after staging and after every
+/// step is resumed (Mongo decides: all new from change-db on, else all old).
 #[test]
-fn sigkill_at_every_step_boundary_then_resume() {
+fn db_password_fault_and_sigkill_matrices_from_its_step_list() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
-    let Some(f) = rt.block_on(fixture("crash", "krt-e2e-crash", false)) else {
+    let Some(f) = rt.block_on(fixture("matrices", "krt-e2e-crash", false)) else {
         return;
     };
     let s = &f.stack;
-    let core = s.core.clone();
-    let per = s.periphery.clone();
-    let mut seen = vec![s.env_password.clone()];
-    println!("\ncrash matrix (SIGKILL, then resume):");
-    for point in [
-        "after:stage".to_string(),
-        "after:snapshot".into(),
-        "after:change-db".into(),
-        "after:write-env".into(),
-        format!("after:recreate:{core}"),
-        format!("after:recreate:{per}"),
-        "after:commit".into(),
-    ] {
-        let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before");
-        let r = tool(
-            s,
-            &["rotate"],
-            &[("FAILPOINTS", &format!("{point}=return(crash)"))],
-        );
-        assert_eq!(
-            r.signal,
-            Some(9),
-            "{point}: the process must die by SIGKILL: {}",
-            r.text()
-        );
-        assert!(
-            state_dir(s).join("journal/current.json").exists(),
-            "{point}: journal kept"
-        );
-        let res = tool(s, &["resume"], &[]);
-        assert!(
-            matches!(res.code, Some(0) | Some(4)),
-            "{point}: {}",
-            res.text()
-        );
-        let after = rt
-            .block_on(agreed(&f.engine, s))
-            .unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
-        let which = if after.ct_eq(&before) {
-            "all old"
-        } else {
-            "all new"
-        };
-        // Before change-db nothing happened: roll back. After it Mongo holds NEW: roll forward.
-        let forward = !matches!(point.as_str(), "after:stage" | "after:snapshot");
-        assert_eq!(which == "all new", forward, "{point}: {}", res.text());
-        assert_eq!(
-            res.code,
-            Some(if forward { 0 } else { 4 }),
-            "{point}: {}",
-            res.text()
-        );
-        println!("{point:<44} -> resume exit {:?}, {which}", res.code);
-        seen.push(after);
-        let again = tool(s, &["resume"], &[]);
-        assert_eq!(
-            again.code,
-            Some(0),
-            "resume is idempotent: {}",
-            again.text()
-        );
-    }
-    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    let agreed = |what: &str| {
+        rt.block_on(agreed(&f.engine, s))
+            .unwrap_or_else(|e| panic!("db-password {what}: split: {e}"))
+    };
+    let k = e2e_support::matrix::Kind {
+        args: &["--secret", "db-password"],
+        decider: "change-db",
+    };
+    let mut seen = e2e_support::matrix::run(s, &k, &agreed);
+    seen.extend([s.env_password.clone(), s.passkey.clone()]);
+    let refs: Vec<&Secret> = seen.iter().collect();
     assert_no_leak(&refs, &state_dir(s));
 }
 

@@ -16,14 +16,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn env_value(s: &komodo_testcontainers::stack::Stack, key: &str) -> Option<Secret> {
     let ids = Identities::from_key_file(&s.age_key()).unwrap();
     SopsFile::load(&s.compose_env())

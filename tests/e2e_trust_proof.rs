@@ -9,11 +9,10 @@
 mod docker_support;
 mod e2e_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
 use e2e_support::*;
 use komodo_rotate::docker::{ContainerInfo, Engine, EnvPatch, HealthGate, Recreate, Snapshot};
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::{self, Stack, StackOptions};
+use komodo_testcontainers::stack::Stack;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -21,45 +20,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    _dir: tempfile::TempDir,
-    _cleanup: Cleanup,
-}
-
-async fn fixture(test: &str, project: &str) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    let v = Command::new(BIN).arg("--version").output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
-        "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
-    );
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let opts = StackOptions::new(project, dir.path(), &bin);
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
-    Some(Fixture {
-        engine,
-        stack,
-        _dir: dir,
-        _cleanup: cleanup,
-    })
-}
 
 fn state_dir(s: &Stack) -> std::path::PathBuf {
     s.dir.join("state")
@@ -147,6 +107,10 @@ fn rotate_with_hook(s: &Stack, failpoints: &str, when: &str, act: impl FnOnce())
         },
         acted,
     )
+}
+
+async fn fixture(test: &str, project: &str) -> Option<Fixture> {
+    fault_fixture(test, project, |_| {}).await
 }
 
 #[test]

@@ -9,12 +9,11 @@ mod docker_support;
 mod e2e_support;
 mod ops_support;
 
-use docker_support::{engine_or_skip, images, Cleanup};
+use docker_support::{engine_or_skip, images};
 use e2e_support::*;
-use komodo_rotate::docker::Engine;
 use komodo_rotate::mongo::{MongoAdmin, Target};
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::{self, Stack, StackOptions};
+use komodo_testcontainers::stack::{self, Stack};
 use ops_support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,46 +22,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    engine: Engine,
-    stack: Stack,
-    dir: tempfile::TempDir,
-    _cleanup: Cleanup,
-}
-
-async fn fixture(test: &str, project: &str, drift: bool) -> Option<Fixture> {
-    let engine = engine_or_skip(test).await?;
-    if !require_tools(test) {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut cleanup = Cleanup::new(project);
-    cleanup.dir = Some(dir.path().to_path_buf());
-    let bin = images(&engine).await;
-    let mut opts = StackOptions::new(project, dir.path(), &bin);
-    opts.drift = drift;
-    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
-    if !drift {
-        stack::wait_healthy(&engine, &stack.core, Duration::from_secs(60))
-            .await
-            .expect("core healthy");
-    }
-    Some(Fixture {
-        engine,
-        stack,
-        dir,
-        _cleanup: cleanup,
-    })
-}
 
 fn set_alert(s: &Stack, webhook: &str, on_success: bool) {
     let p = s.config();
@@ -160,6 +119,10 @@ fn record_bodies(l: &Listener) {
         CAPTURED.lock().unwrap().extend_from_slice(h.as_bytes());
         CAPTURED.lock().unwrap().extend_from_slice(b);
     }
+}
+
+async fn fixture(test: &str, project: &str, drift: bool) -> Option<Fixture> {
+    fixture_with(test, project, |o| o.drift = drift).await
 }
 
 #[test]

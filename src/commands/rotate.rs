@@ -27,7 +27,7 @@ fn kinds_of(args: &RotateArgs) -> Vec<Kind> {
         }
     }
     if out.is_empty() {
-        out.push(Kind::DbPassword);
+        out.push(Kind::db_password());
     }
     out
 }

@@ -6,6 +6,7 @@ pub mod duration;
 pub mod periphery;
 
 use crate::error::{Error, Result};
+use crate::text::one_line;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -399,17 +400,6 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
         p.to_path_buf()
     } else {
         base.join(p)
-    }
-}
-
-fn one_line(s: &str) -> String {
-    let mut parts: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    // toml puts "TOML parse error at line N, column M" first and the reason last.
-    if parts.len() > 1 {
-        let reason = parts.pop().unwrap_or_default();
-        format!("{}: {reason}", parts[0])
-    } else {
-        parts.concat()
     }
 }
 

@@ -5,6 +5,7 @@
 //! one-line [`DockerError`]s naming the operation and the container, never echoing a request body.
 
 use super::DockerError;
+use crate::text::one_line;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
@@ -282,14 +283,4 @@ fn short(e: &BollardError) -> String {
         }
         other => one_line(&other.to_string()),
     }
-}
-
-fn one_line(s: &str) -> String {
-    let s = s.trim();
-    let first = s.lines().next().unwrap_or_default();
-    let mut out: String = first.chars().take(300).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
 }

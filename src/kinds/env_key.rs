@@ -6,6 +6,9 @@ use super::{env_only, Ask, Plan};
 use crate::error::Result;
 use crate::planes::Loaded;
 
+/// One line for `rotate --list`'s help of `env:KEY`.
+pub const ABOUT: &str = "an env-only compose.env key (compose.env and the containers holding it)";
+
 /// Why `key` is not an `env:KEY` secret, naming what to use instead; `None`: it may be one.
 pub fn refused(key: &str) -> Option<String> {
     let db = "the DB credential's live copy is in MongoDB: use `--secret db-password`";

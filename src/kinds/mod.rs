@@ -3,7 +3,8 @@
 //! generic steps of `planes::steps`, each with its undo), and the context the proofs and `resume`
 //! read. The transaction engine (`txn`) and the step semantics (`planes`) know no kind.
 //!
-//! A new kind: one module here with `plan` and `available`, and one arm in each `match` below.
+//! A new kind: one module here with `available` and `async fn plan`, and its line in [`NAMED`]
+//! (name, one line for `--list`, module). Nothing else in the crate names a kind.
 
 mod db_password;
 mod env_key;
@@ -20,19 +21,80 @@ use crate::planes::{Loaded, RunContext};
 use crate::secret::Secret;
 use crate::txn::Step;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A kind with a fixed name: one row of [`NAMED`].
+pub struct Def {
+    pub name: &'static str,
+    /// One line for `rotate --list`.
+    pub about: &'static str,
+    /// Whether this deployment supports the kind, else why not (one line).
+    pub available: fn(&Loaded) -> std::result::Result<(), String>,
+    /// The pre-flight (nothing changes; a refusal is exit 3) and the plan.
+    pub plan: for<'a> fn(Ask<'a>) -> PlanFuture<'a>,
+}
+
+/// What [`Def::plan`] returns (a boxed `async fn`, so a kind is a plain table row).
+pub type PlanFuture<'a> = Pin<Box<dyn Future<Output = Result<Plan>> + 'a>>;
+
+/// A [`Def`] row from a module with `available(&Loaded)` and `async fn plan(Ask)`.
+macro_rules! named {
+    ($name:literal, $about:literal, $module:ident) => {
+        Def {
+            name: $name,
+            about: $about,
+            available: $module::available,
+            plan: |ask| Box::pin($module::plan(ask)),
+        }
+    };
+}
+
+/// Every kind with a fixed name, in the order `rotate --list` prints them. A new kind is a
+/// module with `available` and `plan`, and one line here.
+pub const NAMED: &[Def] = &[
+    named!(
+        "db-password",
+        "the MongoDB password (Mongo's user, compose.env, core's env)",
+        db_password
+    ),
+    named!(
+        "jwt-secret",
+        "KOMODO_JWT_SECRET, core's session signing key (logs every user out)",
+        jwt_secret
+    ),
+    named!(
+        "webhook-secret",
+        "KOMODO_WEBHOOK_SECRET, the default git webhook secret (webhooks 401 until updated)",
+        webhook_secret
+    ),
+    named!(
+        "passkey",
+        "Komodo v1's core-to-periphery passkey (three phases, no downtime)",
+        passkey
+    ),
+];
+
+/// A kind `rotate --secret` names: one of [`NAMED`], or `env:KEY`.
+#[derive(Clone)]
 pub enum Kind {
-    /// The MongoDB password of Komodo's DB user (compose.env, Mongo's user, core's env).
-    DbPassword,
-    /// `KOMODO_JWT_SECRET` (env-only; every user is logged out).
-    JwtSecret,
-    /// `KOMODO_WEBHOOK_SECRET` (env-only; git-host webhooks must be updated).
-    WebhookSecret,
-    /// `env:KEY`: another env-only compose.env key.
+    Named(&'static Def),
+    /// `env:KEY`: another env-only compose.env key (kinds/env_key.rs).
     EnvKey(String),
-    /// Komodo v1's core-to-periphery passkey, in three phases (kinds/passkey.rs).
-    Passkey,
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Kind) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Kind {}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kind({})", self.name())
+    }
 }
 
 /// Komodo's env-only secrets as verify checks them (research/komodo.md §1.3): no live copy
@@ -80,65 +142,51 @@ pub struct Plan {
 }
 
 impl Kind {
-    /// Every kind `rotate --list` reports on.
+    /// The kind `rotate` runs when none is named (the first row of [`NAMED`]).
+    pub fn db_password() -> Kind {
+        Kind::Named(&NAMED[0])
+    }
+
+    /// Every kind `rotate --list` reports on (`env:KEY` has no fixed name, so it is not listed).
     pub fn all() -> Vec<Kind> {
-        vec![
-            Kind::DbPassword,
-            Kind::JwtSecret,
-            Kind::WebhookSecret,
-            Kind::Passkey,
-        ]
+        NAMED.iter().map(Kind::Named).collect()
     }
 
     pub fn parse(s: &str) -> std::result::Result<Kind, String> {
-        match s {
-            "db-password" => Ok(Kind::DbPassword),
-            "jwt-secret" => Ok(Kind::JwtSecret),
-            "passkey" => Ok(Kind::Passkey),
-            "webhook-secret" => Ok(Kind::WebhookSecret),
-            _ => match s.strip_prefix("env:") {
-                Some(key) => env_key::parse(key).map(Kind::EnvKey),
-                None => Err(format!(
-                    "unknown secret kind {s:?}; `rotate --list` prints the kinds (db-password, jwt-secret, webhook-secret, passkey, env:KEY)"
-                )),
-            },
+        if let Some(d) = NAMED.iter().find(|d| d.name == s) {
+            return Ok(Kind::Named(d));
+        }
+        match s.strip_prefix("env:") {
+            Some(key) => env_key::parse(key).map(Kind::EnvKey),
+            None => {
+                let names: Vec<&str> = NAMED.iter().map(|d| d.name).collect();
+                Err(format!(
+                    "unknown secret kind {s:?}; `rotate --list` prints the kinds ({}, env:KEY)",
+                    names.join(", ")
+                ))
+            }
         }
     }
 
     pub fn name(&self) -> String {
         match self {
-            Kind::DbPassword => "db-password".into(),
-            Kind::JwtSecret => "jwt-secret".into(),
-            Kind::WebhookSecret => "webhook-secret".into(),
+            Kind::Named(d) => d.name.into(),
             Kind::EnvKey(k) => format!("env:{k}"),
-            Kind::Passkey => "passkey".into(),
         }
     }
 
     pub fn about(&self) -> &'static str {
         match self {
-            Kind::DbPassword => "the MongoDB password (Mongo's user, compose.env, core's env)",
-            Kind::JwtSecret => {
-                "KOMODO_JWT_SECRET, core's session signing key (logs every user out)"
-            }
-            Kind::WebhookSecret => {
-                "KOMODO_WEBHOOK_SECRET, the default git webhook secret (webhooks 401 until updated)"
-            }
-            Kind::EnvKey(_) => {
-                "an env-only compose.env key (compose.env and the containers holding it)"
-            }
-            Kind::Passkey => "Komodo v1's core-to-periphery passkey (three phases, no downtime)",
+            Kind::Named(d) => d.about,
+            Kind::EnvKey(_) => env_key::ABOUT,
         }
     }
 
     /// Whether this deployment supports the kind, else why not (one line).
     pub fn available(&self, loaded: &Loaded) -> std::result::Result<(), String> {
         match self {
-            Kind::DbPassword => db_password::available(loaded),
-            Kind::JwtSecret => jwt_secret::available(loaded),
-            Kind::WebhookSecret => webhook_secret::available(loaded),
+            Kind::Named(d) => (d.available)(loaded),
             Kind::EnvKey(k) => env_key::available(loaded, k),
-            Kind::Passkey => passkey::available(loaded),
         }
     }
 
@@ -148,11 +196,8 @@ impl Kind {
             return Err(Error::Precondition(format!("{}: {why}", self.name())));
         }
         match self {
-            Kind::DbPassword => db_password::plan(ask).await,
-            Kind::JwtSecret => jwt_secret::plan(ask).await,
-            Kind::WebhookSecret => webhook_secret::plan(ask).await,
+            Kind::Named(d) => (d.plan)(ask).await,
             Kind::EnvKey(k) => env_key::plan(ask, k).await,
-            Kind::Passkey => passkey::plan(ask).await,
         }
     }
 }
@@ -184,6 +229,8 @@ mod tests {
         for k in Kind::all() {
             assert_eq!(Kind::parse(&k.name()).unwrap(), k);
         }
+        assert_eq!(Kind::all().len(), NAMED.len());
+        assert_eq!(Kind::db_password().name(), "db-password");
         assert_eq!(
             Kind::parse("env:MY_TOKEN").unwrap(),
             Kind::EnvKey("MY_TOKEN".into())

@@ -80,9 +80,9 @@ mod tests {
         assert_eq!(Step::new("commit").name(), "commit");
         assert_eq!(Step::new("recreate").on("core").name(), "recreate:core");
         let s = Step::new("write-env")
-            .in_phase(Some("accept-both"))
-            .with("PERIPHERY_PASSKEYS", "old,new");
-        assert_eq!(s.name(), "accept-both/write-env");
+            .in_phase(Some("phase-1"))
+            .with("SOME_LIST", "old,new");
+        assert_eq!(s.name(), "phase-1/write-env");
     }
 
     #[test]

@@ -4,11 +4,14 @@
 
 #![allow(dead_code)]
 
+pub mod matrix;
+
+use crate::docker_support::{engine_or_skip, images, Cleanup};
 use komodo_rotate::docker::{ContainerInfo, Engine};
 use komodo_rotate::mongo::{login_works, LoginOutcome, Target};
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{Identities, SopsFile};
-use komodo_testcontainers::stack::Stack;
+use komodo_testcontainers::stack::{self, Stack, StackOptions};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -59,6 +62,65 @@ pub fn finish(out: Output) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The tests' runtime: two workers, as the machine has two cores.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One test's rehearsal stack; everything of its project is removed when it is dropped, also
+/// after a panic.
+pub struct Fixture {
+    pub engine: Engine,
+    pub stack: Stack,
+    pub dir: tempfile::TempDir,
+    _cleanup: Cleanup,
+}
+
+/// The engine (or a documented skip), the cross-check tools, the images, and a stack of
+/// `project` made with `tune` applied to its options. `stack::up` returns once core is healthy
+/// (with `drift`: crash-looping).
+pub async fn fixture_with(
+    test: &str,
+    project: &str,
+    tune: impl FnOnce(&mut StackOptions),
+) -> Option<Fixture> {
+    let engine = engine_or_skip(test).await?;
+    if !require_tools(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(project);
+    cleanup.dir = Some(dir.path().to_path_buf());
+    let bin = images(&engine).await;
+    let mut opts = StackOptions::new(project, dir.path(), &bin);
+    tune(&mut opts);
+    let stack = stack::up(&engine, &opts).await.expect("rehearsal up");
+    Some(Fixture {
+        engine,
+        stack,
+        dir,
+        _cleanup: cleanup,
+    })
+}
+
+/// [`fixture_with`] for a test that injects faults: the tool must carry the failpoints.
+pub async fn fault_fixture(
+    test: &str,
+    project: &str,
+    tune: impl FnOnce(&mut StackOptions),
+) -> Option<Fixture> {
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
+        "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
+    );
+    fixture_with(test, project, tune).await
 }
 
 /// The three planes as they are now.
@@ -130,6 +192,11 @@ pub async fn agreed(engine: &Engine, stack: &Stack) -> Result<Secret, String> {
 
 /// The real Go sops decrypts compose.env: its value of `PW_KEY`.
 pub fn sops_value(stack: &Stack) -> Option<Secret> {
+    sops_get(stack, PW_KEY)
+}
+
+/// The real Go sops decrypts compose.env: its value of `key`, as written in the file.
+pub fn sops_get(stack: &Stack, key: &str) -> Option<Secret> {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("sops")
         .args([
@@ -151,7 +218,7 @@ pub fn sops_value(stack: &Stack) -> Option<Secret> {
     }
     let text = String::from_utf8(out.stdout).ok()?;
     text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{PW_KEY}="))
+        l.strip_prefix(&format!("{key}="))
             .map(|v| Secret::new(v.to_string()))
     })
 }

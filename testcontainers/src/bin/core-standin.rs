@@ -19,6 +19,7 @@
 //! Fault control: if `$CORE_CONTROL_DIR/fail-next-start` (default dir `/control`) exists, it is
 //! deleted and the process exits 1 before anything else.
 
+use komodo_rotate::text::one_line;
 use komodo_testcontainers::stack::http::{env_or_file, get, get_with_body, read_request, respond};
 use mongodb::bson::doc;
 use mongodb::options::{ClientOptions, Credential, ServerAddress};
@@ -134,15 +135,6 @@ async fn check_periphery(addr: &str) -> Reach {
         Ok((code, _)) => Reach::Unreachable(format!("status {code}")),
         Err(e) => Reach::Unreachable(e),
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
 }
 
 /// What the background polls saw.

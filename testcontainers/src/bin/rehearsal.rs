@@ -1,8 +1,9 @@
-//! `rehearsal up|down|status [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//! `rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]`
 //!
 //! Brings a Komodo-shaped deployment up on the local engine (see `komodo_testcontainers::stack`).
 //! The stand-in binaries are looked up next to this executable; the `testcontainers/rehearsal`
-//! wrapper builds them all first. Prints names, states and ports, never a secret.
+//! wrapper builds them all first. Prints names, states and ports, never a secret. `images` only
+//! builds (or reuses) the stand-in images, so tests started in parallel find them made.
 
 use komodo_rotate::docker::Engine;
 use komodo_testcontainers::stack::{self, Generation, StackOptions};
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: rehearsal up|down|status [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
+    "usage: rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
 
 struct Args {
     cmd: String,
@@ -35,7 +36,7 @@ fn parse() -> Result<Args, String> {
                 .ok_or_else(|| format!("{f} needs a value\n{USAGE}"))
         };
         match x.as_str() {
-            "up" | "down" | "status" if a.cmd.is_empty() => a.cmd = x,
+            "up" | "down" | "status" | "images" if a.cmd.is_empty() => a.cmd = x,
             "--drift" => a.drift = true,
             "--generation" => a.generation = val("--generation")?.parse()?,
             "--project" => a.project = val("--project")?,
@@ -70,13 +71,17 @@ async fn main() -> ExitCode {
 
 async fn run(a: Args) -> Result<(), String> {
     let engine = Engine::connect().await.map_err(|e| e.to_string())?;
+    let bin_dir = std::env::current_exe()
+        .map_err(|e| format!("own path: {e}"))?
+        .parent()
+        .map(PathBuf::from)
+        .ok_or("own path has no parent")?;
     match a.cmd.as_str() {
+        "images" => {
+            stack::ensure_images(&engine, &bin_dir).await?;
+            println!("rehearsal images ready (from {})", bin_dir.display());
+        }
         "up" => {
-            let bin_dir = std::env::current_exe()
-                .map_err(|e| format!("own path: {e}"))?
-                .parent()
-                .map(PathBuf::from)
-                .ok_or("own path has no parent")?;
             let mut opts = StackOptions::new(&a.project, &a.dir, &bin_dir);
             opts.drift = a.drift;
             opts.generation = a.generation;

@@ -9,23 +9,26 @@
 //! B, core crash-looping. `down` removes by compose's labels, so it needs neither compose nor
 //! the (maybe deleted) compose.env.
 
+mod bins;
 pub mod compose;
 pub mod http;
 pub mod image;
 pub mod passkeys;
 pub mod tar;
+mod teardown;
+mod wait;
 
-use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
-use image::ImageSpec;
-use komodo_rotate::docker::crashloop;
-use komodo_rotate::docker::discovery::PROJECT_LABEL;
-use komodo_rotate::docker::{ContainerInfo, Engine, RunState};
+pub use bins::{build_binaries, build_binaries_with, ensure_images, PREBUILT_ENV};
+pub use teardown::{down, status};
+use wait::wait_tcp;
+pub use wait::{wait_crash_loop, wait_healthy};
+
+use komodo_rotate::docker::Engine;
 use komodo_rotate::fsutil::{write_atomic, Mode};
 use komodo_rotate::secret::Secret;
 use secrecy::ExposeSecret;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroize;
 
 /// The stand-ins carry the names the compose files expect: Komodo's own image names with the
@@ -151,64 +154,6 @@ impl Stack {
 /// The name compose 1.29 gives the first container of `service` (`komodo_core_1`).
 pub fn container_name(project: &str, service: &str) -> String {
     format!("{}_{service}_1", compose_project_name(project))
-}
-
-/// [`build_binaries_with`] without extra features.
-pub fn build_binaries() -> Result<PathBuf, String> {
-    build_binaries_with(&[])
-}
-
-/// The target profile dir holding the workspace's binaries, for tests: `cargo build`s the
-/// stand-ins (and mongo-test-server) first so the images hold current code. `features` should
-/// repeat the features the calling test was built with (e.g. `komodo-rotate/failpoints`), so
-/// the shared library is not compiled a second time with another feature set.
-pub fn build_binaries_with(features: &[&str]) -> Result<PathBuf, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "komodo-testcontainers", "--bins"])
-        .arg("--manifest-path")
-        .arg(&manifest);
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cargo build of the stand-ins: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build of the stand-ins failed: {status}"));
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target.join("debug"))
-}
-
-/// Builds (or reuses) the four rehearsal images from the binaries in `bin_dir`.
-pub async fn ensure_images(engine: &Engine, bin_dir: &Path) -> Result<(), String> {
-    let bin = |n: &str| {
-        let p = bin_dir.join(n);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "{} is missing: cargo build -p komodo-testcontainers --bins",
-                p.display()
-            ))
-        }
-    };
-    let mut mongo = ImageSpec::for_binary(MONGO_IMAGE, &bin("mongo-test-server")?)?;
-    mongo.dirs.push("/data/db".into());
-    mongo.cmd = ["--bind", "0.0.0.0:27017", "--data-dir", "/data/db"]
-        .map(String::from)
-        .to_vec();
-    let mut core = ImageSpec::for_binary(CORE_IMAGE, &bin("core-standin")?)?;
-    core.dirs.push("/control".into());
-    let periphery = ImageSpec::for_binary(PERIPHERY_IMAGE, &bin("periphery-standin")?)?;
-    for spec in [mongo, core, periphery, ImageSpec::busybox(BUSYBOX_IMAGE)?] {
-        spec.ensure(engine).await?;
-    }
-    Ok(())
 }
 
 fn env_line(k: &str, v: &Secret) -> String {
@@ -399,7 +344,7 @@ fn write_config(dir: &Path, project: &str, mongo_port: u16) -> Result<(), String
          auth_source = \"admin\"\n\n\
          [health]\n\
          timeout = \"60s\"\n\
-         stable_for = \"3s\"\n",
+         stable_for = \"1s\"\n",
         dir = dir.display()
     );
     write_atomic(
@@ -408,178 +353,4 @@ fn write_config(dir: &Path, project: &str, mongo_port: u16) -> Result<(), String
         Mode::Exactly(0o600),
     )
     .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))
-}
-
-async fn wait_tcp(port: u16, timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(format!(
-                "127.0.0.1:{port} did not accept connections in {timeout:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until `name` reports healthy (its healthcheck passes).
-pub async fn wait_healthy(engine: &Engine, name: &str, timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let info = ContainerInfo::load(engine, name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if info.state == RunState::Running && info.health.as_deref() == Some("healthy") {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            let logs = engine.logs_tail(name, 5).await.unwrap_or_default();
-            return Err(format!(
-                "{name} not healthy after {timeout:?}: {} (restarts {}, health {:?}); last log: {}",
-                info.state.as_str(),
-                info.restart_count,
-                info.health,
-                logs.last().map(String::as_str).unwrap_or("")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Waits until `name` has restarted at least twice after failing.
-pub async fn wait_crash_loop(engine: &Engine, name: &str, timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let info = ContainerInfo::load(engine, name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if info.restart_count >= 2 && info.exit_code != 0 {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(format!(
-                "{name} did not crash-loop within {timeout:?} ({}, {} restarts)",
-                info.state.as_str(),
-                info.restart_count
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Removes every container, network and volume of `project` (by label), and the files the
-/// stack wrote into `dir`. Missing things are fine.
-pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<(), String> {
-    let containers = engine
-        .list_by_labels(&[(PROJECT_LABEL, project)])
-        .await
-        .map_err(|e| e.to_string())?;
-    for c in containers {
-        if let Some(id) = c.id {
-            engine.remove(&id).await.map_err(|e| e.to_string())?;
-        }
-    }
-    let filter = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{PROJECT_LABEL}={project}")],
-    )]);
-    let nets = engine
-        .raw()
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(filter.clone()),
-        }))
-        .await
-        .map_err(|e| format!("list networks: {e}"))?;
-    for n in nets {
-        if let Some(id) = n.id {
-            engine
-                .raw()
-                .remove_network(&id)
-                .await
-                .map_err(|e| format!("remove network {}: {e}", n.name.unwrap_or_default()))?;
-        }
-    }
-    let vols = engine
-        .raw()
-        .list_volumes(Some(ListVolumesOptions {
-            filters: Some(filter),
-        }))
-        .await
-        .map_err(|e| format!("list volumes: {e}"))?;
-    for v in vols.volumes.unwrap_or_default() {
-        engine
-            .raw()
-            .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
-            .await
-            .map_err(|e| format!("remove volume {}: {e}", v.name))?;
-    }
-    if let Some(dir) = dir {
-        for f in [
-            "compose.env",
-            "age.key",
-            "komodo-rotate.toml",
-            compose::COMPOSE_FILE,
-        ] {
-            let _ = std::fs::remove_file(dir.join(f));
-        }
-        for d in ["control", "state", compose::SECRETS_DIR] {
-            let _ = std::fs::remove_dir_all(dir.join(d));
-        }
-    }
-    Ok(())
-}
-
-/// One line per container of `project`, plus core's crash-loop verdict. No env values.
-pub async fn status(engine: &Engine, project: &str) -> Result<Vec<String>, String> {
-    let list = engine
-        .list_by_labels(&[(PROJECT_LABEL, project)])
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut names: Vec<String> = list
-        .into_iter()
-        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-        .map(|n| n.trim_start_matches('/').to_string())
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        return Ok(vec![format!("project {project}: no containers")]);
-    }
-    let mut out = Vec::new();
-    for n in &names {
-        let i = ContainerInfo::load(engine, n)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ports: Vec<String> = i
-            .ports
-            .iter()
-            .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container))
-            .collect();
-        out.push(format!(
-            "{:<28} {:<10} restarts={:<3} exit={:<3} health={:<9} {}",
-            n,
-            i.state.as_str(),
-            i.restart_count,
-            i.exit_code,
-            i.health.as_deref().unwrap_or("-"),
-            ports.join(" ")
-        ));
-    }
-    let core = container_name(project, "core");
-    if names.contains(&core) {
-        let v = crashloop::observe(engine, &core, Duration::from_secs(1), 50)
-            .await
-            .map_err(|e| e.to_string())?;
-        out.push(match (v.looping, v.signature) {
-            (true, Some(s)) => format!("{core}: CRASH-LOOPING: {}", s.describe()),
-            (true, None) => format!("{core}: CRASH-LOOPING (no known log signature)"),
-            (false, _) => format!("{core}: not crash-looping"),
-        });
-    }
-    Ok(out)
 }

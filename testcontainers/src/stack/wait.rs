@@ -1,0 +1,67 @@
+//! Waiting for the stack's containers: a port that accepts, a healthy core, a crash loop.
+
+use komodo_rotate::docker::{ContainerInfo, Engine, RunState};
+use std::time::{Duration, Instant};
+
+pub(crate) async fn wait_tcp(port: u16, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "127.0.0.1:{port} did not accept connections in {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `name` reports healthy (its healthcheck passes).
+pub async fn wait_healthy(engine: &Engine, name: &str, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let info = ContainerInfo::load(engine, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if info.state == RunState::Running && info.health.as_deref() == Some("healthy") {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            let logs = engine.logs_tail(name, 5).await.unwrap_or_default();
+            return Err(format!(
+                "{name} not healthy after {timeout:?}: {} (restarts {}, health {:?}); last log: {}",
+                info.state.as_str(),
+                info.restart_count,
+                info.health,
+                logs.last().map(String::as_str).unwrap_or("")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until `name` has restarted at least twice after failing.
+pub async fn wait_crash_loop(engine: &Engine, name: &str, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let info = ContainerInfo::load(engine, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if info.restart_count >= 2 && info.exit_code != 0 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "{name} did not crash-loop within {timeout:?} ({}, {} restarts)",
+                info.state.as_str(),
+                info.restart_count
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
