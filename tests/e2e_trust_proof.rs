@@ -110,7 +110,8 @@ fn rotate_with_hook(s: &Stack, failpoints: &str, when: &str, act: impl FnOnce())
 }
 
 async fn fixture(test: &str, project: &str) -> Option<Fixture> {
-    fault_fixture(test, project, |_| {}).await
+    require_failpoints();
+    fixture_with(test, project, |_| {}).await
 }
 
 #[test]

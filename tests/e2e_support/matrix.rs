@@ -7,8 +7,10 @@
 //! - SIGKILL matrix: the run is killed after staging and after every step (commit included),
 //!   then `resume`: from the deciding step on it rolls forward (exit 0, all new), before it back
 //!   (exit 4, all old); a second `resume` has nothing to do.
+//! - Then `verify` finds the planes agreeing (exit 0), and no value seen (nor the stack's own
+//!   secrets) is in anything the tool printed or left in its state dir.
 
-use super::tool;
+use super::{assert_no_leak, tool};
 use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::Stack;
 
@@ -41,9 +43,9 @@ pub fn step_names(s: &Stack, args: &[&str]) -> Vec<String> {
     names
 }
 
-/// Runs both matrices on `s`. `agreed` returns the value every plane holds, or panics naming the
-/// split. Returns every value seen (for the caller's hygiene scan) after printing the rows.
-pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) -> Vec<Secret> {
+/// Runs both matrices on `s`, then verify and the hygiene scan. `agreed` returns the value every
+/// plane holds, or panics naming the split.
+pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
     let steps = step_names(s, kind.args);
     let label = kind.args.join(" ");
     println!("\n{label}: steps from --dry-run: {}", steps.join(", "));
@@ -64,7 +66,7 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) -> Vec<Secre
             "all new"
         }
     };
-    let mut seen = Vec::new();
+    let mut seen = vec![s.passkey.clone(), s.env_password.clone()];
     let mut rows = Vec::new();
 
     let mut faults: Vec<String> = steps.iter().map(|n| format!("before:{n}")).collect();
@@ -120,5 +122,13 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) -> Vec<Secre
     for r in &rows {
         println!("  {r}");
     }
-    seen
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(
+        v.code,
+        Some(0),
+        "{label}: verify after the matrices: {}",
+        v.text()
+    );
+    let refs: Vec<&Secret> = seen.iter().collect();
+    assert_no_leak(&refs, &s.dir.join("state"));
 }

@@ -109,18 +109,13 @@ pub async fn fixture_with(
     })
 }
 
-/// [`fixture_with`] for a test that injects faults: the tool must carry the failpoints.
-pub async fn fault_fixture(
-    test: &str,
-    project: &str,
-    tune: impl FnOnce(&mut StackOptions),
-) -> Option<Fixture> {
+/// Panics unless the tool under test carries the failpoints (tests that inject faults).
+pub fn require_failpoints() {
     let v = Command::new(BIN).arg("--version").output().unwrap();
     assert!(
         String::from_utf8_lossy(&v.stdout).contains("(failpoints)"),
         "{BIN} was built without the failpoints feature: run the tests with --features failpoints"
     );
-    fixture_with(test, project, tune).await
 }
 
 /// The three planes as they are now.
