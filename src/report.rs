@@ -67,6 +67,12 @@ impl Matrix {
         });
     }
 
+    /// Appends `other`'s rows and gauges after this matrix's own.
+    pub fn append(&mut self, other: Matrix) {
+        self.checks.extend(other.checks);
+        self.gauges.extend(other.gauges);
+    }
+
     /// [`Self::push`] for a row about one secret kind (JSON `kind`, Prometheus label `kind`).
     pub fn push_kind(
         &mut self,

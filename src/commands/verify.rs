@@ -75,67 +75,50 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
         }
     };
 
-    if let (Some(env), Some(dk)) = (&env, &dk) {
-        match DbPasswordKeys::detect(env, dk) {
-            Ok(keys) => compare(cfg, env, dk, &keys, &mut m).await,
-            Err(e) => m.push("generation", Status::Drift, e.to_string()),
+    // The git rows run git (a fetch may wait on the network) on a blocking thread while the
+    // DB login and core's crash-loop look run on this one; rows keep their order.
+    let git = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || {
+            let mut g = Matrix::default();
+            super::verify_git::rows(&cfg, &mut g);
+            g
         }
-        let holders: Vec<Holder> = std::iter::once(&dk.mongo)
-            .chain(dk.dependants())
-            .map(|c| Holder {
-                name: &c.name,
-                env: &c.env,
-            })
-            .collect();
-        super::verify_kinds::rows(
-            super::verify_kinds::ENV_ONLY_ROWS,
-            &|k| env.plain.get(k),
-            &holders,
-            &mut m,
-        );
+    });
+    let secrets = async {
+        let mut s = Matrix::default();
+        if let (Some(env), Some(dk)) = (&env, &dk) {
+            secret_rows(cfg, env, dk, &mut s).await;
+        }
+        s
+    };
+    let look = async {
+        match &dk {
+            Some(dk) => Some(
+                crashloop::observe_from(
+                    &dk.engine,
+                    dk.core.clone(),
+                    Duration::from_millis(1500),
+                    50,
+                )
+                .await,
+            ),
+            None => None,
+        }
+    };
+    let (secrets, look) = tokio::join!(secrets, look);
+    m.append(secrets);
+    if let (Some(dk), Some(look)) = (&dk, look) {
+        core_rows(dk, look, &mut m);
     }
-    if let Some(dk) = &dk {
-        match crashloop::observe(&dk.engine, &dk.core.name, Duration::from_millis(1500), 50).await {
-            Ok(c) if c.looping => m.push(
-                "core-state",
-                Status::Drift,
-                format!(
-                    "crash-looping ({}, restarts {}, exit {}): {}",
-                    c.state,
-                    c.restart_count,
-                    c.exit_code,
-                    c.signature
-                        .map(|s| s.describe())
-                        .unwrap_or("no known log signature")
-                ),
-            ),
-            Ok(c) if c.state == "running" => m.push(
-                "core-state",
-                Status::Ok,
-                format!(
-                    "running, restarts {} ({} look{})",
-                    c.restart_count,
-                    c.looks,
-                    if c.looks == 1 { "" } else { "s" }
-                ),
-            ),
-            Ok(c) => m.push(
-                "core-state",
-                Status::Drift,
-                format!("{} (exit {})", c.state, c.exit_code),
-            ),
-            Err(e) => m.push("core-state", Status::Unknown, e.to_string()),
-        }
-        for p in &dk.periphery {
-            if p.is_running() {
-                m.push(format!("state {}", p.name), Status::Ok, "running");
-            } else {
-                m.push(format!("state {}", p.name), Status::Drift, p.state.as_str());
-            }
-        }
+    match git.await {
+        Ok(g) => m.append(g),
+        Err(e) => m.push(
+            "git",
+            Status::Unknown,
+            format!("git checks did not finish: {e}"),
+        ),
     }
-
-    super::verify_git::rows(cfg, &mut m);
     match Journal::load_pending(&cfg.journal_dir()) {
         Ok(None) => m.push("journal", Status::Ok, "no interrupted run"),
         Ok(Some(j)) => {
@@ -172,6 +155,74 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
         ),
     );
     Ok(m)
+}
+
+/// The rows of every secret kind: the DB password's (login, holders, carriers) and the
+/// env-only kinds'.
+async fn secret_rows(cfg: &Config, env: &EnvPlane, dk: &DockerPlane, m: &mut Matrix) {
+    match DbPasswordKeys::detect(env, dk) {
+        Ok(keys) => compare(cfg, env, dk, &keys, m).await,
+        Err(e) => m.push("generation", Status::Drift, e.to_string()),
+    }
+    let holders: Vec<Holder> = std::iter::once(&dk.mongo)
+        .chain(dk.dependants())
+        .map(|c| Holder {
+            name: &c.name,
+            env: &c.env,
+        })
+        .collect();
+    super::verify_kinds::rows(
+        super::verify_kinds::ENV_ONLY_ROWS,
+        &|k| env.plain.get(k),
+        &holders,
+        m,
+    );
+}
+
+/// Core's state (crash loop or not) and each periphery's.
+fn core_rows(
+    dk: &DockerPlane,
+    look: std::result::Result<crashloop::CrashLoop, crate::docker::DockerError>,
+    m: &mut Matrix,
+) {
+    match look {
+        Ok(c) if c.looping => m.push(
+            "core-state",
+            Status::Drift,
+            format!(
+                "crash-looping ({}, restarts {}, exit {}): {}",
+                c.state,
+                c.restart_count,
+                c.exit_code,
+                c.signature
+                    .map(|s| s.describe())
+                    .unwrap_or("no known log signature")
+            ),
+        ),
+        Ok(c) if c.state == "running" => m.push(
+            "core-state",
+            Status::Ok,
+            format!(
+                "running, restarts {} ({} look{})",
+                c.restart_count,
+                c.looks,
+                if c.looks == 1 { "" } else { "s" }
+            ),
+        ),
+        Ok(c) => m.push(
+            "core-state",
+            Status::Drift,
+            format!("{} (exit {})", c.state, c.exit_code),
+        ),
+        Err(e) => m.push("core-state", Status::Unknown, e.to_string()),
+    }
+    for p in &dk.periphery {
+        if p.is_running() {
+            m.push(format!("state {}", p.name), Status::Ok, "running");
+        } else {
+            m.push(format!("state {}", p.name), Status::Drift, p.state.as_str());
+        }
+    }
 }
 
 async fn compare(

@@ -153,6 +153,20 @@ pub async fn observe(
     log_lines: usize,
 ) -> Result<CrashLoop, DockerError> {
     let first = ContainerInfo::load(engine, name).await?;
+    observe_from(engine, first, interval, log_lines).await
+}
+
+/// [`observe`] with its first look already taken (an inspect made just before, e.g. by the
+/// discovery of the deployment). When that look settles it (a container running for longer than
+/// `interval` is not looping), no log is read: a signature only explains a loop.
+pub async fn observe_from(
+    engine: &Engine,
+    first: ContainerInfo,
+    interval: Duration,
+    log_lines: usize,
+) -> Result<CrashLoop, DockerError> {
+    let name = first.name.clone();
+    let name = name.as_str();
     let mut looks = looks_needed(&first, OffsetDateTime::now_utc(), interval);
     let mut second = first.clone();
     if looks == 2 {
@@ -170,7 +184,11 @@ pub async fn observe(
             looks = looks.saturating_add(1);
         }
     }
-    let logs = engine.logs_tail(name, log_lines).await?;
+    let logs = if looks == 1 {
+        Vec::new()
+    } else {
+        engine.logs_tail(name, log_lines).await?
+    };
     Ok(CrashLoop {
         looks,
         ..assess(&first, &second, &logs)

@@ -50,34 +50,46 @@ impl Deployment {
         engine: &Engine,
         spec: &DiscoverySpec,
     ) -> Result<Deployment, DockerError> {
-        let mongo = match &spec.mongo_name {
-            Some(n) => named(engine, n, "mongo").await?,
-            None => one_service(engine, &spec.project, &spec.mongo_service).await?,
-        };
-        let core = match &spec.core_name {
-            Some(n) => named(engine, n, "core").await?,
-            None => one_service(engine, &spec.project, &spec.core_service).await?,
-        };
-        let mut periphery = Vec::new();
-        if spec.periphery_names.is_empty() {
-            for svc in &spec.periphery_services {
-                let found = service_containers(engine, &spec.project, svc).await?;
-                if found.is_empty() {
-                    return Err(not_found(&spec.project, svc, &[]));
-                }
-                periphery.extend(found);
+        // The three lookups go out together; errors are still reported in role order.
+        let mongo = async {
+            match &spec.mongo_name {
+                Some(n) => named(engine, n, "mongo").await,
+                None => one_service(engine, &spec.project, &spec.mongo_service).await,
             }
-        } else {
-            for n in &spec.periphery_names {
-                periphery.push(named(engine, n, "periphery").await?);
+        };
+        let core = async {
+            match &spec.core_name {
+                Some(n) => named(engine, n, "core").await,
+                None => one_service(engine, &spec.project, &spec.core_service).await,
             }
-        }
+        };
+        let (mongo, core, periphery) = futures_util::join!(mongo, core, peripheries(engine, spec));
+        let (mongo, core, periphery) = (mongo?, core?, periphery?);
         Ok(Deployment {
             mongo,
             core,
             periphery,
         })
     }
+}
+
+/// Every periphery container: by name when names are set, else each periphery service's.
+async fn peripheries(engine: &Engine, spec: &DiscoverySpec) -> Result<Vec<String>, DockerError> {
+    let mut periphery = Vec::new();
+    if spec.periphery_names.is_empty() {
+        for svc in &spec.periphery_services {
+            let found = service_containers(engine, &spec.project, svc).await?;
+            if found.is_empty() {
+                return Err(not_found(&spec.project, svc, &[]));
+            }
+            periphery.extend(found);
+        }
+    } else {
+        for n in &spec.periphery_names {
+            periphery.push(named(engine, n, "periphery").await?);
+        }
+    }
+    Ok(periphery)
 }
 
 async fn named(engine: &Engine, name: &str, role: &str) -> Result<String, DockerError> {

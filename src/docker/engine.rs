@@ -51,11 +51,12 @@ impl Engine {
             msg,
         };
         let docker = Docker::connect_with_host(host).map_err(|e| fail(short(&e)))?;
+        // Negotiating asks the engine for its version: an answer proves it is reachable, so no
+        // separate ping.
         let docker = docker
             .negotiate_version()
             .await
             .map_err(|e| fail(short(&e)))?;
-        docker.ping().await.map_err(|e| fail(short(&e)))?;
         Ok(Engine {
             docker,
             host: host.to_string(),

@@ -68,17 +68,24 @@ impl DockerPlane {
             periphery_names: d.containers.periphery.clone(),
         };
         let names = docker::Deployment::discover(&engine, &spec).await?;
-        let mongo = ContainerInfo::load(&engine, &names.mongo).await?;
-        let core = ContainerInfo::load(&engine, &names.core).await?;
-        let mut periphery = Vec::new();
-        for p in &names.periphery {
-            periphery.push(ContainerInfo::load(&engine, p).await?);
-        }
+        // The inspects go out together; errors are still reported in role order.
+        let (mongo, core, periphery) = futures_util::join!(
+            ContainerInfo::load(&engine, &names.mongo),
+            ContainerInfo::load(&engine, &names.core),
+            futures_util::future::join_all(
+                names
+                    .periphery
+                    .iter()
+                    .map(|p| ContainerInfo::load(&engine, p))
+            ),
+        );
         Ok(DockerPlane {
+            mongo: mongo?,
+            core: core?,
+            periphery: periphery
+                .into_iter()
+                .collect::<std::result::Result<_, _>>()?,
             engine,
-            mongo,
-            core,
-            periphery,
         })
     }
 
