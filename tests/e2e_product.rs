@@ -305,6 +305,7 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         std::process::Command::new(BIN)
             .args(["rotate", "--config"])
             .arg(&bad_cfg)
+            .env("KOMODO_ROTATE_LOCK_DIR", host_lock_dir(s))
             .output()
             .unwrap(),
     );
@@ -437,6 +438,7 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
     let first = std::process::Command::new(BIN)
         .args(["rotate", "--config"])
         .arg(s.config())
+        .env("KOMODO_ROTATE_LOCK_DIR", host_lock_dir(s))
         .env("FAILPOINTS", "before:snapshot=sleep(4000)")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

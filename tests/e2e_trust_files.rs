@@ -94,6 +94,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
     let run = Command::new(BIN)
         .args(["rotate", "--config"])
         .arg(s.config())
+        .env("KOMODO_ROTATE_LOCK_DIR", host_lock_dir(&s))
         .env("FAILPOINTS", &fp)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

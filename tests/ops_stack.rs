@@ -76,6 +76,10 @@ fn block_env(s: &Stack) -> Vec<(String, String)> {
         ),
         ("MONGO_CONTAINER".into(), s.mongo.clone()),
         ("CORE_CONTAINER".into(), s.core.clone()),
+        (
+            "KOMODO_ROTATE_LOCK_DIR".into(),
+            host_lock_dir(s).to_string_lossy().into_owned(),
+        ),
     ]
 }
 

@@ -38,6 +38,13 @@ impl Run {
     }
 }
 
+/// The host-wide lock dir (`KOMODO_ROTATE_LOCK_DIR`) of runs against `stack`: each stack is a
+/// host of its own, so tests running at once never see each other's pending journals (which
+/// `mongo set-password` refuses to run beside, as it must on a real host).
+pub fn host_lock_dir(stack: &Stack) -> std::path::PathBuf {
+    stack.dir.join("host-locks")
+}
+
 /// Runs `komodo-rotate ARGS --config <stack config>` with `env`, no stdin.
 pub fn tool(stack: &Stack, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(BIN);
@@ -45,6 +52,7 @@ pub fn tool(stack: &Stack, args: &[&str], env: &[(&str, &str)]) -> Run {
         .arg("--config")
         .arg(stack.config())
         .env_remove("FAILPOINTS")
+        .env("KOMODO_ROTATE_LOCK_DIR", host_lock_dir(stack))
         .stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
