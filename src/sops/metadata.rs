@@ -84,7 +84,8 @@ fn utf8(file: &str, what: &str, b: &[u8]) -> Result<String, SopsError> {
 /// Collects and checks the metadata of `lines`. `bytes` is the whole file.
 pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metadata, SopsError> {
     let mut seen: BTreeMap<Vec<u8>, (usize, Vec<u8>)> = BTreeMap::new();
-    let mut age: BTreeMap<usize, AgeEntry> = BTreeMap::new();
+    // By the section's spelling as written (`age`, `aGe`, ...): see `merge_spellings`.
+    let mut age_spelled: BTreeMap<Vec<u8>, BTreeMap<usize, AgeEntry>> = BTreeMap::new();
     let mut lastmodified = None;
     let mut mac_line = None;
     let mut version = None;
@@ -128,7 +129,7 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
             "version" => version = Some(utf8(file, "sops_version", &value)?),
             "unencrypted_suffix" | "encrypted_suffix" | "unencrypted_regex" | "encrypted_regex" => {
                 rules.retain(|(n, _)| *n != name_s);
-                rules.push((rule_name(&name_s), value));
+                rules.push((rule_name(&name_s), go_json_text(&value).into_bytes()));
             }
             "unencrypted_comment_regex" | "encrypted_comment_regex" => {
                 return Err(SopsError::unsupported(
@@ -161,9 +162,13 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
                     "uses key groups (sops_key_groups_*); this tool handles single-group age files only",
                 ))
             }
-            _ if name.starts_with(b"age__list_") => {
-                // The separators are matched as written (sops' unflatten is case-sensitive); only
-                // the field names fold case. An entry that is not a map makes sops panic.
+            _ if name.len() > 3
+                && name[..3].eq_ignore_ascii_case(b"age")
+                && name[3..].starts_with(b"__list_") =>
+            {
+                // The separators are matched as written (sops' unflatten is case-sensitive); the
+                // section and field names fold case. An entry that is not a map makes sops panic.
+                let spelling = name[..3].to_vec();
                 let rest = &name[b"age__list_".len()..];
                 let Some(sep) = rest.windows(6).position(|w| w == b"__map_") else {
                     return Err(SopsError::format(
@@ -189,7 +194,11 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
                     }
                     continue;
                 };
-                let entry = age.entry(index).or_default();
+                let entry = age_spelled
+                    .entry(spelling)
+                    .or_default()
+                    .entry(index)
+                    .or_default();
                 match field.as_slice() {
                     b"enc" => entry.enc = Some((idx, value)),
                     // Not needed to decrypt; kept as bytes (sops does not look at it either).
@@ -209,6 +218,8 @@ pub(crate) fn collect(file: &str, bytes: &[u8], lines: &[Line]) -> Result<Metada
             }
         }
     }
+
+    let age = merge_spellings(age_spelled);
 
     let Some((lm_line, lm)) = lastmodified else {
         return Err(SopsError::format(
@@ -301,6 +312,55 @@ pub(crate) fn is_semver(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// `b` as it comes out of sops' JSON round trip of the metadata (Go's `encoding/json` writes each
+/// byte that does not start a valid UTF-8 sequence as U+FFFD, one per byte): a rule with such a
+/// byte is the rule sops applies (`SECRET|DUP\xE9` matches `SECRET` there).
+fn go_json_text(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    let mut rest = b;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (valid, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                out.push(char::REPLACEMENT_CHARACTER);
+                rest = &bad[1..];
+            }
+        }
+    }
+}
+
+/// The age entries as sops ends up with them when the section is spelled in more than one letter
+/// case (`sops_aGe__list_1__map_enc` beside `sops_age__list_*`). sops turns the lines into a map,
+/// encodes it as JSON (keys in byte order, so `aGe` before `age`) and decodes that into its
+/// metadata struct, whose field names match without regard to case: each spelling's list is
+/// decoded into the same slice in turn, entry by entry, a field present in a later spelling
+/// replacing the earlier one's. Measured against sops 3.11.0: one line re-spelled reads as if it
+/// were not. When a later spelling's list is shorter, Go cuts the slice to it (and may later
+/// expose the cut entries again, by capacity): those multi-line cases are not followed here, the
+/// entries are kept.
+fn merge_spellings(
+    spelled: BTreeMap<Vec<u8>, BTreeMap<usize, AgeEntry>>,
+) -> BTreeMap<usize, AgeEntry> {
+    let mut age: BTreeMap<usize, AgeEntry> = BTreeMap::new();
+    for entries in spelled.into_values() {
+        for (index, e) in entries {
+            let merged = age.entry(index).or_default();
+            if e.enc.is_some() {
+                merged.enc = e.enc;
+            }
+            if e.recipient.is_some() {
+                merged.recipient = e.recipient;
+            }
+        }
+    }
+    age
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +393,52 @@ mod tests {
         for bad in ["", "3.11", "garbage", "3.x.0", "3..1"] {
             assert!(!is_semver(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_re_spelled_age_section_merges_into_the_entries_as_in_sops() {
+        let file = b"A=ENC[x]\n\
+sops_age__list_0__map_enc=E0\n\
+sops_age__list_0__map_recipient=R0\n\
+sops_aGe__list_1__map_enc=E1\n\
+sops_age__list_1__map_recipient=R1\n\
+sops_age__list_2__map_enc=E2\n\
+sops_lastmodified=2026-12-06T02:53:25Z\n\
+sops_mac=ENC[y]\n\
+sops_version=3.11.0\n";
+        let lines = super::super::dotenv::parse(file).unwrap();
+        let md = collect("f.env", file, &lines).unwrap();
+        let enc = |i: usize| md.age[&i].enc.as_ref().map(|(_, v)| v.clone());
+        assert_eq!(md.age.len(), 3);
+        assert_eq!(enc(0).as_deref(), Some(&b"E0"[..]));
+        // Only the re-spelled line holds entry 1's envelope: it is kept, with entry 1's recipient.
+        assert_eq!(enc(1).as_deref(), Some(&b"E1"[..]));
+        assert_eq!(md.age[&1].recipient.as_deref(), Some(&b"R1"[..]));
+        assert_eq!(enc(2).as_deref(), Some(&b"E2"[..]));
+        // One field in two spellings is ambiguous (sops keeps the one it decodes last): refused.
+        let twice = [&file[..], b"sops_AGE__list_2__map_enc=other\n"].concat();
+        let lines = super::super::dotenv::parse(&twice).unwrap();
+        let e = collect("f.env", &twice, &lines).unwrap_err().to_string();
+        assert!(e.contains("appears twice in different letter case"), "{e}");
+    }
+
+    #[test]
+    fn rule_bytes_that_are_not_utf8_become_what_go_json_makes_of_them() {
+        assert_eq!(go_json_text(b"SECRET|DUP\xE9"), "SECRET|DUP\u{FFFD}");
+        // One U+FFFD per byte, not per invalid sequence (a cut 3-byte sequence gives two).
+        assert_eq!(go_json_text(b"a\xE2\x82b"), "a\u{FFFD}\u{FFFD}b");
+        assert_eq!(go_json_text("é€".as_bytes()), "é€");
+        let file = b"A_SECRET=ENC[x]\n\
+sops_encrypted_regex=SECRET|DUP\xE9\n\
+sops_lastmodified=2026-12-06T02:53:25Z\n\
+sops_mac=ENC[y]\n\
+sops_version=3.11.0\n";
+        let lines = super::super::dotenv::parse(file).unwrap();
+        let md = collect("f.env", file, &lines).unwrap();
+        assert!(
+            md.rule.encrypts(Some(b"A_SECRET")),
+            "the rule still compiles and matches"
+        );
+        assert!(!md.rule.encrypts(Some(b"OTHER")));
     }
 }
