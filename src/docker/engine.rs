@@ -285,3 +285,35 @@ fn short(e: &BollardError) -> String {
         other => one_line(&other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No engine at the socket, or something there that is not an engine (it hangs up at once):
+    /// one `Connect` error naming the host, from the version negotiation alone.
+    #[tokio::test]
+    async fn no_engine_or_not_an_engine_is_a_connect_error_naming_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = format!("unix://{}/none.sock", dir.path().display());
+        match Engine::connect_to(&missing).await {
+            Err(DockerError::Connect { host, .. }) => assert_eq!(host, missing),
+            other => panic!("expected a connect error, got {:?}", other.map(|_| ())),
+        }
+        let path = dir.path().join("mute.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let mute = format!("unix://{}", path.display());
+        match Engine::connect_to(&mute).await {
+            Err(DockerError::Connect { host, msg }) => {
+                assert_eq!(host, mute);
+                assert!(!msg.is_empty());
+            }
+            other => panic!("expected a connect error, got {:?}", other.map(|_| ())),
+        }
+    }
+}
