@@ -26,16 +26,7 @@ pub fn build_binaries() -> Result<PathBuf, String> {
 /// With [`PREBUILT_ENV`] set, nothing is built: the binaries must already be in that dir.
 pub fn build_binaries_with(features: &[&str]) -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os(PREBUILT_ENV) {
-        let dir = PathBuf::from(dir);
-        for b in STANDINS {
-            if !dir.join(b).is_file() {
-                return Err(format!(
-                    "{PREBUILT_ENV}={}: {b} is missing there (build the workspace's tests first, or unset it)",
-                    dir.display()
-                ));
-            }
-        }
-        return Ok(dir);
+        return prebuilt(PathBuf::from(dir));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -56,6 +47,17 @@ pub fn build_binaries_with(features: &[&str]) -> Result<PathBuf, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     Ok(target.join("debug"))
+}
+
+/// `dir` if every stand-in is there, else an error naming the first one missing and the variable.
+fn prebuilt(dir: PathBuf) -> Result<PathBuf, String> {
+    match STANDINS.iter().find(|b| !dir.join(b).is_file()) {
+        None => Ok(dir),
+        Some(b) => Err(format!(
+            "{PREBUILT_ENV}={}: {b} is missing there (build the workspace's tests first, or unset it)",
+            dir.display()
+        )),
+    }
 }
 
 /// Builds (or reuses) the four rehearsal images from the binaries in `bin_dir`.
@@ -83,4 +85,26 @@ pub async fn ensure_images(engine: &Engine, bin_dir: &Path) -> Result<(), String
         spec.ensure(engine).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prebuilt_dir_must_hold_every_stand_in() {
+        let d = tempfile::tempdir().unwrap();
+        let e = prebuilt(d.path().to_path_buf()).unwrap_err();
+        assert!(
+            e.contains(PREBUILT_ENV) && e.contains("mongo-test-server is missing"),
+            "{e}"
+        );
+        for b in STANDINS.iter().take(2) {
+            std::fs::write(d.path().join(b), b"").unwrap();
+        }
+        let e = prebuilt(d.path().to_path_buf()).unwrap_err();
+        assert!(e.contains("periphery-standin is missing"), "{e}");
+        std::fs::write(d.path().join(STANDINS[2]), b"").unwrap();
+        assert_eq!(prebuilt(d.path().to_path_buf()).unwrap(), d.path());
+    }
 }
