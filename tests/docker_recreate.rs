@@ -19,7 +19,7 @@ use komodo_rotate::docker::{
     Snapshot,
 };
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::BUSYBOX_IMAGE;
+use komodo_testcontainers::stack::busybox_image;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -86,7 +86,7 @@ const SCRIPT: &str = "if [ \"$APP_MODE\" = broken ]; then echo 'FATAL: broken mo
 
 async fn create_original(engine: &Engine, f: &Fixture) -> String {
     let body = ContainerCreateBody {
-        image: Some(BUSYBOX_IMAGE.into()),
+        image: Some(busybox_image()),
         entrypoint: Some(vec!["/bin/busybox".into()]),
         cmd: Some(vec!["sh".into(), "-c".into(), SCRIPT.into()]),
         env: Some(vec![
@@ -314,7 +314,7 @@ async fn recreate_changes_env_and_preserves_everything_else() {
         .expect("prepare");
     assert_eq!(
         rc.image(),
-        BUSYBOX_IMAGE,
+        busybox_image(),
         "the tag still names the original image"
     );
     assert!(rc.snapshot().logs.iter().any(|l| l == "started"));

@@ -471,7 +471,7 @@ fn salvage_env_leaves_out_the_images_own_env() {
     let tag = "krt-ops-envimage:dev";
     let dockerfile = format!(
         "FROM {}\nENV IMAGE_ONLY=from-image MODE=prod SHARED=same\nLABEL krt-ops=1\n",
-        stack::BUSYBOX_IMAGE
+        stack::busybox_image()
     );
     let mut b = Command::new("docker")
         .args(["build", "-q", "-t", tag, "-"])

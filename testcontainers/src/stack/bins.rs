@@ -1,7 +1,7 @@
 //! The stand-in binaries and the rehearsal images made from them.
 
 use super::image::ImageSpec;
-use super::{BUSYBOX_IMAGE, CORE_IMAGE, MONGO_IMAGE, PERIPHERY_IMAGE};
+use super::{busybox_image, core_image, mongo_image, periphery_image};
 use komodo_rotate::docker::Engine;
 use std::path::{Path, PathBuf};
 
@@ -73,15 +73,15 @@ pub async fn ensure_images(engine: &Engine, bin_dir: &Path) -> Result<(), String
             ))
         }
     };
-    let mut mongo = ImageSpec::for_binary(MONGO_IMAGE, &bin("mongo-test-server")?)?;
+    let mut mongo = ImageSpec::for_binary(&mongo_image(), &bin("mongo-test-server")?)?;
     mongo.dirs.push("/data/db".into());
     mongo.cmd = ["--bind", "0.0.0.0:27017", "--data-dir", "/data/db"]
         .map(String::from)
         .to_vec();
-    let mut core = ImageSpec::for_binary(CORE_IMAGE, &bin("core-standin")?)?;
+    let mut core = ImageSpec::for_binary(&core_image(), &bin("core-standin")?)?;
     core.dirs.push("/control".into());
-    let periphery = ImageSpec::for_binary(PERIPHERY_IMAGE, &bin("periphery-standin")?)?;
-    for spec in [mongo, core, periphery, ImageSpec::busybox(BUSYBOX_IMAGE)?] {
+    let periphery = ImageSpec::for_binary(&periphery_image(), &bin("periphery-standin")?)?;
+    for spec in [mongo, core, periphery, ImageSpec::busybox(&busybox_image())?] {
         spec.ensure(engine).await?;
     }
     Ok(())

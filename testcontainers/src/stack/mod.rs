@@ -34,12 +34,37 @@ use zeroize::Zeroize;
 /// The stand-ins carry the names the compose files expect: Komodo's own image names with the
 /// tag compose.env sets (`COMPOSE_KOMODO_IMAGE_TAG`), and `mongo` with a tag of its own, so
 /// no real image's tag is ever overwritten.
-pub const STANDIN_TAG: &str = "rehearsal";
-pub const MONGO_STANDIN_TAG: &str = "komodo-rehearsal";
-pub const MONGO_IMAGE: &str = "mongo:komodo-rehearsal";
-pub const CORE_IMAGE: &str = "ghcr.io/moghtech/komodo-core:rehearsal";
-pub const PERIPHERY_IMAGE: &str = "ghcr.io/moghtech/komodo-periphery:rehearsal";
-pub const BUSYBOX_IMAGE: &str = "komodo-rehearsal/busybox:dev";
+///
+/// The tag is `rehearsal` unless `KOMODO_REHEARSAL_TAG` names another (letters, digits, `.`,
+/// `_`, `-`): checkouts built side by side on one engine each keep images of their own instead
+/// of rebuilding one shared tag from their own binaries under each other's running tests.
+pub fn standin_tag() -> String {
+    match std::env::var("KOMODO_REHEARSAL_TAG") {
+        Ok(t)
+            if !t.is_empty()
+                && t.len() <= 64
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            t
+        }
+        _ => "rehearsal".to_string(),
+    }
+}
+pub fn mongo_standin_tag() -> String {
+    format!("komodo-{}", standin_tag())
+}
+pub fn mongo_image() -> String {
+    format!("mongo:{}", mongo_standin_tag())
+}
+pub fn core_image() -> String {
+    format!("ghcr.io/moghtech/komodo-core:{}", standin_tag())
+}
+pub fn periphery_image() -> String {
+    format!("ghcr.io/moghtech/komodo-periphery:{}", standin_tag())
+}
+pub fn busybox_image() -> String {
+    format!("komodo-rehearsal/busybox:{}", standin_tag())
+}
 pub const DB_USERNAME: &str = "admin";
 /// An env-only key in the stack's compose.env that no Komodo kind knows (`env:KEY`'s test).
 pub const REHEARSAL_TOKEN_KEY: &str = "REHEARSAL_API_TOKEN";
@@ -221,8 +246,8 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     };
     let compose_env = |pw: &Secret| -> Vec<String> {
         vec![
-            format!("COMPOSE_KOMODO_IMAGE_TAG={STANDIN_TAG}"),
-            format!("COMPOSE_MONGO_IMAGE_TAG={MONGO_STANDIN_TAG}"),
+            format!("COMPOSE_KOMODO_IMAGE_TAG={}", standin_tag()),
+            format!("COMPOSE_MONGO_IMAGE_TAG={}", mongo_standin_tag()),
             format!("COMPOSE_REHEARSAL_MONGO_PORT={mongo_port}"),
             format!("COMPOSE_REHEARSAL_CORE_PORT={core_port}"),
             env_line(user_key, &user),
