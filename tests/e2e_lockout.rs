@@ -335,3 +335,52 @@ fn db_password_pending_and_a_jwt_drift() {
     assert_eq!(v.code, Some(0), "{}", v.text());
     assert_no_leak(&[&now, &other, &s.env_password], &s.dir.join("state"));
 }
+
+/// Issue 18 item 9: a committed run whose removal of the parked originals failed. verify shows
+/// each `-prev` as DRIFT (they hold the old secret), and the next run removes them and goes on
+/// (it used to refuse: "-prev exists").
+#[test]
+fn a_committed_runs_leftover_prev_is_drift_and_the_next_run_removes_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("leftover_prev", "krt-lockout-prev")) else {
+        return;
+    };
+    let s = &f.stack;
+    let targets = recreate_targets(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[("FAILPOINTS", "commit:remove-prev=return")],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("left over"), "{}", r.text());
+    let first = env_value(s, JWT);
+    rt.block_on(async {
+        for t in &targets {
+            assert!(exists(&f.engine, &format!("{t}-prev")).await, "{t}-prev kept");
+        }
+    });
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(1), "{}", v.text());
+    let row = v
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("leftovers"))
+        .unwrap_or_else(|| panic!("no leftovers row: {}", v.text()));
+    assert!(row.contains("DRIFT"), "{row}");
+    for t in &targets {
+        assert!(row.contains(&format!("{t}-prev")), "{row}");
+    }
+
+    let r = tool(s, &["rotate", "--secret", "jwt-secret"], &[]);
+    assert_eq!(r.code, Some(0), "the next run goes on: {}", r.text());
+    assert!(!env_value(s, JWT).ct_eq(&first));
+    rt.block_on(async {
+        for t in &targets {
+            assert!(!exists(&f.engine, &format!("{t}-prev")).await, "{t}-prev removed");
+        }
+    });
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+}
