@@ -212,7 +212,10 @@ fn jwt_run_pending_and_a_hand_edited_db_password_end_at_verify_0() {
     let r = tool(
         s,
         &["rotate", "--secret", "jwt-secret"],
-        &[("FAILPOINTS", &format!("after:recreate:{first}=return(crash)"))],
+        &[(
+            "FAILPOINTS",
+            &format!("after:recreate:{first}=return(crash)"),
+        )],
     );
     assert_eq!(r.signal, Some(9), "{}", r.text());
     let new_jwt = env_value(s, JWT);
@@ -258,7 +261,10 @@ fn jwt_run_pending_and_a_hand_edited_db_password_end_at_verify_0() {
     rt.block_on(async {
         for c in [&s.core, &s.periphery] {
             let v = env_of(&f.engine, c, JWT).await;
-            assert!(v.is_some_and(|v| v.ct_eq(&new_jwt)), "{c} holds the new JWT");
+            assert!(
+                v.is_some_and(|v| v.ct_eq(&new_jwt)),
+                "{c} holds the new JWT"
+            );
         }
     });
     assert_no_leak(
@@ -311,8 +317,13 @@ fn db_password_pending_and_a_jwt_drift() {
 
     let res = tool(s, &["resume"], &[]);
     assert_eq!(res.code, Some(0), "{}", res.text());
-    let now = rt.block_on(agreed(&f.engine, s)).expect("DB password agrees");
-    assert!(!now.ct_eq(&s.env_password), "rolled forward to the new DB password");
+    let now = rt
+        .block_on(agreed(&f.engine, s))
+        .expect("DB password agrees");
+    assert!(
+        !now.ct_eq(&s.env_password),
+        "rolled forward to the new DB password"
+    );
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(1), "{}", v.text());
     let drift: Vec<&str> = v.stdout.lines().filter(|l| l.contains("DRIFT")).collect();
@@ -358,7 +369,10 @@ fn a_committed_runs_leftover_prev_is_drift_and_the_next_run_removes_it() {
     let first = env_value(s, JWT);
     rt.block_on(async {
         for t in &targets {
-            assert!(exists(&f.engine, &format!("{t}-prev")).await, "{t}-prev kept");
+            assert!(
+                exists(&f.engine, &format!("{t}-prev")).await,
+                "{t}-prev kept"
+            );
         }
     });
     let v = tool(s, &["verify"], &[]);
@@ -378,7 +392,10 @@ fn a_committed_runs_leftover_prev_is_drift_and_the_next_run_removes_it() {
     assert!(!env_value(s, JWT).ct_eq(&first));
     rt.block_on(async {
         for t in &targets {
-            assert!(!exists(&f.engine, &format!("{t}-prev")).await, "{t}-prev removed");
+            assert!(
+                !exists(&f.engine, &format!("{t}-prev")).await,
+                "{t}-prev removed"
+            );
         }
     });
     let v = tool(s, &["verify"], &[]);

@@ -149,7 +149,9 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     };
     let code = execute::execute(live, journal, staged, Direction::Forward).await?;
     if code == crate::error::exit::OK {
-        println!("rescued: MongoDB, compose.env and the containers agree on compose.env's password");
+        println!(
+            "rescued: MongoDB, compose.env and the containers agree on compose.env's password"
+        );
     }
     Ok(code)
 }

@@ -157,7 +157,9 @@ pub async fn execute(
 fn elsewhere_line(journal: &Journal, outcome: &Outcome, outside: &[String]) -> String {
     let own = match outcome {
         Outcome::RolledBack { step, cause } => {
-            format!("rolled back after {step} failed ({cause}); its old value is back in every plane")
+            format!(
+                "rolled back after {step} failed ({cause}); its old value is back in every plane"
+            )
         }
         _ => "committed: its new value is live in every plane".into(),
     };

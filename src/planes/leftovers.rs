@@ -29,8 +29,9 @@ fn path(cfg: &Config) -> PathBuf {
 pub fn recorded(cfg: &Config) -> Result<Vec<Leftover>> {
     let p = path(cfg);
     match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Precondition(format!("{}: not a leftovers list: {e}", p.display()))),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            Error::Precondition(format!("{}: not a leftovers list: {e}", p.display()))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io(&p, e)),
     }
@@ -120,8 +121,12 @@ pub async fn verify_line(cfg: &Config, engine: &Engine, holders: &[String]) -> O
         .iter()
         .map(|(n, ours)| match (ours, pending) {
             (_, true) => format!("{n} (the pending run's: `komodo-rotate resume`)"),
-            (true, false) => format!("{n} (left by a committed run: the next rotate, rescue or resume removes it)"),
-            (false, false) => format!("{n} (not recorded by a committed run: inspect it, then `docker rm` it)"),
+            (true, false) => format!(
+                "{n} (left by a committed run: the next rotate, rescue or resume removes it)"
+            ),
+            (false, false) => {
+                format!("{n} (not recorded by a committed run: inspect it, then `docker rm` it)")
+            }
         })
         .collect();
     Some(format!(
@@ -132,11 +137,7 @@ pub async fn verify_line(cfg: &Config, engine: &Engine, holders: &[String]) -> O
 }
 
 /// Every `-next`/`-prev` beside `holders` that exists now: (name, recorded by a committed run).
-async fn present(
-    cfg: &Config,
-    engine: &Engine,
-    holders: &[String],
-) -> Result<Vec<(String, bool)>> {
+async fn present(cfg: &Config, engine: &Engine, holders: &[String]) -> Result<Vec<(String, bool)>> {
     let rec = recorded(cfg)?;
     let mut out = Vec::new();
     for h in holders {

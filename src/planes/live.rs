@@ -77,7 +77,9 @@ impl Planes for LivePlanes<'_> {
                 {
                     // The value is live there, but the container does not settle: this run's
                     // fault, or another kind's (issue 25)?
-                    Err(e @ DockerError::Unhealthy { .. }) if rec.replacement_holds_patch().await? => {
+                    Err(e @ DockerError::Unhealthy { .. })
+                        if rec.replacement_holds_patch().await? =>
+                    {
                         self.outside_or(&ctx, container, e.into()).await
                     }
                     r => Ok(r?),
@@ -166,8 +168,14 @@ impl LivePlanes<'_> {
             _ => String::new(),
         };
         let recorded = id == rec.snapshot().original_id
-            && super::leftovers::record(self.cfg, super::leftovers::Leftover { name: prev.clone(), id })
-                .is_ok();
+            && super::leftovers::record(
+                self.cfg,
+                super::leftovers::Leftover {
+                    name: prev.clone(),
+                    id,
+                },
+            )
+            .is_ok();
         eprintln!(
             "komodo-rotate: warning: {e}; {prev} is left over{}",
             if recorded {

@@ -14,9 +14,7 @@ use super::context::{earlier_recreates, snapshot_key, LivePlanes, SNAPSHOT_LOG_L
 use super::run::RunContext;
 use crate::docker::crashloop::{match_signature, Signature};
 use crate::docker::recreate::{create_from_snapshot, ensure_running, nothing_under};
-use crate::docker::{
-    ContainerInfo, DockerError, EnvPatch, Recreate, RecreateState, Snapshot,
-};
+use crate::docker::{ContainerInfo, DockerError, EnvPatch, Recreate, RecreateState, Snapshot};
 use crate::error::{Error, Result};
 use crate::txn::failpoint::failpoint;
 use crate::txn::{Journal, Step};
@@ -41,8 +39,7 @@ impl LivePlanes<'_> {
         }
         match rec.state().await? {
             RecreateState::Committed => {
-                self.restore_by_recreate(step, ctx, j, rec.snapshot())
-                    .await
+                self.restore_by_recreate(step, ctx, j, rec.snapshot()).await
             }
             RecreateState::Inconsistent(_) if nothing_under(&self.engine, rec.name()).await? => {
                 eprintln!(
@@ -149,7 +146,11 @@ impl LivePlanes<'_> {
     /// store (an env-only kind never touches the database), and the container's recent log
     /// carries a database signature (`docker::crashloop`): its database credential or address
     /// is wrong, which no value of this run can cause or cure. `None` otherwise.
-    pub(super) async fn outside_cause(&self, ctx: &RunContext, container: &str) -> Option<Signature> {
+    pub(super) async fn outside_cause(
+        &self,
+        ctx: &RunContext,
+        container: &str,
+    ) -> Option<Signature> {
         if ctx.has_store() {
             return None;
         }
@@ -213,7 +214,10 @@ mod tests {
         );
         let path = std::path::Path::new("/state/journal/snapshot-per.age");
         let e = missing_snapshot(&plan[1], &j, path).unwrap_err();
-        assert!(e.to_string().contains("per") && e.to_string().contains("snapshot-per.age"), "{e}");
+        assert!(
+            e.to_string().contains("per") && e.to_string().contains("snapshot-per.age"),
+            "{e}"
+        );
         missing_snapshot(&plan[2], &j, path).unwrap();
     }
 }
