@@ -12,6 +12,9 @@ pub mod exit {
     pub const ROLLED_BACK: i32 = 4;
     pub const ROLLBACK_INCOMPLETE: i32 = 5;
     pub const LOCKED: i32 = 6;
+    /// The run's own secret ended agreed (committed, or rolled back), but the deployment is
+    /// unhealthy for a reason outside the run's kind (README "Exit codes").
+    pub const UNHEALTHY_ELSEWHERE: i32 = 7;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -46,6 +46,7 @@ struct Candidate {
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     execute::refuse_if_pending(cfg)?;
+    crate::planes::leftovers::remove_committed(cfg).await?;
     let Loaded {
         env,
         dk,
@@ -147,7 +148,11 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         target,
     };
     let code = execute::execute(live, journal, staged, Direction::Forward).await?;
-    println!("rescued: MongoDB, compose.env and the containers agree on compose.env's password");
+    if code == crate::error::exit::OK {
+        println!(
+            "rescued: MongoDB, compose.env and the containers agree on compose.env's password"
+        );
+    }
     Ok(code)
 }
 

@@ -20,6 +20,7 @@ pub fn run(args: ConfigArgs) -> Result<i32> {
 
 async fn resume(cfg: &Config) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
+    crate::planes::leftovers::remove_committed(cfg).await?;
     let dir = cfg.journal_dir();
     let Some(mut journal) = Journal::load_pending(&dir)? else {
         println!("nothing to resume: no interrupted run in {}", dir.display());
@@ -73,7 +74,9 @@ async fn resume(cfg: &Config) -> Result<i32> {
         target,
     };
     let code = execute::execute(live, journal, staged, direction).await?;
-    println!("resumed: the run is complete and the planes agree");
+    if code == crate::error::exit::OK {
+        println!("resumed: the run is complete and the planes agree");
+    }
     Ok(code)
 }
 

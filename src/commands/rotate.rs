@@ -54,6 +54,7 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
     let mut code = 0;
     for kind in &due {
         execute::refuse_if_pending(cfg)?;
+        crate::planes::leftovers::remove_committed(cfg).await?;
         match rotate_one(cfg, &args, kind).await {
             Ok(c) => {
                 code = code.max(c);
@@ -130,7 +131,9 @@ async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32>
         target: loaded.target.clone(),
     };
     let code = execute::execute(live, journal, staged, Direction::Forward).await?;
-    println!("rotated {kind}: every plane holds the new value");
+    if code == crate::error::exit::OK {
+        println!("rotated {kind}: every plane holds the new value");
+    }
     for a in &plan.after {
         println!("notice: {a}");
     }

@@ -119,6 +119,13 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
             format!("git checks did not finish: {e}"),
         ),
     }
+    if let Some(dk) = &dk {
+        let holders: Vec<String> = dk.dependants().map(|c| c.name.clone()).collect();
+        match crate::planes::leftovers::verify_line(cfg, &dk.engine, &holders).await {
+            None => m.push("leftovers", Status::Ok, "no -next/-prev container"),
+            Some(line) => m.push("leftovers", Status::Drift, line),
+        }
+    }
     match Journal::load_pending(&cfg.journal_dir()) {
         Ok(None) => m.push("journal", Status::Ok, "no interrupted run"),
         Ok(Some(j)) => {

@@ -27,10 +27,12 @@ use crate::secret::Secret;
 use std::fmt;
 
 mod health;
+mod restore;
 mod snapshot;
 mod state;
 
 pub use health::{settle, HealthGate};
+pub use restore::{create_from_snapshot, ensure_running, nothing_under, Around};
 pub use snapshot::Snapshot;
 pub use state::RecreateState;
 

@@ -12,6 +12,7 @@ use crate::txn::{Journal, Outcome, Progress, Runner, StepStatus};
 use std::io::IsTerminal;
 
 pub const RUNBOOK_INTERRUPTED: &str = "runbooks/interrupted-run.md";
+pub const RUNBOOK_CRASH_LOOP: &str = "runbooks/crash-loop-rescue.md";
 
 /// Progress lines on stderr: `[3/6] change-db ... ok (120 ms)`. On a terminal the line is
 /// opened when the step starts; elsewhere (journald, CI logs) it is written whole at the end.
@@ -78,6 +79,7 @@ pub async fn execute(
         target: live.target,
         staged,
         journal_dir: dir.clone(),
+        outside: Default::default(),
     };
     let mut progress = StderrProgress::new(crate::output::quiet());
     let mut runner = Runner::new(dir.clone(), journal, &mut planes, &mut progress);
@@ -99,7 +101,12 @@ pub async fn execute(
     let outcome = match outcome {
         Outcome::RolledBack { step, cause } => {
             match super::proof::old_state_is_back(&planes, &journal).await {
-                Ok(()) => Outcome::RolledBack { step, cause },
+                Ok(outside) => {
+                    for (container, sig) in outside {
+                        planes.note_outside(&container, sig);
+                    }
+                    Outcome::RolledBack { step, cause }
+                }
                 Err(why) => Outcome::RollbackIncomplete {
                     step,
                     cause,
@@ -110,13 +117,30 @@ pub async fn execute(
         }
         o => o,
     };
+    let outside = planes
+        .outside
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     let (label, code) = match &outcome {
+        Outcome::Committed if !outside.is_empty() => {
+            ("committed-unhealthy-elsewhere", exit::UNHEALTHY_ELSEWHERE)
+        }
+        Outcome::RolledBack { .. } if !outside.is_empty() => {
+            ("rolled-back-unhealthy-elsewhere", exit::UNHEALTHY_ELSEWHERE)
+        }
         Outcome::Committed => ("committed", exit::OK),
         Outcome::RolledBack { .. } => ("rolled-back", exit::ROLLED_BACK),
         Outcome::RollbackIncomplete { .. } => ("rollback-incomplete", exit::ROLLBACK_INCOMPLETE),
     };
-    let result = outcome.into_result(RUNBOOK_INTERRUPTED);
-    let err_line = result.as_ref().err().map(ToString::to_string);
+    let (result, err_line) = if code == exit::UNHEALTHY_ELSEWHERE {
+        let line = elsewhere_line(&journal, &outcome, &outside);
+        eprintln!("komodo-rotate: {line}");
+        (Ok(()), Some(line))
+    } else {
+        let result = outcome.into_result(RUNBOOK_INTERRUPTED);
+        let err_line = result.as_ref().err().map(ToString::to_string);
+        (result, err_line)
+    };
     if let Err(e) = audit::append(
         &live.cfg.audit_log(),
         &AuditRecord::from_journal(&journal, label, code, err_line),
@@ -127,6 +151,25 @@ pub async fn execute(
         clear_after(&dir, code, &journal)?;
     }
     result.map(|()| code)
+}
+
+/// The one line of exit 7: what the run did with its own secret, and the other problem.
+fn elsewhere_line(journal: &Journal, outcome: &Outcome, outside: &[String]) -> String {
+    let own = match outcome {
+        Outcome::RolledBack { step, cause } => {
+            format!(
+                "rolled back after {step} failed ({cause}); its old value is back in every plane"
+            )
+        }
+        _ => "committed: its new value is live in every plane".into(),
+    };
+    format!(
+        "{} run {} {own}, but the deployment is unhealthy for a reason outside {}: {}. Run `komodo-rotate verify`, then `komodo-rotate rescue` ({RUNBOOK_CRASH_LOOP})",
+        journal.command,
+        journal.run_id,
+        journal.secret,
+        outside.join("; ")
+    )
 }
 
 /// Clears the journal of a run that ended cleanly. After a commit a failed clear is only a

@@ -2,17 +2,18 @@
 //! is already there (so `resume` can replay it), and every undo works from a partly applied
 //! step (so a step that died in flight can be rolled back).
 
-use super::context::{earlier_recreates, recreated_later, snapshot_key, SNAPSHOT_LOG_LINES};
+use super::context::{earlier_recreates, snapshot_key, SNAPSHOT_LOG_LINES};
 pub use super::context::{LivePlanes, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 use super::run::RunContext;
 use super::steps;
 use super::value::eval_set;
 use crate::config::Config;
-use crate::docker::{ContainerInfo, EnvPatch, Recreate, RecreateState, RecreateStep, Snapshot};
+use crate::docker::{DockerError, Recreate, RecreateStep, Snapshot};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::mongo::{login_works, LoginOutcome, MongoAdmin};
 use crate::sops::{write_verified, SopsFile};
+use crate::txn::failpoint::failpoint;
 use crate::txn::{sealed, Journal, Planes, Step};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -70,9 +71,19 @@ impl Planes for LivePlanes<'_> {
                     self.save_snapshot_as(&snapshot_key(step, j), again.snapshot(), &ctx)?;
                     rec = again;
                 }
-                rec.finish_through(RecreateStep::HealthGate, &self.gate())
-                    .await?;
-                Ok(())
+                match rec
+                    .finish_through(RecreateStep::HealthGate, &self.gate())
+                    .await
+                {
+                    // The value is live there, but the container does not settle: this run's
+                    // fault, or another kind's (issue 25)?
+                    Err(e @ DockerError::Unhealthy { .. })
+                        if rec.replacement_holds_patch().await? =>
+                    {
+                        self.outside_or(&ctx, container, e.into()).await
+                    }
+                    r => Ok(r?),
+                }
             }
             steps::WRITE_FILE => self.write_file(step, &ctx),
             steps::GIT_COMMIT | steps::GIT_PUSH => {
@@ -80,16 +91,23 @@ impl Planes for LivePlanes<'_> {
             }
             steps::COMMIT => {
                 // Proof first: a failure here is a failed step, and the run rolls back.
-                super::proof::new_state_is_live(self, j)
+                let outside = super::proof::new_state_is_live(self, j)
                     .await
                     .map_err(|e| Error::Precondition(format!("proof before commit: {e}")))?;
+                for (container, sig) in outside {
+                    self.note_outside(&container, sig);
+                }
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
                 for s in j.steps.iter().filter(|r| r.step.is(steps::RECREATE)) {
                     match self.recreate_for(&s.step, &ctx, j).await {
                         Ok(rec) => {
-                            if let Err(e) = rec.commit().await {
-                                eprintln!("komodo-rotate: warning: {e}");
+                            let r = match failpoint("commit:remove-prev") {
+                                Ok(()) => rec.commit().await.map_err(Error::from),
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = r {
+                                self.leave_leftover(&rec, e).await;
                             }
                         }
                         Err(e) => eprintln!("komodo-rotate: warning: {e}"),
@@ -134,27 +152,40 @@ impl Planes for LivePlanes<'_> {
                 &self.journal_dir.join(written_file(step)),
                 &ctx.compose_env,
             ),
-            steps::RECREATE => {
-                if !self.snapshot_path(&snapshot_key(step, j)).exists() {
-                    return Ok(());
-                }
-                let rec = self.recreate_for(step, &ctx, j).await?;
-                if recreated_later(step, j) && rec.state().await? == RecreateState::Committed {
-                    // A later phase recreated this container again and so removed the original
-                    // this step parked: put the original's values back with a new recreate.
-                    return self
-                        .restore_by_recreate(step, &ctx, j, rec.snapshot())
-                        .await;
-                }
-                rec.undo().await?;
-                Ok(())
-            }
+            steps::RECREATE => self.undo_recreate(step, &ctx, j).await,
             other => Err(unknown(other)),
         }
     }
 }
 
 impl LivePlanes<'_> {
+    /// A parked original the commit could not remove: recorded, so verify names it and the next
+    /// run removes it (planes::leftovers).
+    async fn leave_leftover(&self, rec: &Recreate, e: Error) {
+        let prev = rec.prev_name();
+        let id = match self.engine.try_inspect(&prev).await {
+            Ok(Some(c)) => c.id.unwrap_or_default(),
+            _ => String::new(),
+        };
+        let recorded = id == rec.snapshot().original_id
+            && super::leftovers::record(
+                self.cfg,
+                super::leftovers::Leftover {
+                    name: prev.clone(),
+                    id,
+                },
+            )
+            .is_ok();
+        eprintln!(
+            "komodo-rotate: warning: {e}; {prev} is left over{}",
+            if recorded {
+                " (recorded: the next rotate, rescue or resume removes it)"
+            } else {
+                ""
+            }
+        );
+    }
+
     /// Before a repeat recreate (a container an earlier phase of this run already recreated,
     /// whose original is parked as `<name>-prev`): commits the earlier recreate (its
     /// replacement passed its gate; `-prev` is removed so the names are free), then snapshots
@@ -177,45 +208,6 @@ impl LivePlanes<'_> {
         let container = step.target.as_deref().unwrap_or_default();
         let snap = Snapshot::take(&self.engine, container, SNAPSHOT_LOG_LINES).await?;
         self.save_snapshot_as(&key, &snap, ctx)
-    }
-
-    /// The undo of a recreate whose original a later phase removed: the container now under the
-    /// name (the earlier phase's replacement, back after the later phase's undo) is recreated
-    /// with the original's values of every key the step set, committed, so no `-prev` is left.
-    /// Its own snapshot is journaled first (`<key>@undo`), so a replay finishes it.
-    async fn restore_by_recreate(
-        &self,
-        step: &Step,
-        ctx: &RunContext,
-        j: &Journal,
-        original: &Snapshot,
-    ) -> Result<()> {
-        let container = step.target.as_deref().unwrap_or_default();
-        let mut patch = EnvPatch::new();
-        for (k, _) in self.patch_of(step, ctx)? {
-            let was = original.env_value(&k).ok_or_else(|| {
-                Error::Precondition(format!(
-                    "cannot restore {container}: its original had no {k}, and a recreate cannot remove a key"
-                ))
-            })?;
-            patch = patch.set(k, was);
-        }
-        let key = format!("{}@undo", snapshot_key(step, j));
-        let snap = match self.load_snapshot(&key)? {
-            Some(s) => s,
-            None => {
-                let now = ContainerInfo::load(&self.engine, container).await?;
-                if patch.is_applied_to(&now) {
-                    return Ok(());
-                }
-                let s = Snapshot::take(&self.engine, container, SNAPSHOT_LOG_LINES).await?;
-                self.save_snapshot_as(&key, &s, ctx)?;
-                s
-            }
-        };
-        let rec = Recreate::from_snapshot(&self.engine, snap, patch).await?;
-        rec.finish(&self.gate()).await?;
-        Ok(())
     }
 
     /// Sets the step's keys (no `set`: the run's key to NEW) in compose.env. Already there: done.

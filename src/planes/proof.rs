@@ -16,7 +16,7 @@ use super::carriers::{files_hold, holds};
 use super::context::LivePlanes;
 use super::run::RunContext;
 use super::DockerPlane;
-use crate::docker::{settle, ContainerInfo, HealthGate, NEXT_SUFFIX, PREV_SUFFIX};
+use crate::docker::{settle, ContainerInfo, HealthGate, Signature, NEXT_SUFFIX, PREV_SUFFIX};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::probe::{get_status, ProbeUrl};
 use crate::secret::Secret;
@@ -26,7 +26,14 @@ use std::time::{Duration, Instant};
 
 type Proof = std::result::Result<(), String>;
 
-pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof {
+/// Containers that hold the run's value but do not settle for a reason outside the run's kind
+/// ([`LivePlanes::outside_cause`]): the proof of the run's own kind holds beside them.
+pub(super) type Outside = Vec<(String, Signature)>;
+
+pub(super) async fn new_state_is_live(
+    p: &LivePlanes<'_>,
+    j: &Journal,
+) -> std::result::Result<Outside, String> {
     let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
     let (old, new) = (&p.staged.old, &p.staged.new);
     env_holds(p, &ctx, new, "new")?;
@@ -48,6 +55,7 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
     let dk = DockerPlane::load(p.cfg).await.map_err(|e| e.to_string())?;
     let gate = p.gate();
     let mut problems = Vec::new();
+    let mut outside = Outside::new();
     let want = final_values(p, j, &ctx).map_err(|e| e.to_string())?;
     for c in dk.dependants() {
         let keys = keys_of(&ctx, &c.name);
@@ -74,17 +82,23 @@ pub(super) async fn new_state_is_live(p: &LivePlanes<'_>, j: &Journal) -> Proof 
             continue;
         }
         if let Err(e) = settled_and_serving(p, &dk, c, &gate).await {
-            problems.push(e);
+            match p.outside_cause(&ctx, &c.name).await {
+                Some(sig) => outside.push((c.name.clone(), sig)),
+                None => problems.push(e),
+            }
         }
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(outside)
     } else {
         Err(problems.join("; "))
     }
 }
 
-pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof {
+pub(super) async fn old_state_is_back(
+    p: &LivePlanes<'_>,
+    j: &Journal,
+) -> std::result::Result<Outside, String> {
     let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
     if ctx.has_store() {
         match login_works(&p.target, &p.staged.old).await {
@@ -110,6 +124,7 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
         }
     };
     let gate = p.gate();
+    let mut outside = Outside::new();
     let rotation = !ctx.env_already_new;
     for (name, keys) in ctx.holders() {
         for leftover in [
@@ -130,8 +145,15 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
             }
         };
         // A rescue's containers held stale values before the run: "back" means as snapshotted.
-        // Without a snapshot a rescue never reached them.
+        // Without a snapshot a rescue never reached them, unless a recreate of it began: then
+        // the snapshot went missing, and what it held cannot be proven back.
         if !rotation && snap.is_none() {
+            if touched(j, name) {
+                problems.push(format!(
+                    "{name} was recreated, but its snapshot {} is missing",
+                    p.snapshot_path(name).display()
+                ));
+            }
             continue;
         }
         let now = match ContainerInfo::load(&p.engine, name).await {
@@ -174,15 +196,27 @@ pub(super) async fn old_state_is_back(p: &LivePlanes<'_>, j: &Journal) -> Proof 
         }
         if let Some(dk) = &dk {
             if let Err(e) = settled_and_serving(p, dk, &now, &gate).await {
-                problems.push(e);
+                match p.outside_cause(&ctx, name).await {
+                    Some(sig) => outside.push((name.clone(), sig)),
+                    None => problems.push(e),
+                }
             }
         }
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(outside)
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Whether a recreate step of `name` in `j` began (applied, in flight, failed or undone).
+fn touched(j: &Journal, name: &str) -> bool {
+    j.steps.iter().any(|r| {
+        r.step.is(super::steps::RECREATE)
+            && r.step.target.as_deref() == Some(name)
+            && r.status != crate::txn::StepStatus::Pending
+    })
 }
 
 /// compose.env, read from disk, holds `want` under the run's key.

@@ -1,0 +1,403 @@
+//! Issue 25, end to end on the rehearsal stack: a pending run plus a second fault still ends at
+//! verify 0 through the tool's own commands.
+//! - The undo of a recreate whose original is gone recreates the container from the sealed
+//!   snapshot with the values it had, and a SIGKILL at every point of that two-phase recreate
+//!   (before it, after each of its steps) is finished by the next `resume` (all old, exit 4).
+//! - The reproduction: a jwt-secret rotate SIGKILLed mid-run, the DB password edited by hand with
+//!   the real `sops` and `docker-compose up -d --no-deps core periphery` (core crash-loops on the
+//!   DB password), `rotate` refuses (3), `resume` finishes the JWT run and ends with exit 7 naming
+//!   the other problem, `rescue` brings the DB password back in line, `verify` 0.
+//! - A neighbour: db-password pending (killed after change-db) and a JWT drift on core made by
+//!   hand: `resume` finishes the DB password (0) without being held by the JWT drift, verify shows
+//!   only the jwt-secret drift, and `rotate --secret jwt-secret` is refused (3, drifted holder).
+
+mod docker_support;
+mod e2e_support;
+
+use e2e_support::*;
+use komodo_rotate::docker::{ContainerInfo, Engine, EnvPatch, Snapshot};
+use komodo_rotate::secret::Secret;
+use komodo_rotate::sops::{Identities, SopsFile};
+use komodo_testcontainers::stack::{self, Stack};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const JWT: &str = "KOMODO_JWT_SECRET";
+
+fn env_value(s: &Stack, key: &str) -> Secret {
+    let ids = Identities::from_key_file(&s.age_key()).unwrap();
+    SopsFile::load(&s.compose_env())
+        .unwrap()
+        .decrypt(&ids)
+        .unwrap()
+        .get(key)
+        .unwrap_or_else(|| panic!("compose.env has no {key}"))
+}
+
+async fn env_of(engine: &Engine, name: &str, key: &str) -> Option<Secret> {
+    ContainerInfo::load(engine, name)
+        .await
+        .ok()
+        .and_then(|c| c.env_value(key).cloned())
+}
+
+async fn exists(engine: &Engine, name: &str) -> bool {
+    engine.try_inspect(name).await.unwrap().is_some()
+}
+
+/// A hand edit with the real Go sops: `sops set` of `key` in compose.env (value on stdin).
+fn sops_set_by_hand(s: &Stack, key: &str, value: &Secret) {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sops")
+        .args([
+            "set",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            "--value-stdin",
+        ])
+        .arg(s.compose_env())
+        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sops");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(value.expose()).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sops set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The stack's config with a shorter health timeout: a crash-looping core is waited out once
+/// per look, and these cases look at one on purpose.
+fn shorten_health_timeout(s: &Stack) {
+    let p = s.config();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("timeout = \"60s\""), "{text}");
+    std::fs::write(&p, text.replace("timeout = \"60s\"", "timeout = \"20s\"")).unwrap();
+}
+
+/// The recreate steps of `rotate --secret jwt-secret`, in plan order (their containers).
+fn recreate_targets(s: &Stack) -> Vec<String> {
+    e2e_support::matrix::step_names(s, &["--secret", "jwt-secret"])
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("recreate:").map(String::from))
+        .collect()
+}
+
+async fn fixture(test: &str, project: &str) -> Option<Fixture> {
+    require_failpoints();
+    fixture_with(test, project, |_| {}).await
+}
+
+/// Defect 1: both recreates of a jwt-secret run are committed with their originals removed
+/// (killed before commit, then the parked `-prev` containers removed, as compose or a committed
+/// run's cleanup does); the commit then fails, and the rollback must recreate each container
+/// from its snapshot. A SIGKILL before the restore and after each of its seven steps, each
+/// followed by `resume`, which carries the same restore on; the last `resume` ends it: exit 4,
+/// every plane back on the old JWT, nothing left over, verify 0.
+#[test]
+fn undo_recreates_from_the_snapshot_with_a_kill_at_every_point() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("undo_from_snapshot", "krt-lockout-undo")) else {
+        return;
+    };
+    let s = &f.stack;
+    let old = env_value(s, JWT);
+    let targets = recreate_targets(s);
+    assert!(targets.len() >= 2, "{targets:?}");
+
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[("FAILPOINTS", "before:commit=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let new = env_value(s, JWT);
+    assert!(!new.ct_eq(&old));
+    rt.block_on(async {
+        for t in &targets {
+            let prev = format!("{t}-prev");
+            assert!(exists(&f.engine, &prev).await, "{prev} parked");
+            f.engine.remove(&prev).await.unwrap();
+        }
+    });
+
+    let mut points = vec!["before:restore:create-next".to_string()];
+    points.extend(
+        [
+            "create-next",
+            "stop-original",
+            "park-original",
+            "promote-next",
+            "start-replacement",
+            "health-gate",
+            "commit",
+        ]
+        .iter()
+        .map(|s| format!("after:restore:{s}")),
+    );
+    let mut rows = Vec::new();
+    for p in &points {
+        let res = tool(
+            s,
+            &["resume"],
+            &[(
+                "FAILPOINTS",
+                &format!("before:commit=return;{p}=return(crash)"),
+            )],
+        );
+        rows.push(format!("resume killed at {p:<32} signal {:?}", res.signal));
+        assert_eq!(res.signal, Some(9), "{p}: {}", res.text());
+        assert!(
+            !res.stderr.contains("cannot undo"),
+            "{p}: the undo refused: {}",
+            res.text()
+        );
+    }
+    let res = tool(s, &["resume"], &[]);
+    assert_eq!(res.code, Some(4), "{}", res.text());
+    println!("\nrestore kill chain (undo of a committed recreate):");
+    for r in &rows {
+        println!("  {r}");
+    }
+    assert!(env_value(s, JWT).ct_eq(&old), "compose.env back on OLD");
+    rt.block_on(async {
+        for t in &targets {
+            let v = env_of(&f.engine, t, JWT).await;
+            assert!(v.is_some_and(|v| v.ct_eq(&old)), "{t} holds the old JWT");
+            for leftover in [format!("{t}-next"), format!("{t}-prev")] {
+                assert!(!exists(&f.engine, &leftover).await, "{leftover} left over");
+            }
+        }
+    });
+    assert!(!s.dir.join("state/journal/current.json").exists());
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    assert_no_leak(&[&old, &new, &s.env_password], &s.dir.join("state"));
+}
+
+/// Issue 25's reproduction, through the tool's own commands to verify 0.
+#[test]
+fn jwt_run_pending_and_a_hand_edited_db_password_end_at_verify_0() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("issue25_sequence", "krt-lockout-seq")) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let old_jwt = env_value(s, JWT);
+    let first = recreate_targets(s).remove(0);
+
+    // 1. A jwt-secret rotate killed mid-run, after its first recreate: a journal is pending.
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[(
+            "FAILPOINTS",
+            &format!("after:recreate:{first}=return(crash)"),
+        )],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let new_jwt = env_value(s, JWT);
+    assert!(!new_jwt.ct_eq(&old_jwt));
+
+    // 2. The DB password edited by hand, core and periphery redeployed: core crash-loops.
+    let hand = Secret::generate().unwrap();
+    sops_set_by_hand(s, PW_KEY, &hand);
+    s.compose()
+        .run_ok(&["up", "-d", "--no-deps", "core", "periphery"])
+        .expect("compose up -d --no-deps core periphery");
+    rt.block_on(stack::wait_crash_loop(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core crash-loops on the hand-edited DB password");
+
+    // 3. A new run is refused beside the pending journal.
+    let r = tool(s, &["rotate", "--secret", "db-password"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+
+    // 4. resume finishes the JWT run (its value is live everywhere) and names the other problem.
+    let res = tool(s, &["resume"], &[]);
+    assert_eq!(res.code, Some(7), "{}", res.text());
+    assert!(
+        res.stderr.contains("MongoDB rejected") && res.stderr.contains("rescue"),
+        "{}",
+        res.text()
+    );
+    assert!(!s.dir.join("state/journal/current.json").exists());
+    let again = tool(s, &["resume"], &[]);
+    assert_eq!(again.code, Some(0), "{}", again.text());
+
+    // 5. rescue is open, and brings Mongo and the holders to compose.env's DB password.
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    let now = rt.block_on(agreed(&f.engine, s)).expect("planes agree");
+    assert!(now.ct_eq(&hand), "the hand-edited DB password is live");
+    assert!(env_value(s, JWT).ct_eq(&new_jwt), "the JWT run committed");
+    rt.block_on(async {
+        for c in [&s.core, &s.periphery] {
+            let v = env_of(&f.engine, c, JWT).await;
+            assert!(
+                v.is_some_and(|v| v.ct_eq(&new_jwt)),
+                "{c} holds the new JWT"
+            );
+        }
+    });
+    assert_no_leak(
+        &[&old_jwt, &new_jwt, &hand, &s.env_password],
+        &s.dir.join("state"),
+    );
+}
+
+/// Recreates `name` by hand (`docker rm -f` + `docker run` with the same config) with `key` set
+/// to `value`.
+async fn recreate_with(engine: &Engine, name: &str, key: &str, value: Secret) {
+    let snap = Snapshot::take(engine, name, 0).await.expect("snapshot");
+    let image = snap
+        .inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .expect("image");
+    engine.stop(name, 5).await.expect("stop");
+    engine.remove(name).await.expect("remove");
+    engine
+        .create(
+            name,
+            snap.create_body(&EnvPatch::new().set(key, value), &image),
+        )
+        .await
+        .expect("create");
+    engine.start(name).await.expect("start");
+}
+
+/// The neighbour: db-password pending (killed after change-db) while core gets another JWT
+/// secret by hand. resume finishes the DB password (0); the JWT drift is verify's to show.
+#[test]
+fn db_password_pending_and_a_jwt_drift() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("db_pending_jwt_drift", "krt-lockout-nb")) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "db-password"],
+        &[("FAILPOINTS", "after:change-db=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let other = Secret::generate().unwrap();
+    rt.block_on(recreate_with(&f.engine, &s.core, JWT, other.clone()));
+
+    let res = tool(s, &["resume"], &[]);
+    assert_eq!(res.code, Some(0), "{}", res.text());
+    let now = rt
+        .block_on(agreed(&f.engine, s))
+        .expect("DB password agrees");
+    assert!(
+        !now.ct_eq(&s.env_password),
+        "rolled forward to the new DB password"
+    );
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(1), "{}", v.text());
+    let drift: Vec<&str> = v.stdout.lines().filter(|l| l.contains("DRIFT")).collect();
+    assert!(
+        !drift.is_empty() && drift.iter().all(|l| l.starts_with("jwt-secret")),
+        "only the JWT drift is left: {}",
+        v.text()
+    );
+    // The way back for a drifted env-only holder is a redeploy from compose.env.
+    s.compose()
+        .run_ok(&["up", "-d", "--no-deps", "core"])
+        .expect("compose up -d --no-deps core");
+    rt.block_on(stack::wait_healthy(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core healthy");
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    assert_no_leak(&[&now, &other, &s.env_password], &s.dir.join("state"));
+}
+
+/// Issue 18 item 9: a committed run whose removal of the parked originals failed. verify shows
+/// each `-prev` as DRIFT (they hold the old secret), and the next run removes them and goes on
+/// (it used to refuse: "-prev exists").
+#[test]
+fn a_committed_runs_leftover_prev_is_drift_and_the_next_run_removes_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("leftover_prev", "krt-lockout-prev")) else {
+        return;
+    };
+    let s = &f.stack;
+    let targets = recreate_targets(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[("FAILPOINTS", "commit:remove-prev=return")],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("left over"), "{}", r.text());
+    let first = env_value(s, JWT);
+    rt.block_on(async {
+        for t in &targets {
+            assert!(
+                exists(&f.engine, &format!("{t}-prev")).await,
+                "{t}-prev kept"
+            );
+        }
+    });
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(1), "{}", v.text());
+    let row = v
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("leftovers"))
+        .unwrap_or_else(|| panic!("no leftovers row: {}", v.text()));
+    assert!(row.contains("DRIFT"), "{row}");
+    for t in &targets {
+        assert!(row.contains(&format!("{t}-prev")), "{row}");
+    }
+
+    let r = tool(s, &["rotate", "--secret", "jwt-secret"], &[]);
+    assert_eq!(r.code, Some(0), "the next run goes on: {}", r.text());
+    assert!(!env_value(s, JWT).ct_eq(&first));
+    rt.block_on(async {
+        for t in &targets {
+            assert!(
+                !exists(&f.engine, &format!("{t}-prev")).await,
+                "{t}-prev removed"
+            );
+        }
+    });
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+}
