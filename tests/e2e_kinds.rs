@@ -21,6 +21,9 @@ use komodo_testcontainers::stack::{self, Stack, REHEARSAL_TOKEN_KEY};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// compose.env's value of `key`, read by our store (the real sops is the referee elsewhere).

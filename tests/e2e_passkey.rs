@@ -17,7 +17,7 @@
 //!   step fails in turn (exit 4, all old, core reaching periphery), a SIGKILL after every step is
 //!   resumed (compose.env's `KOMODO_PASSKEY` decides: all new from `send-new/write-env` on).
 //!
-//! The cases share the engine, so they run one at a time.
+//! The cases share the engine (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -29,6 +29,9 @@ use komodo_testcontainers::stack::{http, Generation, Stack, PASSKEY_LINK};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn gate() -> HealthGate {
@@ -94,6 +97,27 @@ async fn polls(s: &Stack) -> (u64, u64, u64) {
             .unwrap_or_else(|| panic!("{k} in {body:?}"))
     };
     (n("accepted"), n("rejected"), n("unreachable"))
+}
+
+/// Core's poll counts once `done` holds for them, polled every 100 ms (core polls every 100 ms);
+/// fails naming `what` after 30 s instead of betting on a fixed window.
+async fn polls_until(
+    s: &Stack,
+    what: &str,
+    done: impl Fn((u64, u64, u64)) -> bool,
+) -> (u64, u64, u64) {
+    let t0 = Instant::now();
+    loop {
+        let p = polls(s).await;
+        if done(p) {
+            return p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}: polls (accepted, rejected, unreachable) = {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether periphery, called directly on its network address, accepts `passkey`.
@@ -230,8 +254,10 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
             .await
             .expect("accept-new: core reaches periphery");
         assert!(!periphery_accepts(e, s, &old).await);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (ok3, rejected, _) = polls(s).await;
+        // At least one more of core's polls went through after periphery accepts NEW only.
+        let (seen, _, _) = polls(s).await;
+        let (ok3, rejected, _) =
+            polls_until(s, "a poll after accept-new", |(ok, _, _)| ok > seen).await;
         assert_eq!(rejected, 0, "a poll was refused in phases 2-3");
         assert!(ok3 > 0);
 
@@ -246,8 +272,8 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
             !cut.contains(new2.expose()) && !cut.contains(new.expose()),
             "{cut}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (_, rejected, _) = polls(s).await;
+        let (_, rejected, _) =
+            polls_until(s, "core's polls to see the refusal", |(_, rej, _)| rej > 0).await;
         assert!(rejected > 0, "core's polls never saw the refusal");
         // Core's log names the refusal (and never a passkey).
         let logs = e.logs_tail(&s.core, 50).await.unwrap().join("\n");

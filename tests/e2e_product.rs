@@ -5,7 +5,7 @@
 //! the secret-hygiene scan. The invariant after every case: Mongo's live password, compose.env's
 //! value and core's and periphery's env are one value, the old one or the new one, never split.
 //!
-//! The cases share the engine and two CPU cores, so they run one at a time.
+//! The cases share the engine and two CPU cores (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -16,6 +16,9 @@ use komodo_testcontainers::stack::{self, Stack};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn state_dir(s: &Stack) -> std::path::PathBuf {
@@ -453,7 +456,10 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The first run stays stopped, holding the lock, while the second runs: no timing bet.
+    let stopped = pause(first.id());
     let second = tool(s, &["rotate"], &[]);
+    drop(stopped);
     assert_eq!(second.code, Some(6), "{}", second.text());
     assert!(second.stderr.contains("lock"), "{}", second.text());
     let first = finish(first.wait_with_output().unwrap());

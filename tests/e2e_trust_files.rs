@@ -88,7 +88,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
     //    step: the undo must keep that edit and say which file changed (exit 5).
     let original = std::fs::read(s.compose_env()).unwrap();
     let fp = format!(
-        "after:write-env=sleep(6000);before:recreate:{}=return",
+        "after:write-env=sleep(3000);before:recreate:{}=return",
         s.core
     );
     let run = Command::new(BIN)
@@ -109,6 +109,8 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The run stays stopped in its failpoint sleep while the edit lands, however loaded the host.
+    let stopped = pause(run.id());
     let mut set = Command::new(BIN)
         .args(["sops", "set"])
         .arg(s.compose_env())
@@ -127,6 +129,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         .unwrap();
     let set = finish(set.wait_with_output().unwrap());
     assert_eq!(set.code, Some(0), "{}", set.text());
+    drop(stopped);
     let r = finish(run.wait_with_output().unwrap());
     assert_eq!(r.code, Some(5), "{}", r.text());
     let name = s.compose_env().display().to_string();
