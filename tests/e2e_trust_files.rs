@@ -75,9 +75,17 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         "the in-memory rollback must restore OLD"
     );
     assert!(journal.exists(), "the stale journal is kept");
-    // resume replays the (idempotent) undos from the stale journal and ends clean.
+    // The stale journal says change-db is done, but Mongo accepts OLD (the in-memory rollback
+    // put it back): resume rolls back, replaying the (idempotent) undos: exit 4, nothing else.
     let r = tool(&s, &["resume"], &[]);
-    assert!(matches!(r.code, Some(0) | Some(4)), "{}", r.text());
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    assert!(
+        r.stderr
+            .contains("rolling back (Mongo still accepts the old password)"),
+        "{}",
+        r.text()
+    );
+    e2e_support::fired::assert_fired(&r, "resume of the stale journal", &[], &[]);
     assert!(!journal.exists(), "{}", r.text());
     let now = rt
         .block_on(agreed(&engine, &s))
@@ -91,6 +99,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         "after:write-env=sleep(3000);before:recreate:{}=return",
         s.core
     );
+    let _watch = e2e_support::leak::watch(&s);
     let run = Command::new(BIN)
         .args(["rotate", "--config"])
         .arg(s.config())
@@ -141,5 +150,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         "the foreign edit was clobbered"
     );
     assert!(journal.exists(), "the journal is kept for the operator");
+    let note = Secret::new("edited-meanwhile".into());
+    e2e_support::leak::assert_no_leak_anywhere(&s, &[&before, &s.passkey, &note], &[]);
     drop(cleanup);
 }

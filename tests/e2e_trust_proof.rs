@@ -201,7 +201,7 @@ fn a_carrier_the_plan_cannot_patch_is_refused_and_flagged() {
         &format!("exit {:?}", v.code),
         "reported",
     );
-    assert_no_leak(&[&s.env_password, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &s.passkey], &[]);
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     assert!(!state_dir(s).join("journal/current.json").exists());
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
-    assert_no_leak(&[&s.env_password, &new, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &new, &s.passkey], &[]);
 }
 
 #[test]
@@ -303,5 +303,5 @@ fn a_rollback_that_leaves_a_holder_on_new_is_exit_5_not_4() {
         "journal kept"
     );
     assert!(got.starts_with("SPLIT"), "{got}");
-    assert_no_leak(&[&s.env_password, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &s.passkey], &[]);
 }

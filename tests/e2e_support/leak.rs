@@ -307,6 +307,13 @@ pub fn assert_no_leak_anywhere(stack: &Stack, secrets: &[&Secret], extra_dirs: &
     );
 }
 
+/// The scan over the tool's output in this process only (for a run that writes `secrets` to a
+/// file by design, as salvage-env does).
+pub fn assert_not_printed(secrets: &[&Secret]) {
+    let values: Vec<Secret> = secrets.iter().map(|s| (*s).clone()).collect();
+    check(&values, &CAPTURED.lock().unwrap(), "the tool's output");
+}
+
 /// The scan over one directory and the tool's output (kept for the existing callers; prefer
 /// `assert_no_leak_anywhere`).
 pub fn assert_no_leak_in(secrets: &[&Secret], dir: &Path) {
