@@ -283,11 +283,19 @@ pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret)
                 r.text()
             );
         } else {
+            // The step after the decider failed (the kill comes before the run's error line),
+            // its undo and the ones after it ran, up to the decider's.
             fired::assert_fired(
                 &r,
                 &format!("{label} {what}"),
-                &[&format!("before:{}", steps[decider + 1])],
+                &[],
                 &[steps[decider + 1].as_str()],
+            );
+            assert_eq!(
+                fired::last_done(&r),
+                Some(format!("undo:{}", steps[decider + 1])),
+                "{label} {what}: killed elsewhere: {}",
+                r.text()
             );
         }
         let res = tool(s, &["resume"], &[]);
