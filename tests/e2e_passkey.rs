@@ -161,14 +161,13 @@ async fn env_of(_engine: &Engine, name: &str, key: &str) -> Option<Secret> {
 }
 
 async fn no_leftovers(_engine: &Engine, s: &Stack) {
-    for name in [&s.core, &s.periphery] {
-        for suffix in ["-next", "-prev"] {
-            assert!(
-                !referee::container_exists(&format!("{name}{suffix}")),
-                "{name}{suffix} is left over"
-            );
-        }
-    }
+    let names: Vec<String> = [&s.core, &s.periphery]
+        .iter()
+        .flat_map(|n| [format!("{n}-next"), format!("{n}-prev")])
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let left: Vec<String> = referee::docker_inspect_many(&refs).into_keys().collect();
+    assert!(left.is_empty(), "left over: {left:?}");
 }
 
 /// Every plane on `passkey`: compose.env (real sops) with the link kept, core's and periphery's
@@ -181,6 +180,8 @@ async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
         Some(PASSKEY_LINK.to_string()),
         "compose.env keeps the link"
     );
+    // One `docker inspect` (the CLI) of both containers.
+    let found = referee::docker_inspect_many(&[&s.core, &s.periphery]);
     for (name, key) in [
         (&s.core, "KOMODO_PASSKEY"),
         (&s.core, "PERIPHERY_PASSKEYS"),
@@ -188,8 +189,9 @@ async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
         (&s.periphery, "KOMODO_PASSKEY"),
     ] {
         assert!(
-            env_of(engine, name, key)
-                .await
+            found
+                .get(name.as_str())
+                .and_then(|c| referee::env_in(c, key))
                 .is_some_and(|v| v.ct_eq(passkey)),
             "{name}'s {key}"
         );

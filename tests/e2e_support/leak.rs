@@ -259,9 +259,10 @@ fn containers_without_env(project: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Files of the stack dir that hold plaintext values by design: none the tool writes.
+/// Files of the stack dir that hold plaintext by design: the age key, and the password file core
+/// reads (a plane, like a container's env; the tool seals its earlier content as `.prev.age`).
 fn by_design(stack: &Stack, p: &Path) -> bool {
-    p == stack.age_key()
+    p == stack.age_key() || p == stack.password_file()
 }
 
 /// The full scan (see the module doc) for `secrets` plus every value the runs staged, over the
@@ -351,5 +352,8 @@ mod tests {
         }
         assert!(forms(v).iter().any(|f| memmem(b"pw=Zq3vX9pL...", f)));
         assert!(!forms(v).iter().any(|f| memmem(b"nothing of it here", f)));
+        // A directory that is not there fails instead of scanning as empty.
+        let gone = std::panic::catch_unwind(|| files_under(Path::new("/nonexistent/state")));
+        assert!(gone.is_err(), "a missing dir scanned as empty");
     }
 }

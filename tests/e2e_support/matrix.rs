@@ -7,8 +7,16 @@
 //! - SIGKILL matrix: the run is killed after staging and after every step (commit included),
 //!   then `resume`: from the deciding step on it rolls forward (exit 0, all new), before it back
 //!   (exit 4, all old); a second `resume` has nothing to do.
-//! - Then `verify` finds the planes agreeing (exit 0), and no value seen (nor the stack's own
-//!   secrets) is in anything the tool printed or left in its state dir.
+//! - Every row proves its own fault fired and nothing else (`fired`): a `before:X` row names
+//!   exactly `injected failure at before:X` and reports only X FAILED; an `after:X` row reports X
+//!   ok and names only `after:X`; a kill's last step done is the one named; resume says which
+//!   way it went, and that way matches the verdict.
+//! - Then `verify` finds the planes agreeing (exit 0), and the hygiene scan (`leak`) finds no
+//!   value (those seen, the stack's own, and every value the runs staged, from their journals)
+//!   anywhere the runs wrote.
+//! - `run_kills_inside`: kills inside steps, see there.
+//!
+//! `agreed` is the caller's: every caller reads the planes through outside tools (`referee`).
 
 use super::{fired, leak, tool, Run};
 use komodo_rotate::secret::Secret;

@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests of the product (verify, rotate, rescue, resume) on the
-//! rehearsal stack: running the real binary, reading the three planes independently of the
-//! code under test where it matters (the real `sops`, pymongo), and the secret-hygiene scan.
+//! rehearsal stack: running the real binary, reading the three planes independently of the code
+//! under test (`referee`: the real `sops`, pymongo, the `docker` CLI), the evidence of which
+//! fault fired (`fired`), and the secret-hygiene scan (`leak`).
 
 #![allow(dead_code)]
 
@@ -160,15 +161,29 @@ pub struct Planes {
     pub periphery: Option<Secret>,
 }
 
+/// As before: a Mongo that gives no verdict (stopped, unreachable) counts as not accepting.
 pub async fn planes(_engine: &Engine, stack: &Stack) -> Planes {
-    try_planes(stack).unwrap_or_else(|e| panic!("{e}"))
+    let env = sops_value(stack)
+        .unwrap_or_else(|| panic!("the real sops cannot read {PW_KEY} from compose.env"));
+    Planes {
+        mongo_accepts_env: referee::pymongo_verdict(stack.mongo_port, "admin", &env)
+            == referee::PyLogin::Accepted,
+        env,
+        core: referee::docker_env(&stack.core, PW_KEY),
+        periphery: referee::docker_env(&stack.periphery, PW_KEY),
+    }
 }
 
 /// `planes`, or why compose.env cannot be read (by the real sops) or Mongo gives no verdict.
 pub fn try_planes(stack: &Stack) -> Result<Planes, String> {
     let env = sops_value(stack)
         .ok_or_else(|| format!("the real sops cannot read {PW_KEY} from compose.env"))?;
-    let mongo_accepts_env = match referee::pymongo_verdict(stack.mongo_port, "admin", &env) {
+    let (verdict, found) = std::thread::scope(|sc| {
+        let py = sc.spawn(|| referee::pymongo_verdict(stack.mongo_port, "admin", &env));
+        let found = referee::docker_inspect_many(&[&stack.core, &stack.periphery]);
+        (py.join().expect("pymongo thread"), found)
+    });
+    let mongo_accepts_env = match verdict {
         referee::PyLogin::Accepted => true,
         referee::PyLogin::Rejected => false,
         referee::PyLogin::Error(c) => {
@@ -180,8 +195,12 @@ pub fn try_planes(stack: &Stack) -> Result<Planes, String> {
     Ok(Planes {
         env,
         mongo_accepts_env,
-        core: referee::docker_env(&stack.core, PW_KEY),
-        periphery: referee::docker_env(&stack.periphery, PW_KEY),
+        core: found
+            .get(&stack.core)
+            .and_then(|c| referee::env_in(c, PW_KEY)),
+        periphery: found
+            .get(&stack.periphery)
+            .and_then(|c| referee::env_in(c, PW_KEY)),
     })
 }
 
@@ -205,12 +224,13 @@ pub async fn agreed(_engine: &Engine, stack: &Stack) -> Result<Secret, String> {
                 .into(),
         );
     }
-    for name in [&stack.core, &stack.periphery] {
-        for leftover in [format!("{name}-next"), format!("{name}-prev")] {
-            if referee::container_exists(&leftover) {
-                split.push(format!("{leftover} is left over"));
-            }
-        }
+    let leftovers: Vec<String> = [&stack.core, &stack.periphery]
+        .iter()
+        .flat_map(|n| [format!("{n}-next"), format!("{n}-prev")])
+        .collect();
+    let refs: Vec<&str> = leftovers.iter().map(String::as_str).collect();
+    for name in referee::docker_inspect_many(&refs).keys() {
+        split.push(format!("{name} is left over"));
     }
     if split.is_empty() {
         Ok(p.env)

@@ -25,6 +25,41 @@ pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
     v.as_array().and_then(|a| a.first()).cloned()
 }
 
+/// `docker inspect` of several containers in one CLI call: the ones that exist, by name.
+pub fn docker_inspect_many(names: &[&str]) -> std::collections::HashMap<String, serde_json::Value> {
+    let out = Command::new("docker")
+        .args(["inspect", "--type", "container"])
+        .args(names)
+        .output()
+        .expect("the docker CLI runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.contains("No such"), "docker inspect failed: {err}");
+    }
+    let found: Vec<serde_json::Value> = if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&out.stdout).expect("docker inspect JSON")
+    };
+    found
+        .into_iter()
+        .filter_map(|c| {
+            let name = c["Name"].as_str()?.trim_start_matches('/').to_string();
+            Some((name, c))
+        })
+        .collect()
+}
+
+/// `key`'s value in the env of an inspected container.
+pub fn env_in(c: &serde_json::Value, key: &str) -> Option<Secret> {
+    let prefix = format!("{key}=");
+    c["Config"]["Env"]
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.as_str())
+        .find_map(|e| e.strip_prefix(&prefix).map(|v| Secret::new(v.to_string())))
+}
+
 /// Whether a container named `name` exists (running or not), by the docker CLI.
 pub fn container_exists(name: &str) -> bool {
     docker_inspect(name).is_some()
@@ -33,13 +68,7 @@ pub fn container_exists(name: &str) -> bool {
 /// `key`'s value in container `name`'s env, by `docker inspect`; `None` when the container or
 /// the key is missing.
 pub fn docker_env(name: &str, key: &str) -> Option<Secret> {
-    let c = docker_inspect(name)?;
-    let prefix = format!("{key}=");
-    c["Config"]["Env"]
-        .as_array()?
-        .iter()
-        .filter_map(|e| e.as_str())
-        .find_map(|e| e.strip_prefix(&prefix).map(|v| Secret::new(v.to_string())))
+    env_in(&docker_inspect(name)?, key)
 }
 
 /// pymongo's verdict on logging in as `user` with `pw` on 127.0.0.1:`port`.
