@@ -3,6 +3,8 @@
 //! real mongo image on the local engine.
 #![allow(dead_code)]
 
+// One file, included by each support module a test binary may combine.
+#[allow(clippy::duplicate_mod)]
 #[path = "../common/ci.rs"]
 pub mod ci;
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+// One file, included by each support module a test binary may combine.
+#[allow(clippy::duplicate_mod)]
 #[path = "../common/ci.rs"]
 pub mod ci;
 
@@ -348,10 +350,7 @@ fn split_commands(line: &str, out: &mut Vec<String>) {
 
 fn strip_lead_words(cmd: &str) -> String {
     let mut words: Vec<&str> = cmd.split_whitespace().collect();
-    loop {
-        let Some(first) = words.first() else {
-            break;
-        };
+    while let Some(first) = words.first() {
         let assignment = first.split_once('=').is_some_and(|(k, _)| {
             !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });
