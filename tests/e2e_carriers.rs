@@ -2,7 +2,7 @@
 //! that reads the DB password inside `KOMODO_DATABASE_URI`, or from `KOMODO_DATABASE_PASSWORD_FILE`
 //! bind-mounted from a host file. First the stand-in itself: it must really read each carrier
 //! (and let it win over the plain key, as real core does), or the rotation tests below could
-//! not fail. The cases share the engine, so they run one at a time.
+//! not fail. The cases share the engine (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -15,6 +15,9 @@ use komodo_testcontainers::stack::{self, CoreCarrier, Stack};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 async fn core(engine: &Engine, s: &Stack) -> ContainerInfo {
@@ -176,7 +179,7 @@ fn a_core_reading_the_database_uri_rotates_and_rolls_back() {
     assert_eq!(back, uri_before.expose(), "only the password changed");
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
-    assert_no_leak(&[&old, &new, &s.passkey], &s.dir.join("state"));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&old, &new, &s.passkey], &[]);
 }
 
 #[test]
@@ -229,5 +232,5 @@ fn a_core_reading_a_password_file_rotates_and_rolls_back() {
         "{}",
         v.text()
     );
-    assert_no_leak(&[&old, &new, &s.passkey], &s.dir.join("state"));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&old, &new, &s.passkey], &[]);
 }

@@ -315,5 +315,6 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     );
     seen.push(now);
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
-    assert_no_leak(&refs, &s.dir.join("state"));
+    // The stack dir (the host checkout and its .git), origin and the pipeline's clone.
+    e2e_support::leak::assert_no_leak_anywhere(&s, &refs, &[gitdir.path()]);
 }

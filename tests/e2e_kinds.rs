@@ -21,6 +21,9 @@ use komodo_testcontainers::stack::{self, Stack, REHEARSAL_TOKEN_KEY};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// compose.env's value of `key`, read by our store (the real sops is the referee elsewhere).
@@ -143,32 +146,27 @@ fn verify_names_an_env_only_kind_whose_holder_drifted() {
 
         let mut leak = vec![&jwt, &webhook, &other, &s.passkey, &s.env_password];
         leak.retain(|x| x.len() >= 8);
-        assert_no_leak(&leak, &s.dir.join("state"));
+        e2e_support::leak::assert_no_leak_anywhere(s, &leak, &[]);
         let prom_leaks = [&jwt, &other].iter().any(|x| prom.contains(x.expose()));
         assert!(!prom_leaks, "a value in the metrics file");
     });
 }
 
 /// The invariant of an env-only kind: compose.env (read by the real sops), core's and
-/// periphery's `key` are one value, and no -next/-prev container is left. That value, or the split.
-async fn agreed_on(engine: &Engine, s: &Stack, key: &str) -> Result<Secret, String> {
+/// periphery's `key` (read by `docker inspect`, the CLI) are one value, and no -next/-prev
+/// container is left. That value, or the split. (`engine` is kept for the callers.)
+async fn agreed_on(_engine: &Engine, s: &Stack, key: &str) -> Result<Secret, String> {
     let env = sops_get(s, key).ok_or_else(|| format!("sops cannot read {key}"))?;
     let mut split = Vec::new();
     for name in [&s.core, &s.periphery] {
-        let held = komodo_rotate::docker::ContainerInfo::load(engine, name)
-            .await
-            .ok()
-            .and_then(|c| c.env_value(key).cloned());
+        let held = referee::docker_env(name, key);
         if !held.is_some_and(|v| v.ct_eq(&env)) {
             split.push(format!(
-                "{name}'s {key} differs from compose.env (or it is missing)"
+                "{name}'s {key} (docker inspect) differs from compose.env (or it is missing)"
             ));
         }
         for leftover in [format!("{name}-next"), format!("{name}-prev")] {
-            if komodo_rotate::docker::ContainerInfo::load(engine, &leftover)
-                .await
-                .is_ok()
-            {
+            if referee::container_exists(&leftover) {
                 split.push(format!("{leftover} is left over"));
             }
         }
@@ -303,7 +301,7 @@ fn env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove() {
             .ct_eq(&jwt_before));
 
         let refs: Vec<&Secret> = seen.iter().collect();
-        assert_no_leak(&refs, &s.dir.join("state"));
+        e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
     });
 }
 

@@ -17,7 +17,7 @@
 //!   step fails in turn (exit 4, all old, core reaching periphery), a SIGKILL after every step is
 //!   resumed (compose.env's `KOMODO_PASSKEY` decides: all new from `send-new/write-env` on).
 //!
-//! The cases share the engine, so they run one at a time.
+//! The cases share the engine (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -29,6 +29,9 @@ use komodo_testcontainers::stack::{http, Generation, Stack, PASSKEY_LINK};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn gate() -> HealthGate {
@@ -96,6 +99,27 @@ async fn polls(s: &Stack) -> (u64, u64, u64) {
     (n("accepted"), n("rejected"), n("unreachable"))
 }
 
+/// Core's poll counts once `done` holds for them, polled every 100 ms (core polls every 100 ms);
+/// fails naming `what` after 30 s instead of betting on a fixed window.
+async fn polls_until(
+    s: &Stack,
+    what: &str,
+    done: impl Fn((u64, u64, u64)) -> bool,
+) -> (u64, u64, u64) {
+    let t0 = Instant::now();
+    loop {
+        let p = polls(s).await;
+        if done(p) {
+            return p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}: polls (accepted, rejected, unreachable) = {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether periphery, called directly on its network address, accepts `passkey`.
 async fn periphery_accepts(engine: &Engine, s: &Stack, passkey: &Secret) -> bool {
     let p = ContainerInfo::load(engine, &s.periphery).await.unwrap();
@@ -131,26 +155,19 @@ fn join(a: &Secret, b: &Secret) -> Secret {
     Secret::new(format!("{},{}", a.expose(), b.expose()))
 }
 
-async fn env_of(engine: &Engine, name: &str, key: &str) -> Option<Secret> {
-    ContainerInfo::load(engine, name)
-        .await
-        .ok()
-        .and_then(|c| c.env_value(key).cloned())
+/// `key` in container `name`'s env, read by `docker inspect` (the CLI, not the tool's client).
+async fn env_of(_engine: &Engine, name: &str, key: &str) -> Option<Secret> {
+    referee::docker_env(name, key)
 }
 
-async fn no_leftovers(engine: &Engine, s: &Stack) {
-    for name in [&s.core, &s.periphery] {
-        for suffix in ["-next", "-prev"] {
-            assert!(
-                engine
-                    .try_inspect(&format!("{name}{suffix}"))
-                    .await
-                    .unwrap()
-                    .is_none(),
-                "{name}{suffix} is left over"
-            );
-        }
-    }
+async fn no_leftovers(_engine: &Engine, s: &Stack) {
+    let names: Vec<String> = [&s.core, &s.periphery]
+        .iter()
+        .flat_map(|n| [format!("{n}-next"), format!("{n}-prev")])
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let left: Vec<String> = referee::docker_inspect_many(&refs).into_keys().collect();
+    assert!(left.is_empty(), "left over: {left:?}");
 }
 
 /// Every plane on `passkey`: compose.env (real sops) with the link kept, core's and periphery's
@@ -163,6 +180,8 @@ async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
         Some(PASSKEY_LINK.to_string()),
         "compose.env keeps the link"
     );
+    // One `docker inspect` (the CLI) of both containers.
+    let found = referee::docker_inspect_many(&[&s.core, &s.periphery]);
     for (name, key) in [
         (&s.core, "KOMODO_PASSKEY"),
         (&s.core, "PERIPHERY_PASSKEYS"),
@@ -170,8 +189,9 @@ async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
         (&s.periphery, "KOMODO_PASSKEY"),
     ] {
         assert!(
-            env_of(engine, name, key)
-                .await
+            found
+                .get(name.as_str())
+                .and_then(|c| referee::env_in(c, key))
                 .is_some_and(|v| v.ct_eq(passkey)),
             "{name}'s {key}"
         );
@@ -230,8 +250,10 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
             .await
             .expect("accept-new: core reaches periphery");
         assert!(!periphery_accepts(e, s, &old).await);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (ok3, rejected, _) = polls(s).await;
+        // At least one more of core's polls went through after periphery accepts NEW only.
+        let (seen, _, _) = polls(s).await;
+        let (ok3, rejected, _) =
+            polls_until(s, "a poll after accept-new", |(ok, _, _)| ok > seen).await;
         assert_eq!(rejected, 0, "a poll was refused in phases 2-3");
         assert!(ok3 > 0);
 
@@ -246,8 +268,8 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
             !cut.contains(new2.expose()) && !cut.contains(new.expose()),
             "{cut}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (_, rejected, _) = polls(s).await;
+        let (_, rejected, _) =
+            polls_until(s, "core's polls to see the refusal", |(_, rej, _)| rej > 0).await;
         assert!(rejected > 0, "core's polls never saw the refusal");
         // Core's log names the refusal (and never a passkey).
         let logs = e.logs_tail(&s.core, 50).await.unwrap().join("\n");
@@ -350,7 +372,7 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
             ok > 0 && rejected == 0,
             "core's polls since send-new: {ok} ok, {rejected} refused"
         );
-        assert_no_leak(&[&old, &new], &s.dir.join("state"));
+        e2e_support::leak::assert_no_leak_anywhere(s, &[&old, &new], &[]);
     });
 }
 

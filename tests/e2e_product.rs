@@ -5,7 +5,7 @@
 //! the secret-hygiene scan. The invariant after every case: Mongo's live password, compose.env's
 //! value and core's and periphery's env are one value, the old one or the new one, never split.
 //!
-//! The cases share the engine and two CPU cores, so they run one at a time.
+//! The cases share the engine and two CPU cores (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -16,6 +16,9 @@ use komodo_testcontainers::stack::{self, Stack};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn state_dir(s: &Stack) -> std::path::PathBuf {
@@ -110,9 +113,10 @@ fn the_incident_is_found_by_verify_and_fixed_by_rescue() {
         audit.contains("\"command\":\"rescue\"") && audit.contains("committed"),
         "{audit}"
     );
-    assert_no_leak(
+    e2e_support::leak::assert_no_leak_anywhere(
+        s,
         &[&s.mongo_password, &s.env_password, &s.passkey],
-        &state_dir(s),
+        &[],
     );
 }
 
@@ -187,7 +191,7 @@ fn rotate_end_to_end_twice() {
         .iter()
         .all(|a| a.outcome == "committed" && a.exit_code == 0));
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
-    assert_no_leak(&refs, &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }
 
 /// One row of the printed fault matrix.
@@ -243,28 +247,54 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
             !std::path::Path::new(&state_dir(s).join("journal/current.json")).exists(),
             "fault {fault}: a clean rollback leaves no journal"
         );
+        r
     };
 
     // Real faults.
+    // Each real fault is proven to have fired (and been used up by this row), and to be the only
+    // failure: an unconsumed fault would otherwise fail a later row for the wrong reason.
     rt.block_on(mongo_control(s, "failNextUpdateUser"))
         .expect("test server control");
-    case(
+    let r = case(
         &mut rows,
         "mongo fails updateUser".into(),
         4,
         vec![],
         &mut seen,
     );
+    fired::assert_fired(&r, "mongo fails updateUser", &[], &["change-db"]);
+    assert!(
+        r.stderr.contains("ShutdownInProgress") || r.stderr.contains("quiesce"),
+        "change-db failed for another reason than the injected updateUser error: {}",
+        r.text()
+    );
+    let armed = rt.block_on(mongo_controls(s)).expect("test server control");
+    assert_eq!(
+        armed.get("failNextUpdateUser"),
+        Some(&mongodb::bson::Bson::Boolean(false)),
+        "the updateUser fault was never consumed: {armed}"
+    );
 
-    std::fs::write(s.control_dir().join("fail-next-start"), b"").unwrap();
-    case(
+    let flag = s.control_dir().join("fail-next-start");
+    std::fs::write(&flag, b"").unwrap();
+    let r = case(
         &mut rows,
         "new core fails its health gate".into(),
         4,
         vec![],
         &mut seen,
     );
-    let _ = std::fs::remove_file(s.control_dir().join("fail-next-start"));
+    fired::assert_fired(
+        &r,
+        "new core fails its health gate",
+        &[],
+        &[&format!("recreate:{}", s.core)],
+    );
+    assert!(
+        !flag.exists(),
+        "core never started with the fail-next-start flag: {}",
+        r.text()
+    );
 
     let immutable = |on: bool| {
         let st = std::process::Command::new("chattr")
@@ -285,9 +315,15 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         )
     }));
     immutable(false);
-    if let Err(p) = ro {
-        std::panic::resume_unwind(p);
-    }
+    let r = ro.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // Refused up front: no step ran, and the refusal names the directory.
+    fired::assert_fired(&r, "read-only directory", &[], &[]);
+    assert!(fired::progress(&r).is_empty(), "{}", r.text());
+    assert!(
+        r.stderr.contains(&s.dir.display().to_string()),
+        "the refusal names the directory: {}",
+        r.text()
+    );
 
     let other_key = s.dir.join("other.key");
     let id = age::x25519::Identity::generate();
@@ -312,6 +348,13 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
     let after = rt.block_on(agreed(&f.engine, s)).unwrap();
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.text());
+    assert!(
+        r.stderr.contains("other.key")
+            || r.stderr.contains("recipient")
+            || r.stderr.contains("age"),
+        "the refusal is about the key: {}",
+        r.text()
+    );
     assert!(after.ct_eq(&before));
     rows.push(Row {
         fault: "wrong age key".into(),
@@ -350,6 +393,12 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         )],
     );
     assert_eq!(r.code, Some(5), "{}", r.text());
+    fired::assert_fired(
+        &r,
+        "undo of write-env fails",
+        &[&format!("before:recreate:{per}"), "before:undo:write-env"],
+        &[&format!("recreate:{per}"), "undo:write-env"],
+    );
     assert!(
         r.stderr.contains("runbooks/interrupted-run.md"),
         "{}",
@@ -378,6 +427,13 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         "resume completes the rollback: {}",
         res.text()
     );
+    fired::assert_fired(&res, "resume after the failed undo", &[], &[]);
+    assert!(
+        res.stderr
+            .contains("rolling back (the interrupted run had already started its rollback)"),
+        "{}",
+        res.text()
+    );
     let after = rt
         .block_on(agreed(&f.engine, s))
         .expect("agreed after resume");
@@ -401,7 +457,7 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         );
     }
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
-    assert_no_leak(&refs, &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }
 
 /// The generic matrices (tests/e2e_support/matrix.rs) over db-password's step list: every step
@@ -426,6 +482,28 @@ fn db_password_fault_and_sigkill_matrices_from_its_step_list() {
     e2e_support::matrix::run(s, &k, &agreed);
 }
 
+/// Kills inside db-password's steps (between a plane's change and the journal's record of it,
+/// before the decider touches Mongo, inside the rollback), each resumed by the branch of
+/// resume's decision table it reaches (tests/e2e_support/matrix.rs `run_kills_inside`).
+#[test]
+fn db_password_kills_inside_steps_reach_each_resume_branch() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("kills-inside", "krt-e2e-inside", false)) else {
+        return;
+    };
+    let s = &f.stack;
+    let agreed = |what: &str| {
+        rt.block_on(agreed(&f.engine, s))
+            .unwrap_or_else(|e| panic!("db-password {what}: split: {e}"))
+    };
+    let k = e2e_support::matrix::Kind {
+        args: &["--secret", "db-password"],
+        decider: "change-db",
+    };
+    e2e_support::matrix::run_kills_inside(s, &k, &agreed);
+}
+
 #[test]
 fn two_rotations_at_once_one_proceeds_one_exits_6() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -435,6 +513,7 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
     };
     let s = &f.stack;
     // The first run holds the lock while it sleeps in a failpoint before its first step.
+    let _watch = e2e_support::leak::watch(s);
     let first = std::process::Command::new(BIN)
         .args(["rotate", "--config"])
         .arg(s.config())
@@ -453,13 +532,33 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The first run stays stopped, holding the lock, while the second runs: no timing bet.
+    let stopped = pause(first.id());
     let second = tool(s, &["rotate"], &[]);
+    drop(stopped);
     assert_eq!(second.code, Some(6), "{}", second.text());
     assert!(second.stderr.contains("lock"), "{}", second.text());
     let first = finish(first.wait_with_output().unwrap());
     assert_eq!(first.code, Some(0), "{}", first.text());
     let now = rt.block_on(agreed(&f.engine, s)).expect("agreed");
     assert!(!now.ct_eq(&s.env_password));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &now, &s.passkey], &[]);
+}
+
+/// The rehearsal mongo's fault-injection state (`komodoTestControl` with no change).
+async fn mongo_controls(s: &Stack) -> Result<mongodb::bson::Document, String> {
+    use mongodb::bson::doc;
+    let client = mongodb::Client::with_uri_str(format!(
+        "mongodb://127.0.0.1:{}/?directConnection=true",
+        s.mongo_port
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    client
+        .database("admin")
+        .run_command(doc! { "komodoTestControl": 1 })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Sends a fault-injection control to the rehearsal mongo (enabled there by MONGO_TEST_CONTROLS).

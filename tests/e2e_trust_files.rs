@@ -75,9 +75,17 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         "the in-memory rollback must restore OLD"
     );
     assert!(journal.exists(), "the stale journal is kept");
-    // resume replays the (idempotent) undos from the stale journal and ends clean.
+    // The stale journal says change-db is done, but Mongo accepts OLD (the in-memory rollback
+    // put it back): resume rolls back, replaying the (idempotent) undos: exit 4, nothing else.
     let r = tool(&s, &["resume"], &[]);
-    assert!(matches!(r.code, Some(0) | Some(4)), "{}", r.text());
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    assert!(
+        r.stderr
+            .contains("rolling back (Mongo still accepts the old password)"),
+        "{}",
+        r.text()
+    );
+    e2e_support::fired::assert_fired(&r, "resume of the stale journal", &[], &[]);
     assert!(!journal.exists(), "{}", r.text());
     let now = rt
         .block_on(agreed(&engine, &s))
@@ -88,9 +96,10 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
     //    step: the undo must keep that edit and say which file changed (exit 5).
     let original = std::fs::read(s.compose_env()).unwrap();
     let fp = format!(
-        "after:write-env=sleep(6000);before:recreate:{}=return",
+        "after:write-env=sleep(3000);before:recreate:{}=return",
         s.core
     );
+    let _watch = e2e_support::leak::watch(&s);
     let run = Command::new(BIN)
         .args(["rotate", "--config"])
         .arg(s.config())
@@ -109,6 +118,8 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The run stays stopped in its failpoint sleep while the edit lands, however loaded the host.
+    let stopped = pause(run.id());
     let mut set = Command::new(BIN)
         .args(["sops", "set"])
         .arg(s.compose_env())
@@ -127,6 +138,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         .unwrap();
     let set = finish(set.wait_with_output().unwrap());
     assert_eq!(set.code, Some(0), "{}", set.text());
+    drop(stopped);
     let r = finish(run.wait_with_output().unwrap());
     assert_eq!(r.code, Some(5), "{}", r.text());
     let name = s.compose_env().display().to_string();
@@ -138,5 +150,7 @@ fn journal_failures_and_foreign_edits_end_in_exit_5() {
         "the foreign edit was clobbered"
     );
     assert!(journal.exists(), "the journal is kept for the operator");
+    let note = Secret::new("edited-meanwhile".into());
+    e2e_support::leak::assert_no_leak_anywhere(&s, &[&before, &s.passkey, &note], &[]);
     drop(cleanup);
 }

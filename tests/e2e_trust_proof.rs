@@ -19,6 +19,9 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn state_dir(s: &Stack) -> std::path::PathBuf {
@@ -86,6 +89,7 @@ fn rotate_with_hook(s: &Stack, failpoints: &str, when: &str, act: impl FnOnce())
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(180)) {
         if line.contains(when) {
             if let Some(a) = act.take() {
+                let _stopped = pause(child.id());
                 a();
                 acted = true;
             }
@@ -197,7 +201,7 @@ fn a_carrier_the_plan_cannot_patch_is_refused_and_flagged() {
         &format!("exit {:?}", v.code),
         "reported",
     );
-    assert_no_leak(&[&s.env_password, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &s.passkey], &[]);
 }
 
 #[test]
@@ -213,7 +217,7 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     // 1. Between write-env and core's recreate: core's recreate finds somebody else's container
     //    on OLD under the name, and rolls forward by recreating it with NEW.
     let before = rt.block_on(agreed(&f.engine, s)).expect("agreed before");
-    let (r, acted) = rotate_with_hook(s, "after:write-env=sleep(8000)", "write-env ... ok", || {
+    let (r, acted) = rotate_with_hook(s, "after:write-env=sleep(3000)", "write-env ... ok", || {
         rt.block_on(compose_up_from(&f.engine, &core, &core))
     });
     assert!(acted, "the hook never ran: {}", r.text());
@@ -238,7 +242,7 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     //    run rolls back (the undo removes the stranger and puts the original back): exit 4.
     let (r, acted) = rotate_with_hook(
         s,
-        &format!("after:recreate:{core}=sleep(8000)"),
+        &format!("after:recreate:{core}=sleep(3000)"),
         &format!("recreate:{core} ... ok"),
         || rt.block_on(compose_up_from(&f.engine, &format!("{core}-prev"), &core)),
     );
@@ -257,7 +261,7 @@ fn core_replaced_by_compose_up_mid_run_never_ends_in_success_on_old() {
     assert!(!state_dir(s).join("journal/current.json").exists());
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
-    assert_no_leak(&[&s.env_password, &new, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &new, &s.passkey], &[]);
 }
 
 #[test]
@@ -275,7 +279,7 @@ fn a_rollback_that_leaves_a_holder_on_new_is_exit_5_not_4() {
     let snap = state_dir(s).join(format!("journal/snapshot-{per}.age"));
     let (r, acted) = rotate_with_hook(
         s,
-        &format!("after:recreate:{per}=sleep(4000);before:commit=return"),
+        &format!("after:recreate:{per}=sleep(3000);before:commit=return"),
         &format!("recreate:{per} ... ok"),
         || std::fs::remove_file(&snap).expect("remove the snapshot"),
     );
@@ -299,5 +303,5 @@ fn a_rollback_that_leaves_a_holder_on_new_is_exit_5_not_4() {
         "journal kept"
     );
     assert!(got.starts_with("SPLIT"), "{got}");
-    assert_no_leak(&[&s.env_password, &s.passkey], &state_dir(s));
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &s.passkey], &[]);
 }

@@ -204,8 +204,10 @@ fn rollback_before_push_drops_our_commit_and_origin_never_sees_it() {
     r.host_clean();
 }
 
+/// The state a kill between `git commit` and recording its id leaves (the id file is removed
+/// here; nothing is killed): the replay finds this run's commit by its message, and it is undone.
 #[test]
-fn a_kill_between_commit_and_recording_its_id_is_still_undone() {
+fn a_commit_whose_id_was_never_recorded_is_replayed_once_and_undone() {
     let r = setup("[git]\nmode = \"commit\"\n");
     assert_eq!(
         RunContext::of(&r.j).unwrap().git.as_ref().unwrap().push,

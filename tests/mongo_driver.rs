@@ -318,7 +318,10 @@ async fn driver_scenarios_against_the_test_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_scenarios_against_a_real_mongo_image_when_configured() {
+    // Left out of nextest's default run (.config/nextest.toml, profile real-mongo runs it); a
+    // set but unusable image fails below (MongoContainer::start panics).
     let Some(image) = real_mongo_image() else {
+        eprintln!("SKIP driver_scenarios: KOMODO_ROTATE_TEST_MONGO_IMAGE is unset; nothing ran");
         return;
     };
     let volume = format!("komodo-rotate-test-mongo-{}", std::process::id());

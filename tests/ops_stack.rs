@@ -3,7 +3,7 @@
 //! listener on 127.0.0.1 on an injected failure and on drift and holds no secret, an
 //! unreachable webhook does not change the exit code, `--prometheus` files parse strictly,
 //! `rotate --if-older-than` rotates once then says "not due", and salvage-env rebuilds the core
-//! stand-in's env. The cases share the engine, so they run one at a time.
+//! stand-in's env. The cases share the engine (see `SERIAL` on how they are scheduled).
 
 mod docker_support;
 mod e2e_support;
@@ -21,6 +21,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// One stack at a time under `cargo test` (this binary's tests are threads of one process).
+/// Under nextest (one process per test) it serialises nothing: .config/nextest.toml's
+/// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn set_alert(s: &Stack, webhook: &str, on_success: bool) {
@@ -83,17 +86,34 @@ fn block_env(s: &Stack) -> Vec<(String, String)> {
     ]
 }
 
+/// Where the runbooks' `/tmp/...` files of this stack go: a directory of the stack's own, so
+/// concurrent test runs on one host never read each other's `.prom` files.
+fn tmp_of(s: &Stack) -> PathBuf {
+    s.dir.join("tmp")
+}
+
 /// Runs every runnable `sh` block of `name` in order, each in `sh -eu`, and checks its exit.
+/// `/tmp/` in a block means `tmp_of(s)`, whose `.prom` files are removed first: what a test
+/// reads there afterwards was written by this runbook.
 fn run_runbook(s: &Stack, name: &str, extra: &[(String, String)]) -> Vec<Run> {
+    let tmp = tmp_of(s);
+    std::fs::create_dir_all(&tmp).unwrap();
+    for e in std::fs::read_dir(&tmp).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "prom") {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
     let mut runs = Vec::new();
     for b in runbook(name)
         .into_iter()
         .filter(|b| b.is_sh() && !b.no_test())
     {
         let want = b.expected_exit().unwrap_or(0);
+        let text = b.text.replace("/tmp/", &format!("{}/", tmp.display()));
         let mut c = Command::new("sh");
         c.arg("-euc")
-            .arg(&b.text)
+            .arg(&text)
             .env_remove("FAILPOINTS")
             .stdin(std::process::Stdio::null());
         for (k, v) in block_env(s).into_iter().chain(extra.iter().cloned()) {
@@ -153,7 +173,7 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
 
     // Pre-rotation check, as written.
     run_runbook(s, "pre-rotation-check.md", &[]);
-    let v = prom(Path::new("/tmp/komodo-verify.prom"));
+    let v = prom(&tmp_of(s).join("komodo-verify.prom"));
     assert_eq!(value(&v, "komodo_rotate_drift", None), Some(0.0));
     assert_eq!(
         value(
@@ -165,7 +185,6 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
     );
 
     // Scheduled rotation: the first run rotates (no audit record), the second is not due.
-    let _ = std::fs::remove_file("/tmp/komodo-rotate.prom");
     let runs = run_runbook(s, "scheduled-rotation.md", &[]);
     assert!(
         runs[0].stdout.contains("rotated db-password"),
@@ -182,7 +201,7 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
         .expect("planes agree after the scheduled rotate");
     assert!(!now.ct_eq(&s.env_password), "rotated");
     seen.push(now.clone());
-    let m = prom(Path::new("/tmp/komodo-rotate.prom"));
+    let m = prom(&tmp_of(s).join("komodo-rotate.prom"));
     let rot = Some(("command", "rotate"));
     assert_eq!(value(&m, "komodo_rotate_last_exit_code", rot), Some(0.0));
     assert_eq!(value(&m, "komodo_rotate_last_run_success", rot), Some(1.0));
@@ -213,7 +232,11 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
     );
     let before = hook.got.lock().unwrap().len();
     let p = f.dir.path().join("rotate.prom");
-    std::fs::write(&p, std::fs::read("/tmp/komodo-rotate.prom").unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        std::fs::read(tmp_of(s).join("komodo-rotate.prom")).unwrap(),
+    )
+    .unwrap();
     let r = tool(
         s,
         &["rotate", "--prometheus", p.to_str().unwrap()],
@@ -271,7 +294,7 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
         "{}",
         runs[2].text()
     );
-    let m = prom(Path::new("/tmp/komodo-resume.prom"));
+    let m = prom(&tmp_of(s).join("komodo-resume.prom"));
     assert_eq!(
         value(
             &m,
@@ -340,10 +363,13 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
     let again = finish(again);
     assert_eq!(again.code, Some(3), "{}", again.text());
     assert!(again.stderr.contains("already exists"), "{}", again.text());
+    // The plaintext env the runbook asked salvage-env for holds the password by design (checked
+    // 0600 above); the hygiene scan below covers everything else the runs wrote.
+    std::fs::remove_file(&out).expect("the recovered plaintext env");
 
     record_bodies(&hook);
     let refs: Vec<&Secret> = seen.iter().collect();
-    assert_no_leak(&refs, &s.dir.join("state"));
+    e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }
 
 #[test]
@@ -447,9 +473,10 @@ fn drift_alert_crash_loop_rescue_and_the_last_resort() {
     assert!(!gone.status.success(), "the recovery container is removed");
 
     record_bodies(&hook);
-    assert_no_leak(
+    e2e_support::leak::assert_no_leak_anywhere(
+        s,
         &[&s.env_password, &s.mongo_password, &lost],
-        &s.dir.join("state"),
+        &[],
     );
 }
 
@@ -557,5 +584,5 @@ fn salvage_env_leaves_out_the_images_own_env() {
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.text());
     assert!(!d.path().join("x.env").exists());
-    assert_no_leak(&[&secret], &PathBuf::from(d.path()).join("none"));
+    e2e_support::leak::assert_not_printed(&[&secret]);
 }

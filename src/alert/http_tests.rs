@@ -338,7 +338,7 @@ async fn a_private_ca_from_the_system_store_is_trusted() {
     let dir = tempfile::tempdir().unwrap();
     if let Err(e) = private_ca(dir.path()) {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !matches!(std::env::var("CI").map(|v| v.trim().to_ascii_lowercase()).as_deref(), Ok(v) if !["", "false", "0", "no", "off"].contains(&v)),
             "CI=true but openssl cannot make a test CA: {e}"
         );
         eprintln!("SKIPPED: openssl cannot make a test CA ({e}); set CI=true to fail instead");

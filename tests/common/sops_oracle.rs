@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+#[path = "ci.rs"]
+mod ci;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,7 +46,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 pub fn required(tool: &str, why: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if ci::under_ci() {
         panic!("{tool} is required when CI=true: {why}");
     }
     eprintln!("SKIPPED: {tool} not found ({why}); run scripts/setup-test-env");

@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+// One file, included by each support module a test binary may combine.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/ci.rs"]
+pub mod ci;
+
 use komodo_rotate::docker::Engine;
 use komodo_testcontainers::stack;
 use std::path::PathBuf;
@@ -13,7 +18,7 @@ pub async fn engine_or_skip(test: &str) -> Option<Engine> {
     match Engine::connect().await {
         Ok(e) => Some(e),
         Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            if ci::under_ci() {
                 panic!("{test}: CI=true and no Docker engine is reachable: {e}");
             }
             eprintln!(

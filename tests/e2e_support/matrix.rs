@@ -7,10 +7,18 @@
 //! - SIGKILL matrix: the run is killed after staging and after every step (commit included),
 //!   then `resume`: from the deciding step on it rolls forward (exit 0, all new), before it back
 //!   (exit 4, all old); a second `resume` has nothing to do.
-//! - Then `verify` finds the planes agreeing (exit 0), and no value seen (nor the stack's own
-//!   secrets) is in anything the tool printed or left in its state dir.
+//! - Every row proves its own fault fired and nothing else (`fired`): a `before:X` row names
+//!   exactly `injected failure at before:X` and reports only X FAILED; an `after:X` row reports X
+//!   ok and names only `after:X`; a kill's last step done is the one named; resume says which
+//!   way it went, and that way matches the verdict.
+//! - Then `verify` finds the planes agreeing (exit 0), and the hygiene scan (`leak`) finds no
+//!   value (those seen, the stack's own, and every value the runs staged, from their journals)
+//!   anywhere the runs wrote.
+//! - `run_kills_inside`: kills inside steps, see there.
+//!
+//! `agreed` is the caller's: every caller reads the planes through outside tools (`referee`).
 
-use super::{assert_no_leak, tool};
+use super::{fired, leak, tool, Run};
 use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::Stack;
 
@@ -83,6 +91,21 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
         rows.push(format!("{fp:<52} exit {:?}  {v}", r.code));
         assert_eq!(r.code, Some(4), "{label} {fp}: {}", r.text());
         assert_eq!(v, "all old", "{label} {fp}: {}", r.text());
+        // Its own fault fired, and nothing else: `before:X` fails X, `after:X` fails no step
+        // (X reported ok, then the run rolled back).
+        let row = format!("{label} {fp}");
+        match fp.split_once(':') {
+            Some(("before", step)) => fired::assert_fired(&r, &row, &[fp], &[step]),
+            Some(("after", step)) => {
+                fired::assert_fired(&r, &row, &[fp], &[]);
+                assert!(
+                    fired::progress(&r).contains(&(step.to_string(), "ok".to_string())),
+                    "{row}: {step} never reported ok: {}",
+                    r.text()
+                );
+            }
+            _ => unreachable!("{fp}"),
+        }
         assert!(
             !journal.exists(),
             "{label} {fp}: a rollback left its journal"
@@ -105,15 +128,39 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
             "{label} {point}: no SIGKILL: {}",
             r.text()
         );
+        // Killed where it says: the last step reported done is the one named (none after stage).
+        assert_eq!(
+            fired::last_done(&r),
+            at.map(|i| steps[i].clone()),
+            "{label} {point}: killed elsewhere: {}",
+            r.text()
+        );
         assert!(journal.exists(), "{label} {point}: journal not kept");
         let res = tool(s, &["resume"], &[]);
         let after = agreed(point);
         let forward = at.is_some_and(|i| i >= decider);
         let v = verdict(&after, &before);
-        rows.push(format!("SIGKILL {point:<44} resume {:?}  {v}", res.code));
+        let how = resume_direction(&res);
+        rows.push(format!(
+            "SIGKILL {point:<44} resume {:?}  {v}  ({how})",
+            res.code
+        ));
         assert_eq!(v == "all new", forward, "{label} {point}: {}", res.text());
         let want = if forward { 0 } else { 4 };
         assert_eq!(res.code, Some(want), "{label} {point}: {}", res.text());
+        // The last step is the commit: killed after it, resume only clears the journal.
+        let committed = *at == Some(steps.len() - 1);
+        assert!(
+            committed
+                || how.starts_with(if forward {
+                    "rolling forward"
+                } else {
+                    "rolling back"
+                }),
+            "{label} {point}: resume went another way than its verdict: {}",
+            res.text()
+        );
+        fired::assert_fired(&res, &format!("{label} {point} resume"), &[], &[]);
         seen.push(after);
         let again = tool(s, &["resume"], &[]);
         assert_eq!(again.code, Some(0), "{label} {point}: {}", again.text());
@@ -130,5 +177,166 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
         v.text()
     );
     let refs: Vec<&Secret> = seen.iter().collect();
-    assert_no_leak(&refs, &s.dir.join("state"));
+    leak::assert_no_leak_anywhere(s, &refs, &[]);
+}
+
+/// How `resume` says it went: "rolling forward", "rolling back (REASON)", or its first line.
+pub fn resume_direction(r: &Run) -> String {
+    let text = format!("{}{}", r.stderr, r.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.split_once(": rolling ")
+                .map(|(_, rest)| format!("rolling {rest}"))
+        })
+        .or_else(|| text.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The status the journal on disk gives step `i` (`in-flight`, `done`, ...).
+fn journal_status(journal: &std::path::Path, i: usize) -> String {
+    let text = std::fs::read_to_string(journal).expect("the kept journal");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("journal JSON");
+    j["steps"][i]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Kills inside steps (issue 23, item 2), then `resume`, reaching each branch of its decision
+/// table that a kill can reach:
+/// - every step but the commit, killed while it persists its `done` (the step changed its plane,
+///   the journal still says in-flight: `journal:persist=N*off->return(crash)`): from the
+///   deciding step on, resume's probe finds NEW and rolls forward; before it, back;
+/// - the deciding step killed after it was recorded in flight, before it touched its plane
+///   (`before:STEP=return(crash)`): the probe finds OLD ("Mongo still accepts the old password"
+///   for the DB password, compose.env not yet NEW for env-only kinds): back;
+/// - a kill inside the rollback (the step after the decider fails, the decider's undo is
+///   killed): back, "the interrupted run had already started its rollback".
+///
+/// (Resume's other branches need more than a kill: Mongo unreachable, or accepting neither
+/// value; `e2e_product`'s fault matrix and `ops_stack`'s last-resort case cover them.)
+pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
+    let steps = step_names(s, kind.args);
+    let label = kind.args.join(" ");
+    let decider = steps
+        .iter()
+        .position(|n| n == kind.decider)
+        .unwrap_or_else(|| panic!("{label}: no step {} in {steps:?}", kind.decider));
+    assert!(
+        decider + 1 < steps.len(),
+        "{label}: nothing after the decider"
+    );
+    let journal = s.dir.join("state/journal/current.json");
+    let mut rows = Vec::new();
+    // (failpoints, what, index of the step killed in flight or None, forward, resume's reason)
+    let mut cases: Vec<(String, String, Option<usize>, bool, &str)> = Vec::new();
+    for (i, n) in steps[..steps.len() - 1].iter().enumerate() {
+        // Journal writes of a fresh run: 1 stages it, then each step i writes in-flight (2+2i)
+        // and done (3+2i): let 2+2i pass, kill on the next.
+        cases.push((
+            format!("journal:persist={}*off->return(crash)", 2 + 2 * i),
+            format!("inside {n}, its done unrecorded"),
+            Some(i),
+            i >= decider,
+            if i >= decider {
+                "rolling forward"
+            } else {
+                "rolling back"
+            },
+        ));
+    }
+    cases.push((
+        format!("before:{}=return(crash)", steps[decider]),
+        format!("{} in flight, not applied", steps[decider]),
+        Some(decider),
+        false,
+        "rolling back",
+    ));
+    cases.push((
+        format!(
+            "before:{}=return;before:undo:{}=return(crash)",
+            steps[decider + 1],
+            steps[decider]
+        ),
+        format!("inside the rollback, at undo:{}", steps[decider]),
+        None,
+        false,
+        "rolling back (the interrupted run had already started its rollback)",
+    ));
+    for (fp, what, in_flight, forward, how_want) in &cases {
+        let before = agreed("before the kill");
+        let mut a = vec!["rotate"];
+        a.extend_from_slice(kind.args);
+        let r = tool(s, &a, &[("FAILPOINTS", fp)]);
+        assert_eq!(
+            r.signal,
+            Some(9),
+            "{label} {what}: no SIGKILL: {}",
+            r.text()
+        );
+        assert!(journal.exists(), "{label} {what}: journal not kept");
+        if let Some(i) = in_flight {
+            // Killed inside step i: the journal says in flight, the progress shows the step
+            // before it as the last one done.
+            assert_eq!(
+                journal_status(&journal, *i),
+                "in-flight",
+                "{label} {what}: killed elsewhere: {}",
+                r.text()
+            );
+            assert_eq!(
+                fired::last_done(&r),
+                i.checked_sub(1).map(|p| steps[p].clone()),
+                "{label} {what}: killed elsewhere: {}",
+                r.text()
+            );
+        } else {
+            // The step after the decider failed (the kill comes before the run's error line),
+            // its undo and the ones after it ran, up to the decider's.
+            fired::assert_fired(
+                &r,
+                &format!("{label} {what}"),
+                &[],
+                &[steps[decider + 1].as_str()],
+            );
+            assert_eq!(
+                fired::last_done(&r),
+                Some(format!("undo:{}", steps[decider + 1])),
+                "{label} {what}: killed elsewhere: {}",
+                r.text()
+            );
+        }
+        let res = tool(s, &["resume"], &[]);
+        let after = agreed(what);
+        let how = resume_direction(&res);
+        let v = if after.ct_eq(&before) {
+            "all old"
+        } else {
+            "all new"
+        };
+        rows.push(format!(
+            "SIGKILL {what:<44} resume {:?}  {v}  ({how})",
+            res.code
+        ));
+        assert!(
+            how.starts_with(how_want),
+            "{label} {what}: resume should be {how_want}: {}",
+            res.text()
+        );
+        assert_eq!(v == "all new", *forward, "{label} {what}: {}", res.text());
+        let want = if *forward { 0 } else { 4 };
+        assert_eq!(res.code, Some(want), "{label} {what}: {}", res.text());
+        fired::assert_fired(&res, &format!("{label} {what} resume"), &[], &[]);
+        let again = tool(s, &["resume"], &[]);
+        assert_eq!(again.code, Some(0), "{label} {what}: {}", again.text());
+        assert!(
+            !journal.exists(),
+            "{label} {what}: journal left after resume"
+        );
+    }
+    println!("\nkills inside steps (rotate {label}):");
+    for r in &rows {
+        println!("  {r}");
+    }
+    leak::assert_no_leak_anywhere(s, &[&s.passkey, &s.env_password], &[]);
 }

@@ -1,16 +1,18 @@
 //! Shared helpers of the end-to-end tests of the product (verify, rotate, rescue, resume) on the
-//! rehearsal stack: running the real binary, reading the three planes independently of the
-//! code under test where it matters (the real `sops`, pymongo), and the secret-hygiene scan.
+//! rehearsal stack: running the real binary, reading the three planes independently of the code
+//! under test (`referee`: the real `sops`, pymongo, the `docker` CLI), the evidence of which
+//! fault fired (`fired`), and the secret-hygiene scan (`leak`).
 
 #![allow(dead_code)]
 
+pub mod fired;
+pub mod leak;
 pub mod matrix;
+pub mod referee;
 
 use crate::docker_support::{engine_or_skip, images, Cleanup};
-use komodo_rotate::docker::{ContainerInfo, Engine};
-use komodo_rotate::mongo::{login_works, LoginOutcome, Target};
+use komodo_rotate::docker::Engine;
 use komodo_rotate::secret::Secret;
-use komodo_rotate::sops::{Identities, SopsFile};
 use komodo_testcontainers::stack::{self, Stack, StackOptions};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -57,6 +59,7 @@ pub fn tool(stack: &Stack, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         c.env(k, v);
     }
+    let _watch = leak::watch(stack);
     finish(c.output().expect("run komodo-rotate"))
 }
 
@@ -69,6 +72,28 @@ pub fn finish(out: Output) -> Run {
         signal: out.status.signal(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A process of the tool stopped with SIGSTOP until this is dropped (SIGCONT, also on a panic).
+/// Tests that act while a run waits in a failpoint (`sleep(...)`) stop it first: the run stays
+/// where it is however long the action takes on a loaded machine, so the sleep only has to
+/// cover the moment between the run's progress line and the stop.
+pub struct Paused(i32);
+
+/// Stops `pid` (see `Paused`).
+pub fn pause(pid: u32) -> Paused {
+    let pid = i32::try_from(pid).expect("pid");
+    // SAFETY: kill(2) with a pid of a child of this test and a valid signal number.
+    let rc = unsafe { libc::kill(pid, libc::SIGSTOP) };
+    assert_eq!(rc, 0, "SIGSTOP {pid}: {}", std::io::Error::last_os_error());
+    Paused(pid)
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: as in `pause`.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }
 
@@ -126,7 +151,9 @@ pub fn require_failpoints() {
     );
 }
 
-/// The three planes as they are now.
+/// The three planes as they are now, each read by a referee outside the tool (`referee`): the
+/// real `sops` reads compose.env, pymongo logs in with its value, `docker inspect` reads core's and
+/// periphery's env. (`engine` is kept for the callers; the tool's engine client reads nothing.)
 pub struct Planes {
     pub env: Secret,
     pub mongo_accepts_env: bool,
@@ -134,57 +161,76 @@ pub struct Planes {
     pub periphery: Option<Secret>,
 }
 
-pub async fn planes(engine: &Engine, stack: &Stack) -> Planes {
-    let ids = Identities::from_key_file(&stack.age_key()).unwrap();
-    let env = SopsFile::load(&stack.compose_env())
-        .unwrap()
-        .decrypt(&ids)
-        .unwrap()
-        .get(PW_KEY)
-        .unwrap();
-    let target = Target::new(
-        &format!("mongodb://127.0.0.1:{}", stack.mongo_port),
-        "admin",
-    )
-    .unwrap();
-    let mongo_accepts_env = login_works(&target, &env).await == LoginOutcome::Accepted;
-    let core = ContainerInfo::load(engine, &stack.core)
-        .await
-        .ok()
-        .and_then(|c| c.env_value(PW_KEY).cloned());
-    let periphery = ContainerInfo::load(engine, &stack.periphery)
-        .await
-        .ok()
-        .and_then(|c| c.env_value(PW_KEY).cloned());
+/// As before: a Mongo that gives no verdict (stopped, unreachable) counts as not accepting.
+pub async fn planes(_engine: &Engine, stack: &Stack) -> Planes {
+    let env = sops_value(stack)
+        .unwrap_or_else(|| panic!("the real sops cannot read {PW_KEY} from compose.env"));
     Planes {
+        mongo_accepts_env: referee::pymongo_verdict(stack.mongo_port, "admin", &env)
+            == referee::PyLogin::Accepted,
         env,
-        mongo_accepts_env,
-        core,
-        periphery,
+        core: referee::docker_env(&stack.core, PW_KEY),
+        periphery: referee::docker_env(&stack.periphery, PW_KEY),
     }
 }
 
+/// `planes`, or why compose.env cannot be read (by the real sops) or Mongo gives no verdict.
+pub fn try_planes(stack: &Stack) -> Result<Planes, String> {
+    let env = sops_value(stack)
+        .ok_or_else(|| format!("the real sops cannot read {PW_KEY} from compose.env"))?;
+    let (verdict, found) = std::thread::scope(|sc| {
+        let py = sc.spawn(|| referee::pymongo_verdict(stack.mongo_port, "admin", &env));
+        let found = referee::docker_inspect_many(&[&stack.core, &stack.periphery]);
+        (py.join().expect("pymongo thread"), found)
+    });
+    let mongo_accepts_env = match verdict {
+        referee::PyLogin::Accepted => true,
+        referee::PyLogin::Rejected => false,
+        referee::PyLogin::Error(c) => {
+            return Err(format!(
+            "pymongo has no verdict on compose.env's value (login.py exit {c}: Mongo unreachable?)"
+        ))
+        }
+    };
+    Ok(Planes {
+        env,
+        mongo_accepts_env,
+        core: found
+            .get(&stack.core)
+            .and_then(|c| referee::env_in(c, PW_KEY)),
+        periphery: found
+            .get(&stack.periphery)
+            .and_then(|c| referee::env_in(c, PW_KEY)),
+    })
+}
+
 /// The invariant: Mongo's live password, compose.env's value and core's (and periphery's) env
-/// are one value. Returns that value, or a description of the split.
-pub async fn agreed(engine: &Engine, stack: &Stack) -> Result<Secret, String> {
-    let p = planes(engine, stack).await;
+/// are one value, and no -next/-prev container is left. Returns that value, or a description of
+/// the split. Every plane is read through an outside tool (see `planes`).
+pub async fn agreed(_engine: &Engine, stack: &Stack) -> Result<Secret, String> {
+    let p = try_planes(stack)?;
     let mut split = Vec::new();
     if !p.mongo_accepts_env {
-        split.push("Mongo rejects compose.env's value");
+        split.push("Mongo (pymongo) rejects compose.env's value".to_string());
     }
     if !p.core.as_ref().is_some_and(|c| c.ct_eq(&p.env)) {
-        split.push("core's env differs from compose.env (or core is missing)");
+        split.push(
+            "core's env (docker inspect) differs from compose.env (or core is missing)".into(),
+        );
     }
     if !p.periphery.as_ref().is_some_and(|c| c.ct_eq(&p.env)) {
-        split.push("periphery's env differs from compose.env (or periphery is missing)");
+        split.push(
+            "periphery's env (docker inspect) differs from compose.env (or periphery is missing)"
+                .into(),
+        );
     }
-    for leftover in [
-        format!("{}-next", stack.core),
-        format!("{}-prev", stack.core),
-    ] {
-        if ContainerInfo::load(engine, &leftover).await.is_ok() {
-            split.push("a -next/-prev container is left over");
-        }
+    let leftovers: Vec<String> = [&stack.core, &stack.periphery]
+        .iter()
+        .flat_map(|n| [format!("{n}-next"), format!("{n}-prev")])
+        .collect();
+    let refs: Vec<&str> = leftovers.iter().map(String::as_str).collect();
+    for name in referee::docker_inspect_many(&refs).keys() {
+        split.push(format!("{name} is left over"));
     }
     if split.is_empty() {
         Ok(p.env)
@@ -226,17 +272,13 @@ pub fn sops_get(stack: &Stack, key: &str) -> Option<Secret> {
     })
 }
 
-/// pymongo's verdict on `pw` (0 logs in, 1 rejected).
+/// pymongo's verdict on `pw` (0 logs in, 1 rejected, 2 no verdict).
 pub fn pymongo_login(stack: &Stack, pw: &Secret) -> i32 {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/login.py");
-    Command::new("python3")
-        .arg(script)
-        .env("MONGO_PORT", stack.mongo_port.to_string())
-        .env("MONGO_USER", "admin")
-        .env("MONGO_PW", pw.expose())
-        .status()
-        .map(|s| s.code().unwrap_or(2))
-        .unwrap_or(2)
+    match referee::pymongo_verdict(stack.mongo_port, "admin", pw) {
+        referee::PyLogin::Accepted => 0,
+        referee::PyLogin::Rejected => 1,
+        referee::PyLogin::Error(_) => 2,
+    }
 }
 
 /// The external tools the product tests cross-check with; under CI=true they must be there.
@@ -254,40 +296,16 @@ pub fn require_tools(test: &str) -> bool {
         return true;
     }
     let msg = format!("{test}: needs sops (found: {sops}) and pymongo (found: {pymongo}); run scripts/setup-test-env");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if crate::docker_support::ci::under_ci() {
         panic!("{msg}");
     }
     eprintln!("SKIP {msg}");
     false
 }
 
-/// Fails if any of `secrets` appears in what the tool printed, or in any file of `state_dir`.
+/// Fails if any of `secrets` (in any encoding `leak::forms` knows) appears in what the tool
+/// printed, or in any file under `state_dir` (which must exist); with the stack dir as the parent
+/// of `state_dir`, prefer `leak::assert_no_leak_anywhere`, which looks everywhere a run writes.
 pub fn assert_no_leak(secrets: &[&Secret], state_dir: &Path) {
-    let mut hay = CAPTURED.lock().unwrap().clone();
-    for entry in walk(state_dir) {
-        hay.extend(std::fs::read(&entry).unwrap_or_default());
-    }
-    for s in secrets {
-        let needle = s.expose().as_bytes();
-        assert!(needle.len() >= 8, "hygiene scan needs real secrets");
-        assert!(
-            !hay.windows(needle.len()).any(|w| w == needle),
-            "a plaintext secret leaked into the tool's output or its state dir"
-        );
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    leak::assert_no_leak_in(secrets, state_dir);
 }

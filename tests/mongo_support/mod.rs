@@ -3,6 +3,11 @@
 //! real mongo image on the local engine.
 #![allow(dead_code)]
 
+// One file, included by each support module a test binary may combine.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/ci.rs"]
+pub mod ci;
+
 use komodo_testcontainers::mongo::{RootUser, Server, ServerConfig};
 use mongodb::bson::doc;
 use mongodb::options::{AuthMechanism, ClientOptions, Credential};
@@ -79,7 +84,7 @@ pub async fn ping(c: &Client) -> Result<(), mongodb::error::Error> {
 
 /// Whether an external tool a test needs is missing: fail under CI=true, else skip with a reason.
 pub fn tool_missing(what: &str, why: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if ci::under_ci() {
         panic!("CI=true but {what} is unavailable: {why} (run scripts/setup-test-env)");
     }
     eprintln!("SKIPPED: {what} is unavailable ({why}); set CI=true to make this a failure");

@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+// One file, included by each support module a test binary may combine.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/ci.rs"]
+pub mod ci;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -224,30 +229,142 @@ impl Block {
     }
 }
 
+/// The fenced blocks of the markdown file at `path`, column 0 or indented (a block inside a list
+/// item): the fence's indentation is removed from the block's lines.
 pub fn runbook_blocks(path: &Path) -> Vec<Block> {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    blocks_of(&path.file_name().unwrap().to_string_lossy(), &text)
+}
+
+/// The fenced blocks of `text` (named `file` in messages); see `runbook_blocks`.
+pub fn blocks_of(file: &str, text: &str) -> Vec<Block> {
     let mut out = Vec::new();
-    let mut open: Option<Block> = None;
+    let mut open: Option<(Block, usize)> = None;
     for (i, line) in text.lines().enumerate() {
-        if let Some(info) = line.strip_prefix("```") {
-            match open.take() {
-                Some(b) => out.push(b),
-                None => {
-                    open = Some(Block {
-                        file: path.file_name().unwrap().to_string_lossy().into_owned(),
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let fence = line.trim_start_matches(' ').strip_prefix("```");
+        match (fence, open.take()) {
+            (Some(_), Some((b, _))) => out.push(b),
+            (Some(info), None) => {
+                open = Some((
+                    Block {
+                        file: file.to_string(),
                         line: i + 1,
                         info: info.trim().to_string(),
                         text: String::new(),
-                    })
-                }
+                    },
+                    indent,
+                ))
             }
-        } else if let Some(b) = open.as_mut() {
-            b.text.push_str(line);
-            b.text.push('\n');
+            (None, Some((mut b, ind))) => {
+                let cut = ind.min(indent);
+                b.text.push_str(&line[cut..]);
+                b.text.push('\n');
+                open = Some((b, ind));
+            }
+            (None, None) => {}
         }
     }
-    assert!(open.is_none(), "{}: unclosed fence", path.display());
+    assert!(open.is_none(), "{file}: unclosed fence");
     out
+}
+
+/// The simple commands of one shell command line: split at `|`, `||`, `&&`, `;` and `&`
+/// outside quotes, with the contents of every `$(...)` and backquoted command as commands of
+/// their own, and the words that only lead into a command (`if`, `then`, `!`, `exec`, `sudo`,
+/// `env`, `time`, `VAR=value`, ...) removed from their start. Comments are dropped.
+pub fn simple_commands(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    split_commands(line, &mut out);
+    out.into_iter()
+        .map(|c| strip_lead_words(&c))
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+fn split_commands(line: &str, out: &mut Vec<String>) {
+    let chars: Vec<char> = line.chars().collect();
+    let mut cur = String::new();
+    let (mut single, mut double) = (false, false);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if single {
+            single = c != '\'';
+            cur.push(c);
+        } else if c == '\\' && i + 1 < chars.len() {
+            cur.push(c);
+            cur.push(chars[i + 1]);
+            i += 1;
+        } else if c == '\'' && !double {
+            single = true;
+            cur.push(c);
+        } else if c == '"' {
+            double = !double;
+            cur.push(c);
+        } else if c == '$' && chars.get(i + 1) == Some(&'(') {
+            // A command substitution: its inside is a command line of its own; a placeholder
+            // word stands for its output here.
+            let mut depth = 0;
+            let mut j = i + 1;
+            let mut inner = String::new();
+            while j < chars.len() {
+                match chars[j] {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                if depth > 1 || chars[j] != '(' {
+                    inner.push(chars[j]);
+                }
+                j += 1;
+            }
+            split_commands(&inner, out);
+            cur.push_str("$SUBST");
+            i = j;
+        } else if c == '`' {
+            let end = chars[i + 1..].iter().position(|&x| x == '`');
+            let end = end.map_or(chars.len(), |e| i + 1 + e);
+            split_commands(&chars[i + 1..end].iter().collect::<String>(), out);
+            cur.push_str("$SUBST");
+            i = end;
+        } else if !double && c == '#' && (cur.is_empty() || cur.ends_with(char::is_whitespace)) {
+            break;
+        } else if !double && matches!(c, '|' | '&' | ';') {
+            out.push(std::mem::take(&mut cur));
+            if chars.get(i + 1) == Some(&c) {
+                i += 1;
+            }
+        } else {
+            cur.push(c);
+        }
+        i += 1;
+    }
+    out.push(cur);
+}
+
+fn strip_lead_words(cmd: &str) -> String {
+    let mut words: Vec<&str> = cmd.split_whitespace().collect();
+    while let Some(first) = words.first() {
+        let assignment = first.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let lead = [
+            "if", "then", "else", "elif", "do", "while", "until", "!", "exec", "sudo", "env",
+            "time", "command", "{", "(",
+        ];
+        if assignment || lead.contains(first) {
+            words.remove(0);
+        } else {
+            break;
+        }
+    }
+    words.join(" ")
 }
 
 pub fn runbook(name: &str) -> Vec<Block> {

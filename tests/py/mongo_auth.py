@@ -7,6 +7,9 @@ Passwords come from the environment (MONGO_PW, MONGO_NEW_PW), never argv. Prints
 import os
 import sys
 
+if sys.flags.optimize:
+    sys.exit("PYTHONOPTIMIZE strips this script's asserts: run it without -O")
+
 import pymongo
 from pymongo.errors import OperationFailure
 

@@ -10,6 +10,9 @@ The password comes from the environment (MONGO_PW), never argv. Prints one line
 import os
 import sys
 
+if sys.flags.optimize:
+    sys.exit("PYTHONOPTIMIZE strips this script's asserts: run it without -O")
+
 import bson
 import pymongo
 from pymongo.errors import OperationFailure
