@@ -182,7 +182,13 @@ fn our_commit(repo: &Repo, j: &Journal, dir: &Path) -> Result<Option<String>> {
 /// else is an edit made meanwhile (another key set with `sops set`): it is kept and the undo
 /// fails naming the file, so the rollback stops (exit 5). The returned lock is held through the
 /// revert, so no edit slips in between the check and git's write.
-fn guard_work_tree(repo: &Repo, t: &GitTarget, j: &Journal, dir: &Path) -> Result<EnvLock> {
+fn guard_work_tree(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    ours: &str,
+) -> Result<EnvLock> {
     let file = t.worktree.join(&t.path);
     let lock = EnvLock::acquire(&file, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(&file, e))?;
     if identical_to(repo, "HEAD", &t.path, &file)? {
@@ -201,8 +207,10 @@ fn guard_work_tree(repo: &Repo, t: &GitTarget, j: &Journal, dir: &Path) -> Resul
         }
     }
     Err(Error::Precondition(format!(
-        "{} changed under the run (it holds neither HEAD's bytes nor what this run wrote): the git undo did not restore it, so the edit made meanwhile is kept",
-        file.display()
+        "{} changed under the run (it holds neither HEAD's bytes nor what this run wrote): the git undo did not restore it, so the edit made meanwhile is kept; to finish the rollback, keep a copy of that change, put back what the run committed (`git -C {} checkout {ours} -- {}`), run `komodo-rotate resume`, then make the change again",
+        file.display(),
+        t.worktree.display(),
+        t.path
     )))
 }
 
@@ -258,7 +266,7 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                 // revert writes HEAD's copy into it, so only over this run's own bytes.
                 let _lock = match repo.head()?.as_deref() == Some(id.as_str()) {
                     true => None,
-                    false => Some(guard_work_tree(&repo, t, j, dir)?),
+                    false => Some(guard_work_tree(&repo, t, j, dir, &id)?),
                 };
                 repo.undo_commit(&id, &t.path, &undo_message(j))?;
             }
@@ -281,7 +289,7 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                 let Some(id) = ours_in(&repo, j, &tracking)? else {
                     return Ok(());
                 };
-                let _lock = guard_work_tree(&repo, t, j, dir)?;
+                let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
                 if repo.is_ancestor("HEAD", &tracking)? {
                     repo.merge_ff_only(&tracking)?;
                 }
