@@ -300,11 +300,7 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     .unwrap();
     std::fs::set_permissions(&pre_push, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = seen.last().unwrap();
-    let r = tool(
-        &s,
-        &["rotate"],
-        &[("FAILPOINTS", "before:commit=return")],
-    );
+    let r = tool(&s, &["rotate"], &[("FAILPOINTS", "before:commit=return")]);
     assert!(marker.exists(), "the hook did not run: {}", r.text());
     assert_eq!(r.code, Some(5), "{}", r.text());
     assert!(

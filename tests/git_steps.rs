@@ -475,7 +475,11 @@ fn with_write_env(git_section: &str) -> Run {
     .steps;
     use sha2::Digest;
     let hash = hex::encode(sha2::Sha256::digest(NEW.as_bytes()));
-    std::fs::write(r.dir.join(komodo_rotate::planes::live::WRITTEN_ENV_FILE), hash).unwrap();
+    std::fs::write(
+        r.dir.join(komodo_rotate::planes::live::WRITTEN_ENV_FILE),
+        hash,
+    )
+    .unwrap();
     r
 }
 
@@ -493,7 +497,8 @@ fn a_foreign_edit_survives_the_push_undo_which_fails_naming_the_file() {
     let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
     let e = r.undo(steps::git_push()).unwrap_err().to_string();
     assert!(
-        e.contains(&r.f.host.join(REL).display().to_string()) && e.contains("changed under the run"),
+        e.contains(&r.f.host.join(REL).display().to_string())
+            && e.contains("changed under the run"),
         "{e}"
     );
     assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), edited);
@@ -564,7 +569,9 @@ fn the_push_undo_finds_ours_by_trailer_after_a_rewording_hook_and_a_rebase() {
     r.roll_back();
     assert_eq!(r.origin_env(), OLD, "the remote must not keep NEW");
     // The hook rewords our revert too.
-    assert!(r.origin_log().starts_with("[reworded] komodo-rotate: roll back"));
+    assert!(r
+        .origin_log()
+        .starts_with("[reworded] komodo-rotate: roll back"));
     assert_eq!(git_ok(&r.f.origin, &["show", "main:README"]), "x");
     r.host_clean();
 }
@@ -581,7 +588,10 @@ fn a_reworded_commit_whose_id_was_never_recorded_is_still_undone() {
     std::fs::remove_file(r.dir.join(COMMIT_ID_FILE)).unwrap();
     r.apply(steps::git_commit()).unwrap();
     assert_eq!(
-        git_ok(&r.f.host, &["rev-list", "--count", &format!("{before}..HEAD")]),
+        git_ok(
+            &r.f.host,
+            &["rev-list", "--count", &format!("{before}..HEAD")]
+        ),
         "1"
     );
     r.roll_back();

@@ -46,6 +46,7 @@ impl Repo {
             Opts {
                 timeout,
                 read_only: false,
+                overlay: self.overlay.as_ref(),
             },
             stdin,
         )

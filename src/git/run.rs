@@ -49,16 +49,25 @@ impl Output {
 
 /// How a call is made.
 #[derive(Debug, Clone, Copy)]
-pub struct Opts {
+pub struct Opts<'a> {
     pub timeout: Duration,
     /// Read-only call: GIT_OPTIONAL_LOCKS=0 so a `status` never takes index.lock.
     pub read_only: bool,
+    /// Objects written to (and read from) a temp dir, the repository's own as alternates.
+    pub overlay: Option<&'a Overlay>,
+}
+
+/// A temp object directory laid over a repository's (see `peek.rs`).
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub objects: std::path::PathBuf,
+    pub alternate: std::path::PathBuf,
 }
 
 pub fn git(
     worktree: &Path,
     args: &[&OsStr],
-    opts: Opts,
+    opts: Opts<'_>,
     stdin: Option<&[u8]>,
 ) -> Result<Output, GitError> {
     let mut cmd = Command::new("git");
@@ -83,6 +92,10 @@ pub fn git(
         .process_group(0);
     if opts.read_only {
         cmd.env("GIT_OPTIONAL_LOCKS", "0");
+    }
+    if let Some(o) = opts.overlay {
+        cmd.env("GIT_OBJECT_DIRECTORY", &o.objects)
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", &o.alternate);
     }
     let what = describe(args);
     let mut child = cmd.spawn().map_err(|e| {
@@ -284,12 +297,28 @@ mod tests {
     #[test]
     fn children_get_only_allow_listed_variables() {
         let vars = [
-            "HOME", "PATH", "SSH_AUTH_SOCK", "GNUPGHOME", "LANG", "LC_ALL", "XDG_CONFIG_HOME",
-            "GIT_SSH_COMMAND", "GIT_CONFIG_GLOBAL", "http_proxy",
+            "HOME",
+            "PATH",
+            "SSH_AUTH_SOCK",
+            "GNUPGHOME",
+            "LANG",
+            "LC_ALL",
+            "XDG_CONFIG_HOME",
+            "GIT_SSH_COMMAND",
+            "GIT_CONFIG_GLOBAL",
+            "http_proxy",
             // never:
-            "SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY_CMD", "KOMODO_DB_PASSWORD",
-            "KOMODO_ROTATE_LOCK_DIR", "AWS_SECRET_ACCESS_KEY", "GIT_DIR", "GIT_WORK_TREE",
-            "GIT_INDEX_FILE", "MONGO_URL", "FAILPOINTS",
+            "SOPS_AGE_KEY",
+            "SOPS_AGE_KEY_FILE",
+            "SOPS_AGE_KEY_CMD",
+            "KOMODO_DB_PASSWORD",
+            "KOMODO_ROTATE_LOCK_DIR",
+            "AWS_SECRET_ACCESS_KEY",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "MONGO_URL",
+            "FAILPOINTS",
         ];
         let got = child_env(
             vars.iter()
@@ -317,6 +346,7 @@ mod tests {
             Opts {
                 timeout: Duration::from_millis(300),
                 read_only: true,
+                overlay: None,
             },
             None,
         )

@@ -6,15 +6,17 @@
 //!
 //! Undo order: git-push's undo runs first (revert on the remote branch when ours reached it),
 //! then git-commit's (drop our commit while HEAD is still it, the work tree left as it is for
-//! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's).
+//! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's). Our
+//! commit is found by its `Komodo-Rotate-Run` trailer, the recorded id only a fallback; a revert
+//! writes compose.env only over the bytes this run wrote (see `guard_work_tree`).
 
 use super::run::{GitTarget, RunContext};
 use super::steps;
 use crate::config::{Config, GitMode};
 use crate::error::{Error, Result};
+use crate::fsutil::EnvLock;
 use crate::fsutil::{self, Mode};
 use crate::git::publish::push_with_one_retry;
-use crate::fsutil::EnvLock;
 use crate::git::pull::identical_to;
 use crate::git::Repo;
 use crate::txn::{Journal, Step};
