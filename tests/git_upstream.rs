@@ -97,6 +97,18 @@ fn an_incoming_password_change_is_drift_and_unblock_refuses_it_unless_allowed() 
     let before = e.f.head(&e.f.host);
     let git_before = dot_git(&e.f.host);
     let r = e.upstream();
+    // Read-only: verify sees the new upstream commit without writing anything under .git.
+    let after = dot_git(&e.f.host);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|x| !git_before.contains(x))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == git_before.len(),
+        "verify wrote into .git: {changed:?}"
+    );
+    assert!(r.d.contains("1 behind"), "{}", r.d);
     assert_eq!(r.st, "drift", "{}", r.d);
     assert!(
         r.d.contains("KOMODO_DB_PASSWORD") && !r.d.contains("KOMODO_PASSKEY"),
@@ -108,9 +120,6 @@ fn an_incoming_password_change_is_drift_and_unblock_refuses_it_unless_allowed() 
         "{}",
         r.d
     );
-    // Read-only: verify saw the new upstream commit without writing anything under .git.
-    assert!(r.d.contains("1 behind"), "{}", r.d);
-    assert_eq!(dot_git(&e.f.host), git_before, "verify wrote into .git");
 
     let u = e.f.kr_cfg(&["repo", "unblock"], &[]);
     assert_eq!(u.code, Some(3), "{}", u.text());
