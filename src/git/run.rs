@@ -184,6 +184,7 @@ const ALLOWED: &[&str] = &[
     "LANGUAGE",
     "SSH_AUTH_SOCK",
     "SSH_AGENT_PID",
+    "KRB5CCNAME",
     "SSH_ASKPASS",
     "GIT_ASKPASS",
     "GIT_EXEC_PATH",
@@ -215,6 +216,7 @@ const ALLOWED_PREFIXES: &[&str] = &[
     "GIT_CONFIG_",
     "GIT_AUTHOR_",
     "GIT_COMMITTER_",
+    "GCM_",
 ];
 
 /// The environment a git child gets: only what git, ssh, ssh-agent, credential helpers and
