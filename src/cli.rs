@@ -70,6 +70,10 @@ pub struct RepoUnblockArgs {
     /// Fetch and print the plan; move nothing, merge nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Merge even when upstream's compose.env carries secrets that differ from the live ones
+    /// (or they cannot be compared).
+    #[arg(long)]
+    pub allow_env_change: bool,
 }
 
 /// Where the age identity comes from; mirrors sops' own lookup order.

@@ -42,6 +42,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// The real Go sops's value of `PW_KEY` in `file`.
 fn sops_at(file: &Path, age_key: &Path) -> Option<Secret> {
+    sops_value(file, PW_KEY, age_key).map(Secret::new)
+}
+
+/// The real Go sops's value of `key` in `file`.
+fn sops_value(file: &Path, key: &str, age_key: &Path) -> Option<String> {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("sops")
         .args([
@@ -59,10 +64,8 @@ fn sops_at(file: &Path, age_key: &Path) -> Option<Secret> {
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{PW_KEY}="))
-            .map(|v| Secret::new(v.to_string()))
-    })
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
 /// What the deploy pipeline runs on the host: `sops exec-file` (real sops) decrypts the
@@ -277,6 +280,53 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
         );
         seen.push(now);
     }
+    // 3b. Issue 18, item 1: someone sets another key with the real sops while the run is past
+    // its health gate (a pre-push hook on the host: git-push's own window), then the proof
+    // fails. git-push's undo would check HEAD's copy out over that edit: it stops instead, exit
+    // 5 naming the file, the edit kept. The way out its message gives ends all old.
+    let marker = gitdir.path().join("edited");
+    let home = tempfile::tempdir().unwrap();
+    let pre_push = host.join(".git/hooks/pre-push");
+    std::fs::write(
+        &pre_push,
+        format!(
+            "#!/bin/sh\nread l lsha r rsha\n[ \"$lsha\" = \"$rsha\" ] && exit 0\n[ -e '{m}' ] && exit 0\ntouch '{m}'\nSOPS_AGE_KEY_FILE='{k}' SOPS_DISABLE_VERSION_CHECK=1 HOME='{h}' XDG_CONFIG_HOME='{h}' sops set '{f}' '[\"OTHER_KEY\"]' '\"set-meanwhile\"' >&2\n",
+            m = marker.display(),
+            k = s.age_key().display(),
+            h = home.path().display(),
+            f = host.join("compose.env").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pre_push, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = seen.last().unwrap();
+    let r = tool(&s, &["rotate"], &[("FAILPOINTS", "before:commit=return")]);
+    assert!(marker.exists(), "the hook did not run: {}", r.text());
+    assert_eq!(r.code, Some(5), "{}", r.text());
+    assert!(
+        r.stderr.contains("compose.env changed under the run"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        sops_value(&host.join("compose.env"), "OTHER_KEY", &s.age_key()).as_deref(),
+        Some("set-meanwhile"),
+        "the edit made meanwhile is gone"
+    );
+    // The way out, as the message says: keep the change, put back the run's commit, resume.
+    git(&host, &["checkout", "HEAD", "--", "compose.env"]);
+    let res = tool(&s, &["resume"], &[]);
+    assert_eq!(res.code, Some(4), "{}", res.text());
+    let now = rt
+        .block_on(agreed(&engine, &s))
+        .expect("all old after the resumed rollback");
+    assert!(now.ct_eq(before), "not the old value");
+    git(&pipeline, &["pull", "-q", "--ff-only"]);
+    let deployed = sops_at(&pipeline.join("compose.env"), &s.age_key()).unwrap();
+    assert!(deployed.ct_eq(before), "origin keeps the rolled-back value");
+    assert_eq!(git(&host, &["status", "--porcelain"]), "");
+    std::fs::remove_file(&pre_push).unwrap();
+
     // 4. The same with [git] mode = "off": the pipeline deploys a value Mongo rejects (the
     // crash loop's cause), proving the checks above can fail.
     let mut cfg = std::fs::read_to_string(s.config()).unwrap();

@@ -462,3 +462,141 @@ fn untracked_or_off_means_no_git_steps_unless_a_mode_demands_them() {
     let cfg = Config::load(Some(&f.config)).unwrap();
     assert_eq!(git_steps::preflight(&cfg).unwrap(), None);
 }
+
+/// Seam with write-env (issue 18, item 1): a journal whose plan has a write-env step that
+/// recorded writing NEW, the way write-env records it (a SHA-256 of the bytes in the journal dir).
+fn with_write_env(git_section: &str) -> Run {
+    let mut r = setup(git_section);
+    r.j.steps = new_journal(
+        "rotate",
+        "db-password",
+        &r.j.guarded,
+        r.j.context.clone(),
+        vec![steps::write_env(), steps::git_commit(), steps::git_push()],
+    )
+    .steps;
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(NEW.as_bytes()));
+    std::fs::write(
+        r.dir.join(komodo_rotate::planes::live::WRITTEN_ENV_FILE),
+        hash,
+    )
+    .unwrap();
+    r
+}
+
+/// Push mode: ours reached origin, then someone set another key in the work tree's compose.env
+/// (`sops set` during the health gate). git-push's undo must not check HEAD's copy out over it:
+/// it fails naming the file (the rollback stops, exit 5), the edit and origin as they were.
+#[test]
+fn a_foreign_edit_survives_the_push_undo_which_fails_naming_the_file() {
+    let r = with_write_env("");
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
+    let edited = format!("{NEW}OTHER=ciphertext-theirs\n");
+    r.write_env(&edited);
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    let e = r.undo(steps::git_push()).unwrap_err().to_string();
+    assert!(
+        e.contains(&r.f.host.join(REL).display().to_string())
+            && e.contains("changed under the run"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), edited);
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+    assert!(!r.dir.join(REVERT_ID_FILE).exists());
+    // Once the file holds exactly what the run wrote again, the same undo goes through.
+    r.write_env(NEW);
+    r.undo(steps::git_push()).unwrap();
+    assert_eq!(r.origin_env(), OLD);
+    r.host_clean();
+}
+
+/// Commit mode, commits on top of ours (so the undo is a revert, which checks HEAD's copy out):
+/// the same foreign edit is kept and the undo fails naming the file; no revert commit is made.
+#[test]
+fn a_foreign_edit_survives_the_commit_undos_revert_branch() {
+    let r = with_write_env("[git]\nmode = \"commit\"\n");
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    std::fs::write(r.f.host.join("README"), "x\n").unwrap();
+    git_ok(&r.f.host, &["add", "README"]);
+    git_ok(&r.f.host, &["commit", "-q", "-m", "someone else, later"]);
+    let head = r.f.head(&r.f.host);
+    let edited = format!("{NEW}OTHER=ciphertext-theirs\n");
+    r.write_env(&edited);
+    let e = r.undo(steps::git_commit()).unwrap_err().to_string();
+    assert!(e.contains(&r.f.host.join(REL).display().to_string()), "{e}");
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), edited);
+    assert_eq!(r.f.head(&r.f.host), head, "no revert commit");
+    // Once the file holds the run's bytes again, the revert goes through.
+    r.write_env(NEW);
+    r.undo(steps::git_commit()).unwrap();
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), OLD);
+}
+
+/// A commit-msg hook that rewrites the message (a DCO/Gerrit-style hook: new subject, a
+/// trailer paragraph of its own) but keeps the lines it was given.
+fn rewording_hook(r: &Run) {
+    hook(
+        &r.f.host.join(".git"),
+        "commit-msg",
+        "sed -i '1s/^/[reworded] /' \"$1\"; printf '\\nChange-Id: I0123abcd\\nSigned-off-by: t <t@example.invalid>\\n' >> \"$1\"",
+    );
+}
+
+/// Issue 18, item 11: a rewording hook, then upstream moves so the push rebases and retries
+/// (our commit gets a new id), and the recorded id is the stale pre-rebase one. git-push's undo
+/// finds ours on the remote by its trailer and reverts it there: origin back to OLD.
+#[test]
+fn the_push_undo_finds_ours_by_trailer_after_a_rewording_hook_and_a_rebase() {
+    let r = setup("");
+    rewording_hook(&r);
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    let first = r.f.head(&r.f.host);
+    let msg = git_ok(&r.f.host, &["log", "-1", "--format=%B"]);
+    assert!(msg.starts_with("[reworded]"), "{msg}");
+    assert!(
+        msg.contains(&format!("{}: {}", git_steps::RUN_TRAILER, r.j.run_id)),
+        "{msg}"
+    );
+    r.f.upstream_commit(&[("README", "x\n")], "someone else");
+    r.apply(steps::git_push()).unwrap();
+    assert_eq!(r.origin_env(), NEW);
+    assert_ne!(r.f.head(&r.f.origin), first, "the retry replayed ours");
+    // A crash before the new id was recorded: the journal dir still names the old one.
+    std::fs::write(r.dir.join(COMMIT_ID_FILE), format!("{first}\n")).unwrap();
+    r.roll_back();
+    assert_eq!(r.origin_env(), OLD, "the remote must not keep NEW");
+    // The hook rewords our revert too.
+    assert!(r
+        .origin_log()
+        .starts_with("[reworded] komodo-rotate: roll back"));
+    assert_eq!(git_ok(&r.f.origin, &["show", "main:README"]), "x");
+    r.host_clean();
+}
+
+/// Commit mode, a rewording hook, and a kill between the commit and recording its id: the
+/// replay adds no second commit and the undo still finds ours (by trailer) and drops it.
+#[test]
+fn a_reworded_commit_whose_id_was_never_recorded_is_still_undone() {
+    let r = setup("[git]\nmode = \"commit\"\n");
+    rewording_hook(&r);
+    let before = r.f.head(&r.f.host);
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    std::fs::remove_file(r.dir.join(COMMIT_ID_FILE)).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    assert_eq!(
+        git_ok(
+            &r.f.host,
+            &["rev-list", "--count", &format!("{before}..HEAD")]
+        ),
+        "1"
+    );
+    r.roll_back();
+    assert_eq!(r.f.head(&r.f.host), before, "our commit must be gone");
+    r.host_clean();
+}

@@ -14,6 +14,32 @@ use std::path::{Path, PathBuf};
 
 pub const RUNBOOK_BLOCKED_PULL: &str = "runbooks/blocked-pull.md";
 
+/// A merge that brings a compose.env whose secrets differ from the live ones (or cannot be
+/// compared) is refused: the next deploy would hand containers a password Mongo rejects.
+fn refuse_env_change(cfg: &Config, repo: &Repo, tracking: &str) -> Result<()> {
+    let Ok(Some((r, rel))) = Repo::discover(&cfg.compose_env, cfg.git.network_timeout) else {
+        return Ok(());
+    };
+    if r.worktree != repo.worktree
+        || repo.commits_touching(&format!("HEAD..{tracking}"), &rel)? == 0
+    {
+        return Ok(());
+    }
+    let why = match super::verify_git::env_change(cfg, repo, tracking, &rel) {
+        super::verify_git::EnvChange::Same => return Ok(()),
+        super::verify_git::EnvChange::Changed(keys) => format!(
+            "{tracking} changes {} in {rel}, which differ from the live values (a deploy of it would hand the containers secrets Mongo or they do not hold)",
+            keys.join(", ")
+        ),
+        super::verify_git::EnvChange::Unknown(e) => {
+            format!("cannot compare {tracking}'s {rel} with the live values: {e}")
+        }
+    };
+    Err(Error::Precondition(format!(
+        "{why}; check it with `komodo-rotate verify`, or pass --allow-env-change if the change is intended; see {RUNBOOK_BLOCKED_PULL}; nothing changed"
+    )))
+}
+
 pub fn run(c: RepoCommand) -> Result<i32> {
     match c {
         RepoCommand::Unblock(a) => unblock(a),
@@ -60,6 +86,9 @@ fn unblock(a: RepoUnblockArgs) -> Result<i32> {
         return Ok(crate::error::exit::OK);
     }
     refuse_unless_safe(&pc)?;
+    if !a.allow_env_change {
+        refuse_env_change(&cfg, &repo, &up.tracking)?;
+    }
 
     let root = quarantine_root(&cfg.state_dir.join("quarantine"));
     let prefix = if a.dry_run { "dry-run: would " } else { "" };

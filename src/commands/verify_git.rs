@@ -1,7 +1,9 @@
 //! verify's git rows: is the rotated compose.env committed, is the host checkout in step with
 //! its upstream, and would the deploy pipeline's fast-forward pull succeed (with the gitignored
-//! files a careless cleanup would destroy). Read-only except for `git fetch`, which only moves
-//! remote-tracking refs; an unreachable remote is a warning, not drift.
+//! files a careless cleanup would destroy), and does upstream's compose.env carry secrets other
+//! than the live ones. Read-only: the remote is read with `git ls-remote` and its objects fetched
+//! into a temp dir (git/peek.rs), so it works under the hardened verify unit; an unreachable
+//! remote is a warning, not drift; a count or comparison that could not be made is `unknown`.
 
 use crate::config::{Config, GitMode};
 use crate::git::{pull, Repo};
@@ -74,66 +76,95 @@ fn add_rows(cfg: &Config, m: &mut Matrix, f: &mut GitFacts) {
         }
         Err(e) => m.push("git-env", Status::Unknown, e.to_string()),
     }
+    // The remote and branch rotate pushes to: [git] remote/branch, else the upstream.
     let up = match repo.upstream() {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            let st = if mode == GitMode::Push {
-                Status::Drift
-            } else {
-                Status::Info
-            };
-            m.push("git-upstream", st, "the checked-out branch has no upstream");
-            return;
-        }
+        Ok(u) => u,
         Err(e) => {
             m.push("git-upstream", Status::Unknown, e.to_string());
             return;
         }
     };
-    let fetched = repo.fetch(&up.remote);
-    f.fetch_ok = Some(fetched.is_ok());
-    let pc = match pull::check(&repo, &up.tracking) {
+    let pick = |set: &str, up: Option<String>| (!set.is_empty()).then(|| set.to_string()).or(up);
+    let remote = pick(&cfg.git.remote, up.as_ref().map(|u| u.remote.clone()));
+    let branch = pick(&cfg.git.branch, up.as_ref().map(|u| u.branch.clone()));
+    let (Some(remote), Some(branch)) = (remote, branch) else {
+        let st = if mode == GitMode::Push {
+            Status::Drift
+        } else {
+            Status::Info
+        };
+        m.push("git-upstream", st, "the checked-out branch has no upstream");
+        return;
+    };
+    let shown = format!("{}/{branch}", crate::git::run::redact_urls(&remote));
+    // A read-only look (ls-remote, objects into a temp dir): works when .git is read-only.
+    let peek = repo.peek(&remote, &branch);
+    f.fetch_ok = Some(peek.is_ok());
+    let (q, rev) = match &peek {
+        Ok(p) => (&p.repo, p.rev.clone()),
+        Err(_) => (&repo, format!("refs/remotes/{remote}/{branch}")),
+    };
+    let offline = match &peek {
+        Ok(_) => String::new(),
+        Err(e) => format!(" (offline, as of the last fetch: {e})"),
+    };
+    let pc = match pull::check(q, &rev) {
         Ok(pc) => pc,
         Err(e) => {
-            m.push("git-upstream", Status::Unknown, e.to_string());
+            m.push(
+                "git-upstream",
+                Status::Unknown,
+                format!("{shown}: {e}{offline}"),
+            );
             return;
         }
     };
     f.ahead = Some(pc.ahead);
     f.behind = Some(pc.behind);
-    let offline = match &fetched {
-        Ok(()) => String::new(),
-        Err(e) => format!(" (offline, as of the last fetch: {e})"),
-    };
+    let count = |range: String| q.commits_touching(&range, &rel);
     let unpushed_env = if pc.ahead > 0 {
-        repo.commits_touching(&format!("{}..HEAD", up.tracking), &rel)
-            .unwrap_or(0)
+        count(format!("{rev}..HEAD"))
     } else {
-        0
+        Ok(0)
     };
-    let (st, detail) = if unpushed_env > 0 {
-        (
+    let incoming_env = if pc.behind > 0 {
+        count(format!("HEAD..{rev}"))
+    } else {
+        Ok(0)
+    };
+    let change = match &incoming_env {
+        Ok(n) if *n > 0 => env_change(cfg, q, &rev, &rel),
+        Ok(_) => EnvChange::Same,
+        Err(e) => EnvChange::Unknown(e.to_string()),
+    };
+    let counts = format!("{} ahead, {} behind {shown}", pc.ahead, pc.behind);
+    let (st, detail) = match (&change, &unpushed_env) {
+        (EnvChange::Changed(keys), _) => (
             Status::Drift,
             format!(
-                "{rel} changed in {unpushed_env} commit(s) not on {}: push, or a deploy from upstream brings the old file back{offline}",
-                up.tracking
+                "{shown} changes {} in {rel}, which differ from the live values: a pull deploys secrets Mongo or the containers do not hold; `repo unblock` refuses it without --allow-env-change ({counts}){offline}",
+                keys.join(", ")
             ),
-        )
-    } else if fetched.is_err() {
-        (
-            Status::Info,
+        ),
+        (_, Ok(n)) if *n > 0 => (
+            Status::Drift,
             format!(
-                "{} ahead, {} behind {}{offline}",
-                pc.ahead, pc.behind, up.tracking
+                "{rel} changed in {n} commit(s) not on {shown}: push, or a deploy from upstream brings the old file back{offline}"
             ),
-        )
-    } else {
-        (
-            Status::Ok,
-            format!("{} ahead, {} behind {}", pc.ahead, pc.behind, up.tracking),
-        )
+        ),
+        (EnvChange::Unknown(why), _) => (
+            Status::Unknown,
+            format!("cannot compare upstream's {rel} with the live values: {why} ({counts}){offline}"),
+        ),
+        (_, Err(e)) => (
+            Status::Unknown,
+            format!("cannot count the unpushed commits changing {rel}: {e} ({counts}){offline}"),
+        ),
+        _ if peek.is_err() => (Status::Info, format!("{counts}{offline}")),
+        _ => (Status::Ok, counts),
     };
     m.push("git-upstream", st, detail);
+    let up_tracking = shown;
 
     f.pull_blocked = Some(pc.blocked());
     f.untracked_collisions = Some(pc.untracked_collisions.len());
@@ -146,7 +177,7 @@ fn add_rows(cfg: &Config, m: &mut Matrix, f: &mut GitFacts) {
             Status::Drift,
             format!(
                 "a fast-forward pull of {} would fail: {}; run `komodo-rotate repo unblock --dry-run` (runbooks/blocked-pull.md)",
-                up.tracking,
+                up_tracking,
                 pc.describe()
             ),
         );
@@ -156,7 +187,7 @@ fn add_rows(cfg: &Config, m: &mut Matrix, f: &mut GitFacts) {
             Status::Drift,
             format!(
                 "a pull of {} would silently overwrite gitignored {}: move them first (runbooks/blocked-pull.md)",
-                up.tracking,
+                up_tracking,
                 pc.ignored_overwritten.join(", ")
             ),
         );
@@ -166,7 +197,7 @@ fn add_rows(cfg: &Config, m: &mut Matrix, f: &mut GitFacts) {
             Status::Ok,
             format!(
                 "a fast-forward pull of {} would succeed ({} commit(s))",
-                up.tracking, pc.behind
+                up_tracking, pc.behind
             ),
         );
     }
@@ -179,5 +210,66 @@ fn add_rows(cfg: &Config, m: &mut Matrix, f: &mut GitFacts) {
                 pc.ignored_at_risk.join(", ")
             ),
         );
+    }
+}
+
+/// What a pull of `rev` would do to compose.env's secrets, compared with the host's compose.env
+/// (which verify's other rows prove live): decrypted in memory, never written anywhere.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvChange {
+    /// Every secret compose.env carries now is the same upstream (or the file is unchanged).
+    Same,
+    /// These keys (names only) would change or disappear.
+    Changed(Vec<String>),
+    /// The comparison could not be made (why): never reported as "same".
+    Unknown(String),
+}
+
+/// Compares the secrets of `rev:rel` with the host's compose.env, key by key. A key upstream
+/// adds is not a change of a live secret; one it changes or removes is.
+pub fn env_change(cfg: &Config, repo: &Repo, rev: &str, rel: &str) -> EnvChange {
+    let incoming = match repo.blob(rev, rel) {
+        Ok(Some(b)) => b,
+        Ok(None) => return EnvChange::Changed(vec![format!("{rel} (removed upstream)")]),
+        Err(e) => return EnvChange::Unknown(e.to_string()),
+    };
+    let local = match std::fs::read(&cfg.compose_env) {
+        Ok(b) => b,
+        Err(e) => return EnvChange::Unknown(format!("{}: {e}", cfg.compose_env.display())),
+    };
+    if incoming == local {
+        return EnvChange::Same;
+    }
+    let decrypt = |bytes: Vec<u8>, name: &str| -> Result<crate::sops::Decrypted, String> {
+        let ids = crate::sops::Identities::discover(cfg.age_key_file.as_deref())
+            .map_err(|e| e.to_string())?;
+        crate::sops::SopsFile::parse(bytes, name)
+            .and_then(|f| f.decrypt(&ids))
+            .map_err(|e| e.to_string())
+    };
+    let ours = match decrypt(local, &cfg.compose_env.display().to_string()) {
+        Ok(d) => d,
+        Err(e) => return EnvChange::Unknown(e),
+    };
+    let theirs = match decrypt(incoming, &format!("{rev}:{rel}")) {
+        Ok(d) => d,
+        Err(e) => return EnvChange::Unknown(format!("cannot decrypt upstream's {rel}: {e}")),
+    };
+    let mut changed: Vec<String> = Vec::new();
+    for k in ours.keys() {
+        if changed.contains(&k) {
+            continue;
+        }
+        let now = ours.get(&k);
+        match theirs.get(&k) {
+            None => changed.push(format!("{k} (removed)")),
+            Some(v) if !now.is_some_and(|n| n.ct_eq(&v)) => changed.push(k),
+            Some(_) => {}
+        }
+    }
+    if changed.is_empty() {
+        EnvChange::Same
+    } else {
+        EnvChange::Changed(changed)
     }
 }

@@ -8,6 +8,7 @@
 //! configured `[git] network_timeout`), `GIT_OPTIONAL_LOCKS=0` when read-only, nothing secret in
 //! argv or env.
 
+pub mod peek;
 pub mod publish;
 pub mod pull;
 pub mod quarantine;
@@ -49,6 +50,8 @@ pub enum GitError {
 pub struct Repo {
     pub worktree: PathBuf,
     pub network_timeout: Duration,
+    /// Temp objects laid over the repository's (a read-only [`peek::Peek`]); None normally.
+    pub overlay: Option<run::Overlay>,
 }
 
 /// The upstream of the checked-out branch.
@@ -80,6 +83,7 @@ impl Repo {
             Opts {
                 timeout: LOCAL_TIMEOUT,
                 read_only: true,
+                overlay: None,
             },
             None,
         )?;
@@ -106,6 +110,7 @@ impl Repo {
             Repo {
                 worktree: top,
                 network_timeout,
+                overlay: None,
             },
             rel,
         )))
@@ -118,6 +123,7 @@ impl Repo {
             Opts {
                 timeout: LOCAL_TIMEOUT,
                 read_only: true,
+                overlay: None,
             },
             None,
         )?;
@@ -131,12 +137,23 @@ impl Repo {
         Ok(Repo {
             worktree: PathBuf::from(o.stdout_line()),
             network_timeout,
+            overlay: None,
         })
     }
 
     fn call(&self, args: &[&str], read_only: bool, timeout: Duration) -> Result<Output, GitError> {
         let a: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        run::git(&self.worktree, &a, Opts { timeout, read_only }, None)
+        let overlay = self.overlay.as_ref();
+        run::git(
+            &self.worktree,
+            &a,
+            Opts {
+                timeout,
+                read_only,
+                overlay,
+            },
+            None,
+        )
     }
 
     /// A read-only local query that must succeed.
@@ -149,7 +166,7 @@ impl Repo {
         }
     }
 
-    fn failed(&self, args: &[&str], o: &Output) -> GitError {
+    pub(crate) fn failed(&self, args: &[&str], o: &Output) -> GitError {
         GitError::Failed {
             what: format!("git {}", args.first().copied().unwrap_or("")),
             worktree: self.worktree.clone(),
@@ -171,6 +188,7 @@ impl Repo {
                 Opts {
                     timeout: LOCAL_TIMEOUT,
                     read_only: true,
+                    overlay: self.overlay.as_ref(),
                 },
                 None,
             )?;
@@ -280,10 +298,18 @@ impl Repo {
         let range = format!("HEAD...{upstream}");
         let o = self.query(&["rev-list", "--left-right", "--count", &range])?;
         let line = o.stdout_line();
-        let mut it = line
+        let n: Vec<u32> = line
             .split_whitespace()
-            .map(|n| n.parse::<u32>().unwrap_or(0));
-        Ok((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+            .filter_map(|n| n.parse::<u32>().ok())
+            .collect();
+        match n[..] {
+            [ahead, behind] => Ok((ahead, behind)),
+            _ => Err(GitError::Failed {
+                what: "git rev-list --left-right --count".into(),
+                worktree: self.worktree.clone(),
+                reason: format!("no counts in its output ({range})"),
+            }),
+        }
     }
 
     /// Paths that differ between two commits (renames as delete + add).
@@ -296,7 +322,11 @@ impl Repo {
     /// Commits in `range` that touch `rel`.
     pub fn commits_touching(&self, range: &str, rel: &str) -> Result<u32, GitError> {
         let o = self.query(&["rev-list", "--count", range, "--", rel])?;
-        Ok(o.stdout_line().parse().unwrap_or(0))
+        o.stdout_line().parse().map_err(|_| GitError::Failed {
+            what: "git rev-list --count".into(),
+            worktree: self.worktree.clone(),
+            reason: format!("no count in its output ({range})"),
+        })
     }
 
     /// The blob `rev:rel`, or None when `rel` is not in that commit.

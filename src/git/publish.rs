@@ -46,6 +46,7 @@ impl Repo {
             Opts {
                 timeout,
                 read_only: false,
+                overlay: self.overlay.as_ref(),
             },
             stdin,
         )
@@ -119,6 +120,34 @@ impl Repo {
             .ok())
     }
 
+    /// The newest commit among the last `limit` of `rev`'s history whose message has the line
+    /// `<key>: <value>` (a trailer: it survives rebases and commit-msg hooks that rewrite the
+    /// rest of the message, e.g. DCO sign-off or Gerrit's Change-Id). None when `rev` is unknown.
+    pub fn find_by_trailer(
+        &self,
+        rev: &str,
+        key: &str,
+        value: &str,
+        limit: u32,
+    ) -> Result<Option<String>, GitError> {
+        let n = format!("--max-count={limit}");
+        let o = self.write_call(
+            &["log", "-z", &n, "--format=%H%x1f%B", rev, "--"],
+            None,
+            false,
+        )?;
+        if !o.ok() {
+            return Ok(None);
+        }
+        let want = format!("{key}: {value}");
+        Ok(o.nul_list().into_iter().find_map(|rec| {
+            let (id, body) = rec.split_once('\x1f')?;
+            body.lines()
+                .any(|l| l.trim_end() == want)
+                .then(|| id.trim().to_string())
+        }))
+    }
+
     /// The full message of commit `rev`.
     pub fn message_of(&self, rev: &str) -> Result<String, GitError> {
         Ok(self
@@ -186,9 +215,9 @@ fn push_reason(text: &str, fallback: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     if remote.is_empty() {
-        fallback.to_string()
+        run::redact_urls(fallback)
     } else {
-        format!("refused by the remote: {}", remote.join(" / "))
+        run::redact_urls(&format!("refused by the remote: {}", remote.join(" / ")))
     }
 }
 
@@ -208,17 +237,18 @@ pub fn push_with_one_retry(
     }
     repo.fetch(remote)?;
     let tracking = format!("refs/remotes/{remote}/{branch}");
+    let shown = run::redact_urls(remote);
     let touched = repo.commits_touching(&format!("HEAD..{tracking}"), rel)?;
     if touched > 0 {
         return Err(GitError::Refused(format!(
-            "push rejected: {remote}/{branch} moved on and changed {rel} in {touched} commit(s); not retried (the rotation's base is stale)"
+            "push rejected: {shown}/{branch} moved on and changed {rel} in {touched} commit(s); not retried (the rotation's base is stale)"
         )));
     }
     repo.rebase_onto(&tracking)?;
     match repo.push(remote, branch) {
         Ok(()) => repo.rev("HEAD"),
         Err(PushFailure::Behind(r)) => Err(GitError::Refused(format!(
-            "push rejected twice ({r}); {remote}/{branch} keeps moving"
+            "push rejected twice ({r}); {shown}/{branch} keeps moving"
         ))),
         Err(PushFailure::Other(e)) => Err(e),
     }

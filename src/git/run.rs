@@ -1,5 +1,5 @@
-//! Running the `git` binary: always `-C <worktree>`, never a prompt, a clean git environment
-//! (no inherited GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE), and a deadline on every call. A call
+//! Running the `git` binary: always `-C <worktree>`, never a prompt, an allow-listed environment
+//! (see [`child_env`]: no secret of ours, no inherited GIT_DIR / GIT_WORK_TREE), and a deadline on every call. A call
 //! that misses its deadline is killed with its whole process group (ssh, remote helpers), so a
 //! remote that accepts a connection and stays silent cannot hang a run.
 
@@ -49,20 +49,31 @@ impl Output {
 
 /// How a call is made.
 #[derive(Debug, Clone, Copy)]
-pub struct Opts {
+pub struct Opts<'a> {
     pub timeout: Duration,
     /// Read-only call: GIT_OPTIONAL_LOCKS=0 so a `status` never takes index.lock.
     pub read_only: bool,
+    /// Objects written to (and read from) a temp dir, the repository's own as alternates.
+    pub overlay: Option<&'a Overlay>,
+}
+
+/// A temp object directory laid over a repository's (see `peek.rs`).
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub objects: std::path::PathBuf,
+    pub alternate: std::path::PathBuf,
 }
 
 pub fn git(
     worktree: &Path,
     args: &[&OsStr],
-    opts: Opts,
+    opts: Opts<'_>,
     stdin: Option<&[u8]>,
 ) -> Result<Output, GitError> {
     let mut cmd = Command::new("git");
-    cmd.arg("-C")
+    cmd.env_clear()
+        .envs(child_env(std::env::vars_os()))
+        .arg("-C")
         .arg(worktree)
         .arg("-c")
         .arg("core.quotepath=off")
@@ -71,11 +82,6 @@ pub fn git(
         .env("GCM_INTERACTIVE", "never")
         .env("LC_ALL", "C")
         .env("GIT_LITERAL_PATHSPECS", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_OBJECT_DIRECTORY")
-        .env_remove("GIT_CEILING_DIRECTORIES")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -86,6 +92,10 @@ pub fn git(
         .process_group(0);
     if opts.read_only {
         cmd.env("GIT_OPTIONAL_LOCKS", "0");
+    }
+    if let Some(o) = opts.overlay {
+        cmd.env("GIT_OBJECT_DIRECTORY", &o.objects)
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", &o.alternate);
     }
     let what = describe(args);
     let mut child = cmd.spawn().map_err(|e| {
@@ -161,6 +171,69 @@ pub fn git(
     })
 }
 
+/// Variables git's children (hooks, credential helpers, ssh, gpg) may see, by exact name.
+const ALLOWED: &[&str] = &[
+    "HOME",
+    "PATH",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "SSH_AUTH_SOCK",
+    "SSH_AGENT_PID",
+    "KRB5CCNAME",
+    "SSH_ASKPASS",
+    "GIT_ASKPASS",
+    "GIT_EXEC_PATH",
+    "GNUPGHOME",
+    "GPG_AGENT_INFO",
+    "GPG_TTY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// ... and by prefix: locale, XDG dirs (git's and ssh's config), the ssh command, the user's git
+/// config redirections and the identity of commits.
+const ALLOWED_PREFIXES: &[&str] = &[
+    "LC_",
+    "XDG_",
+    "GIT_SSH",
+    "GIT_CONFIG_",
+    "GIT_AUTHOR_",
+    "GIT_COMMITTER_",
+    "GCM_",
+];
+
+/// The environment a git child gets: only what git, ssh, ssh-agent, credential helpers and
+/// signing need (an allow-list), so the age private key (`SOPS_AGE_KEY*`) and every `KOMODO_*`
+/// value of ours never reach a hook, a credential helper or ssh. The repository-selecting
+/// variables (GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, ...) are not on the list: `-C` decides.
+pub fn child_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    vars.filter(|(k, _)| {
+        let Some(k) = k.to_str() else { return false };
+        let never = k.starts_with("SOPS_") || k.starts_with("KOMODO_");
+        !never && (ALLOWED.contains(&k) || ALLOWED_PREFIXES.iter().any(|p| k.starts_with(p)))
+    })
+    .collect()
+}
+
 /// `git fetch origin`: the subcommand and its first non-option argument, never more (a path
 /// list or a message must not end up in an error line).
 fn describe(args: &[&OsStr]) -> String {
@@ -170,7 +243,7 @@ fn describe(args: &[&OsStr]) -> String {
         .filter(|a| !a.starts_with('-'))
         .take(2)
         .collect();
-    format!("git {}", words.join(" "))
+    redact_urls(&format!("git {}", words.join(" ")))
 }
 
 /// `scheme://user:secret@host` → `scheme://***@host`, everywhere in `s`.
@@ -180,10 +253,12 @@ pub fn redact_urls(s: &str) -> String {
     while let Some(i) = rest.find("://") {
         out.push_str(&rest[..i + 3]);
         rest = &rest[i + 3..];
+        // The whole token up to a space or quote: a raw `/` in a password must not end it early.
+        // Any `@` in it masks what comes before (over-masking a path beats leaking a token).
         let end = rest
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"')
             .unwrap_or(rest.len());
-        match rest[..end].rfind('@') {
+        match rest[..end].find('@') {
             Some(at) => {
                 out.push_str("***");
                 out.push_str(&rest[at..end]);
@@ -211,6 +286,51 @@ mod tests {
             "ssh://***@host:22/r and https://h/p"
         );
         assert_eq!(redact_urls("no url here"), "no url here");
+        // A raw `/` in the password does not end the masking early.
+        assert_eq!(
+            redact_urls("git push https://bot:ab/cd@h/x.git main"),
+            "git push https://***@h/x.git main"
+        );
+        // The name of a call (in Timeout and Spawn errors) is masked too.
+        let args = ["fetch", "--quiet", "https://u:tok@h/r.git"].map(OsStr::new);
+        assert_eq!(describe(&args), "git fetch https://***@h/r.git");
+    }
+
+    #[test]
+    fn children_get_only_allow_listed_variables() {
+        let vars = [
+            "HOME",
+            "PATH",
+            "SSH_AUTH_SOCK",
+            "GNUPGHOME",
+            "LANG",
+            "LC_ALL",
+            "XDG_CONFIG_HOME",
+            "GIT_SSH_COMMAND",
+            "GIT_CONFIG_GLOBAL",
+            "http_proxy",
+            // never:
+            "SOPS_AGE_KEY",
+            "SOPS_AGE_KEY_FILE",
+            "SOPS_AGE_KEY_CMD",
+            "KOMODO_DB_PASSWORD",
+            "KOMODO_ROTATE_LOCK_DIR",
+            "AWS_SECRET_ACCESS_KEY",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "MONGO_URL",
+            "FAILPOINTS",
+        ];
+        let got = child_env(
+            vars.iter()
+                .map(|k| (std::ffi::OsString::from(k), std::ffi::OsString::from("v"))),
+        );
+        let names: Vec<String> = got
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, &vars[..10]);
     }
 
     #[test]
@@ -228,6 +348,7 @@ mod tests {
             Opts {
                 timeout: Duration::from_millis(300),
                 read_only: true,
+                overlay: None,
             },
             None,
         )

@@ -6,14 +6,18 @@
 //!
 //! Undo order: git-push's undo runs first (revert on the remote branch when ours reached it),
 //! then git-commit's (drop our commit while HEAD is still it, the work tree left as it is for
-//! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's).
+//! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's). Our
+//! commit is found by its `Komodo-Rotate-Run` trailer, the recorded id only a fallback; a revert
+//! writes compose.env only over the bytes this run wrote (see `guard_work_tree`).
 
 use super::run::{GitTarget, RunContext};
 use super::steps;
 use crate::config::{Config, GitMode};
 use crate::error::{Error, Result};
+use crate::fsutil::EnvLock;
 use crate::fsutil::{self, Mode};
 use crate::git::publish::push_with_one_retry;
+use crate::git::pull::identical_to;
 use crate::git::Repo;
 use crate::txn::{Journal, Step};
 use std::path::Path;
@@ -72,16 +76,17 @@ pub fn preflight(cfg: &Config) -> Result<Option<GitTarget>> {
         }
     };
     if let Some((remote, branch)) = &push {
+        let shown = crate::git::run::redact_urls(remote);
         repo.fetch(remote).map_err(|e| {
             refuse(format!(
-                "git pre-flight: {e}; fix access to {remote} or set [git] mode = \"commit\""
+                "git pre-flight: {e}; fix access to {shown} or set [git] mode = \"commit\""
             ))
         })?;
         let tracking = format!("refs/remotes/{remote}/{branch}");
         let n = repo.commits_touching(&format!("HEAD..{tracking}"), &rel)?;
         if n > 0 {
             return Err(refuse(format!(
-                "{remote}/{branch} has {n} commit(s) changing {rel} that {wt} lacks: pull first (`git -C {wt} pull --ff-only`), or the rotation would revert them"
+                "{shown}/{branch} has {n} commit(s) changing {rel} that {wt} lacks: pull first (`git -C {wt} pull --ff-only`), or the rotation would revert them"
             )));
         }
         repo.push_dry_run(remote, branch).map_err(|e| {
@@ -126,8 +131,21 @@ fn repo(cfg: &Config, t: &GitTarget) -> Result<Repo> {
     Ok(Repo::open(&t.worktree, cfg.git.network_timeout)?)
 }
 
+/// The trailer that marks our commit: ids change under a rebase-and-retry or a rewording
+/// hook, the trailer does not. Lookups never trust a recorded id alone.
+pub const RUN_TRAILER: &str = "Komodo-Rotate-Run";
+
+/// How far back in a history our commit is looked for (it is at most a few commits old).
+const TRAILER_DEPTH: u32 = 200;
+
 fn message(cfg: &Config, j: &Journal) -> String {
-    cfg.git.message(&j.secret, &j.run_id)
+    let m = cfg.git.message(&j.secret, &j.run_id);
+    format!("{}\n\n{RUN_TRAILER}: {}\n", m.trim_end(), j.run_id)
+}
+
+/// This run's commit in `rev`'s history, by its trailer.
+fn ours_in(repo: &Repo, j: &Journal, rev: &str) -> Result<Option<String>> {
+    Ok(repo.find_by_trailer(rev, RUN_TRAILER, &j.run_id, TRAILER_DEPTH)?)
 }
 
 fn undo_message(j: &Journal) -> String {
@@ -149,20 +167,53 @@ fn write_id(dir: &Path, file: &str, id: &str) -> Result<()> {
         .map_err(|e| Error::io(&p, e))
 }
 
-/// Our commit: the recorded id, else HEAD when it carries this run's message (the process died
-/// between the commit and recording its id).
-fn our_commit(repo: &Repo, cfg: &Config, j: &Journal, dir: &Path) -> Result<Option<String>> {
-    if let Some(id) = read_id(dir, COMMIT_ID_FILE)? {
+/// Our commit in HEAD's history: found by this run's trailer (a rebase or a rewording hook
+/// changes the id), else the recorded id. Recorded when found, for the next step.
+fn our_commit(repo: &Repo, j: &Journal, dir: &Path) -> Result<Option<String>> {
+    if let Some(id) = ours_in(repo, j, "HEAD")? {
+        if read_id(dir, COMMIT_ID_FILE)?.as_deref() != Some(id.as_str()) {
+            write_id(dir, COMMIT_ID_FILE, &id)?;
+        }
         return Ok(Some(id));
     }
-    let Some(head) = repo.head()? else {
-        return Ok(None);
-    };
-    if repo.message_of(&head)? == message(cfg, j).trim() {
-        write_id(dir, COMMIT_ID_FILE, &head)?;
-        return Ok(Some(head));
+    read_id(dir, COMMIT_ID_FILE)
+}
+
+/// Before an undo puts HEAD's copy of the env file into the work tree (`revert_commit`): the
+/// file must hold HEAD's bytes already, or exactly what this run's last write-env wrote. Anything
+/// else is an edit made meanwhile (another key set with `sops set`): it is kept and the undo
+/// fails naming the file, so the rollback stops (exit 5). The returned lock is held through the
+/// revert, so no edit slips in between the check and git's write.
+fn guard_work_tree(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    ours: &str,
+) -> Result<EnvLock> {
+    let file = t.worktree.join(&t.path);
+    let lock = EnvLock::acquire(&file, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(&file, e))?;
+    if identical_to(repo, "HEAD", &t.path, &file)? {
+        return Ok(lock);
     }
-    Ok(None)
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let last_write = j
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.step.is(steps::WRITE_ENV))
+        .map(|r| &r.step);
+    if let Some(step) = last_write {
+        if super::live::wrote_exactly(dir, step, &bytes)? {
+            return Ok(lock);
+        }
+    }
+    Err(Error::Precondition(format!(
+        "{} changed under the run (it holds neither HEAD's bytes nor what this run wrote): the git undo did not restore it, so the edit made meanwhile is kept; to finish the rollback, keep a copy of that change, put back what the run committed (`git -C {} checkout {ours} -- {}`), run `komodo-rotate resume`, then make the change again",
+        file.display(),
+        t.worktree.display(),
+        t.path
+    )))
 }
 
 /// Applies git-commit or git-push (other steps: nothing).
@@ -174,10 +225,8 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
     let repo = repo(cfg, t)?;
     match step.kind.as_str() {
         steps::GIT_COMMIT => {
-            if let Some(id) = our_commit(&repo, cfg, j, dir)? {
-                if repo.is_ancestor(&id, "HEAD")? {
-                    return Ok(());
-                }
+            if ours_in(&repo, j, "HEAD")?.is_some() {
+                return Ok(());
             }
             if !repo.is_modified(&t.path)? {
                 // The file already equals HEAD's: there is nothing of ours to commit.
@@ -192,13 +241,9 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             };
             // Pushing what the remote already has is a no-op, and a retry replays only commits
             // the remote lacks: a replay after a crash needs no separate check.
-            let pushed = push_with_one_retry(&repo, &t.path, remote, branch)?;
-            if read_id(dir, COMMIT_ID_FILE)?.as_deref() != Some(pushed.as_str())
-                && repo.message_of(&pushed)? == message(cfg, j).trim()
-            {
-                // The retry replayed our commit onto the moved branch: a new id.
-                write_id(dir, COMMIT_ID_FILE, &pushed)?;
-            }
+            push_with_one_retry(&repo, &t.path, remote, branch)?;
+            // A retry replays our commit onto the moved branch (a new id): record it.
+            our_commit(&repo, j, dir)?;
             Ok(())
         }
         _ => Ok(()),
@@ -218,16 +263,19 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                 // git-push's undo already reverted ours, on the remote branch and here.
                 return Ok(());
             }
-            if let Some(id) = our_commit(&repo, cfg, j, dir)? {
+            if let Some(id) = our_commit(&repo, j, dir)? {
+                // Dropping HEAD leaves the work tree alone (write-env's undo guards it); a
+                // revert writes HEAD's copy into it, so only over this run's own bytes.
+                let _lock = match repo.head()?.as_deref() == Some(id.as_str()) {
+                    true => None,
+                    false => Some(guard_work_tree(&repo, t, j, dir, &id)?),
+                };
                 repo.undo_commit(&id, &t.path, &undo_message(j))?;
             }
             Ok(())
         }
         steps::GIT_PUSH => {
             let Some((remote, branch)) = &t.push else {
-                return Ok(());
-            };
-            let Some(id) = our_commit(&repo, cfg, j, dir)? else {
                 return Ok(());
             };
             // Only the remote can say whether ours reached it: unreachable = not proven.
@@ -238,9 +286,12 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                     return Ok(());
                 }
             } else {
-                if !repo.is_ancestor(&id, &tracking)? {
+                // Ours on the remote branch, by trailer: after a rebase-and-retry or a rewording
+                // hook the recorded id is stale, and "not there" would leave NEW on the remote.
+                let Some(id) = ours_in(&repo, j, &tracking)? else {
                     return Ok(());
-                }
+                };
+                let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
                 if repo.is_ancestor("HEAD", &tracking)? {
                     repo.merge_ff_only(&tracking)?;
                 }

@@ -264,6 +264,18 @@ fn written_file(step: &Step) -> String {
     }
 }
 
+/// `bytes` are exactly what write-env `step` recorded writing into compose.env (false when it
+/// recorded nothing: it never wrote). For the other undos that touch compose.env (git's), so
+/// they too restore only over this run's own bytes.
+pub fn wrote_exactly(journal_dir: &Path, step: &Step, bytes: &[u8]) -> Result<bool> {
+    let w = journal_dir.join(written_file(step));
+    match std::fs::read_to_string(&w) {
+        Ok(h) => Ok(h.trim() == sha256_hex(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&w, e)),
+    }
+}
+
 fn env_lock(path: &Path) -> Result<fsutil::EnvLock> {
     fsutil::EnvLock::acquire(path, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(path, e))
 }
