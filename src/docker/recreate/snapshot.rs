@@ -311,4 +311,36 @@ mod tests {
             Some("core")
         );
     }
+
+    #[test]
+    fn endpoints_keep_gw_priority_and_drop_engine_assigned_addresses() {
+        let ep = EndpointSettings {
+            gw_priority: Some(5),
+            ip_address: Some("172.18.0.4".into()),
+            mac_address: Some("02:42:ac:12:00:04".into()),
+            aliases: Some(vec!["app".into()]),
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            name: "app".into(),
+            original_id: "0123456789abcdef".into(),
+            should_run: true,
+            inspect: ContainerInspectResponse {
+                network_settings: Some(bollard::models::NetworkSettings {
+                    networks: Some(HashMap::from([("proj_net".to_string(), ep)])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            logs: vec![],
+        };
+        let nets = snap.networks();
+        assert_eq!(nets.len(), 1);
+        let (name, ep) = &nets[0];
+        assert_eq!(name, "proj_net");
+        assert_eq!(ep.gw_priority, Some(5));
+        assert_eq!(ep.ip_address, None);
+        assert_eq!(ep.mac_address, None);
+        assert_eq!(ep.aliases, Some(vec!["app".to_string()]));
+    }
 }
