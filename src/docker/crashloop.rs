@@ -80,9 +80,13 @@ pub struct CrashLoop {
 /// Whether one inspection settles the question. A restart always resets `State.StartedAt`, so a
 /// container that is running and started at least `interval` ago has not restarted during the
 /// last `interval`: its restart count was stable over exactly the window a second look would
-/// watch, only in the past instead of the future. Two looks are kept when it is not running
-/// (restarting, exited, created), started less than `interval` ago, or its start time is
-/// unreadable or in the future (clock skew with a remote engine): then only watching can tell.
+/// watch, only in the past instead of the future. That window is enough only for a container
+/// that never restarted: one that has restarted before must have been up past
+/// [`SETTLE_AFTER_RESTART`] (a failing core can take longer than `interval` to die on a slow
+/// host, so "up 2 s, restarts 12" is a quiet spell between two crashes, not a verdict). Two
+/// looks are kept when it is not running (restarting, exited, created), has not been up that
+/// long, or its start time is unreadable or in the future (clock skew with a remote engine):
+/// then only watching can tell.
 pub fn looks_needed(first: &ContainerInfo, now: OffsetDateTime, interval: Duration) -> u8 {
     if first.state != RunState::Running {
         return 2;
@@ -90,8 +94,13 @@ pub fn looks_needed(first: &ContainerInfo, now: OffsetDateTime, interval: Durati
     let Ok(started) = OffsetDateTime::parse(&first.started_at, &Rfc3339) else {
         return 2;
     };
+    let needed = if first.restart_count == 0 {
+        interval
+    } else {
+        interval.max(SETTLE_AFTER_RESTART)
+    };
     match u64::try_from((now - started).whole_milliseconds()) {
-        Ok(up_ms) if up_ms >= u64::try_from(interval.as_millis()).unwrap_or(u64::MAX) => 1,
+        Ok(up_ms) if up_ms >= u64::try_from(needed.as_millis()).unwrap_or(u64::MAX) => 1,
         _ => 2,
     }
 }
@@ -184,10 +193,15 @@ pub async fn observe_from(
             looks = looks.saturating_add(1);
         }
     }
+    // No log readable (`logging: driver: none`): the verdict stands on the state alone, without
+    // a signature.
     let logs = if looks == 1 {
         Vec::new()
     } else {
-        engine.logs_tail(name, log_lines).await?
+        engine
+            .logs_tail_if_readable(name, log_lines)
+            .await?
+            .unwrap_or_default()
     };
     Ok(CrashLoop {
         looks,
@@ -330,6 +344,26 @@ mod tests {
         assert_eq!(looks_needed(&edge, now, look), 1);
         let recent = started(RunState::Running, 0, "2026-12-02T13:00:08.501Z");
         assert_eq!(looks_needed(&recent, now, look), 2);
+        // Restarted before: up past the interval is not enough, only past the settle time
+        // (issue 24 item 6: "running, restarts 12 (1 look)" on a core that dies every 2-5 s).
+        let settle_ms = SETTLE_AFTER_RESTART.as_millis() as i64;
+        for (restarts, up_ms, want) in [
+            (12, 2_000, 2),
+            (1, 1_500, 2),
+            (12, settle_ms - 1, 2),
+            (12, settle_ms, 1),
+            (12, settle_ms + 60_000, 1),
+            (0, 2_000, 1),
+        ] {
+            let at = (now - time::Duration::milliseconds(up_ms))
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(
+                looks_needed(&started(RunState::Running, restarts, &at), now, look),
+                want,
+                "restarts {restarts}, up {up_ms} ms"
+            );
+        }
         // Not running, unreadable or future start times: watch.
         for (state, at) in [
             (RunState::Restarting, "2026-12-02T12:00:00Z"),

@@ -163,13 +163,21 @@ impl Engine {
     }
 
     /// Stops `name` within `timeout_s` seconds (then SIGKILL); stopping a stopped container is
-    /// not an error.
+    /// not an error. The request waits out the grace period and a minute more, whatever the
+    /// client's default request timeout (a stop it gave up on would still be under way).
     pub async fn stop(&self, name: &str, timeout_s: i32) -> Result<(), DockerError> {
         let opts = StopContainerOptions {
             t: Some(timeout_s),
             ..Default::default()
         };
-        match self.docker.stop_container(name, Some(opts)).await {
+        let wait = std::time::Duration::from_secs(u64::try_from(timeout_s).unwrap_or(0) + 60);
+        let docker = self.docker.clone();
+        let docker = if docker.timeout() < wait {
+            docker.with_timeout(wait)
+        } else {
+            docker
+        };
+        match docker.stop_container(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
@@ -220,6 +228,28 @@ impl Engine {
                     Err(e)
                 }
             }
+        }
+    }
+
+    /// Like [`logs_tail`](Self::logs_tail), but `Ok(None)` when the engine cannot read the
+    /// container's log (`logging: driver: none`, or a remote driver without dual logging's
+    /// cache): callers then judge the container by its state alone. Asks nothing for `n == 0`.
+    pub async fn logs_tail_if_readable(
+        &self,
+        name: &str,
+        n: usize,
+    ) -> Result<Option<Vec<String>>, DockerError> {
+        if n == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        match self.logs_tail(name, n).await {
+            Ok(lines) => Ok(Some(lines)),
+            Err(DockerError::Api { status, msg, .. })
+                if status == Some(501) || msg.contains("does not support reading") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -13,9 +13,13 @@
 //! | stop-original     | stop `<name>`                   | same, original stopped                   |
 //! | park-original     | rename `<name>` → `-prev`       | `<name>-prev`, `<name>-next`             |
 //! | promote-next      | rename `-next` → `<name>`       | `<name>-prev`, `<name>` (replacement)    |
-//! | start-replacement | start `<name>`                  | same, replacement running                |
+//! | start-replacement | start `<name>` (\*)             | same, replacement running                |
 //! | health-gate       | (inspect only)                  | same                                     |
 //! | commit            | remove `<name>-prev`            | `<name>` (replacement)                   |
+//!
+//! (\*) Only when the original was meant to run ([`Snapshot::should_run`]): the replacement of a
+//! holder stopped with `compose stop` stays stopped (created, its env patched), and its health
+//! gate only checks that.
 //!
 //! The original's ID (kept in the [`Snapshot`]) tells an untouched original from a committed
 //! replacement when only `<name>` exists.
@@ -23,88 +27,29 @@
 use super::engine::Engine;
 use super::inspect::{ContainerInfo, RunState};
 use super::DockerError;
-use crate::secret::Secret;
 use std::fmt;
 
+mod faithful;
 mod health;
+mod patch;
 mod restore;
 mod snapshot;
 mod state;
+mod volumes;
 
+pub use faithful::{create_conflict, MAX_STOP_GRACE_S};
 pub use health::{settle, HealthGate};
+pub use patch::EnvPatch;
 pub use restore::{create_from_snapshot, ensure_running, nothing_under, Around};
 pub use snapshot::Snapshot;
 pub use state::RecreateState;
+pub use volumes::AnonymousVolume;
 
 pub const NEXT_SUFFIX: &str = "-next";
 pub const PREV_SUFFIX: &str = "-prev";
 
 /// The label in which compose records the hash of the config it created a container from.
 pub const COMPOSE_CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
-
-/// The env keys to change and their new values. Debug shows key names only.
-#[derive(Clone, Default)]
-pub struct EnvPatch(Vec<(String, Secret)>);
-
-impl fmt::Debug for EnvPatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(k, _)| k))
-            .finish()
-    }
-}
-
-impl EnvPatch {
-    pub fn new() -> Self {
-        EnvPatch::default()
-    }
-
-    /// Sets `key` to `value` (replacing an earlier `set` of the same key).
-    pub fn set(mut self, key: impl Into<String>, value: Secret) -> Self {
-        let key = key.into();
-        self.0.retain(|(k, _)| *k != key);
-        self.0.push((key, value));
-        self
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether `info`'s env holds every patched key with its patched value.
-    pub fn is_applied_to(&self, info: &ContainerInfo) -> bool {
-        self.0
-            .iter()
-            .all(|(k, v)| info.env_value(k).is_some_and(|x| x.ct_eq(v)))
-    }
-
-    /// `env` with every patched key's value replaced in place (all occurrences), and keys the
-    /// container did not have appended in patch order. Nothing else changes, not even order.
-    pub fn apply(&self, env: &[String]) -> Vec<String> {
-        let mut out = Vec::with_capacity(env.len() + self.0.len());
-        let mut seen = vec![false; self.0.len()];
-        for kv in env {
-            let key = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
-            match self.0.iter().position(|(k, _)| k == key) {
-                Some(i) => {
-                    seen[i] = true;
-                    out.push(format!("{key}={}", self.0[i].1.expose()));
-                }
-                None => out.push(kv.clone()),
-            }
-        }
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if !seen[i] {
-                out.push(format!("{k}={}", v.expose()));
-            }
-        }
-        out
-    }
-}
 
 /// The steps of a recreate, in order. Each is at most one mutating engine call (create-next
 /// also connects extra networks), so a runner can journal before and after each.
@@ -168,7 +113,9 @@ impl fmt::Debug for Recreate {
 
 impl Recreate {
     /// Takes the snapshot and checks the preconditions without changing anything: the
-    /// container exists, no `-next`/`-prev` leftovers, its image is present locally.
+    /// container exists, no `-next`/`-prev` leftovers, its image is present locally, and the
+    /// recreate can be faithful (see [`faithful`]: the create request passes the engine's
+    /// conflict rules, nothing the recreate would lose).
     pub async fn prepare(
         engine: &Engine,
         name: &str,
@@ -185,7 +132,9 @@ impl Recreate {
             }
         }
         let snapshot = Snapshot::take(engine, name, log_lines).await?;
-        Self::from_snapshot(engine, snapshot, patch).await
+        let rc = Self::from_snapshot(engine, snapshot, patch).await?;
+        rc.check_faithful().await?;
+        Ok(rc)
     }
 
     /// Rebuilds a recreate from a journaled snapshot. The image is resolved again: the original
@@ -267,6 +216,9 @@ impl Recreate {
             RecreateStep::StopOriginal => e.stop(self.name(), self.snapshot.stop_timeout()).await,
             RecreateStep::ParkOriginal => e.rename(self.name(), &self.prev_name()).await,
             RecreateStep::PromoteNext => e.rename(&self.next_name(), self.name()).await,
+            // An original stopped on purpose (`compose stop`) gets a replacement that stays
+            // stopped: created with the patched env, started by the next `compose up`/`start`.
+            RecreateStep::StartReplacement if !self.snapshot.should_run => Ok(()),
             RecreateStep::StartReplacement => e.start(self.name()).await,
             RecreateStep::HealthGate => self.health_gate(gate).await,
             RecreateStep::Commit => self.commit().await,
@@ -331,7 +283,7 @@ impl Recreate {
                         &now.id[..now.id.len().min(12)]
                     )));
                 }
-                if last >= RecreateStep::HealthGate {
+                if last >= RecreateStep::HealthGate && self.snapshot.should_run {
                     settle(&self.engine, self.name(), gate).await?;
                 }
                 return Ok(());
@@ -422,93 +374,5 @@ impl Recreate {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::models::{ContainerConfig, ContainerInspectResponse};
-    use std::collections::HashMap;
-
-    #[test]
-    fn patch_changes_exactly_the_keys_asked_in_place() {
-        let env = vec![
-            "PATH=/bin".to_string(),
-            "KOMODO_DATABASE_PASSWORD=old".to_string(),
-            "OTHER=x=y".to_string(),
-            "KOMODO_DATABASE_PASSWORD=old2".to_string(),
-        ];
-        let p = EnvPatch::new()
-            .set("KOMODO_DATABASE_PASSWORD", Secret::new("new".into()))
-            .set("ADDED", Secret::new("a".into()));
-        assert_eq!(
-            p.apply(&env),
-            vec![
-                "PATH=/bin",
-                "KOMODO_DATABASE_PASSWORD=new",
-                "OTHER=x=y",
-                "KOMODO_DATABASE_PASSWORD=new",
-                "ADDED=a"
-            ]
-        );
-        assert_eq!(format!("{p:?}"), r#"["KOMODO_DATABASE_PASSWORD", "ADDED"]"#);
-    }
-
-    #[test]
-    fn snapshot_debug_hides_env_and_create_body_drops_engine_assigned_identity() {
-        let id = "0123456789abcdef0123456789abcdef";
-        let snap = Snapshot {
-            name: "komodo-core-1".into(),
-            original_id: id.into(),
-            should_run: true,
-            inspect: ContainerInspectResponse {
-                id: Some(id.into()),
-                config: Some(ContainerConfig {
-                    hostname: Some("0123456789ab".into()),
-                    env: Some(vec!["SECRET=hunter2hunter2".into()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            logs: vec![],
-        };
-        let shown = format!("{snap:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        let body = snap.create_body(&EnvPatch::new(), "img");
-        assert_eq!(body.hostname, None);
-        assert_eq!(body.image.as_deref(), Some("img"));
-        assert_eq!(body.env, Some(vec!["SECRET=hunter2hunter2".to_string()]));
-    }
-
-    #[test]
-    fn create_body_drops_compose_config_hash_only_when_the_env_changes() {
-        let labels = HashMap::from([
-            (COMPOSE_CONFIG_HASH_LABEL.to_string(), "abc".to_string()),
-            ("com.docker.compose.service".to_string(), "core".to_string()),
-        ]);
-        let snap = Snapshot {
-            name: "komodo_core_1".into(),
-            original_id: "0123456789abcdef".into(),
-            should_run: true,
-            inspect: ContainerInspectResponse {
-                config: Some(ContainerConfig {
-                    env: Some(vec!["K=old".into()]),
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            logs: vec![],
-        };
-        let same = snap.create_body(&EnvPatch::new(), "img");
-        assert_eq!(same.labels.as_ref(), Some(&labels));
-        let patched = snap.create_body(&EnvPatch::new().set("K", Secret::new("new".into())), "img");
-        let l = patched.labels.unwrap();
-        assert!(!l.contains_key(COMPOSE_CONFIG_HASH_LABEL), "{l:?}");
-        assert_eq!(
-            l.get("com.docker.compose.service").map(String::as_str),
-            Some("core")
-        );
     }
 }

@@ -81,6 +81,15 @@ pub(super) async fn new_state_is_live(
             ));
             continue;
         }
+        // A holder stopped on purpose (`compose stop`) was recreated stopped: its value is all
+        // there is to prove.
+        if p.load_snapshot(&c.name)
+            .ok()
+            .flatten()
+            .is_some_and(|s| !s.should_run)
+        {
+            continue;
+        }
         if let Err(e) = settled_and_serving(p, &dk, c, &gate).await {
             match p.outside_cause(&ctx, &c.name).await {
                 Some(sig) => outside.push((c.name.clone(), sig)),
