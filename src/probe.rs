@@ -181,7 +181,7 @@ mod tests {
 
     /// A server answering each path with its own status, recording the paths asked for.
     async fn http_server(
-        answer: fn(&str) -> u16,
+        answer: impl Fn(&str) -> u16 + Send + 'static,
     ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
@@ -211,14 +211,8 @@ mod tests {
         assert_eq!(core_serves(&u, Duration::from_secs(5)).await, Ok(()));
         assert_eq!(*seen.lock().unwrap(), ["/version"]);
         // A 404 (or any non-200 below 500) on /version is not serving.
-        let answers: [(u16, fn(&str) -> u16); 4] = [
-            (404, |_| 404),
-            (302, |_| 302),
-            (401, |_| 401),
-            (503, |_| 503),
-        ];
-        for (code, answer) in answers {
-            let (port, _) = http_server(answer).await;
+        for code in [404u16, 302, 401, 503] {
+            let (port, _) = http_server(move |_| code).await;
             let u = ProbeUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
             let e = core_serves(&u, Duration::from_secs(5)).await.unwrap_err();
             assert!(

@@ -102,7 +102,7 @@ pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
                 (p.name.as_str(), keys)
             })
             .collect();
-        if let Some(why) = v2_core_keys(&loaded.env.file.name(), &env_set, &peripheries) {
+        if let Some(why) = v2_core_keys(loaded.env.file.name(), &env_set, &peripheries) {
             return Err(not_used(&why));
         }
     }

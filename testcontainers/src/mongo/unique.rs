@@ -43,8 +43,8 @@ pub fn unique_indexes(specs: &[Document]) -> Result<Vec<UniqueIndex>, CmdError> 
 /// A duplicate key: mongod's error, plus the writeError fields it adds.
 pub struct DupKey {
     pub error: CmdError,
-    pub key_pattern: Document,
-    pub key_value: Document,
+    /// `keyPattern` and `keyValue` of an E11000 (boxed: errors stay small).
+    pub key: Option<Box<(Document, Document)>>,
 }
 
 impl UniqueIndex {
@@ -88,8 +88,7 @@ impl UniqueIndex {
                     shown.join(", ")
                 ),
             ),
-            key_pattern: self.key.clone(),
-            key_value: key,
+            key: Some(Box::new((self.key.clone(), key))),
         }
     }
 }
@@ -104,8 +103,7 @@ pub fn check(
 ) -> Result<(), DupKey> {
     let plain = |e: CmdError| DupKey {
         error: e,
-        key_pattern: Document::new(),
-        key_value: Document::new(),
+        key: None,
     };
     for ix in indexes {
         let Some(key) = ix.key_of(d).map_err(plain)? else {
@@ -165,7 +163,7 @@ mod tests {
             e.error.errmsg,
             "E11000 duplicate key error collection: k.User index: username_1 dup key: { username: \"a\" }"
         );
-        assert_eq!(e.key_value, doc! {"username": "a"});
+        assert_eq!(e.key.unwrap().1, doc! {"username": "a"});
         assert_eq!(
             check(
                 &ix,

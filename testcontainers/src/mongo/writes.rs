@@ -77,9 +77,10 @@ fn refuse_set(stmt: &Document, fields: &[&str]) -> Result<(), CmdError> {
 
 fn write_error(i: usize, e: DupKey) -> Bson {
     let mut d = doc! {"index": i as i32, "code": e.error.code};
-    if e.error.code == 11000 {
-        d.insert("keyPattern", e.key_pattern);
-        d.insert("keyValue", e.key_value);
+    if let Some(key) = e.key {
+        let (pattern, value) = *key;
+        d.insert("keyPattern", pattern);
+        d.insert("keyValue", value);
     }
     d.insert("errmsg", e.error.errmsg);
     Bson::Document(d)
@@ -88,8 +89,7 @@ fn write_error(i: usize, e: DupKey) -> Bson {
 fn plain(e: CmdError) -> DupKey {
     DupKey {
         error: e,
-        key_pattern: Document::new(),
-        key_value: Document::new(),
+        key: None,
     }
 }
 
