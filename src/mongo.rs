@@ -298,8 +298,14 @@ impl MongoAdmin {
 
     /// Runs a command on `admin` over the authenticated session (for diagnostics and tests).
     pub async fn run_admin_command(&self, cmd: Document) -> Result<Document, MongoError> {
+        self.run_command("admin", cmd).await
+    }
+
+    /// Runs a command on database `db` over the authenticated session (read-only uses: the
+    /// passkey kind reads Komodo's `Server` collection).
+    pub async fn run_command(&self, db: &str, cmd: Document) -> Result<Document, MongoError> {
         self.client
-            .database("admin")
+            .database(db)
             .run_command(cmd)
             .await
             .map_err(|e| MongoError::Command {

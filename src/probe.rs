@@ -1,4 +1,6 @@
-//! HTTP probe of Komodo core: "running" is not "serving". A plain HTTP/1.1 `GET` over a tokio
+//! HTTP probe of Komodo core: "running" is not "serving". Core's one unauthenticated endpoint is
+//! `GET /version` (plain-text version, 200); `GET /` on a core without its UI is 404, so only a
+//! 200 from `/version` counts ([`ProbeUrl::version`], [`core_serves`]). A plain HTTP/1.1 `GET` over a tokio
 //! socket, reading the status line only. Hand-written on purpose: no HTTP client crate is a
 //! direct dependency (bollard's hyper is internal to it), and core's API is plain HTTP on the
 //! compose network or loopback. https is refused as a config error, not half-supported.
@@ -55,6 +57,17 @@ impl ProbeUrl {
         Ok(ProbeUrl { host, port, path })
     }
 
+    /// Core's `/version` under this base URL (`http://core:9120/` → `http://core:9120/version`;
+    /// a path prefix, as behind a reverse proxy, is kept; a query is dropped).
+    pub fn version(&self) -> ProbeUrl {
+        let base = self.path.split(['?', '#']).next().unwrap_or_default();
+        ProbeUrl {
+            host: self.host.clone(),
+            port: self.port,
+            path: format!("{}/version", base.trim_end_matches('/')),
+        }
+    }
+
     pub fn display(&self) -> String {
         format!("http://{}:{}{}", self.host, self.port, self.path)
     }
@@ -66,6 +79,16 @@ pub async fn get_status(u: &ProbeUrl, timeout: Duration) -> Result<u16, String> 
         .await
         .map_err(|_| format!("{}: no answer within {timeout:?}", u.display()))?
         .map_err(|e| format!("{}: {e}", u.display()))
+}
+
+/// One probe of core at base URL `u`: `Ok` only when `GET /version` answers 200 within
+/// `timeout`; otherwise what was seen, naming the URL.
+pub async fn core_serves(u: &ProbeUrl, timeout: Duration) -> Result<(), String> {
+    let v = u.version();
+    match get_status(&v, timeout).await? {
+        200 => Ok(()),
+        code => Err(format!("{} answered HTTP {code}, not 200", v.display())),
+    }
 }
 
 async fn exchange(u: &ProbeUrl) -> Result<u16, String> {
@@ -135,6 +158,67 @@ mod tests {
             "http://core/a b",
         ] {
             assert!(ProbeUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_health_endpoint_is_version_under_the_base() {
+        for (base, want) in [
+            ("http://127.0.0.1:9120", "http://127.0.0.1:9120/version"),
+            ("http://core:9120/", "http://core:9120/version"),
+            (
+                "http://core:9120/komodo/",
+                "http://core:9120/komodo/version",
+            ),
+            (
+                "http://core:9120/komodo?x=1",
+                "http://core:9120/komodo/version",
+            ),
+        ] {
+            assert_eq!(ProbeUrl::parse(base).unwrap().version().display(), want);
+        }
+    }
+
+    /// A server answering each path with its own status, recording the paths asked for.
+    async fn http_server(
+        answer: impl Fn(&str) -> u16 + Send + 'static,
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut b = [0u8; 512];
+                let n = s.read(&mut b).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&b[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let code = answer(&path);
+                log.lock().unwrap().push(path);
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn core_serves_only_on_a_200_from_version() {
+        // A real core without its UI: `/` is 404, `/version` is 200.
+        let (port, seen) = http_server(|p| if p == "/version" { 200 } else { 404 }).await;
+        let u = ProbeUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert_eq!(core_serves(&u, Duration::from_secs(5)).await, Ok(()));
+        assert_eq!(*seen.lock().unwrap(), ["/version"]);
+        // A 404 (or any non-200 below 500) on /version is not serving.
+        for code in [404u16, 302, 401, 503] {
+            let (port, _) = http_server(move |_| code).await;
+            let u = ProbeUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+            let e = core_serves(&u, Duration::from_secs(5)).await.unwrap_err();
+            assert!(
+                e.contains(&format!("/version answered HTTP {code}, not 200")),
+                "{e}"
+            );
         }
     }
 

@@ -188,6 +188,22 @@ async fn healthy_stack_and_core_fault_control_roll_back_to_the_original() {
         .await
         .unwrap();
     assert_eq!(code, 200);
+    // Issue 20: as a real core, `/version` is 200 and `/` (no UI) is 404.
+    let core_addr = format!("127.0.0.1:{}", s.core_port);
+    assert_eq!(
+        stack::http::get(&core_addr, "/version", &[]).await.unwrap(),
+        200
+    );
+    assert_eq!(stack::http::get(&core_addr, "/", &[]).await.unwrap(), 404);
+    // Issue 20: mongo runs Komodo's official command line, naming what it ignores once.
+    let mongo = ContainerInfo::load(&engine, &d.mongo).await.unwrap();
+    assert!(mongo.is_running());
+    let mongo_logs = engine.logs_tail(&d.mongo, 200).await.unwrap();
+    let named: Vec<&String> = mongo_logs
+        .iter()
+        .filter(|l| l.contains("accepted without effect here: --wiredTigerCacheSizeGB 0.25"))
+        .collect();
+    assert_eq!(named.len(), 1, "{mongo_logs:?}");
 
     // The fault control: the recreated core fails its first start, the gate rejects it, and
     // the original (same ID) runs again.

@@ -34,6 +34,26 @@ use std::time::{Duration, Instant};
 /// test-threads bounds how many stacks run at once; no test relies on it for correctness.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Komodo's database on the stack's mongo, as core reaches it (compose.env's credentials).
+async fn komodo_db(s: &Stack) -> mongodb::Database {
+    let mut opts = mongodb::options::ClientOptions::parse(format!(
+        "mongodb://127.0.0.1:{}/?directConnection=true",
+        s.mongo_port
+    ))
+    .await
+    .unwrap();
+    opts.credential = Some(
+        mongodb::options::Credential::builder()
+            .username(komodo_testcontainers::stack::DB_USERNAME.to_owned())
+            .password(s.env_password.expose().to_owned())
+            .source("admin".to_owned())
+            .build(),
+    );
+    mongodb::Client::with_options(opts)
+        .unwrap()
+        .database("komodo")
+}
+
 fn gate() -> HealthGate {
     HealthGate {
         timeout: Duration::from_secs(60),
@@ -317,6 +337,34 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
             "{}",
             r.text()
         );
+
+        // Issue 20: a Server with its own passkey in Komodo's database is refused by name
+        // (exit 3, nothing changed); without it the run goes on.
+        let servers = komodo_db(s)
+            .await
+            .collection::<mongodb::bson::Document>("Server");
+        servers
+            .insert_many([
+                mongodb::bson::doc! {"name": "nas", "config": {"passkey": "its-own"}},
+                mongodb::bson::doc! {"name": "plain", "config": {"passkey": ""}},
+            ])
+            .await
+            .unwrap();
+        let r = tool(s, &["rotate", "--secret", "passkey"], &[]);
+        assert_eq!(r.code, Some(3), "{}", r.text());
+        assert!(
+            r.stderr.contains("per-server passkey") || r.stderr.contains("their own passkey"),
+            "{}",
+            r.text()
+        );
+        assert!(
+            r.stderr.contains(": nas.") && !r.stderr.contains("plain"),
+            "{}",
+            r.text()
+        );
+        assert!(!r.text().contains("its-own"), "{}", r.text());
+        all_on(e, s, &old, &stranger).await;
+        servers.delete_many(mongodb::bson::doc! {}).await.unwrap();
 
         // A forced failure after each phase: rolled back, exit 4, every plane on OLD, core
         // still reaching periphery.

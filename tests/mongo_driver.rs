@@ -644,12 +644,29 @@ async fn unimplemented_options_are_refused_and_indexes_persist() {
         doc! {"usersInfo": 1, "filter": {"user": "root"}},
         doc! {"usersInfo": 1, "showPrivileges": true},
         doc! {"connectionStatus": 1, "showPrivileges": true},
-        doc! {"find": "system.users", "sort": {"user": 1}},
-        doc! {"find": "system.users", "filter": {"user": {"$ne": "x"}}},
-        doc! {"listCollections": 1, "filter": {"name": {"$regex": "^s"}}},
+        doc! {"find": "system.users", "hint": {"user": 1}},
+        doc! {"find": "system.users", "filter": {"roles": {"$elemMatch": {"db": "admin"}}}},
+        doc! {"find": "system.users", "projection": {"roles": {"$slice": 1}}},
+        doc! {"listCollections": 1, "filter": {"$where": "true"}},
+        doc! {"aggregate": "system.users", "pipeline": [{"$lookup": {}}], "cursor": {}},
+        doc! {"findAndModify": "system.users", "query": {}},
     ] {
         let e = admin.run_command(cmd.clone()).await.unwrap_err();
         assert_eq!(code_of(&e), Some(238), "{cmd}: {e}");
+    }
+    // Sort and filter operators are evaluated now (issue 20): answered, not refused.
+    for cmd in [
+        doc! {"find": "system.users", "sort": {"user": 1}},
+        doc! {"find": "system.users", "filter": {"user": {"$ne": "x"}}},
+        doc! {"listCollections": 1, "filter": {"name": {"$regex": "^system\\.u"}}},
+    ] {
+        let r = admin.run_command(cmd.clone()).await.unwrap();
+        let batch = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap();
+        assert_eq!(batch.len(), 1, "{cmd}: {r}");
     }
     let info = admin.run_command(doc! {"usersInfo": "r"}).await.unwrap();
     assert!(info.get_array("users").unwrap().is_empty(), "{info}");

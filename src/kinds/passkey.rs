@@ -14,14 +14,21 @@
 //! twice in one run; the second recreate starts from the container the first one made
 //! (`planes::live`). There is no external store: compose.env decides `resume`'s direction.
 //!
-//! v2 deprecates passkeys (core and periphery authenticate with key pairs); this kind refuses
-//! there and names Komodo's own key rotation. Peripheries on other hosts (`[[periphery.remote]]`)
-//! are out of reach: refused unless `--local-only`, then named in a warning.
+//! Komodo v2 (2.3.2, research/komodo-v2-secrets.md §1) still honours passkeys core→periphery,
+//! but only where the periphery has no `PERIPHERY_CORE_PUBLIC_KEYS`: with it (the default v2
+//! compose.env sets it) periphery authenticates core by its public key and ignores passkeys, so
+//! the kind is "not used by this deployment" and names Komodo's own key rotation. A v2 periphery
+//! still on passkeys rotates with the same three phases. Core sends a Server's own
+//! `config.passkey` (Mongo, `Server` collection) before `KOMODO_PASSKEY`: such overrides are
+//! refused by server name (the tool cannot change them safely). Peripheries on other hosts
+//! (`[[periphery.remote]]`) are out of reach: refused unless `--local-only`, then named in a
+//! warning.
 
 use super::{refuse_clear_text, Ask, Plan};
 use crate::config::periphery::RemotePeriphery;
 use crate::docker::{ContainerInfo, EnvPatch, Generation, Recreate};
 use crate::error::{Error, Result};
+use crate::mongo::MongoAdmin;
 use crate::planes::{steps, Loaded, RunContext};
 use crate::secret::Secret;
 use crate::txn::Step;
@@ -36,23 +43,69 @@ pub const ACCEPT_BOTH: &str = "accept-both";
 pub const SEND_NEW: &str = "send-new";
 pub const ACCEPT_NEW: &str = "accept-new";
 
+/// A v2 periphery with either of these set checks core's public key and ignores passkeys.
+pub const CORE_PUBLIC_KEYS: [&str; 2] = ["PERIPHERY_CORE_PUBLIC_KEYS", "PERIPHERY_CORE_PUBLIC_KEY"];
+/// compose.env's name for Komodo's database (core's default is `komodo`).
+pub const DB_NAME_KEY: &str = "KOMODO_DATABASE_DB_NAME";
+
 /// Why a generation has no passkey to rotate (the `rotate --list` line and the refusal).
 pub fn support(generation: Generation) -> std::result::Result<(), String> {
     match generation {
-        Generation::V1 => Ok(()),
-        Generation::V2 => Err(
-            "Komodo v2 deprecates passkeys: core and periphery authenticate with key pairs. Rotate those with Komodo's own API, RotateCoreKeys (core) and RotateServerKeys / RotateAllServerKeys (peripheries), not with komodo-rotate"
-                .into(),
-        ),
+        Generation::V1 | Generation::V2 => Ok(()),
         Generation::Legacy => Err(
-            "Komodo v1.16 and older name the passkey PASSKEY (KOMODO_PASSKEY=${PASSKEY}); only the v1.17-v1.19 naming (KOMODO_PASSKEY, PERIPHERY_PASSKEYS) is supported"
+            "Komodo v1.16 and older name the passkey PASSKEY (KOMODO_PASSKEY=${PASSKEY}); only the v1.17-v1.19 naming (KOMODO_PASSKEY, PERIPHERY_PASSKEYS) and v2 are supported"
                 .into(),
         ),
     }
 }
 
+/// v2: whether the peripheries take core's public key (then passkeys are ignored). `env_set`:
+/// the keys compose.env sets (non-empty); `peripheries`: each local periphery with the keys it
+/// holds (non-empty).
+fn v2_core_keys(
+    env_name: &str,
+    env_set: &[&str],
+    peripheries: &[(&str, Vec<&str>)],
+) -> Option<String> {
+    let hit = |keys: &[&str]| CORE_PUBLIC_KEYS.into_iter().find(|k| keys.contains(k));
+    if let Some(k) = hit(env_set) {
+        return Some(format!("{env_name} sets {k}"));
+    }
+    peripheries
+        .iter()
+        .find_map(|(name, keys)| hit(keys).map(|k| format!("{name} has {k}")))
+}
+
+fn not_used(why: &str) -> String {
+    format!(
+        "not used by this deployment: {why}, so Komodo v2's periphery authenticates core by its public key and ignores passkeys. Rotate keys with Komodo's own API: RotateCoreKeys (core), RotateServerKeys / RotateAllServerKeys (peripheries)"
+    )
+}
+
 pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
     support(loaded.keys.generation)?;
+    if loaded.keys.generation == Generation::V2 {
+        let set = |v: Option<&Secret>| v.is_some_and(|v| !v.expose().trim().is_empty());
+        let env_set: Vec<&str> = CORE_PUBLIC_KEYS
+            .into_iter()
+            .filter(|k| set(loaded.env.plain.get(k).as_ref()))
+            .collect();
+        let peripheries: Vec<(&str, Vec<&str>)> = loaded
+            .dk
+            .periphery
+            .iter()
+            .map(|p| {
+                let keys = CORE_PUBLIC_KEYS
+                    .into_iter()
+                    .filter(|k| set(p.env_value(k)))
+                    .collect();
+                (p.name.as_str(), keys)
+            })
+            .collect();
+        if let Some(why) = v2_core_keys(loaded.env.file.name(), &env_set, &peripheries) {
+            return Err(not_used(&why));
+        }
+    }
     match loaded.env.plain.get(CORE_KEY) {
         Some(v) if !v.expose().is_empty() => Ok(()),
         _ => Err(format!(
@@ -60,6 +113,61 @@ pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
             loaded.env.file.name()
         )),
     }
+}
+
+/// The servers with their own passkey in Komodo's database (`Server.config.passkey`), which
+/// core sends instead of `KOMODO_PASSKEY`; read with compose.env's DB credentials.
+async fn server_overrides(loaded: &Loaded) -> std::result::Result<Vec<String>, String> {
+    let db = loaded
+        .env
+        .plain
+        .get(DB_NAME_KEY)
+        .map(|v| v.expose().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "komodo".into());
+    let password = loaded
+        .keys
+        .env_password(&loaded.env)
+        .map_err(|e| e.to_string())?;
+    let admin = MongoAdmin::connect(&loaded.target, &password)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = admin
+        .run_command(
+            &db,
+            mongodb::bson::doc! {
+                "find": "Server",
+                "filter": {"config.passkey": {"$exists": true, "$nin": ["", null]}},
+                "projection": {"name": 1i32, "_id": 0i32},
+            },
+        )
+        .await
+        .map_err(|e| e.to_string());
+    admin.close().await;
+    let reply = reply?;
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map_err(|_| format!("{db}.Server: the find reply has no first batch"))?;
+    if reply
+        .get_document("cursor")
+        .and_then(|c| c.get_i64("id"))
+        .unwrap_or(0)
+        != 0
+    {
+        return Err(format!(
+            "{db}.Server: more servers with a passkey than one batch holds"
+        ));
+    }
+    Ok(batch
+        .iter()
+        .map(|d| {
+            d.as_document()
+                .and_then(|d| d.get_str("name").ok())
+                .unwrap_or("(unnamed)")
+                .to_string()
+        })
+        .collect())
 }
 
 /// What compose.env's `PERIPHERY_PASSKEYS` goes back to in the last phase.
@@ -146,6 +254,20 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     })?;
     let final_list = final_list_expr(&list_text, &old)
         .map_err(|e| refuse(format!("{}: {e}", env.file.name())))?;
+    match server_overrides(loaded).await {
+        Ok(names) if names.is_empty() => {}
+        Ok(names) => {
+            return Err(refuse(format!(
+                "passkey: servers with their own passkey in Komodo's database (Server config.passkey): {}. Core sends them that passkey, not {CORE_KEY}, and komodo-rotate cannot change it safely; clear it in Komodo first (Server config) or rotate by hand",
+                names.join(", ")
+            )))
+        }
+        Err(e) => {
+            return Err(refuse(format!(
+                "passkey: cannot read Komodo's Server collection to look for per-server passkeys: {e}"
+            )))
+        }
+    }
     if dk.periphery.is_empty() && !local_only {
         return Err(refuse(
             "passkey: no periphery container on this host; pass --local-only to rotate core's passkey alone"
@@ -199,9 +321,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     }
     plan.push(steps::commit());
 
-    let mut before = vec![
-        "Servers with their own passkey override in Komodo's database (Server config \"passkey\") are not changed; core keeps sending them that override".to_string(),
-    ];
+    let mut before = Vec::new();
     let mut after = Vec::new();
     if !remotes.is_empty() {
         before.push(remote_warning(remotes));
@@ -230,15 +350,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_v1_is_supported_and_v2_names_komodos_own_key_rotation() {
+    fn v1_and_v2_are_supported_and_legacy_naming_is_refused() {
         assert!(support(Generation::V1).is_ok());
-        let v2 = support(Generation::V2).unwrap_err();
-        assert!(v2.contains("deprecates passkeys"), "{v2}");
-        assert!(
-            v2.contains("RotateCoreKeys") && v2.contains("RotateServerKeys"),
-            "{v2}"
-        );
+        assert!(support(Generation::V2).is_ok());
         assert!(support(Generation::Legacy).unwrap_err().contains("PASSKEY"));
+    }
+
+    #[test]
+    fn v2_with_core_public_keys_does_not_use_passkeys() {
+        // The default v2 compose.env sets PERIPHERY_CORE_PUBLIC_KEYS: passkeys are ignored.
+        let why = v2_core_keys(
+            "compose.env",
+            &["PERIPHERY_CORE_PUBLIC_KEYS"],
+            &[("p", vec![])],
+        )
+        .unwrap();
+        assert_eq!(why, "compose.env sets PERIPHERY_CORE_PUBLIC_KEYS");
+        let line = not_used(&why);
+        assert!(
+            line.starts_with("not used by this deployment: compose.env sets"),
+            "{line}"
+        );
+        assert!(
+            line.contains("RotateCoreKeys") && line.contains("RotateServerKeys"),
+            "{line}"
+        );
+        // A periphery given the alias by other means counts too, named.
+        let why = v2_core_keys(
+            "compose.env",
+            &[],
+            &[("a", vec![]), ("b", vec!["PERIPHERY_CORE_PUBLIC_KEY"])],
+        );
+        assert_eq!(why.as_deref(), Some("b has PERIPHERY_CORE_PUBLIC_KEY"));
+        // Peripheries still on passkeys: the kind is available.
+        assert_eq!(
+            v2_core_keys("compose.env", &["PERIPHERY_PASSKEYS"], &[("p", vec![])]),
+            None
+        );
     }
 
     #[test]

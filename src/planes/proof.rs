@@ -18,7 +18,7 @@ use super::run::RunContext;
 use super::DockerPlane;
 use crate::docker::{settle, ContainerInfo, HealthGate, Signature, NEXT_SUFFIX, PREV_SUFFIX};
 use crate::mongo::{login_works, LoginOutcome};
-use crate::probe::{get_status, ProbeUrl};
+use crate::probe::{core_serves as probe_core, ProbeUrl};
 use crate::secret::Secret;
 use crate::sops::SopsFile;
 use crate::txn::Journal;
@@ -300,7 +300,7 @@ async fn settled_and_serving(
     Ok(())
 }
 
-/// Polls core's HTTP address until a `GET` answers below 500, for at most `within`.
+/// Polls core until `GET /version` answers 200 (`probe::core_serves`), for at most `within`.
 async fn core_serves(
     p: &LivePlanes<'_>,
     core: &ContainerInfo,
@@ -312,9 +312,8 @@ async fn core_serves(
         let per_try = within
             .saturating_sub(t0.elapsed())
             .clamp(Duration::from_millis(200), Duration::from_secs(3));
-        let last = match get_status(&url, per_try).await {
-            Ok(code) if code < 500 => return Ok(code),
-            Ok(code) => format!("{} answered HTTP {code}", url.display()),
+        let last = match probe_core(&url, per_try).await {
+            Ok(()) => return Ok(200),
             Err(e) => e,
         };
         if t0.elapsed() >= within {

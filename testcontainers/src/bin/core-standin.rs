@@ -10,6 +10,9 @@
 //! Server's status, logging each change of the answer.
 //!
 //! Routes (no route ever answers with the passkey):
+//! - `GET /version`: 200 with the version as plain text, as Komodo core answers it (its one
+//!   unauthenticated endpoint, which komodo-rotate's probe uses); `GET /` is 404 as on a core
+//!   without its UI.
 //! - `GET /health`: 200 once the DB login worked (the container's healthcheck).
 //! - `GET /periphery`: checks periphery NOW: 200 `ok` when it accepts core's passkey, else 502
 //!   with periphery's reason (`401 request passkey invalid`, `unreachable: ...`).
@@ -27,6 +30,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The Komodo core release the stand-in answers for (plain text, as core's `/version`).
+const VERSION: &str = "2.3.2";
 
 fn fatal(msg: &str) -> ExitCode {
     println!("ERROR CoreStartup: FATAL: {msg} | Exiting...");
@@ -190,6 +196,7 @@ async fn serve(mut s: tokio::net::TcpStream, polls: Arc<Mutex<Polls>>) {
         return;
     };
     match req.path.as_str() {
+        "/version" => respond(&mut s, 200, VERSION).await,
         "/health" => respond(&mut s, 200, "ok").await,
         "/periphery" => match check_periphery(&periphery_addr()).await {
             Reach::Accepted => respond(&mut s, 200, "ok").await,

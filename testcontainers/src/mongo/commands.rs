@@ -6,7 +6,7 @@ use super::reply::{bad_value, err, is_state_change, not_implemented, Reply};
 pub use super::reply::{lock, CmdError};
 use super::scram::{self, Conversation, Mechanism, Step};
 use super::store::{roles_bson, User};
-use super::{queries, users, Shared};
+use super::{find, queries, users, writes, Shared};
 use bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 
 pub const MAX_BSON_OBJECT_SIZE: i32 = 16 * 1024 * 1024;
@@ -45,8 +45,8 @@ pub fn dispatch(shared: &Shared, st: &mut ConnState, cmd: &Document, db: Option<
     if !is_hello(name) {
         // Command names and codes only: never a field value.
         match &result {
-            Ok(_) => shared.log(format_args!("conn{}: {name} on {db}: ok", st.id)),
-            Err(e) => shared.log(format_args!("conn{}: {name} on {db}: {}", st.id, e.code)),
+            Ok(_) => shared.log_detail(format_args!("conn{}: {name} on {db}: ok", st.id)),
+            Err(e) => shared.log_detail(format_args!("conn{}: {name} on {db}: {}", st.id, e.code)),
         }
     }
     match result {
@@ -69,8 +69,28 @@ pub fn dispatch(shared: &Shared, st: &mut ConnState, cmd: &Document, db: Option<
 enum Access {
     Open,
     Authenticated,
+    Write,
     UserAdmin,
 }
+
+/// mongod commands the test server does not implement: refused with 238, not 59, so a client
+/// learns that the command exists but was not run here.
+const NOT_IMPLEMENTED: [&str; 14] = [
+    "findAndModify",
+    "drop",
+    "dropDatabase",
+    "create",
+    "renameCollection",
+    "dropIndexes",
+    "collMod",
+    "bulkWrite",
+    "mapReduce",
+    "explain",
+    "collStats",
+    "dbStats",
+    "validate",
+    "compact",
+];
 
 fn run(shared: &Shared, st: &mut ConnState, name: &str, cmd: &Document, db: &str) -> Reply {
     // mongod checks that a command exists before it checks authentication.
@@ -78,8 +98,13 @@ fn run(shared: &Shared, st: &mut ConnState, name: &str, cmd: &Document, db: &str
         "hello" | "isMaster" | "ismaster" | "saslStart" | "saslContinue" | "ping" | "buildInfo"
         | "buildinfo" | "connectionStatus" | "endSessions" | "logout" => Access::Open,
         "komodoTestControl" if shared.controls_enabled => Access::Open,
-        "listDatabases" | "find" | "listCollections" | "listIndexes" | "createIndexes" => {
-            Access::Authenticated
+        "listDatabases" | "find" | "listCollections" | "listIndexes" | "createIndexes"
+        | "count" | "aggregate" | "distinct" | "getMore" | "killCursors" => Access::Authenticated,
+        "insert" | "update" | "delete" => Access::Write,
+        n if NOT_IMPLEMENTED.contains(&n) => {
+            return Err(not_implemented(format!(
+                "the command {n} is not supported by the test server"
+            )))
         }
         "usersInfo" | "createUser" | "updateUser" | "dropUser" => Access::UserAdmin,
         _ => {
@@ -93,13 +118,22 @@ fn run(shared: &Shared, st: &mut ConnState, name: &str, cmd: &Document, db: &str
     if shared.auth {
         match access {
             Access::Open => {}
-            Access::Authenticated | Access::UserAdmin => {
+            Access::Authenticated | Access::Write | Access::UserAdmin => {
                 let users = current_users(shared, st);
                 if users.is_empty() {
                     return Err(err(
                         13,
                         "Unauthorized",
                         format!("Command {name} requires authentication"),
+                    ));
+                }
+                if matches!(access, Access::Write)
+                    && !users.iter().any(|u| writes::may_write(u, db))
+                {
+                    return Err(err(
+                        13,
+                        "Unauthorized",
+                        format!("not authorized on {db} to execute command {{ {name}: ... }}"),
                     ));
                 }
                 if matches!(access, Access::UserAdmin)
@@ -130,7 +164,15 @@ fn run(shared: &Shared, st: &mut ConnState, name: &str, cmd: &Document, db: &str
         "listCollections" => queries::list_collections(shared, cmd, db),
         "listIndexes" => queries::list_indexes(shared, cmd, db),
         "createIndexes" => queries::create_indexes(shared, cmd, db),
-        "find" => queries::find(shared, &current_users(shared, st), cmd, db),
+        "find" => find::find(shared, &current_users(shared, st), cmd, db),
+        "count" => find::count(shared, &current_users(shared, st), cmd, db),
+        "aggregate" => find::aggregate(shared, &current_users(shared, st), cmd, db),
+        "distinct" => find::distinct(shared, &current_users(shared, st), cmd, db),
+        "getMore" => find::get_more(cmd),
+        "killCursors" => find::kill_cursors(cmd),
+        "insert" => writes::insert(shared, cmd, db),
+        "update" => writes::update(shared, cmd, db),
+        "delete" => writes::delete(shared, cmd, db),
         "usersInfo" => users::users_info(shared, cmd, db),
         "createUser" => users::create_user(shared, cmd, db),
         "updateUser" => users::update_user(shared, cmd, db),

@@ -24,7 +24,7 @@ pub(crate) async fn serve(
         authenticated: Vec::new(),
         conversation: None,
     };
-    shared.log(format_args!("conn{}: accepted from {peer}", st.id));
+    shared.log_detail(format_args!("conn{}: accepted from {peer}", st.id));
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let why = loop {
@@ -100,7 +100,7 @@ pub(crate) async fn serve(
             break format!("write failed: {e}");
         }
     };
-    shared.log(format_args!("conn{}: {why}", st.id));
+    shared.log_detail(format_args!("conn{}: {why}", st.id));
 }
 
 /// An awaitable `hello` (mongod 4.4+): one that names this process's current topologyVersion

@@ -17,13 +17,22 @@ pub mod catalog;
 mod commands;
 mod conn;
 pub mod controls;
+pub mod docs;
+mod filter;
+mod find;
 pub mod init;
+pub mod options;
 mod queries;
 mod reply;
 pub mod scram;
+mod shape;
 pub mod store;
+mod unique;
+mod update;
 mod users;
+mod values;
 pub mod wire;
+mod writes;
 
 use komodo_rotate::secret::Secret;
 use std::net::SocketAddr;
@@ -66,6 +75,9 @@ pub struct ServerConfig {
     pub test_controls: bool,
     /// One line per connection and per failed authentication on stderr (never a secret).
     pub log: bool,
+    /// mongod's `--quiet`: no per-connection and per-command lines (startup lines and failed
+    /// authentications are still logged, as mongod still logs them).
+    pub quiet: bool,
 }
 
 impl ServerConfig {
@@ -78,6 +90,7 @@ impl ServerConfig {
             auth: None,
             test_controls: false,
             log: false,
+            quiet: false,
         }
     }
 
@@ -119,8 +132,13 @@ pub(crate) struct Shared {
     pub auth: bool,
     pub controls_enabled: bool,
     pub log: bool,
+    pub quiet: bool,
     pub store: Mutex<store::UserStore>,
     pub catalog: Mutex<catalog::Catalog>,
+    /// Documents of ordinary collections. Lock order: `writes`, `catalog`, then `docs`.
+    pub docs: Mutex<docs::DocStore>,
+    /// Held by every write command for its whole run (read, change a copy, persist, swap).
+    pub writes: Mutex<()>,
     /// `hello`'s `topologyVersion.processId`: new on every start, as mongod's.
     pub process_id: bson::oid::ObjectId,
     /// `topologyVersion.counter`: bumped (waking every awaitable `hello`) when an injected
@@ -139,6 +157,13 @@ impl Shared {
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
         if self.log {
             eprintln!("mongo-test-server: {line}");
+        }
+    }
+
+    /// A per-connection or per-command line: left out under `--quiet`.
+    pub fn log_detail(&self, line: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            self.log(line);
         }
     }
 }
@@ -192,6 +217,7 @@ impl Server {
         if added {
             catalog.save(&cfg.data_dir).map_err(dir_err)?;
         }
+        let docs = docs::DocStore::load(&cfg.data_dir).map_err(dir_err)?;
         let listener = TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -207,8 +233,11 @@ impl Server {
             auth: cfg.auth.unwrap_or(cfg.root.is_some()),
             controls_enabled: cfg.test_controls,
             log: cfg.log,
+            quiet: cfg.quiet,
             store: Mutex::new(users),
             catalog: Mutex::new(catalog),
+            docs: Mutex::new(docs),
+            writes: Mutex::new(()),
             process_id: bson::oid::ObjectId::new(),
             topology: watch::Sender::new(0),
             controls: Mutex::new(controls::Controls::default()),

@@ -1,12 +1,13 @@
-//! The read commands and `createIndexes`, answered from the catalog and the user store. Each
+//! `listDatabases`, `listCollections`, `listIndexes` and `createIndexes`, answered from the
+//! catalog (documents are read in `find.rs`). Each
 //! reply is what mongod would give for the same state; a filter or option the server does not
 //! evaluate is refused with 238 NotImplemented instead of being ignored (an ignored filter would
 //! answer a question that was not asked).
 
-use super::catalog::{id_index, Catalog, Collection, SYSTEM_USERS, SYSTEM_VERSION};
+use super::catalog::{id_index, Catalog, Collection, SYSTEM_USERS};
 use super::controls::as_i64;
+use super::filter::Filter;
 use super::reply::{bad_value, err, lock, not_implemented, CmdError, Reply};
-use super::store::User;
 use super::Shared;
 use bson::{doc, Bson, Document};
 
@@ -19,42 +20,8 @@ fn cursor(ns: String, batch: Vec<Bson>) -> Document {
     doc! {"cursor": {"firstBatch": batch, "id": 0i64, "ns": ns}}
 }
 
-/// Equality filters on top-level fields only; anything with an operator is refused.
-fn matcher(filter: Option<&Bson>, command: &str) -> Result<Document, CmdError> {
-    let f = match filter {
-        None | Some(Bson::Null) => return Ok(Document::new()),
-        Some(Bson::Document(d)) => d.clone(),
-        Some(_) => {
-            return Err(err(
-                14,
-                "TypeMismatch",
-                format!("{command}.filter must be an object"),
-            ))
-        }
-    };
-    let operator = |d: &Document| d.keys().any(|k| k.starts_with('$'));
-    let uses_operator = operator(&f)
-        || f.values()
-            .any(|v| matches!(v, Bson::Document(d) if operator(d)) || matches!(v, Bson::Array(_)));
-    if uses_operator || f.keys().any(|k| k.contains('.')) {
-        return Err(not_implemented(format!(
-            "{command}: the test server evaluates only equality filters on top-level fields"
-        )));
-    }
-    Ok(f)
-}
-
-fn matches(filter: &Document, d: &Document) -> bool {
-    filter.iter().all(|(k, want)| match (d.get(k), want) {
-        (Some(have), want) if have == want => true,
-        (Some(have), want) => matches!((as_i64(have), as_i64(want)), (Some(a), Some(b)) if a == b),
-        (None, Bson::Null) => true,
-        (None, _) => false,
-    })
-}
-
 pub fn list_databases(shared: &Shared, cmd: &Document) -> Reply {
-    let filter = matcher(cmd.get("filter"), "listDatabases")?;
+    let filter = Filter::parse_opt(cmd.get("filter"), "listDatabases.filter")?;
     let mut names: Vec<String> = ["admin", "config", "local"].map(String::from).to_vec();
     for (db, _, _) in lock(&shared.catalog).collections() {
         if !names.iter().any(|n| n == db) {
@@ -72,7 +39,7 @@ pub fn list_databases(shared: &Shared, cmd: &Document) -> Reply {
                 doc! {"name": n, "sizeOnDisk": 8192i64, "empty": false}
             }
         })
-        .filter(|d| matches(&filter, d))
+        .filter(|d| filter.matches(d))
         .map(Bson::Document)
         .collect();
     if name_only {
@@ -96,7 +63,7 @@ fn collection_entry(name: &str, c: &Collection, name_only: bool) -> Document {
 }
 
 pub fn list_collections(shared: &Shared, cmd: &Document, db: &str) -> Reply {
-    let filter = matcher(cmd.get("filter"), "listCollections")?;
+    let filter = Filter::parse_opt(cmd.get("filter"), "listCollections.filter")?;
     let name_only = cmd.get_bool("nameOnly") == Ok(true);
     let entries: Vec<Document> = {
         let cat = lock(&shared.catalog);
@@ -111,13 +78,13 @@ pub fn list_collections(shared: &Shared, cmd: &Document, db: &str) -> Reply {
     .collect();
     let batch = entries
         .into_iter()
-        .filter(|d| matches(&filter, d))
+        .filter(|d| filter.matches(d))
         .map(Bson::Document)
         .collect();
     Ok(cursor(format!("{db}.$cmd.listCollections"), batch))
 }
 
-fn collection_name<'a>(cmd: &'a Document, command: &str) -> Result<&'a str, CmdError> {
+pub(crate) fn collection_name<'a>(cmd: &'a Document, command: &str) -> Result<&'a str, CmdError> {
     match cmd.get(command) {
         Some(Bson::String(s)) if !s.is_empty() => Ok(s),
         Some(Bson::String(_)) => Err(err(73, "InvalidNamespace", "Invalid namespace specified")),
@@ -308,6 +275,7 @@ pub fn create_indexes(shared: &Shared, cmd: &Document, db: &str) -> Reply {
         .iter()
         .map(parse_index)
         .collect::<Result<Vec<_>, _>>()?;
+    let _one_writer = lock(&shared.writes);
     let mut cat = lock(&shared.catalog);
     let mut next: Catalog = cat.clone();
     let (coll, created) = next.get_or_create(db, name);
@@ -319,6 +287,13 @@ pub fn create_indexes(shared: &Shared, cmd: &Document, db: &str) -> Reply {
         }
     }
     let after = coll.indexes.len();
+    // A unique index over documents that already collide is not created (E11000), as in mongod.
+    let ix = super::unique::unique_indexes(&coll.indexes)?;
+    super::unique::check_all(
+        &ix,
+        &format!("{db}.{name}"),
+        lock(&shared.docs).get(db, name),
+    )?;
     let mut reply = doc! {
         "numIndexesBefore": before as i32,
         "numIndexesAfter": after as i32,
@@ -337,57 +312,4 @@ pub fn create_indexes(shared: &Shared, cmd: &Document, db: &str) -> Reply {
     })?;
     *cat = next;
     Ok(reply)
-}
-
-/// `find`: no collection holds documents except the two system collections, which hold what
-/// mongod would: the users (as stored, with credentials) and the version documents.
-pub fn find(shared: &Shared, authed: &[User], cmd: &Document, db: &str) -> Reply {
-    let name = collection_name(cmd, "find")?;
-    let filter = matcher(cmd.get("filter"), "find")?;
-    for unsupported in ["sort", "projection", "skip", "hint", "min", "max"] {
-        let set = match cmd.get(unsupported) {
-            None | Some(Bson::Null) => false,
-            Some(Bson::Document(d)) => !d.is_empty(),
-            Some(v) => as_i64(v) != Some(0),
-        };
-        if set {
-            return Err(not_implemented(format!(
-                "find.{unsupported} is not supported by the test server"
-            )));
-        }
-    }
-    let docs: Vec<Document> = match (db, name) {
-        SYSTEM_USERS => {
-            if shared.auth && !authed.iter().any(|u| u.may_manage_users_on("admin")) {
-                return Err(err(
-                    13,
-                    "Unauthorized",
-                    format!("not authorized on {db} to execute command {{ find: \"{name}\" }}"),
-                ));
-            }
-            let store = lock(&shared.store);
-            store.users().map(|u| u.to_document(true)).collect()
-        }
-        SYSTEM_VERSION => {
-            let mut v = vec![doc! {"_id": "featureCompatibilityVersion", "version": "7.0"}];
-            if !lock(&shared.store).is_empty() {
-                v.push(doc! {"_id": "authSchema", "currentVersion": 5i32});
-            }
-            v
-        }
-        _ => Vec::new(),
-    };
-    let limit = match cmd.get("limit").map(as_i64) {
-        None => usize::MAX,
-        Some(Some(0)) => usize::MAX,
-        Some(Some(n)) => usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX),
-        Some(None) => return Err(err(14, "TypeMismatch", "limit must be a number")),
-    };
-    let batch = docs
-        .into_iter()
-        .filter(|d| matches(&filter, d))
-        .take(limit)
-        .map(Bson::Document)
-        .collect();
-    Ok(cursor(format!("{db}.{name}"), batch))
 }

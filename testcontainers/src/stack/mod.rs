@@ -245,27 +245,47 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
         Generation::V2 => ("KOMODO_DATABASE_USERNAME", "KOMODO_DATABASE_PASSWORD"),
         Generation::V1 => ("KOMODO_DB_USERNAME", "KOMODO_DB_PASSWORD"),
     };
+    // v2's official file bind-mounts core's backups and periphery's root directory: folders of
+    // the stack dir here, so stacks side by side share nothing on the host.
+    let backups = dir.join("backups");
+    let periphery_root = dir.join("periphery-root");
+    if opts.generation == Generation::V2 {
+        for d in [&backups, &periphery_root] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+    }
     let compose_env = |pw: &Secret| -> Vec<String> {
-        vec![
-            format!("COMPOSE_KOMODO_IMAGE_TAG={}", standin_tag()),
-            format!("COMPOSE_MONGO_IMAGE_TAG={}", mongo_standin_tag()),
-            format!("COMPOSE_REHEARSAL_MONGO_PORT={mongo_port}"),
-            format!("COMPOSE_REHEARSAL_CORE_PORT={core_port}"),
-            env_line(user_key, &user),
-            env_line(pw_key, pw),
-            env_line("KOMODO_PASSKEY", &passkey),
-            match opts.generation {
-                // Komodo v1's compose.env links the list to core's passkey; compose (1.29 as
-                // v2) interpolates `${...}` inside an env_file from the file's own keys.
-                Generation::V1 => format!("PERIPHERY_PASSKEYS={PASSKEY_LINK}"),
-                Generation::V2 => env_line("PERIPHERY_PASSKEYS", &passkey),
-            },
-            env_line("KOMODO_JWT_SECRET", &jwt),
-            env_line("KOMODO_WEBHOOK_SECRET", &webhook),
-            // An env-only secret of no Komodo kind, for `rotate --secret env:KEY`.
-            env_line(REHEARSAL_TOKEN_KEY, &api_token),
-            "KOMODO_TITLE=Komodo rehearsal".into(),
-        ]
+        let mut paths = Vec::new();
+        if opts.generation == Generation::V2 {
+            paths.push(format!("COMPOSE_KOMODO_BACKUPS_PATH={}", backups.display()));
+            paths.push(format!(
+                "PERIPHERY_ROOT_DIRECTORY={}",
+                periphery_root.display()
+            ));
+        }
+        paths
+            .into_iter()
+            .chain([
+                format!("COMPOSE_KOMODO_IMAGE_TAG={}", standin_tag()),
+                format!("COMPOSE_MONGO_IMAGE_TAG={}", mongo_standin_tag()),
+                format!("COMPOSE_REHEARSAL_MONGO_PORT={mongo_port}"),
+                format!("COMPOSE_REHEARSAL_CORE_PORT={core_port}"),
+                env_line(user_key, &user),
+                env_line(pw_key, pw),
+                env_line("KOMODO_PASSKEY", &passkey),
+                match opts.generation {
+                    // Komodo v1's compose.env links the list to core's passkey; compose (1.29 as
+                    // v2) interpolates `${...}` inside an env_file from the file's own keys.
+                    Generation::V1 => format!("PERIPHERY_PASSKEYS={PASSKEY_LINK}"),
+                    Generation::V2 => env_line("PERIPHERY_PASSKEYS", &passkey),
+                },
+                env_line("KOMODO_JWT_SECRET", &jwt),
+                env_line("KOMODO_WEBHOOK_SECRET", &webhook),
+                // An env-only secret of no Komodo kind, for `rotate --secret env:KEY`.
+                env_line(REHEARSAL_TOKEN_KEY, &api_token),
+                "KOMODO_TITLE=Komodo rehearsal".into(),
+            ])
+            .collect()
     };
 
     // Files: age identity, the compose file, compose.env encrypted to the identity with our
