@@ -80,6 +80,15 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
         v.push("the tool hung (killed after 240 s)".into());
         return v;
     }
+    // Whatever the exit: the tool never leaves compose.env unreadable or git half way.
+    if before.env.is_ok() {
+        if let Err(e) = &after.env {
+            v.push(format!("the tool left compose.env undecryptable: {e}"));
+        }
+    }
+    if before.git.in_progress.is_empty() && !after.git.in_progress.is_empty() {
+        v.push(format!("the tool left git stopped half way: {:?} (status {:?})", after.git.in_progress, after.git.status));
+    }
     let Some(code) = run.code else {
         return v; // killed by us: judged by what follows
     };

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use tool::{Run, Tool};
 use world::World;
 
-const USAGE: &str = "usage: campaign --seed N|random --ops N [--kinds LIST] [--tool PATH] [--no-shrink] [--keep]";
+const USAGE: &str =
+    "usage: campaign --seed N|random --ops N [--kinds LIST] [--tool PATH] [--no-shrink] [--keep] [--plan]";
 const DEFAULT_KINDS: &str = "db-password,jwt-secret,webhook-secret,env:REHEARSAL_API_TOKEN";
 
 struct Args {
@@ -30,6 +31,8 @@ struct Args {
     tool: Option<PathBuf>,
     shrink: bool,
     keep: bool,
+    /// Print the operations and the families they cover; run nothing.
+    plan: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -40,6 +43,7 @@ fn parse() -> Result<Args, String> {
         tool: None,
         shrink: true,
         keep: false,
+        plan: false,
     };
     let mut seed = None;
     let mut it = std::env::args().skip(1);
@@ -64,6 +68,7 @@ fn parse() -> Result<Args, String> {
             "--tool" => a.tool = Some(PathBuf::from(val("--tool")?)),
             "--no-shrink" => a.shrink = false,
             "--keep" => a.keep = true,
+            "--plan" => a.plan = true,
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unexpected argument {o:?}\n{USAGE}")),
         }
@@ -83,6 +88,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if a.plan {
+        // A failpoints build draws failpoint operations; `--tool` says which binary.
+        let t = Tool {
+            bin: tool::tool_path(a.tool.as_deref()),
+            config: PathBuf::new(),
+            lock_dir: PathBuf::new(),
+            tmp: PathBuf::new(),
+        };
+        let ops = gen::sequence(a.seed, a.ops, &a.kinds, t.failpoints_build());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, op) in ops.iter().enumerate() {
+            println!("{:>3}. {op}", i + 1);
+            seen.insert(family(op));
+        }
+        println!("covers {}/{} operation families", seen.len(), gen::FAMILIES.len());
+        return ExitCode::SUCCESS;
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     match run(&a, &rt) {
         Ok(r) => {

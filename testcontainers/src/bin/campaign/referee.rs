@@ -65,6 +65,8 @@ pub struct GitView {
     pub behind: usize,
     /// Untracked files in the way of the pull, or local changes to incoming files.
     pub pull_blocked: Vec<String>,
+    /// A revert, merge, cherry-pick or rebase stopped half way (`.git/REVERT_HEAD`, ...).
+    pub in_progress: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,6 +316,11 @@ impl Referee {
             env_uncommitted: sh(&self.dir, "git", &["diff", "--quiet", "HEAD", "--", "compose.env"]).0 != 0,
             unpushed_env: g(&["rev-list", "origin/main..HEAD", "--", "compose.env"]).lines().count(),
             behind: behind_list.lines().count(),
+            in_progress: ["REVERT_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD", "rebase-merge", "rebase-apply"]
+                .iter()
+                .filter(|f| self.dir.join(".git").join(f).exists())
+                .map(|f| f.to_string())
+                .collect(),
             head,
             origin,
             status,
@@ -434,6 +441,9 @@ impl View {
         if !self.git.pull_blocked.is_empty() {
             d.push(format!("pull blocked by {:?}", self.git.pull_blocked));
         }
+        if !self.git.in_progress.is_empty() {
+            d.push(format!("git stopped half way: {:?}", self.git.in_progress));
+        }
         d
     }
 
@@ -479,13 +489,14 @@ impl View {
             );
         }
         s += &format!(
-            "  git: head {} origin {} behind {} unpushed-env {} env-uncommitted {} blocked {:?} status {:?}\n",
+            "  git: head {} origin {} behind {} unpushed-env {} env-uncommitted {} blocked {:?} in-progress {:?} status {:?}\n",
             &self.git.head.get(..8).unwrap_or(""),
             &self.git.origin.get(..8).unwrap_or(""),
             self.git.behind,
             self.git.unpushed_env,
             self.git.env_uncommitted,
             self.git.pull_blocked,
+            self.git.in_progress,
             self.git.status
         );
         s += &format!(

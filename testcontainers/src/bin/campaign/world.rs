@@ -80,8 +80,10 @@ impl World {
         format!("{prefix}{:016x}{:016x}", self.rng.next(), self.rng.next())
     }
 
-    /// The operator commits compose.env's edit and pushes it; when upstream moved, rebases
-    /// on it first. What cannot be pushed stays local (the referee sees it).
+    /// The operator commits compose.env's edit and pushes it. When upstream moved, rebases on
+    /// it; when that conflicts (two SOPS edits always do), merges by hand as one does with
+    /// SOPS files: takes upstream's file and sets on it every value that differs locally.
+    /// Never while a journal is pending (the runbook says resume first): then it stays local.
     pub fn operator_commit(&self, msg: &str) -> String {
         if sh(&self.dir, "git", &["diff", "--quiet", "HEAD", "--", "compose.env"]).0 == 0 {
             return "nothing to commit".into();
@@ -91,16 +93,39 @@ impl World {
         if sh(&self.dir, "git", &["push", "-q"]).0 == 0 {
             return "committed and pushed".into();
         }
+        if self.dir.join("state/journal/current.json").exists() {
+            return "committed; push rejected, left local (a journal is pending)".into();
+        }
+        format!("committed; {}", self.sync_by_hand())
+    }
+
+    /// Brings a diverged checkout onto upstream: rebase, else SOPS-merge by hand. Then push.
+    pub fn sync_by_hand(&self) -> String {
         let _ = sh(&self.dir, "git", &["fetch", "-q"]);
+        let mut did = String::new();
         if sh(&self.dir, "git", &["rebase", "-q", "origin/main"]).0 != 0 {
             let _ = sh(&self.dir, "git", &["rebase", "--abort"]);
-            return "committed; rebase on upstream failed, left unpushed".into();
-        }
-        if sh(&self.dir, "git", &["push", "-q"]).0 == 0 {
-            "committed, rebased, pushed".into()
+            let local = match crate::referee::sops_decrypt(&self.dir.join("compose.env"), &self.age_key()) {
+                Ok(l) => l,
+                Err(e) => return format!("merge by hand impossible: {e}"),
+            };
+            let _ = sh(&self.dir, "git", &["reset", "-q", "--hard", "origin/main"]);
+            let theirs = crate::referee::sops_decrypt(&self.dir.join("compose.env"), &self.age_key()).unwrap_or_default();
+            for (k, v) in &local {
+                if theirs.get(k) != Some(v) {
+                    if let Err(e) = self.sops_set(&self.dir.join("compose.env"), k, v) {
+                        return format!("merge by hand: {e}");
+                    }
+                }
+            }
+            let _ = sh(&self.dir, "git", &["add", "compose.env"]);
+            let _ = sh(&self.dir, "git", &["commit", "-q", "-m", "merge by hand"]);
+            did.push_str("merged by hand");
         } else {
-            "committed; push failed".into()
+            did.push_str("rebased");
         }
+        let c = sh(&self.dir, "git", &["push", "-q"]).0;
+        format!("{did}, push exit {c}")
     }
 
     /// The hand steps runbooks/blocked-pull.md gives for what `repo unblock` refuses: untracked
@@ -128,19 +153,8 @@ impl World {
             did.push(self.operator_commit("commit compose.env (runbook)"));
         }
         let ahead = sh(&self.dir, "git", &["rev-list", "--count", "origin/main..HEAD"]).1;
-        let behind = sh(&self.dir, "git", &["rev-list", "--count", "HEAD..origin/main"]).1;
-        if ahead != "0" && behind != "0" {
-            let c = sh(&self.dir, "git", &["rebase", "-q", "origin/main"]).0;
-            if c != 0 {
-                let _ = sh(&self.dir, "git", &["rebase", "--abort"]);
-                did.push("rebase by hand failed".into());
-            } else {
-                did.push("rebased by hand".into());
-            }
-        }
         if ahead != "0" {
-            let c = sh(&self.dir, "git", &["push", "-q"]).0;
-            did.push(format!("push exit {c}"));
+            did.push(self.sync_by_hand());
         }
         did.join("; ")
     }
