@@ -19,7 +19,11 @@ pub enum Cmd {
 fn agreed(v: &View) -> Vec<String> {
     v.drift()
         .into_iter()
-        .filter(|d| !d.starts_with("pull blocked") && !d.contains("differs from HEAD") && !d.starts_with("unpushed"))
+        .filter(|d| {
+            !d.starts_with("pull blocked")
+                && !d.contains("differs from HEAD")
+                && !d.starts_with("unpushed")
+        })
         .collect()
 }
 
@@ -29,7 +33,8 @@ fn same_values(a: &View, b: &View) -> Vec<String> {
     if a.env != b.env {
         d.push("compose.env's values".to_string());
     }
-    if a.mongo != b.mongo && a.mongo != MongoView::Unreachable && b.mongo != MongoView::Unreachable {
+    if a.mongo != b.mongo && a.mongo != MongoView::Unreachable && b.mongo != MongoView::Unreachable
+    {
         d.push("the password Mongo accepts".into());
     }
     for s in ["core", "periphery", "mongo"] {
@@ -37,8 +42,18 @@ fn same_values(a: &View, b: &View) -> Vec<String> {
             d.push(format!("{s}'s env"));
         }
     }
-    let la: Vec<_> = a.containers.iter().filter(|c| crate::referee::is_leftover(&c.name)).map(|c| &c.name).collect();
-    let lb: Vec<_> = b.containers.iter().filter(|c| crate::referee::is_leftover(&c.name)).map(|c| &c.name).collect();
+    let la: Vec<_> = a
+        .containers
+        .iter()
+        .filter(|c| crate::view::is_leftover(&c.name))
+        .map(|c| &c.name)
+        .collect();
+    let lb: Vec<_> = b
+        .containers
+        .iter()
+        .filter(|c| crate::view::is_leftover(&c.name))
+        .map(|c| &c.name)
+        .collect();
     if la != lb {
         d.push("leftover -next/-prev containers".into());
     }
@@ -74,7 +89,14 @@ fn unchanged(a: &View, b: &View) -> Vec<String> {
 /// The violations of one tool run: `before`/`after` are the referee's views around it;
 /// `faulted`: the world changed during the run (a transient fault), so "unchanged" is judged on
 /// values only.
-pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View, faulted: bool) -> Vec<String> {
+pub fn judge(
+    cmd: Cmd,
+    kinds: &[String],
+    run: &Run,
+    before: &View,
+    after: &View,
+    faulted: bool,
+) -> Vec<String> {
     let mut v = Vec::new();
     if run.hung {
         v.push("the tool hung (killed after 240 s)".into());
@@ -87,7 +109,10 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
         }
     }
     if before.git.in_progress.is_empty() && !after.git.in_progress.is_empty() {
-        v.push(format!("the tool left git stopped half way: {:?} (status {:?})", after.git.in_progress, after.git.status));
+        v.push(format!(
+            "the tool left git stopped half way: {:?} (status {:?})",
+            after.git.in_progress, after.git.status
+        ));
     }
     let Some(code) = run.code else {
         return v; // killed by us: judged by what follows
@@ -106,7 +131,10 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
         }
         (Cmd::Verify, 3) => {
             if after.mongo != MongoView::Unreachable {
-                v.push(format!("verify 3 (unknown) though Mongo answers; referee drift: {:?}", after.drift()));
+                v.push(format!(
+                    "verify 3 (unknown) though Mongo answers; referee drift: {:?}",
+                    after.drift()
+                ));
             }
         }
         (Cmd::Rotate | Cmd::Rescue | Cmd::Resume | Cmd::RepoUnblock, 0) => {
@@ -114,7 +142,9 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
                 let d = agreed(after);
                 if !d.is_empty() {
                     // resume with nothing to resume is allowed to leave the world as it was.
-                    let idle = cmd == Cmd::Resume && !before.journal && unchanged(before, after).is_empty();
+                    let idle = cmd == Cmd::Resume
+                        && !before.journal
+                        && unchanged(before, after).is_empty();
                     if !idle {
                         v.push(format!("exit 0 but the planes are not one value: {d:?}"));
                     }
@@ -124,14 +154,21 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
                 }
             } else {
                 if after.git.behind > 0 || !after.git.pull_blocked.is_empty() {
-                    v.push(format!("repo unblock 0 but the checkout is behind {} / blocked {:?}", after.git.behind, after.git.pull_blocked));
+                    v.push(format!(
+                        "repo unblock 0 but the checkout is behind {} / blocked {:?}",
+                        after.git.behind, after.git.pull_blocked
+                    ));
                 }
             }
             if cmd == Cmd::Rotate {
                 for k in kinds {
                     for key in kind_keys(k) {
-                        if before.env_value(key).is_some() && before.env_value(key) == after.env_value(key) {
-                            v.push(format!("rotate {k} exit 0 but compose.env's {key} is unchanged"));
+                        if before.env_value(key).is_some()
+                            && before.env_value(key) == after.env_value(key)
+                        {
+                            v.push(format!(
+                                "rotate {k} exit 0 but compose.env's {key} is unchanged"
+                            ));
                         }
                     }
                 }
@@ -145,14 +182,18 @@ pub fn judge(cmd: Cmd, kinds: &[String], run: &Run, before: &View, after: &View,
             }
         }
         (_, 3) => {
-            let d = if faulted { same_values(before, after) } else { unchanged(before, after) };
+            let d = if faulted {
+                same_values(before, after)
+            } else {
+                unchanged(before, after)
+            };
             if !d.is_empty() {
                 v.push(format!("exit 3 (nothing changed) but changed: {d:?}"));
             }
         }
         (Cmd::Rotate | Cmd::Rescue | Cmd::Resume, 4) => {
             let d = same_values(before, after);
-            if !d.is_empty() && !(cmd == Cmd::Resume && before.journal) {
+            if !(d.is_empty() || cmd == Cmd::Resume && before.journal) {
                 v.push(format!("exit 4 (rolled back) but not as before: {d:?}"));
             }
             let a = agreed(after);
@@ -187,12 +228,17 @@ pub fn leaks(secrets: &BTreeSet<String>, run: Option<&Run>, dir: &Path) -> Vec<S
         hay.push(("stdout".into(), r.stdout.clone().into_bytes()));
         hay.push(("stderr".into(), r.stderr.clone().into_bytes()));
         for s in &r.proc_samples {
-            let label = String::from_utf8_lossy(s.split(|b| *b == 0).next().unwrap_or(b"")).into_owned();
+            let label =
+                String::from_utf8_lossy(s.split(|b| *b == 0).next().unwrap_or(b"")).into_owned();
             hay.push((format!("/proc argv/environ of {label}"), s.clone()));
         }
     }
     for f in walk(dir) {
-        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
         if rel == "compose.env" || rel.starts_with(".git/") || rel.starts_with("tmp/campaign-") {
             continue;
         }
@@ -205,7 +251,10 @@ pub fn leaks(secrets: &BTreeSet<String>, run: Option<&Run>, dir: &Path) -> Vec<S
         for s in secrets {
             let n = s.as_bytes();
             if bytes.windows(n.len()).any(|w| w == n) {
-                found.push(format!("a secret value (fingerprint {}) in {where_}", crate::referee::fp(s)));
+                found.push(format!(
+                    "a secret value (fingerprint {}) in {where_}",
+                    crate::referee::fp(s)
+                ));
             }
         }
     }

@@ -46,9 +46,14 @@ pub enum Transient {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `rotate --secret K...`.
-    Rotate { kinds: Vec<String> },
+    Rotate {
+        kinds: Vec<String>,
+    },
     /// `rotate`, SIGKILLed after `delay_ms`.
-    RotateKilled { kinds: Vec<String>, delay_ms: u64 },
+    RotateKilled {
+        kinds: Vec<String>,
+        delay_ms: u64,
+    },
     /// `rotate` with `FAILPOINTS=<before|after>:<step>=return|return(crash)` (step by index
     /// into the plan `--dry-run` prints, modulo its length). Failpoints builds only.
     RotateFailpoint {
@@ -58,9 +63,15 @@ pub enum Op {
         crash: bool,
     },
     /// `rotate` while another process `sops set`s another key after `delay_ms`.
-    RotateForeignSet { kind: String, delay_ms: u64 },
+    RotateForeignSet {
+        kind: String,
+        delay_ms: u64,
+    },
     /// `rotate` with a transient fault in the world during the run.
-    RotateDuring { kind: String, fault: Transient },
+    RotateDuring {
+        kind: String,
+        fault: Transient,
+    },
     Rescue,
     Resume,
     Verify,
@@ -68,14 +79,20 @@ pub enum Op {
     /// `sops set` of a key no kind rotates (KOMODO_TITLE).
     ForeignSopsSet,
     /// The deploy pipeline: `docker-compose up -d` (whole file, or `--no-deps core periphery`).
-    ComposeUp { no_deps: bool },
+    ComposeUp {
+        no_deps: bool,
+    },
     /// A hand edit of the DB password in compose.env (`sops set`), not deployed.
     HandEditDbPassword,
     /// A commit pushed upstream from a second clone, touching compose.env or not.
-    UpstreamCommit { touch_env: bool },
+    UpstreamCommit {
+        touch_env: bool,
+    },
     /// An upstream commit adding a file and an untracked copy of it on the host (identical
     /// bytes or not), blocking the pull.
-    UntrackedBlock { identical: bool },
+    UntrackedBlock {
+        identical: bool,
+    },
     /// A reboot: the lock dir emptied, every container restarted.
     Reboot,
 }
@@ -110,13 +127,21 @@ impl fmt::Display for Op {
             Op::ComposeUp { no_deps } => write!(
                 f,
                 "world: docker-compose up -d{}",
-                if *no_deps { " --no-deps core periphery" } else { "" }
+                if *no_deps {
+                    " --no-deps core periphery"
+                } else {
+                    ""
+                }
             ),
             Op::HandEditDbPassword => write!(f, "world: hand edit of the DB password"),
             Op::UpstreamCommit { touch_env } => write!(
                 f,
                 "world: upstream commit{}",
-                if *touch_env { " touching compose.env" } else { "" }
+                if *touch_env {
+                    " touching compose.env"
+                } else {
+                    ""
+                }
             ),
             Op::UntrackedBlock { identical } => write!(
                 f,
@@ -183,7 +208,8 @@ pub const FAMILIES: &[&str] = &[
 
 /// Operation `i` of the sequence of `seed`: a pure function of (seed, i, kinds, failpoints).
 pub fn op(seed: u64, i: u64, kinds: &[String], failpoints: bool) -> Op {
-    let mut r = Rng::new(seed.wrapping_mul(0x1000_0000_01b3) ^ i.wrapping_mul(0xff51_afd7_ed55_8ccd));
+    let mut r =
+        Rng::new(seed.wrapping_mul(0x1000_0000_01b3) ^ i.wrapping_mul(0xff51_afd7_ed55_8ccd));
     let _ = r.next();
     let kind = r.pick(kinds).clone();
     let holder = if r.chance(50) {
@@ -251,8 +277,28 @@ pub fn op(seed: u64, i: u64, kinds: &[String], failpoints: bool) -> Op {
     }
 }
 
-pub fn sequence(seed: u64, n: u64, kinds: &[String], failpoints: bool) -> Vec<Op> {
-    (0..n).map(|i| op(seed, i, kinds, failpoints)).collect()
+/// The operations of `seed`. With `cover`, the first operations are one of each family (in an
+/// order drawn from the seed), then the weighted draw: a short fixed seed exercises everything.
+pub fn sequence(seed: u64, n: u64, kinds: &[String], failpoints: bool, cover: bool) -> Vec<Op> {
+    let mut fams: Vec<&str> = FAMILIES
+        .iter()
+        .copied()
+        .filter(|f| failpoints || *f != "failpoint")
+        .collect();
+    let mut r = Rng::new(seed ^ 0xc0fe);
+    for k in (1..fams.len()).rev() {
+        fams.swap(k, r.below(k as u64 + 1) as usize);
+    }
+    (0..n)
+        .map(|i| match fams.get(i as usize).filter(|_| cover) {
+            // The first draw of this family among the indices i*4096.. (pure in seed and i).
+            Some(f) => (0..4096)
+                .map(|j| op(seed, (i + 1) * 4096 + j, kinds, failpoints))
+                .find(|o| family(o) == *f)
+                .unwrap_or_else(|| op(seed, i, kinds, failpoints)),
+            None => op(seed, i, kinds, failpoints),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -262,9 +308,17 @@ mod tests {
     #[test]
     fn prefixes_replay_as_themselves() {
         let kinds = vec!["db-password".to_string(), "jwt-secret".to_string()];
-        let long = sequence(7, 50, &kinds, true);
-        let short = sequence(7, 20, &kinds, true);
-        assert_eq!(&long[..20], &short[..]);
-        assert_ne!(sequence(8, 20, &kinds, true), short);
+        for cover in [false, true] {
+            let long = sequence(7, 50, &kinds, true, cover);
+            let short = sequence(7, 20, &kinds, true, cover);
+            assert_eq!(&long[..20], &short[..]);
+            assert_ne!(sequence(8, 20, &kinds, true, cover), short);
+        }
+        let covered: std::collections::BTreeSet<_> =
+            sequence(7, FAMILIES.len() as u64, &kinds, true, true)
+                .iter()
+                .map(family)
+                .collect();
+        assert_eq!(covered.len(), FAMILIES.len());
     }
 }

@@ -206,7 +206,12 @@ impl Referee {
     /// Which known DB password Mongo accepts, `first` tried first.
     fn mongo(&self, first: Option<&str>) -> MongoView {
         let mut cands: Vec<&str> = first.into_iter().collect();
-        cands.extend(self.db_history.iter().map(|s| s.as_str()).filter(|s| Some(*s) != first));
+        cands.extend(
+            self.db_history
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| Some(*s) != first),
+        );
         let mut child = match Command::new("python3")
             .arg(&self.script)
             .env("MONGO_PORT", self.mongo_port.to_string())
@@ -223,7 +228,10 @@ impl Referee {
             .take()
             .unwrap()
             .write_all(cands.join("\n").as_bytes());
-        let out = child.wait_with_output().map(|o| o.stdout).unwrap_or_default();
+        let out = child
+            .wait_with_output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
         let s = String::from_utf8_lossy(&out).trim().to_string();
         match s.parse::<usize>() {
             Ok(i) => MongoView::Accepts(cands.get(i).map(|s| s.to_string())),
@@ -305,7 +313,8 @@ impl Referee {
         if !behind_list.is_empty() {
             for l in status.lines() {
                 let path = l.get(3..).unwrap_or("").to_string();
-                if incoming.contains(&path) || incoming.iter().any(|i| i.starts_with(&format!("{path}"))) {
+                if incoming.contains(&path) || incoming.iter().any(|i| i.starts_with(path.as_str()))
+                {
                     pull_blocked.push(l.to_string());
                 }
             }
@@ -313,14 +322,27 @@ impl Referee {
         GitView {
             head_tree: g(&["rev-parse", "HEAD^{tree}"]),
             origin_tree: sh(&self.origin, "git", &["rev-parse", "main^{tree}"]).1,
-            env_uncommitted: sh(&self.dir, "git", &["diff", "--quiet", "HEAD", "--", "compose.env"]).0 != 0,
-            unpushed_env: g(&["rev-list", "origin/main..HEAD", "--", "compose.env"]).lines().count(),
+            env_uncommitted: sh(
+                &self.dir,
+                "git",
+                &["diff", "--quiet", "HEAD", "--", "compose.env"],
+            )
+            .0 != 0,
+            unpushed_env: g(&["rev-list", "origin/main..HEAD", "--", "compose.env"])
+                .lines()
+                .count(),
             behind: behind_list.lines().count(),
-            in_progress: ["REVERT_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD", "rebase-merge", "rebase-apply"]
-                .iter()
-                .filter(|f| self.dir.join(".git").join(f).exists())
-                .map(|f| f.to_string())
-                .collect(),
+            in_progress: [
+                "REVERT_HEAD",
+                "MERGE_HEAD",
+                "CHERRY_PICK_HEAD",
+                "rebase-merge",
+                "rebase-apply",
+            ]
+            .iter()
+            .filter(|f| self.dir.join(".git").join(f).exists())
+            .map(|f| f.to_string())
+            .collect(),
             head,
             origin,
             status,
@@ -337,8 +359,7 @@ impl Referee {
             return false;
         };
         let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(3)));
-        if s
-            .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             .is_err()
         {
             return false;
@@ -382,133 +403,4 @@ impl Referee {
             core_serving: self.core_serving(),
         }
     }
-}
-
-impl View {
-    pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env.as_ref().ok()?.get(key).map(|s| s.as_str())
-    }
-    pub fn service(&self, s: &str) -> Option<&Ctr> {
-        self.containers.iter().find(|c| c.service == s && !is_leftover(&c.name))
-    }
-
-    /// What the referee calls drift: the planes split, a holder down, a journal pending, the
-    /// checkout not publishing compose.env or not pullable. Empty: none.
-    pub fn drift(&self) -> Vec<String> {
-        let mut d = Vec::new();
-        let env = match &self.env {
-            Ok(e) => e,
-            Err(e) => return vec![format!("compose.env: {e}")],
-        };
-        match (&self.mongo, env.get(DB_KEY)) {
-            (MongoView::Unreachable, _) => d.push("mongo unreachable".into()),
-            (MongoView::Accepts(a), Some(v)) if a.as_deref() != Some(v.as_str()) => {
-                d.push("mongo rejects compose.env's DB password".into())
-            }
-            _ => {}
-        }
-        for c in &self.containers {
-            if is_leftover(&c.name) {
-                d.push(format!("leftover container {}", c.name));
-                continue;
-            }
-            for (k, v) in &c.env {
-                if env.get(k) != Some(v) {
-                    d.push(format!("{} holds another {k} than compose.env", c.name));
-                }
-            }
-            if c.service != "mongo" && c.status != "running" {
-                d.push(format!("{} is {}", c.name, c.status));
-            }
-            if c.service == "core" && c.health == "unhealthy" {
-                d.push(format!("{} is unhealthy", c.name));
-            }
-        }
-        for s in ["core", "periphery", "mongo"] {
-            if self.service(s).is_none() {
-                d.push(format!("no {s} container"));
-            }
-        }
-        if self.journal {
-            d.push("a journal is pending".into());
-        }
-        if self.git.env_uncommitted {
-            d.push("compose.env differs from HEAD's".into());
-        }
-        if self.git.unpushed_env > 0 {
-            d.push("unpushed commits touch compose.env".into());
-        }
-        if !self.git.pull_blocked.is_empty() {
-            d.push(format!("pull blocked by {:?}", self.git.pull_blocked));
-        }
-        if !self.git.in_progress.is_empty() {
-            d.push(format!("git stopped half way: {:?}", self.git.in_progress));
-        }
-        d
-    }
-
-    /// The planes' values split (a subset of drift: what exit 5 must leave visible).
-    pub fn split(&self) -> bool {
-        self.drift()
-            .iter()
-            .any(|d| !d.starts_with("a journal") && !d.starts_with("pull blocked"))
-    }
-
-    /// Printable, values as fingerprints.
-    pub fn show(&self) -> String {
-        let mut s = String::new();
-        match &self.env {
-            Ok(e) => {
-                let vals: Vec<String> = SECRET_KEYS
-                    .iter()
-                    .filter_map(|k| e.get(*k).map(|v| format!("{k}={}", fp(v))))
-                    .collect();
-                s += &format!("  compose.env (sops): {}\n", vals.join(" "));
-            }
-            Err(e) => s += &format!("  compose.env: {e}\n"),
-        }
-        s += &format!(
-            "  mongo (pymongo): {}\n",
-            match &self.mongo {
-                MongoView::Unreachable => "unreachable".to_string(),
-                MongoView::Accepts(Some(v)) => format!("accepts {}", fp(v)),
-                MongoView::Accepts(None) => "accepts none of the known values".into(),
-            }
-        );
-        for c in &self.containers {
-            let vals: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={}", fp(v))).collect();
-            s += &format!(
-                "  {} [{}] {} {}{} restarts {}: {}\n",
-                c.name,
-                c.service,
-                &c.id.get(..12).unwrap_or(""),
-                c.status,
-                if c.health.is_empty() { String::new() } else { format!("/{}", c.health) },
-                c.restarts,
-                vals.join(" ")
-            );
-        }
-        s += &format!(
-            "  git: head {} origin {} behind {} unpushed-env {} env-uncommitted {} blocked {:?} in-progress {:?} status {:?}\n",
-            &self.git.head.get(..8).unwrap_or(""),
-            &self.git.origin.get(..8).unwrap_or(""),
-            self.git.behind,
-            self.git.unpushed_env,
-            self.git.env_uncommitted,
-            self.git.pull_blocked,
-            self.git.in_progress,
-            self.git.status
-        );
-        s += &format!(
-            "  journal pending: {}, core serving: {}\n  drift: {:?}\n",
-            self.journal,
-            self.core_serving,
-            self.drift()
-        );
-        s
-    }
-}
-
-pub fn is_leftover(name: &str) -> bool {
-    name.ends_with("-next") || name.ends_with("-prev")
 }

@@ -32,7 +32,8 @@ fn git_ok(dir: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// Files of the stack dir that are the host's own, not the repo's.
-const HOST_ONLY: &str = "/age.key\n/komodo-rotate.toml\n/state/\n/control/\n/host-locks/\n/tmp/\n/secrets/\n";
+const HOST_ONLY: &str =
+    "/age.key\n/komodo-rotate.toml\n/state/\n/control/\n/host-locks/\n/tmp/\n/secrets/\n";
 
 impl World {
     /// Puts the stack dir under git (compose.env and the compose file tracked) with a bare
@@ -41,7 +42,17 @@ impl World {
         let origin = work.join("origin.git");
         let clone = work.join("pipeline");
         let dir = stack.dir.clone();
-        git_ok(work, &["init", "-q", "--bare", "-b", "main", origin.to_str().unwrap()])?;
+        git_ok(
+            work,
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "-b",
+                "main",
+                origin.to_str().unwrap(),
+            ],
+        )?;
         git_ok(&dir, &["init", "-q", "-b", "main"])?;
         std::fs::write(dir.join(".git/info/exclude"), HOST_ONLY).map_err(|e| e.to_string())?;
         git_ok(&dir, &["config", "user.name", "campaign host"])?;
@@ -50,9 +61,20 @@ impl World {
         git_ok(&dir, &["commit", "-q", "-m", "deploy"])?;
         git_ok(&dir, &["remote", "add", "origin", origin.to_str().unwrap()])?;
         git_ok(&dir, &["push", "-q", "-u", "origin", "main"])?;
-        git_ok(work, &["clone", "-q", origin.to_str().unwrap(), clone.to_str().unwrap()])?;
+        git_ok(
+            work,
+            &[
+                "clone",
+                "-q",
+                origin.to_str().unwrap(),
+                clone.to_str().unwrap(),
+            ],
+        )?;
         git_ok(&clone, &["config", "user.name", "campaign colleague"])?;
-        git_ok(&clone, &["config", "user.email", "colleague@example.invalid"])?;
+        git_ok(
+            &clone,
+            &["config", "user.email", "colleague@example.invalid"],
+        )?;
         std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
         Ok(World {
             lock_dir: dir.join("host-locks"),
@@ -85,7 +107,13 @@ impl World {
     /// SOPS files: takes upstream's file and sets on it every value that differs locally.
     /// Never while a journal is pending (the runbook says resume first): then it stays local.
     pub fn operator_commit(&self, msg: &str) -> String {
-        if sh(&self.dir, "git", &["diff", "--quiet", "HEAD", "--", "compose.env"]).0 == 0 {
+        if sh(
+            &self.dir,
+            "git",
+            &["diff", "--quiet", "HEAD", "--", "compose.env"],
+        )
+        .0 == 0
+        {
             return "nothing to commit".into();
         }
         let _ = sh(&self.dir, "git", &["add", "compose.env"]);
@@ -105,12 +133,17 @@ impl World {
         let mut did = String::new();
         if sh(&self.dir, "git", &["rebase", "-q", "origin/main"]).0 != 0 {
             let _ = sh(&self.dir, "git", &["rebase", "--abort"]);
-            let local = match crate::referee::sops_decrypt(&self.dir.join("compose.env"), &self.age_key()) {
+            let local = match crate::referee::sops_decrypt(
+                &self.dir.join("compose.env"),
+                &self.age_key(),
+            ) {
                 Ok(l) => l,
                 Err(e) => return format!("merge by hand impossible: {e}"),
             };
             let _ = sh(&self.dir, "git", &["reset", "-q", "--hard", "origin/main"]);
-            let theirs = crate::referee::sops_decrypt(&self.dir.join("compose.env"), &self.age_key()).unwrap_or_default();
+            let theirs =
+                crate::referee::sops_decrypt(&self.dir.join("compose.env"), &self.age_key())
+                    .unwrap_or_default();
             for (k, v) in &local {
                 if theirs.get(k) != Some(v) {
                     if let Err(e) = self.sops_set(&self.dir.join("compose.env"), k, v) {
@@ -134,7 +167,12 @@ impl World {
     pub fn runbook_git_hand_steps(&self, aside: &Path) -> String {
         let mut did = Vec::new();
         let _ = sh(&self.dir, "git", &["fetch", "-q"]);
-        let incoming = sh(&self.dir, "git", &["diff", "--name-only", "HEAD", "origin/main"]).1;
+        let incoming = sh(
+            &self.dir,
+            "git",
+            &["diff", "--name-only", "HEAD", "origin/main"],
+        )
+        .1;
         for f in incoming.lines() {
             let p = self.dir.join(f);
             let tracked = sh(&self.dir, "git", &["ls-files", "--error-unmatch", f]).0 == 0;
@@ -149,10 +187,21 @@ impl World {
                 }
             }
         }
-        if sh(&self.dir, "git", &["diff", "--quiet", "HEAD", "--", "compose.env"]).0 != 0 {
+        if sh(
+            &self.dir,
+            "git",
+            &["diff", "--quiet", "HEAD", "--", "compose.env"],
+        )
+        .0 != 0
+        {
             did.push(self.operator_commit("commit compose.env (runbook)"));
         }
-        let ahead = sh(&self.dir, "git", &["rev-list", "--count", "origin/main..HEAD"]).1;
+        let ahead = sh(
+            &self.dir,
+            "git",
+            &["rev-list", "--count", "origin/main..HEAD"],
+        )
+        .1;
         if ahead != "0" {
             did.push(self.sync_by_hand());
         }
@@ -169,8 +218,15 @@ impl World {
 
     pub fn hand_edit_db_password(&mut self) -> String {
         let v = self.token("hand");
-        match self.sops_set(&self.dir.join("compose.env"), "KOMODO_DATABASE_PASSWORD", &v) {
-            Ok(()) => format!("set; {}", self.operator_commit("hand edit of the DB password")),
+        match self.sops_set(
+            &self.dir.join("compose.env"),
+            "KOMODO_DATABASE_PASSWORD",
+            &v,
+        ) {
+            Ok(()) => format!(
+                "set; {}",
+                self.operator_commit("hand edit of the DB password")
+            ),
             Err(e) => e,
         }
     }
@@ -227,7 +283,11 @@ impl World {
             return e;
         }
         let _ = std::fs::create_dir_all(self.dir.join("deploy"));
-        let host_body = if identical { body.to_string() } else { "service: mine\n".into() };
+        let host_body = if identical {
+            body.to_string()
+        } else {
+            "service: mine\n".into()
+        };
         let _ = std::fs::write(self.dir.join(&name), host_body);
         "pushed; untracked copy on the host".into()
     }
@@ -238,7 +298,18 @@ impl World {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let (c, _, e) = sh(&self.dir, "docker", &["restart", "-t", "5", &self.mongo, &self.core, &self.periphery]);
+        let (c, _, e) = sh(
+            &self.dir,
+            "docker",
+            &[
+                "restart",
+                "-t",
+                "5",
+                &self.mongo,
+                &self.core,
+                &self.periphery,
+            ],
+        );
         // Give the services their start-up time, as a host's boot does.
         std::thread::sleep(std::time::Duration::from_secs(3));
         if c == 0 {
@@ -304,7 +375,11 @@ impl World {
                 sh(&self.dir, "docker", &["unpause", name]);
             }
             _ => {
-                let (c, s, _) = sh(&self.dir, "docker", &["inspect", "-f", "{{.State.Status}}", name]);
+                let (c, s, _) = sh(
+                    &self.dir,
+                    "docker",
+                    &["inspect", "-f", "{{.State.Status}}", name],
+                );
                 if c == 0 && s != "running" {
                     sh(&self.dir, "docker", &["start", name]);
                 }
@@ -317,7 +392,14 @@ impl World {
 /// `sops set` by another process on `file` (a colleague's edit during a run).
 pub fn sops_set_at(file: &Path, age_key: &Path, key: &str, value: &str) -> Result<(), String> {
     let mut child = Command::new("sops")
-        .args(["set", "--input-type", "dotenv", "--output-type", "dotenv", "--value-stdin"])
+        .args([
+            "set",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            "--value-stdin",
+        ])
         .arg(file)
         .arg(format!("[\"{key}\"]"))
         .env("SOPS_AGE_KEY_FILE", age_key)
@@ -333,6 +415,9 @@ pub fn sops_set_at(file: &Path, age_key: &Path, key: &str, value: &str) -> Resul
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("sops set {key}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "sops set {key}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
