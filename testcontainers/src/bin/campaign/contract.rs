@@ -277,3 +277,23 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leak_scan_finds_a_planted_value_and_skips_compose_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "s3cretValue-0123456789".to_string();
+        let secrets: BTreeSet<String> = [secret.clone()].into();
+        std::fs::write(dir.path().join("compose.env"), &secret).unwrap();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        std::fs::write(dir.path().join("state/audit.log"), "no values here").unwrap();
+        assert!(leaks(&secrets, None, dir.path()).is_empty());
+        std::fs::write(dir.path().join("state/audit.log"), format!("x {secret} y")).unwrap();
+        let found = leaks(&secrets, None, dir.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("state/audit.log") && !found[0].contains(&secret));
+    }
+}
