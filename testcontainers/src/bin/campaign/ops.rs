@@ -1,0 +1,251 @@
+//! One operation: the tool's runs with their faults, the world's actions, and the referee's
+//! judgement of each.
+
+use crate::contract::{judge, leaks, Cmd};
+use crate::gen::{Op, Transient};
+use crate::referee::View;
+use crate::tool::Run;
+use crate::{world, Campaign};
+use std::time::Duration;
+
+impl Campaign {
+    fn steps_of(&mut self, kind: &str) -> Vec<String> {
+        if !self.steps.contains_key(kind) {
+            let s = self.tool.steps(kind);
+            if !s.is_empty() {
+                self.steps.insert(kind.to_string(), s.clone());
+            }
+            return s;
+        }
+        self.steps[kind].clone()
+    }
+
+    fn tool_op(
+        &mut self,
+        cmd: Cmd,
+        args: &[&str],
+        kinds: &[String],
+        before: &View,
+    ) -> (Run, Vec<String>, View) {
+        let r = self.tool.run(args, &[], None, None);
+        let after = self.referee.look();
+        let mut v = judge(cmd, kinds, &r, before, &after, false);
+        v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
+        if cmd == Cmd::Rotate && r.code == Some(0) && v.is_empty() {
+            // verify 0 right after a committed rotation.
+            let vr = self.tool.run(&["verify"], &[], None, None);
+            if vr.code != Some(0) {
+                v.push(format!("verify {:?} right after rotate exit 0", vr.code));
+            }
+            return (r, v, after).also(vr);
+        }
+        (r, v, after)
+    }
+
+    fn rotate_args(kinds: &[String]) -> Vec<String> {
+        let mut a = vec!["rotate".to_string()];
+        for k in kinds {
+            a.push("--secret".into());
+            a.push(k.clone());
+        }
+        a
+    }
+
+    /// Runs one operation: the tool's runs, the violations, the referee's view after.
+    pub(crate) fn step(&mut self, op: &Op, before: &View) -> (Vec<Run>, Vec<String>, View) {
+        let world_only = |c: &mut Campaign, note: String| {
+            let after = c.referee.look();
+            let mut v = leaks(&c.referee.secrets, None, &c.referee.dir);
+            v.retain(|_| true);
+            let _ = note;
+            (Vec::new(), v, after)
+        };
+        match op {
+            Op::Rotate { kinds } => {
+                let a = Self::rotate_args(kinds);
+                let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+                let (r, v, after) = self.tool_op(Cmd::Rotate, &a, kinds, before);
+                (vec![r], v, after)
+            }
+            Op::Rescue => {
+                let (r, v, after) = self.tool_op(Cmd::Rescue, &["rescue"], &[], before);
+                (vec![r], v, after)
+            }
+            Op::Resume => {
+                let (r, v, after) = self.tool_op(Cmd::Resume, &["resume"], &[], before);
+                (vec![r], v, after)
+            }
+            Op::Verify => {
+                let (r, v, after) = self.tool_op(Cmd::Verify, &["verify"], &[], before);
+                (vec![r], v, after)
+            }
+            Op::RepoUnblock => {
+                let (r, v, after) =
+                    self.tool_op(Cmd::RepoUnblock, &["repo", "unblock"], &[], before);
+                (vec![r], v, after)
+            }
+            Op::RotateKilled { kinds, delay_ms } => {
+                let a = Self::rotate_args(kinds);
+                let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+                let r = self
+                    .tool
+                    .run(&a, &[], Some(Duration::from_millis(*delay_ms)), None);
+                let after = self.referee.look();
+                let mut v = judge(Cmd::Rotate, kinds, &r, before, &after, false);
+                v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
+                (vec![r], v, after)
+            }
+            Op::RotateFailpoint {
+                kind,
+                step,
+                after: aft,
+                crash,
+            } => {
+                let steps = self.steps_of(kind);
+                if steps.is_empty() {
+                    let (r, v, after) = self.tool_op(
+                        Cmd::Rotate,
+                        &["rotate", "--secret", kind],
+                        std::slice::from_ref(kind),
+                        before,
+                    );
+                    return (vec![r], v, after);
+                }
+                let name = &steps[(*step as usize) % steps.len()];
+                let fp = format!(
+                    "{}:{name}={}",
+                    if *aft { "after" } else { "before" },
+                    if *crash { "return(crash)" } else { "return" }
+                );
+                let r = self.tool.run(
+                    &["rotate", "--secret", kind],
+                    &[("FAILPOINTS", &fp)],
+                    None,
+                    None,
+                );
+                let after = self.referee.look();
+                let mut v = judge(
+                    Cmd::Rotate,
+                    std::slice::from_ref(kind),
+                    &r,
+                    before,
+                    &after,
+                    false,
+                );
+                if !*crash && r.code == Some(0) && !(*aft && name == steps.last().unwrap()) {
+                    v.push(format!("failpoint {fp} armed but rotate exited 0"));
+                }
+                v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
+                (vec![r], v, after)
+            }
+            Op::RotateForeignSet { kind, delay_ms } => {
+                let d = Duration::from_millis(*delay_ms);
+                let file = self.referee.dir.join("compose.env");
+                let key = self.referee.dir.join("age.key");
+                let val = format!("Komodo in flight {:x}", self.world.rng.next());
+                let during: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    std::thread::sleep(d);
+                    let _ = world::sops_set_at(&file, &key, "KOMODO_TITLE", &val);
+                });
+                let r = self
+                    .tool
+                    .run(&["rotate", "--secret", kind], &[], None, Some(during));
+                let after = self.referee.look();
+                // The foreign edit changes compose.env: judge values, not bytes.
+                let mut v = judge(
+                    Cmd::Rotate,
+                    std::slice::from_ref(kind),
+                    &r,
+                    before,
+                    &after,
+                    true,
+                );
+                v.retain(|x| !x.contains("compose.env's values") || r.code != Some(3));
+                v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
+                let note = self.world.operator_commit("colleague's title edit");
+                let after = if note == "nothing to commit" {
+                    after
+                } else {
+                    self.referee.look()
+                };
+                (vec![r], v, after)
+            }
+            Op::RotateDuring { kind, fault } => {
+                let a = ["rotate", "--secret", kind.as_str()];
+                let r;
+                let name;
+                if let Transient::MongoStopped = fault {
+                    let d1 = Duration::from_millis(self.world.rng.below(4000));
+                    let d2 = Duration::from_millis(2000 + self.world.rng.below(8000));
+                    let mongo = self.world.mongo.clone();
+                    let during: Box<dyn FnOnce() + Send> = Box::new(move || {
+                        std::thread::sleep(d1);
+                        let _ = std::process::Command::new("docker")
+                            .args(["stop", "-t", "2", &mongo])
+                            .output();
+                        std::thread::sleep(d2);
+                        let _ = std::process::Command::new("docker")
+                            .args(["start", &mongo])
+                            .output();
+                    });
+                    r = self.tool.run(&a, &[], None, Some(during));
+                    name = self.world.mongo.clone();
+                } else {
+                    let (n, _) = self.world.start_fault(fault);
+                    name = n;
+                    r = self.tool.run(&a, &[], None, None);
+                }
+                self.world.end_fault(fault, &name);
+                let after = self.referee.look();
+                let mut v = judge(
+                    Cmd::Rotate,
+                    std::slice::from_ref(kind),
+                    &r,
+                    before,
+                    &after,
+                    true,
+                );
+                v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
+                (vec![r], v, after)
+            }
+            Op::ForeignSopsSet => {
+                let n = self.world.foreign_set();
+                let c = self.world.operator_commit("title edit");
+                world_only(self, format!("{n}; {c}"))
+            }
+            Op::ComposeUp { no_deps } => {
+                let n = self.world.compose_up(*no_deps);
+                world_only(self, n)
+            }
+            Op::HandEditDbPassword => {
+                let n = self.world.hand_edit_db_password();
+                world_only(self, n)
+            }
+            Op::UpstreamCommit { touch_env } => {
+                let n = self.world.upstream_commit(*touch_env);
+                world_only(self, n)
+            }
+            Op::UntrackedBlock { identical } => {
+                let n = self.world.untracked_block(*identical);
+                world_only(self, n)
+            }
+            Op::Reboot => {
+                let n = self.world.reboot();
+                world_only(self, n)
+            }
+        }
+    }
+}
+
+trait Also {
+    fn also(self, r: Run) -> Self;
+}
+impl Also for (Run, Vec<String>, View) {
+    fn also(mut self, r: Run) -> Self {
+        self.0.stdout.push_str(&format!(
+            "\n--- verify after: exit {:?}\n{}{}",
+            r.code, r.stdout, r.stderr
+        ));
+        self
+    }
+}
