@@ -83,6 +83,14 @@ impl Generation {
     }
 }
 
+/// compose.env's DB password key of every generation: a host upgraded across generations may
+/// keep several, and a rotation must rewrite (or refuse) each.
+pub const ALL_COMPOSE_DB_PASSWORD_KEYS: &[&str] = &[
+    "KOMODO_DATABASE_PASSWORD",
+    "KOMODO_DB_PASSWORD",
+    "DB_PASSWORD",
+];
+
 fn has(keys: &[&str], k: &str) -> bool {
     keys.contains(&k)
 }

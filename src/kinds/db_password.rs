@@ -29,7 +29,9 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         holders,
     } = loaded;
     keys.refuse_unpatched()?;
-    let old = keys.env_password(env)?;
+    // compose's reading of the password, and every compose.env key holding it (a split
+    // between naming generations is refused here, by name).
+    let (old, env_keys) = keys.env_password_keys(env)?;
     match login_works(target, &old).await {
         LoginOutcome::Accepted => {}
         LoginOutcome::Rejected => {
@@ -49,12 +51,19 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     crate::fsutil::check_dir_writable(&cfg.compose_env)?;
     // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
     // key, a rule it cannot honour) fails here, before Mongo is touched.
-    env.file
-        .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
-    refuse_clear_text(loaded, &keys.compose_password_key)?;
+    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
+    env.file.with_values(&env.ids, &edit)?;
+    for k in &env_keys {
+        refuse_clear_text(loaded, k)?;
+    }
     carriers_hold_old(loaded, &old)?;
 
-    let mut plan = vec![steps::snapshot(), steps::change_db(), steps::write_env()];
+    // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
+    let write_env = match env_keys.as_slice() {
+        [_] => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    };
+    let mut plan = vec![steps::snapshot(), steps::change_db(), write_env];
     // Files before the recreates, so each new container reads NEW at its start.
     plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
@@ -78,7 +87,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     })
 }
 
-/// Every URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
+/// Every plain, URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
 /// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
 /// container or file and the key, never a value.
 fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
@@ -86,6 +95,14 @@ fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
     for c in loaded.dk.dependants() {
         for k in keys.containers.get(&c.name).into_iter().flatten() {
             let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
+            // A drifted plain copy: a rollback would have to prove OLD where it never was
+            // (a permanent exit 5); rescue brings it back to compose.env's value.
+            if form == "plain" && c.env_value(k).is_some_and(|v| !v.ct_eq(old)) {
+                return Err(Error::Precondition(format!(
+                    "{}: {k} holds another DB password than compose.env (drift); nothing was changed. Run `komodo-rotate rescue` to bring it back to compose.env's value, then rotate",
+                    c.name
+                )));
+            }
             if form == "uri" && !c.env_value(k).is_some_and(|v| holds(form, k, v, old)) {
                 return Err(Error::Precondition(format!(
                     "{}: the URI in {k} does not carry compose.env's password (drift); nothing was changed. Run `komodo-rotate verify`",

@@ -18,6 +18,7 @@ use run::{FORM_FILE, FORM_URI};
 
 use crate::config::Config;
 use crate::docker::carrier::{self, Form};
+use crate::docker::compose_value;
 use crate::docker::generation::Carrier;
 use crate::docker::{self, ContainerInfo, DiscoverySpec, Engine, Generation};
 use crate::error::{Error, Result};
@@ -43,6 +44,15 @@ impl EnvPlane {
 
     pub fn keys(&self) -> Vec<String> {
         self.plain.keys()
+    }
+
+    /// The value compose hands a container for `key` (quotes, inline comments, escapes and
+    /// `${VAR}` read as compose reads them: `docker::compose_value`), `None` when compose.env
+    /// does not set it. A value whose compose reading cannot be determined is refused by name
+    /// (exit 3). Every comparison of compose.env with a live value goes through here.
+    pub fn value(&self, key: &str) -> Result<Option<Secret>> {
+        compose_value::value(&self.plain.entries(), key)
+            .map_err(|r| Error::Precondition(format!("{}: {r}", self.file.name())))
     }
 }
 
@@ -112,6 +122,10 @@ impl DockerPlane {
         std::iter::once(&self.core).chain(self.periphery.iter())
     }
 }
+
+/// Below this length the DB password is not searched for under other compose.env keys (too
+/// many false hits).
+const MIN_SEARCHED_LEN: usize = 8;
 
 /// Which keys carry the DB password where, for the detected Komodo generation.
 #[derive(Debug, Clone)]
@@ -203,7 +217,21 @@ impl DbPasswordKeys {
             .iter()
             .filter(|k| carrier::URI_KEYS.contains(&k.as_str()))
         {
-            if let Some(v) = env.plain.get(k) {
+            let read = env.value(k);
+            if let Ok(None) = read {
+                continue;
+            }
+            if let Err(e) = &read {
+                unpatched.push((
+                    env.file.name().to_string(),
+                    Carrier {
+                        key: k.clone(),
+                        why: format!("cannot be read as compose reads it ({e})"),
+                    },
+                ));
+                continue;
+            }
+            if let Ok(Some(v)) = read {
                 if crate::docker::uri::has_password(k, &v).unwrap_or(true) {
                     unpatched.push((
                         env.file.name().to_string(),
@@ -247,15 +275,57 @@ impl DbPasswordKeys {
         )))
     }
 
-    /// compose.env's DB password.
+    /// compose.env's DB password, as compose hands it to the containers.
     pub fn env_password(&self, env: &EnvPlane) -> Result<Secret> {
-        env.plain.get(&self.compose_password_key).ok_or_else(|| {
-            Error::Precondition(format!(
-                "{}: has no {}",
+        self.env_password_keys(env).map(|(pw, _)| pw)
+    }
+
+    /// compose.env's DB password (as compose reads it) and every compose.env key a rotation
+    /// rewrites with it: the generation's key, each other generation's password key holding
+    /// the same value (a host upgraded from 1.19 keeps both), and any other key compose reads
+    /// as the same value (by value, for values of 8 characters or more; `${..}` links follow
+    /// by themselves and are left alone). Another generation's key holding a different value
+    /// is refused by name: which one the containers get depends on the compose file.
+    pub fn env_password_keys(&self, env: &EnvPlane) -> Result<(Secret, Vec<String>)> {
+        let key = &self.compose_password_key;
+        let pw = env
+            .value(key)?
+            .ok_or_else(|| Error::Precondition(format!("{}: has no {key}", env.file.name())))?;
+        let mut keys = vec![key.clone()];
+        let mut split = Vec::new();
+        for other in docker::generation::ALL_COMPOSE_DB_PASSWORD_KEYS
+            .iter()
+            .filter(|k| *k != key)
+        {
+            match env.value(other)? {
+                None => {}
+                Some(v) if v.ct_eq(&pw) => {
+                    if !compose_value::is_link(&env.plain.entries(), other) {
+                        keys.push(other.to_string());
+                    }
+                }
+                Some(_) => split.push(*other),
+            }
+        }
+        if !split.is_empty() {
+            return Err(Error::Precondition(format!(
+                "{}: {} holds another value than {key} (two naming generations of the DB password, or a stray key): nothing was changed. Keep one value under every name (or remove the stale key), then run again",
                 env.file.name(),
-                self.compose_password_key
-            ))
-        })
+                split.join(", ")
+            )));
+        }
+        if pw.len() >= MIN_SEARCHED_LEN {
+            let entries = env.plain.entries();
+            for k in compose_value::keys_holding(&entries, &pw) {
+                if !keys.contains(&k)
+                    && k != self.compose_user_key
+                    && !compose_value::is_link(&entries, &k)
+                {
+                    keys.push(k);
+                }
+            }
+        }
+        Ok((pw, keys))
     }
 
     /// The Mongo user: the config's, else compose.env's username (not a secret).
@@ -263,8 +333,7 @@ impl DbPasswordKeys {
         if !cfg.mongo.user.is_empty() {
             return Ok(cfg.mongo.user.clone());
         }
-        env.plain
-            .get(&self.compose_user_key)
+        env.value(&self.compose_user_key)?
             .map(|s| s.expose().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {

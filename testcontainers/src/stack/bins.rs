@@ -81,7 +81,12 @@ pub async fn ensure_images(engine: &Engine, bin_dir: &Path) -> Result<(), String
     let mut core = ImageSpec::for_binary(&core_image(), &bin("core-standin")?)?;
     core.dirs.push("/control".into());
     let periphery = ImageSpec::for_binary(&periphery_image(), &bin("periphery-standin")?)?;
-    for spec in [mongo, core, periphery, ImageSpec::busybox(&busybox_image())?] {
+    for spec in [
+        mongo,
+        core,
+        periphery,
+        ImageSpec::busybox(&busybox_image())?,
+    ] {
         spec.ensure(engine).await?;
     }
     Ok(())

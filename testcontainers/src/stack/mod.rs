@@ -43,7 +43,8 @@ pub fn standin_tag() -> String {
         Ok(t)
             if !t.is_empty()
                 && t.len() <= 64
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
         {
             t
         }
