@@ -8,6 +8,7 @@ mod context;
 pub mod execute;
 pub mod git_steps;
 pub mod live;
+pub mod password_keys;
 mod proof;
 pub mod run;
 pub mod steps;
@@ -122,10 +123,6 @@ impl DockerPlane {
         std::iter::once(&self.core).chain(self.periphery.iter())
     }
 }
-
-/// Below this length the DB password is not searched for under other compose.env keys (too
-/// many false hits).
-const MIN_SEARCHED_LEN: usize = 8;
 
 /// Which keys carry the DB password where, for the detected Komodo generation.
 #[derive(Debug, Clone)]
@@ -287,45 +284,12 @@ impl DbPasswordKeys {
     /// by themselves and are left alone). Another generation's key holding a different value
     /// is refused by name: which one the containers get depends on the compose file.
     pub fn env_password_keys(&self, env: &EnvPlane) -> Result<(Secret, Vec<String>)> {
-        let key = &self.compose_password_key;
-        let pw = env
-            .value(key)?
-            .ok_or_else(|| Error::Precondition(format!("{}: has no {key}", env.file.name())))?;
-        let mut keys = vec![key.clone()];
-        let mut split = Vec::new();
-        for other in docker::generation::ALL_COMPOSE_DB_PASSWORD_KEYS
-            .iter()
-            .filter(|k| *k != key)
-        {
-            match env.value(other)? {
-                None => {}
-                Some(v) if v.ct_eq(&pw) => {
-                    if !compose_value::is_link(&env.plain.entries(), other) {
-                        keys.push(other.to_string());
-                    }
-                }
-                Some(_) => split.push(*other),
-            }
-        }
-        if !split.is_empty() {
-            return Err(Error::Precondition(format!(
-                "{}: {} holds another value than {key} (two naming generations of the DB password, or a stray key): nothing was changed. Keep one value under every name (or remove the stale key), then run again",
-                env.file.name(),
-                split.join(", ")
-            )));
-        }
-        if pw.len() >= MIN_SEARCHED_LEN {
-            let entries = env.plain.entries();
-            for k in compose_value::keys_holding(&entries, &pw) {
-                if !keys.contains(&k)
-                    && k != self.compose_user_key
-                    && !compose_value::is_link(&entries, &k)
-                {
-                    keys.push(k);
-                }
-            }
-        }
-        Ok((pw, keys))
+        password_keys::find(
+            &env.plain.entries(),
+            &self.compose_password_key,
+            &self.compose_user_key,
+        )
+        .map_err(|e| Error::Precondition(format!("{}: {e}", env.file.name())))
     }
 
     /// The Mongo user: the config's, else compose.env's username (not a secret).
