@@ -57,14 +57,19 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
                 "containers",
                 Status::Ok,
                 format!(
-                    "mongo {}, core {}, periphery {}",
+                    "mongo {}, core {}, periphery {}{}",
                     d.mongo.name,
                     d.core.name,
                     d.periphery
                         .iter()
                         .map(|p| p.name.as_str())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if d.oneoffs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; one-offs left out: {}", d.oneoffs.join(", "))
+                    }
                 ),
             );
             Some(d)
@@ -342,6 +347,19 @@ async fn compare(
                 ),
             );
         }
+    }
+    // Containers of the project outside mongo/core/periphery holding it: not recreated by a
+    // rotation, so rotate refuses them.
+    for (c, ks) in crate::planes::holders::foreign(&dk.others, &desired) {
+        m.push_kind(
+            DB,
+            format!("holder {c}"),
+            Status::Drift,
+            format!(
+                "{} hold compose.env's DB password; rotate refuses it (it recreates only core and periphery)",
+                ks.join(", ")
+            ),
+        );
     }
     for f in &keys.files {
         let at = format!("file {}", f.host_path.display());

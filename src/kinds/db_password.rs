@@ -57,6 +57,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         refuse_clear_text(loaded, k)?;
     }
     carriers_hold_old(loaded, &old)?;
+    crate::planes::holders::refuse_foreign(&dk.others, &old, "the DB password")?;
 
     // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
     let write_env = match env_keys.as_slice() {

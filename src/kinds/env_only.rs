@@ -131,6 +131,7 @@ pub async fn plan(
             refusals.join("; ")
         )));
     }
+    crate::planes::holders::refuse_foreign(&dk.others, &old, key)?;
     if holders.is_empty() {
         return Err(Error::Precondition(format!(
             "no container of the deployment carries {key}: nothing reads it from {} as {key}, so a rotation could not be proven; nothing was changed",

@@ -7,6 +7,7 @@ pub mod carriers;
 mod context;
 pub mod execute;
 pub mod git_steps;
+pub mod holders;
 pub mod live;
 pub mod password_keys;
 mod proof;
@@ -63,6 +64,11 @@ pub struct DockerPlane {
     pub mongo: ContainerInfo,
     pub core: ContainerInfo,
     pub periphery: Vec<ContainerInfo>,
+    /// `compose run` one-offs of the project: left out (never holders, never recreated).
+    pub oneoffs: Vec<String>,
+    /// The project's other containers (no Komodo role), inspected: checked for secrets held by
+    /// value (`holders::foreign`).
+    pub others: Vec<ContainerInfo>,
 }
 
 impl DockerPlane {
@@ -80,7 +86,7 @@ impl DockerPlane {
         };
         let names = docker::Deployment::discover(&engine, &spec).await?;
         // The inspects go out together; errors are still reported in role order.
-        let (mongo, core, periphery) = futures_util::join!(
+        let (mongo, core, periphery, others) = futures_util::join!(
             ContainerInfo::load(&engine, &names.mongo),
             ContainerInfo::load(&engine, &names.core),
             futures_util::future::join_all(
@@ -89,6 +95,9 @@ impl DockerPlane {
                     .iter()
                     .map(|p| ContainerInfo::load(&engine, p))
             ),
+            futures_util::future::join_all(
+                names.others.iter().map(|p| ContainerInfo::load(&engine, p))
+            ),
         );
         Ok(DockerPlane {
             mongo: mongo?,
@@ -96,6 +105,8 @@ impl DockerPlane {
             periphery: periphery
                 .into_iter()
                 .collect::<std::result::Result<_, _>>()?,
+            oneoffs: names.oneoffs,
+            others: others.into_iter().collect::<std::result::Result<_, _>>()?,
             engine,
         })
     }
@@ -335,6 +346,12 @@ impl Loaded {
         let keys = DbPasswordKeys::detect(&env, &dk)?;
         for w in &keys.warnings {
             eprintln!("komodo-rotate: warning: {w}");
+        }
+        if !dk.oneoffs.is_empty() {
+            eprintln!(
+                "komodo-rotate: note: left out the `compose run` one-off containers {} (never holders, never recreated)",
+                dk.oneoffs.join(", ")
+            );
         }
         let user = keys.user(cfg, &env)?;
         let target = mongo_target(cfg, &dk.mongo, &user)?;
