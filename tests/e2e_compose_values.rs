@@ -123,15 +123,15 @@ fn a_quoted_password_with_a_comment_is_read_as_compose_reads_it() {
 
     // Two naming generations on different values: which one core gets depends on the compose
     // file, so verify says DRIFT naming them and rotate refuses with nothing changed.
+    set_raw(&s, "KOMODO_DB_USERNAME", "admin");
     set_raw(&s, "KOMODO_DB_PASSWORD", "stale-v1-password-0123");
     let before = std::fs::read(s.compose_env()).unwrap();
     let v = tool(&s, &["verify"], &[]);
     assert_eq!(v.code, Some(1), "{}", v.text());
-    // compose.env now names the password v1's way too, so v1's key leads; either way both
-    // are named.
+    // An upgraded host: v2's pair leads, v1's stale key is named.
     assert!(
         v.stdout
-            .contains("KOMODO_DATABASE_PASSWORD holds another value than KOMODO_DB_PASSWORD"),
+            .contains("KOMODO_DB_PASSWORD holds another value than KOMODO_DATABASE_PASSWORD"),
         "{}",
         v.text()
     );
@@ -139,7 +139,7 @@ fn a_quoted_password_with_a_comment_is_read_as_compose_reads_it() {
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert!(
         r.stderr
-            .contains("KOMODO_DATABASE_PASSWORD holds another value than KOMODO_DB_PASSWORD"),
+            .contains("KOMODO_DB_PASSWORD holds another value than KOMODO_DATABASE_PASSWORD"),
         "{}",
         r.text()
     );
