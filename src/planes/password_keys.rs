@@ -27,12 +27,10 @@ pub fn find(
     for other in ALL_COMPOSE_DB_PASSWORD_KEYS.iter().filter(|k| **k != key) {
         match read(other)? {
             None => {}
-            Some(v) if v.ct_eq(&pw) => {
-                if !compose_value::is_link(entries, other) {
-                    keys.push(other.to_string());
-                }
-            }
-            Some(_) => split.push(*other),
+            Some(v) if !v.ct_eq(&pw) => split.push(*other),
+            // A `${..}` link follows the key it names by itself.
+            Some(_) if compose_value::is_link(entries, other) => {}
+            Some(_) => keys.push(other.to_string()),
         }
     }
     if !split.is_empty() {
