@@ -187,7 +187,12 @@ fn candidates(
         let value = SopsFile::load(&p)
             .and_then(|f| f.decrypt(&env.ids))
             .ok()
-            .and_then(|d| d.get(&keys.compose_password_key));
+            .and_then(|d| {
+                // As compose read it while that backup was live.
+                crate::docker::compose_value::value(&d.entries(), &keys.compose_password_key)
+                    .ok()
+                    .flatten()
+            });
         if let Some(v) = value {
             out.push(Candidate {
                 source: format!("backup {}", p.display()),

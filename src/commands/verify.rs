@@ -57,14 +57,19 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
                 "containers",
                 Status::Ok,
                 format!(
-                    "mongo {}, core {}, periphery {}",
+                    "mongo {}, core {}, periphery {}{}",
                     d.mongo.name,
                     d.core.name,
                     d.periphery
                         .iter()
                         .map(|p| p.name.as_str())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if d.oneoffs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; one-offs left out: {}", d.oneoffs.join(", "))
+                    }
                 ),
             );
             Some(d)
@@ -178,9 +183,16 @@ async fn secret_rows(cfg: &Config, env: &EnvPlane, dk: &DockerPlane, m: &mut Mat
             env: &c.env,
         })
         .collect();
+    // Values as compose hands them to the containers; a key whose compose reading cannot be
+    // determined gets an `unknown` row naming it instead of a comparison.
+    for k in super::verify_kinds::ENV_ONLY_ROWS {
+        if let Err(e) = env.value(k.key) {
+            m.push_kind(k.kind, k.kind, Status::Unknown, e.to_string());
+        }
+    }
     super::verify_kinds::rows(
         super::verify_kinds::ENV_ONLY_ROWS,
-        &|k| env.plain.get(k),
+        &|k| env.value(k).ok().flatten(),
         &holders,
         m,
     );
@@ -267,7 +279,14 @@ async fn compare(
     let desired = match keys.env_password(env) {
         Ok(p) => p,
         Err(e) => {
-            m.push_kind(DB, "db-login", Status::Drift, e.to_string());
+            // A value compose's reading of which cannot be determined is unknown (exit 3); a
+            // missing key or two generations' keys on different values is drift.
+            let status = if env.value(&keys.compose_password_key).is_err() {
+                Status::Unknown
+            } else {
+                Status::Drift
+            };
+            m.push_kind(DB, "db-login", status, e.to_string());
             return;
         }
     };
@@ -335,6 +354,19 @@ async fn compare(
                 ),
             );
         }
+    }
+    // Containers of the project outside mongo/core/periphery holding it: not recreated by a
+    // rotation, so rotate refuses them.
+    for (c, ks) in crate::planes::holders::foreign(&dk.others, &desired) {
+        m.push_kind(
+            DB,
+            format!("holder {c}"),
+            Status::Drift,
+            format!(
+                "{} hold compose.env's DB password; rotate refuses it (it recreates only core and periphery)",
+                ks.join(", ")
+            ),
+        );
     }
     for f in &keys.files {
         let at = format!("file {}", f.host_path.display());

@@ -6,9 +6,12 @@
 use super::engine::Engine;
 use super::recreate::{NEXT_SUFFIX, PREV_SUFFIX};
 use super::DockerError;
+use bollard::models::ContainerSummary;
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// Set (`True`) by `compose run` on its one-off containers: never a holder, never a role.
+pub const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 
 /// How to find the containers (DESIGN.md "Configuration" `[discovery]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,12 @@ pub struct Deployment {
     pub mongo: String,
     pub core: String,
     pub periphery: Vec<String>,
+    /// `compose run` one-offs of the project, left out of every role (named so callers can say
+    /// so).
+    pub oneoffs: Vec<String>,
+    /// The project's other containers (a `backup` service, a sidecar): no role, but they may
+    /// hold a secret by value. Leftovers and one-offs excluded.
+    pub others: Vec<String>,
 }
 
 impl Deployment {
@@ -63,12 +72,23 @@ impl Deployment {
                 None => one_service(engine, &spec.project, &spec.core_service).await,
             }
         };
-        let (mongo, core, periphery) = futures_util::join!(mongo, core, peripheries(engine, spec));
-        let (mongo, core, periphery) = (mongo?, core?, periphery?);
+        let (mongo, core, periphery, rest) = futures_util::join!(
+            mongo,
+            core,
+            peripheries(engine, spec),
+            project_rest(engine, &spec.project)
+        );
+        let (mongo, core, periphery, (oneoffs, rest)) = (mongo?, core?, periphery?, rest?);
+        let others = rest
+            .into_iter()
+            .filter(|n| *n != mongo && *n != core && !periphery.contains(n))
+            .collect();
         Ok(Deployment {
             mongo,
             core,
             periphery,
+            oneoffs,
+            others,
         })
     }
 }
@@ -151,6 +171,7 @@ async fn leftovers(
         .collect())
 }
 
+/// Every container of `service` but the `compose run` one-offs.
 async fn all_names(
     engine: &Engine,
     project: &str,
@@ -161,9 +182,43 @@ async fn all_names(
         .await?;
     Ok(list
         .into_iter()
-        .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|c| !is_oneoff(c))
+        .filter_map(name_of)
         .collect())
+}
+
+/// The containers of `project`, sorted: its `compose run` one-offs, and the rest (leftovers of
+/// an interrupted recreate excluded).
+async fn project_rest(
+    engine: &Engine,
+    project: &str,
+) -> Result<(Vec<String>, Vec<String>), DockerError> {
+    let list = engine.list_by_labels(&[(PROJECT_LABEL, project)]).await?;
+    let (mut oneoffs, mut rest) = (Vec::new(), Vec::new());
+    for c in list {
+        let oneoff = is_oneoff(&c);
+        match name_of(c) {
+            Some(n) if oneoff => oneoffs.push(n),
+            Some(n) if !is_leftover(&n) => rest.push(n),
+            _ => {}
+        }
+    }
+    oneoffs.sort();
+    rest.sort();
+    Ok((oneoffs, rest))
+}
+
+fn name_of(c: ContainerSummary) -> Option<String> {
+    c.names
+        .and_then(|n| n.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+}
+
+fn is_oneoff(c: &ContainerSummary) -> bool {
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(ONEOFF_LABEL))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn is_leftover(name: &str) -> bool {

@@ -83,6 +83,14 @@ impl Generation {
     }
 }
 
+/// compose.env's DB password key of every generation: a host upgraded across generations may
+/// keep several, and a rotation must rewrite (or refuse) each.
+pub const ALL_COMPOSE_DB_PASSWORD_KEYS: &[&str] = &[
+    "KOMODO_DATABASE_PASSWORD",
+    "KOMODO_DB_PASSWORD",
+    "DB_PASSWORD",
+];
+
 fn has(keys: &[&str], k: &str) -> bool {
     keys.contains(&k)
 }
@@ -103,7 +111,17 @@ fn from_compose(keys: &[&str]) -> Option<Generation> {
 /// fallback and the cross-check (a v1 compose.env under a v2 compose file leaves core without
 /// `KOMODO_DATABASE_*`: the rename trap of research/komodo.md §1.3).
 pub fn detect(compose_env_keys: &[&str], core_env_keys: &[&str]) -> Result<Detection, String> {
-    let from_env = from_compose(compose_env_keys);
+    // A host upgraded from 1.19 to 2.x may keep v1's keys beside v2's complete pair: v2 leads
+    // (both are rewritten together, or refused when they differ: planes::password_keys), and
+    // core's env (which gets both through env_file) cannot tell the generations apart.
+    let upgraded = from_compose(compose_env_keys) == Some(Generation::V1)
+        && has(compose_env_keys, "KOMODO_DATABASE_USERNAME")
+        && has(compose_env_keys, "KOMODO_DATABASE_PASSWORD");
+    let from_env = if upgraded {
+        Some(Generation::V2)
+    } else {
+        from_compose(compose_env_keys)
+    };
     let from_core = from_compose(core_env_keys);
     let core_reads = has(core_env_keys, "KOMODO_DATABASE_PASSWORD")
         || has(core_env_keys, "KOMODO_DATABASE_PASSWORD_FILE")
@@ -127,7 +145,7 @@ pub fn detect(compose_env_keys: &[&str], core_env_keys: &[&str]) -> Result<Detec
             generation.as_str()
         ));
     }
-    if let (Some(e), Some(c)) = (from_env, from_core) {
+    if let (Some(e), Some(c), false) = (from_env, from_core, upgraded) {
         if e != c {
             warnings.push(format!(
                 "compose.env uses {} naming but core's env was created from {} naming",
@@ -199,6 +217,35 @@ mod tests {
         let d = detect(&["KOMODO_JWT_SECRET"], &["KOMODO_DATABASE_PASSWORD_FILE"]).unwrap();
         assert_eq!(d.generation, Generation::V2);
         assert!(detect(&["X"], &["Y"]).is_err());
+    }
+
+    #[test]
+    fn an_upgraded_host_with_both_generations_is_v2() {
+        let both = [
+            "KOMODO_DB_USERNAME",
+            "KOMODO_DB_PASSWORD",
+            "KOMODO_DATABASE_USERNAME",
+            "KOMODO_DATABASE_PASSWORD",
+        ];
+        let d = detect(&both, &both).unwrap();
+        assert_eq!(d.generation, Generation::V2);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        // v1's keys with only v2's password (no v2 username): still v1.
+        let d = detect(
+            &[
+                "KOMODO_DB_USERNAME",
+                "KOMODO_DB_PASSWORD",
+                "KOMODO_DATABASE_PASSWORD",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(d.generation, Generation::V1);
+        assert_eq!(
+            ALL_COMPOSE_DB_PASSWORD_KEYS,
+            [Generation::V2, Generation::V1, Generation::Legacy]
+                .map(|g| g.compose_db_password_key())
+        );
     }
 
     #[test]

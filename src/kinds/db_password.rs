@@ -4,11 +4,11 @@
 //! live. There is no overlap: Mongo keeps one password per user.
 
 use super::{refuse_clear_text, Ask, Plan};
-use crate::docker::{EnvPatch, Recreate};
+use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::carriers::{file_value, holds};
-use crate::planes::{steps, Loaded, RunContext};
+use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
 use crate::secret::Secret;
 
 pub fn available(_loaded: &Loaded) -> std::result::Result<(), String> {
@@ -29,7 +29,9 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         holders,
     } = loaded;
     keys.refuse_unpatched()?;
-    let old = keys.env_password(env)?;
+    // compose's reading of the password, and every compose.env key holding it (a split
+    // between naming generations is refused here, by name).
+    let (old, env_keys) = keys.env_password_keys(env)?;
     match login_works(target, &old).await {
         LoginOutcome::Accepted => {}
         LoginOutcome::Rejected => {
@@ -49,12 +51,20 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     crate::fsutil::check_dir_writable(&cfg.compose_env)?;
     // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
     // key, a rule it cannot honour) fails here, before Mongo is touched.
-    env.file
-        .with_values(&env.ids, &[(keys.compose_password_key.as_str(), &old)])?;
-    refuse_clear_text(loaded, &keys.compose_password_key)?;
+    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
+    env.file.with_values(&env.ids, &edit)?;
+    for k in &env_keys {
+        refuse_clear_text(loaded, k)?;
+    }
     carriers_hold_old(loaded, &old)?;
+    crate::planes::holders::refuse_foreign(&dk.others, &old, "the DB password")?;
 
-    let mut plan = vec![steps::snapshot(), steps::change_db(), steps::write_env()];
+    // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
+    let write_env = match env_keys.as_slice() {
+        [_] => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    };
+    let mut plan = vec![steps::snapshot(), steps::change_db(), write_env];
     // Files before the recreates, so each new container reads NEW at its start.
     plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
@@ -78,11 +88,12 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     })
 }
 
-/// Every URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
+/// Every plain, URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
 /// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
 /// container or file and the key, never a value.
 fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
     let keys = &loaded.keys;
+    plain_copies_hold_old(loaded.dk.dependants(), keys, old)?;
     for c in loaded.dk.dependants() {
         for k in keys.containers.get(&c.name).into_iter().flatten() {
             let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
@@ -107,4 +118,79 @@ fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
         crate::fsutil::check_dir_writable(&f.host_path)?;
     }
     Ok(())
+}
+
+/// A plain copy of the DB password that is not OLD (drift, the incident's own shape) is refused
+/// by container: a rollback would have to prove OLD where it never was (a permanent exit 5, and
+/// every `resume` again); `rescue` brings it back to compose.env's value.
+fn plain_copies_hold_old<'a>(
+    holders: impl Iterator<Item = &'a ContainerInfo>,
+    keys: &DbPasswordKeys,
+    old: &Secret,
+) -> Result<()> {
+    for c in holders {
+        for k in keys.containers.get(&c.name).into_iter().flatten() {
+            let plain = !keys.forms.contains_key(k);
+            if plain && c.env_value(k).is_some_and(|v| !v.ct_eq(old)) {
+                return Err(Error::Precondition(format!(
+                    "{}: {k} holds another DB password than compose.env (drift); nothing was changed. Run `komodo-rotate rescue` to bring it back to compose.env's value, then rotate",
+                    c.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::Generation;
+
+    fn container(name: &str, env: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo::from_inspect(&bollard::models::ContainerInspectResponse {
+            name: Some(format!("/{name}")),
+            config: Some(bollard::models::ContainerConfig {
+                env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_drifted_plain_copy_is_refused_naming_the_container_and_rescue() {
+        let k = "KOMODO_DATABASE_PASSWORD";
+        let keys = DbPasswordKeys {
+            generation: Generation::V2,
+            compose_user_key: "KOMODO_DATABASE_USERNAME".into(),
+            compose_password_key: k.into(),
+            containers: [
+                ("core".to_string(), vec![k.to_string()]),
+                ("periphery".to_string(), vec![k.to_string()]),
+            ]
+            .into(),
+            forms: Default::default(),
+            files: Vec::new(),
+            mongo_init_key: "MONGO_INITDB_ROOT_PASSWORD".into(),
+            warnings: Vec::new(),
+            unpatched: Vec::new(),
+        };
+        let old = Secret::new("old-password-0123".into());
+        let core = container("core", &[(k, "old-password-0123")]);
+        let drifted = container("periphery", &[(k, "drifted-value-456")]);
+        plain_copies_hold_old([&core].into_iter(), &keys, &old).unwrap();
+        let e = plain_copies_hold_old([&core, &drifted].into_iter(), &keys, &old)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("periphery: KOMODO_DATABASE_PASSWORD holds another"),
+            "{e}"
+        );
+        assert!(e.contains("komodo-rotate rescue"), "{e}");
+        assert!(
+            !e.contains("drifted-value") && !e.contains("old-password"),
+            "{e}"
+        );
+    }
 }

@@ -40,10 +40,10 @@ const MIN_SEARCHED_LEN: usize = 8;
 
 /// The kind's key must be in compose.env (`rotate --list`, and the first pre-flight check).
 pub fn available(loaded: &Loaded, key: &str) -> std::result::Result<(), String> {
-    if loaded.env.plain.get(key).is_some() {
-        Ok(())
-    } else {
-        Err(format!("{} has no {key}", loaded.env.file.name()))
+    match loaded.env.value(key) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{} has no {key}", loaded.env.file.name())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -95,7 +95,8 @@ pub async fn plan(
     } = ask;
     let env = &loaded.env;
     let dk = &loaded.dk;
-    let old = env.plain.get(key).ok_or_else(|| {
+    // As compose hands it to the containers (quotes, comments, `${VAR}` read as compose does).
+    let old = env.value(key)?.ok_or_else(|| {
         Error::Precondition(format!(
             "{} has no {key}: nothing to rotate; nothing was changed",
             env.file.name()
@@ -130,6 +131,7 @@ pub async fn plan(
             refusals.join("; ")
         )));
     }
+    crate::planes::holders::refuse_foreign(&dk.others, &old, key)?;
     if holders.is_empty() {
         return Err(Error::Precondition(format!(
             "no container of the deployment carries {key}: nothing reads it from {} as {key}, so a rotation could not be proven; nothing was changed",

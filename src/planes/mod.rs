@@ -7,8 +7,10 @@ pub mod carriers;
 mod context;
 pub mod execute;
 pub mod git_steps;
+pub mod holders;
 pub mod leftovers;
 pub mod live;
+pub mod password_keys;
 mod proof;
 mod restore;
 pub mod run;
@@ -20,6 +22,7 @@ use run::{FORM_FILE, FORM_URI};
 
 use crate::config::Config;
 use crate::docker::carrier::{self, Form};
+use crate::docker::compose_value;
 use crate::docker::generation::Carrier;
 use crate::docker::{self, ContainerInfo, DiscoverySpec, Engine, Generation};
 use crate::error::{Error, Result};
@@ -46,6 +49,15 @@ impl EnvPlane {
     pub fn keys(&self) -> Vec<String> {
         self.plain.keys()
     }
+
+    /// The value compose hands a container for `key` (quotes, inline comments, escapes and
+    /// `${VAR}` read as compose reads them: `docker::compose_value`), `None` when compose.env
+    /// does not set it. A value whose compose reading cannot be determined is refused by name
+    /// (exit 3). Every comparison of compose.env with a live value goes through here.
+    pub fn value(&self, key: &str) -> Result<Option<Secret>> {
+        compose_value::value(&self.plain.entries(), key)
+            .map_err(|r| Error::Precondition(format!("{}: {r}", self.file.name())))
+    }
 }
 
 /// The containers of the deployment, inspected once.
@@ -54,6 +66,11 @@ pub struct DockerPlane {
     pub mongo: ContainerInfo,
     pub core: ContainerInfo,
     pub periphery: Vec<ContainerInfo>,
+    /// `compose run` one-offs of the project: left out (never holders, never recreated).
+    pub oneoffs: Vec<String>,
+    /// The project's other containers (no Komodo role), inspected: checked for secrets held by
+    /// value (`holders::foreign`).
+    pub others: Vec<ContainerInfo>,
 }
 
 impl DockerPlane {
@@ -71,7 +88,7 @@ impl DockerPlane {
         };
         let names = docker::Deployment::discover(&engine, &spec).await?;
         // The inspects go out together; errors are still reported in role order.
-        let (mongo, core, periphery) = futures_util::join!(
+        let (mongo, core, periphery, others) = futures_util::join!(
             ContainerInfo::load(&engine, &names.mongo),
             ContainerInfo::load(&engine, &names.core),
             futures_util::future::join_all(
@@ -80,6 +97,9 @@ impl DockerPlane {
                     .iter()
                     .map(|p| ContainerInfo::load(&engine, p))
             ),
+            futures_util::future::join_all(
+                names.others.iter().map(|p| ContainerInfo::load(&engine, p))
+            ),
         );
         Ok(DockerPlane {
             mongo: mongo?,
@@ -87,6 +107,8 @@ impl DockerPlane {
             periphery: periphery
                 .into_iter()
                 .collect::<std::result::Result<_, _>>()?,
+            oneoffs: names.oneoffs,
+            others: others.into_iter().collect::<std::result::Result<_, _>>()?,
             engine,
         })
     }
@@ -205,7 +227,21 @@ impl DbPasswordKeys {
             .iter()
             .filter(|k| carrier::URI_KEYS.contains(&k.as_str()))
         {
-            if let Some(v) = env.plain.get(k) {
+            let read = env.value(k);
+            if let Ok(None) = read {
+                continue;
+            }
+            if let Err(e) = &read {
+                unpatched.push((
+                    env.file.name().to_string(),
+                    Carrier {
+                        key: k.clone(),
+                        why: format!("cannot be read as compose reads it ({e})"),
+                    },
+                ));
+                continue;
+            }
+            if let Ok(Some(v)) = read {
                 if crate::docker::uri::has_password(k, &v).unwrap_or(true) {
                     unpatched.push((
                         env.file.name().to_string(),
@@ -249,15 +285,24 @@ impl DbPasswordKeys {
         )))
     }
 
-    /// compose.env's DB password.
+    /// compose.env's DB password, as compose hands it to the containers.
     pub fn env_password(&self, env: &EnvPlane) -> Result<Secret> {
-        env.plain.get(&self.compose_password_key).ok_or_else(|| {
-            Error::Precondition(format!(
-                "{}: has no {}",
-                env.file.name(),
-                self.compose_password_key
-            ))
-        })
+        self.env_password_keys(env).map(|(pw, _)| pw)
+    }
+
+    /// compose.env's DB password (as compose reads it) and every compose.env key a rotation
+    /// rewrites with it: the generation's key, each other generation's password key holding
+    /// the same value (a host upgraded from 1.19 keeps both), and any other key compose reads
+    /// as the same value (by value, for values of 8 characters or more; `${..}` links follow
+    /// by themselves and are left alone). Another generation's key holding a different value
+    /// is refused by name: which one the containers get depends on the compose file.
+    pub fn env_password_keys(&self, env: &EnvPlane) -> Result<(Secret, Vec<String>)> {
+        password_keys::find(
+            &env.plain.entries(),
+            &self.compose_password_key,
+            &self.compose_user_key,
+        )
+        .map_err(|e| Error::Precondition(format!("{}: {e}", env.file.name())))
     }
 
     /// The Mongo user: the config's, else compose.env's username (not a secret).
@@ -265,8 +310,7 @@ impl DbPasswordKeys {
         if !cfg.mongo.user.is_empty() {
             return Ok(cfg.mongo.user.clone());
         }
-        env.plain
-            .get(&self.compose_user_key)
+        env.value(&self.compose_user_key)?
             .map(|s| s.expose().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
@@ -304,6 +348,12 @@ impl Loaded {
         let keys = DbPasswordKeys::detect(&env, &dk)?;
         for w in &keys.warnings {
             eprintln!("komodo-rotate: warning: {w}");
+        }
+        if !dk.oneoffs.is_empty() {
+            eprintln!(
+                "komodo-rotate: note: left out the `compose run` one-off containers {} (never holders, never recreated)",
+                dk.oneoffs.join(", ")
+            );
         }
         let user = keys.user(cfg, &env)?;
         let target = mongo_target(cfg, &dk.mongo, &user)?;

@@ -233,7 +233,12 @@ fn env_holds(p: &LivePlanes<'_>, ctx: &RunContext, want: &Secret, which: &str) -
     let env = SopsFile::load(&ctx.compose_env)
         .and_then(|f| f.decrypt(p.ids))
         .map_err(|e| e.to_string())?;
-    if env.get(&ctx.env_key).is_some_and(|v| v.ct_eq(want)) {
+    // As compose hands it to the containers (a quoted value in compose.env holds `want`).
+    if crate::docker::compose_value::value(&env.entries(), &ctx.env_key)
+        .ok()
+        .flatten()
+        .is_some_and(|v| v.ct_eq(want))
+    {
         Ok(())
     } else {
         Err(format!(

@@ -69,6 +69,15 @@ impl Decrypted {
             .collect()
     }
 
+    /// Every data line as (key, plaintext value) in file order, borrowed (no copy of a value):
+    /// what `docker::compose_value` reads to know what compose hands a container.
+    pub fn entries(&self) -> Vec<(&[u8], &[u8])> {
+        self.items
+            .iter()
+            .filter_map(|i| i.key.as_deref().map(|k| (k, &i.plain[..])))
+            .collect()
+    }
+
     /// What sops would warn about on stderr while decrypting (a comment envelope it could not
     /// open, printed raw). Never holds a value.
     pub fn warnings(&self) -> &[String] {
