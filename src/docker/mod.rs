@@ -3,6 +3,7 @@
 //! detection, and the undoable create-before-remove recreate.
 
 pub mod carrier;
+pub mod compose_yaml;
 pub mod crashloop;
 pub mod discovery;
 pub mod engine;
