@@ -65,25 +65,23 @@ async fn resume(cfg: &Config) -> Result<i32> {
             Journal::path(&dir).display()
         ))));
     };
-    let staged = Staged::open(&sealed, &ids).map_err(|e| unsure(e.into()))?;
-    let ctx = RunContext::of(&journal).map_err(|e| unsure(e.into()))?;
-    let (engine, mongo) = DockerPlane::mongo_only(cfg)
-        .await
-        .map_err(|e| unsure(e.into()))?;
+    let staged = Staged::open(&sealed, &ids).map_err(unsure)?;
+    let ctx = RunContext::of(&journal).map_err(unsure)?;
+    let (engine, mongo) = DockerPlane::mongo_only(cfg).await.map_err(unsure)?;
     // An env-only kind has no Mongo user; its steps and proofs never use the target.
     let user = if ctx.has_store() {
         ctx.mongo_user.as_str()
     } else {
         "(env-only: unused)"
     };
-    let target = mongo_target(cfg, &mongo, user).map_err(|e| unsure(e.into()))?;
+    let target = mongo_target(cfg, &mongo, user).map_err(unsure)?;
 
     let direction = if ctx.has_store() {
         decide(&mut journal, &target, &staged, &ctx).await
     } else {
         decide_env_only(&journal, &ctx, &ids, &staged)
     }
-    .map_err(|e| unsure(e.into()))?;
+    .map_err(unsure)?;
     match &direction {
         Direction::Forward => eprintln!(
             "komodo-rotate: resuming {} run {}: rolling forward",
