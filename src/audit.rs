@@ -1,6 +1,10 @@
 //! The audit log: one JSON line per run in `state_dir/audit.log`: when, which command, which
 //! secret names, the steps and how each ended, the outcome. Never a value. Appended with O_APPEND
 //! and fsynced, so concurrent readers (a log shipper) never see half a line.
+//!
+//! Each record names its deployment (compose.env's canonical path): a state_dir shared by
+//! several deployments holds all their records, and every reader takes only its own
+//! ([`read_for`]).
 
 use crate::error::{Error, Result};
 use crate::txn::Journal;
@@ -20,6 +24,9 @@ pub struct AuditRecord {
     pub steps: Vec<AuditStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// compose.env's canonical path; absent in records written before deployments were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,6 +59,8 @@ impl AuditRecord {
                 })
                 .collect(),
             error,
+            deployment: (!j.guarded.as_os_str().is_empty())
+                .then(|| crate::config::deployment_of(&j.guarded)),
         }
     }
 }
@@ -84,6 +93,28 @@ pub fn read_all(path: &Path) -> Result<Vec<AuditRecord>> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect())
+}
+
+/// The records of `cfg`'s deployment, oldest first. Records older than the `deployment` field
+/// count only while the log holds no record of another deployment (a state_dir that was never
+/// shared); once it does, nobody can tell whose they were, and they count for none.
+pub fn read_for(cfg: &crate::config::Config) -> Result<Vec<AuditRecord>> {
+    Ok(of_deployment(
+        read_all(&cfg.audit_log())?,
+        &cfg.deployment(),
+    ))
+}
+
+fn of_deployment(all: Vec<AuditRecord>, ours: &str) -> Vec<AuditRecord> {
+    let shared = all
+        .iter()
+        .any(|r| r.deployment.as_deref().is_some_and(|d| d != ours));
+    all.into_iter()
+        .filter(|r| match r.deployment.as_deref() {
+            Some(d) => d == ours,
+            None => !shared,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -123,5 +154,53 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    fn rec(deployment: Option<&str>, run_id: &str) -> AuditRecord {
+        let j = new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            vec![],
+        );
+        AuditRecord {
+            run_id: run_id.into(),
+            deployment: deployment.map(Into::into),
+            ..AuditRecord::from_journal(&j, "committed", 0, None)
+        }
+    }
+
+    #[test]
+    fn records_carry_their_deployment_and_readers_take_only_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        let env = d.path().join("a/compose.env");
+        std::fs::create_dir_all(env.parent().unwrap()).unwrap();
+        std::fs::write(&env, b"X=1\n").unwrap();
+        // Spelled through a symlinked dir: the record names the canonical path.
+        std::os::unix::fs::symlink(d.path().join("a"), d.path().join("link")).unwrap();
+        let j = new_journal(
+            "rotate",
+            "db-password",
+            &d.path().join("link/compose.env"),
+            serde_json::Value::Null,
+            vec![],
+        );
+        let r = AuditRecord::from_journal(&j, "committed", 0, None);
+        let canon = std::fs::canonicalize(&env).unwrap();
+        assert_eq!(r.deployment.as_deref(), canon.to_str());
+
+        let a = canon.to_str().unwrap();
+        let mixed = vec![
+            rec(None, "legacy"),
+            rec(Some(a), "a1"),
+            rec(Some("/srv/b/compose.env"), "b1"),
+        ];
+        let ids = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        assert_eq!(ids(of_deployment(mixed.clone(), a)), ["a1"]);
+        assert_eq!(ids(of_deployment(mixed, "/srv/b/compose.env")), ["b1"]);
+        // A log only ever written for one deployment keeps its older records.
+        let own = vec![rec(None, "legacy"), rec(Some(a), "a1")];
+        assert_eq!(ids(of_deployment(own, a)), ["legacy", "a1"]);
     }
 }

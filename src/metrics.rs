@@ -2,7 +2,9 @@
 //! the audit log), which also drives `rotate --if-older-than`.
 //!
 //! Give each command its own file (`verify.prom`, `rotate.prom`): the collector merges every
-//! `*.prom` of its directory, and a metric family must not be split across two files.
+//! `*.prom` of its directory, and a metric family must not be split across two files. So every
+//! family but one carries a `command` label; the one without (each secret's last rotation, a
+//! fact of the deployment, not of a run) is written by `rotate` alone.
 
 use crate::audit::{self, AuditRecord};
 use crate::config::Config;
@@ -61,7 +63,7 @@ pub fn last_rotation(records: &[AuditRecord], secret: &str) -> Option<u64> {
 
 /// Whether `rotate --if-older-than min_age` should run now. Prints the "not due" line when not.
 pub fn rotation_due(cfg: &Config, secret: &str, min_age: Duration, quiet: bool) -> Result<bool> {
-    let records = audit::read_all(&cfg.audit_log())?;
+    let records = audit::read_for(cfg)?;
     let Some(last) = last_rotation(&records, secret) else {
         return Ok(true);
     };
@@ -96,8 +98,9 @@ pub struct RunMetrics {
     pub now: u64,
     /// Newest successful run of this command (this one, the previous file, or the audit log).
     pub last_success: Option<u64>,
-    /// (secret, seconds since its last rotation); absent when never rotated by the tool.
-    pub secret_ages: Vec<(String, u64)>,
+    /// (secret, Unix time of its last rotation); absent when never rotated by the tool.
+    /// Rendered only into `rotate`'s file.
+    pub last_rotations: Vec<(String, u64)>,
     /// (step, seconds) of this run's steps, from its audit record.
     pub steps: Vec<(String, f64)>,
 }
@@ -113,7 +116,7 @@ impl RunMetrics {
     ) -> RunMetrics {
         let now = now_unix();
         let records = cfg
-            .and_then(|c| audit::read_all(&c.audit_log()).ok())
+            .and_then(|c| audit::read_for(c).ok())
             .unwrap_or_default();
         let from_file = previous_file
             .and_then(|p| std::fs::read_to_string(p).ok())
@@ -127,9 +130,9 @@ impl RunMetrics {
             .max();
         let this = (exit_code == 0).then_some(now);
         let last_success = [from_file, from_audit, this].into_iter().flatten().max();
-        let secret_ages = secret_names(&records)
+        let last_rotations = secret_names(&records)
             .into_iter()
-            .filter_map(|s| last_rotation(&records, &s).map(|t| (s, now.saturating_sub(t))))
+            .filter_map(|s| last_rotation(&records, &s).map(|t| (s, t)))
             .collect();
         let steps = this_run
             .map(|r| {
@@ -144,7 +147,7 @@ impl RunMetrics {
             exit_code,
             now,
             last_success,
-            secret_ages,
+            last_rotations,
             steps,
         }
     }
@@ -188,15 +191,17 @@ impl RunMetrics {
             "Unix time of the last run of the command that exited 0.",
             &success,
         );
-        let ages: Vec<_> = self
-            .secret_ages
+        // One file only: node_exporter drops a family whose samples repeat across files.
+        let rotations: Vec<_> = self
+            .last_rotations
             .iter()
-            .map(|(s, a)| (format!("secret=\"{}\"", escape_label(s)), a.to_string()))
+            .filter(|_| self.command == "rotate")
+            .map(|(s, t)| (format!("secret=\"{}\"", escape_label(s)), t.to_string()))
             .collect();
         family(
-            "komodo_rotate_secret_age_seconds",
-            "Seconds since the secret was last rotated (committed rotate in the audit log).",
-            &ages,
+            "komodo_rotate_last_rotation_timestamp_seconds",
+            "Unix time the secret was last rotated (committed rotate in the audit log).",
+            &rotations,
         );
         let steps: Vec<_> = self
             .steps
@@ -324,6 +329,7 @@ mod tests {
                 millis: Some(1250),
             }],
             error: None,
+            deployment: None,
         }
     }
 
@@ -372,7 +378,7 @@ mod tests {
             exit_code: 4,
             now: 100,
             last_success: Some(50),
-            secret_ages: vec![("db-password".into(), 7)],
+            last_rotations: vec![("db-password".into(), 7)],
             steps: vec![("change-db".into(), 1.25)],
         };
         let t = m.render();
@@ -396,6 +402,82 @@ mod tests {
             ..Default::default()
         }
         .render();
-        assert!(!none.contains("secret_age"), "no record, no sample: {none}");
+        assert!(
+            !none.contains("last_rotation"),
+            "no record, no sample: {none}"
+        );
+        assert!(
+            t.contains("komodo_rotate_last_rotation_timestamp_seconds{secret=\"db-password\"} 7\n")
+        );
+    }
+
+    #[test]
+    fn only_one_file_carries_a_family_without_a_command_label() {
+        // Every command's file as the scheduled units write them, side by side in one
+        // collector directory: no sample (name and labels) may appear in two of them.
+        let mut seen = std::collections::BTreeMap::new();
+        for command in ["rotate", "verify", "rescue", "resume"] {
+            let t = RunMetrics {
+                command: command.into(),
+                now: 100,
+                last_success: Some(50),
+                last_rotations: vec![("db-password".into(), 7)],
+                steps: vec![("change-db".into(), 1.0)],
+                ..Default::default()
+            }
+            .render();
+            for line in t.lines().filter(|l| !l.starts_with('#')) {
+                let series = line.rsplit_once(' ').unwrap().0.to_owned();
+                if let Some(other) = seen.insert(series.clone(), command) {
+                    panic!("{series} in both {other}'s and {command}'s file");
+                }
+            }
+        }
+        assert!(seen
+            .keys()
+            .any(|k| k.starts_with("komodo_rotate_last_rotation_timestamp")));
+    }
+
+    #[test]
+    fn if_older_than_counts_only_its_own_deployment() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg_for = |name: &str| {
+            let dir = d.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("compose.env"), "X=1\n").unwrap();
+            let p = dir.join("komodo-rotate.toml");
+            // Both share one state_dir (the default before init wrote one per deployment).
+            std::fs::write(
+                &p,
+                format!(
+                    "compose_env = \"compose.env\"\nstate_dir = \"{}\"\n",
+                    d.path().join("shared-state").display()
+                ),
+            )
+            .unwrap();
+            Config::load(Some(&p)).unwrap()
+        };
+        let (a, b) = (cfg_for("a"), cfg_for("b"));
+        let j = crate::txn::new_journal(
+            "rotate",
+            "db-password",
+            &a.compose_env,
+            serde_json::Value::Null,
+            vec![],
+        );
+        audit::append(
+            &a.audit_log(),
+            &AuditRecord::from_journal(&j, "committed", 0, None),
+        )
+        .unwrap();
+        let day = Duration::from_secs(86_400);
+        assert!(
+            !rotation_due(&a, "db-password", day, true).unwrap(),
+            "A just rotated"
+        );
+        assert!(
+            rotation_due(&b, "db-password", day, true).unwrap(),
+            "B never rotated: A's record must not count for it"
+        );
     }
 }

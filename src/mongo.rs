@@ -6,16 +6,25 @@
 //! Passwords travel only inside the driver's `Credential` (never spliced into a URI, which driver
 //! errors may quote), and no message of this module carries one.
 
+mod uri_options;
+
 use crate::secret::Secret;
 use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as DriverError, ErrorKind};
-use mongodb::options::{ClientOptions, Credential};
+use mongodb::options::{AuthMechanism, ClientOptions, Credential};
 use mongodb::Client;
 use std::time::Duration;
+use uri_options::{uri_option, without_auth_options};
 
 /// Default server-selection and connect timeout: short, so an unreachable server is reported
 /// in seconds rather than after the driver's 30 s default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `updateUser` may take, replication included: the server gives up waiting for the
+/// majority after `wtimeout` ([`WTIMEOUT_MS`]) and the client stops waiting at this deadline, so
+/// a lost secondary or a silent server can never hold a run (and its lock) forever.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WTIMEOUT_MS: i64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MongoError {
@@ -63,6 +72,13 @@ pub struct Target {
     pub auth_source: String,
     pub server_selection_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The deadline of a write (`updateUser`), see [`DEFAULT_COMMAND_TIMEOUT`].
+    pub command_timeout: Duration,
+    /// `authSource=` in the URI's options: it wins over the default `admin`.
+    uri_auth_source: Option<String>,
+    /// `authMechanism=` in the URI's options (the driver refuses it in a URI without a user,
+    /// so it is taken out of the URI and applied to our credential).
+    uri_mechanism: Option<AuthMechanism>,
 }
 
 impl Target {
@@ -87,13 +103,38 @@ impl Target {
         if user.is_empty() {
             return Err(MongoError::InvalidTarget("user must not be empty".into()));
         }
+        let uri_auth_source = uri_option(rest, "authSource");
+        if uri_auth_source.as_deref() == Some("") {
+            return Err(MongoError::InvalidTarget("has an empty authSource".into()));
+        }
+        if uri_option(rest, "authMechanismProperties").is_some() {
+            return Err(MongoError::InvalidTarget(
+                "has authMechanismProperties, which komodo-rotate does not pass on".into(),
+            ));
+        }
+        let uri_mechanism = match uri_option(rest, "authMechanism").as_deref() {
+            None => None,
+            Some(m @ ("SCRAM-SHA-1" | "SCRAM-SHA-256" | "PLAIN")) => {
+                Some(m.parse::<AuthMechanism>().map_err(|e| {
+                    MongoError::InvalidTarget(format!("authMechanism {m}: {}", e.kind))
+                })?)
+            }
+            Some(m) => {
+                return Err(MongoError::InvalidTarget(format!(
+                    "authMechanism {m} does not log in with a password (SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN)"
+                )))
+            }
+        };
         Ok(Target {
-            uri: uri.to_owned(),
+            uri: without_auth_options(uri),
             server: authority.to_owned(),
             user: user.to_owned(),
-            auth_source: "admin".into(),
+            auth_source: uri_auth_source.clone().unwrap_or_else(|| "admin".into()),
             server_selection_timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            uri_auth_source,
+            uri_mechanism,
         })
     }
 
@@ -121,8 +162,17 @@ impl Target {
         Ok(t)
     }
 
+    /// The database the user is defined in. The default `admin` does not override the URI's
+    /// own `authSource=`; any other value that differs from it is refused when connecting.
     pub fn with_auth_source(mut self, db: &str) -> Self {
-        self.auth_source = db.to_owned();
+        if self.uri_auth_source.is_none() || db != "admin" {
+            self.auth_source = db.to_owned();
+        }
+        self
+    }
+
+    pub fn with_command_timeout(mut self, t: Duration) -> Self {
+        self.command_timeout = t;
         self
     }
 
@@ -139,14 +189,30 @@ impl Target {
 
     /// A client logging in with `password`, or with no credential at all for `None`.
     async fn client(&self, password: Option<&Secret>) -> Result<Client, MongoError> {
+        let opts = self.options(password).await?;
+        Client::with_options(opts).map_err(|e| self.unreachable(&e, password))
+    }
+
+    /// The driver's options: the URI's, with our credential, timeouts and app name.
+    async fn options(&self, password: Option<&Secret>) -> Result<ClientOptions, MongoError> {
         let mut opts = ClientOptions::parse(&self.uri).await.map_err(|e| {
             MongoError::InvalidTarget(format!("cannot be parsed: {}", scrub(&e, password)))
         })?;
+        if let Some(uri_db) = self.uri_auth_source.as_deref() {
+            if uri_db != self.auth_source {
+                return Err(MongoError::InvalidTarget(format!(
+                    "says authSource={uri_db} but auth_source is {}: keep one",
+                    self.auth_source
+                )));
+            }
+        }
+        // The URI's own authMechanism is kept (taken out of the URI by `new`).
         opts.credential = password.map(|p| {
             Credential::builder()
                 .username(self.user.clone())
                 .password(p.expose().to_owned())
                 .source(self.auth_source.clone())
+                .mechanism(self.uri_mechanism.clone())
                 .build()
         });
         if password.is_none() {
@@ -155,7 +221,7 @@ impl Target {
         opts.server_selection_timeout = Some(self.server_selection_timeout);
         opts.connect_timeout = Some(self.connect_timeout);
         opts.app_name = Some("komodo-rotate".into());
-        Client::with_options(opts).map_err(|e| self.unreachable(&e, password))
+        Ok(opts)
     }
 
     fn unreachable(&self, e: &DriverError, password: Option<&Secret>) -> MongoError {
@@ -332,14 +398,23 @@ impl MongoAdmin {
         let cmd = doc! {
             "updateUser": user,
             "pwd": new.expose(),
-            "writeConcern": {"w": "majority"},
+            "writeConcern": {"w": "majority", "wtimeout": WTIMEOUT_MS},
         };
         // A user lives in its authentication database: updateUser must run there.
-        let result = self
-            .client
-            .database(&self.target.auth_source)
-            .run_command(cmd)
-            .await;
+        let db = self.client.database(&self.target.auth_source);
+        let run = db.run_command(cmd);
+        let Ok(result) = tokio::time::timeout(self.target.command_timeout, run).await else {
+            return Err(MongoError::Command {
+                server: self.target.server.clone(),
+                user: user.to_owned(),
+                command: "updateUser",
+                code: None,
+                reason: format!(
+                    "no answer within {} s (it may or may not have been applied)",
+                    self.target.command_timeout.as_secs_f32()
+                ),
+            });
+        };
         if let Err(e) = result {
             return Err(MongoError::Command {
                 server: self.target.server.clone(),
@@ -410,6 +485,76 @@ mod tests {
         assert_eq!(t.server_selection_timeout, DEFAULT_TIMEOUT);
         // An '@' in the query string is not a credential.
         assert!(Target::new("mongodb://h:1/?appName=a@b", "root").is_ok());
+    }
+
+    #[test]
+    fn the_uris_auth_source_is_honoured_not_overridden() {
+        let uri = "mongodb://127.0.0.1:27017/?directConnection=true&authSource=komodo";
+        // As the config's default hands it over.
+        let t = Target::new(uri, "komodo")
+            .unwrap()
+            .with_auth_source("admin");
+        assert_eq!(t.auth_source, "komodo");
+        let t = Target::new(uri, "komodo")
+            .unwrap()
+            .with_auth_source("komodo");
+        assert_eq!(t.auth_source, "komodo");
+        let t = Target::new("mongodb://h/?AUTHSOURCE=k%6Fmodo", "u").unwrap();
+        assert_eq!(t.auth_source, "komodo");
+        let t = Target::new("mongodb://h/", "u")
+            .unwrap()
+            .with_auth_source("other");
+        assert_eq!(t.auth_source, "other");
+        assert!(Target::new("mongodb://h/?authSource=", "u")
+            .unwrap_err()
+            .is_usage());
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_auth_source_is_refused_by_name() {
+        let t = Target::new("mongodb://127.0.0.1:1/?authSource=komodo", "u")
+            .unwrap()
+            .with_auth_source("other");
+        let e = t.client(Some(&Secret::new("pw".into()))).await.unwrap_err();
+        assert!(e.is_usage(), "{e}");
+        assert!(
+            e.to_string().contains("authSource=komodo") && e.to_string().contains("other"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_uris_auth_mechanism_is_kept() {
+        let pw = Secret::new("pw".into());
+        let t = Target::new("mongodb://127.0.0.1:1/?authMechanism=SCRAM-SHA-1", "u")
+            .unwrap()
+            .with_auth_source("admin");
+        let c = t.options(Some(&pw)).await.unwrap().credential.unwrap();
+        assert_eq!(
+            c.mechanism,
+            Some(mongodb::options::AuthMechanism::ScramSha1)
+        );
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.source.as_deref(), Some("admin"));
+        let t = Target::new(
+            "mongodb://127.0.0.1:1/?authSource=komodo&directConnection=true",
+            "u",
+        )
+        .unwrap()
+        .with_auth_source("admin");
+        let o = t.options(Some(&pw)).await.unwrap();
+        assert_eq!(o.direct_connection, Some(true), "other options are kept");
+        assert_eq!(o.credential.unwrap().source.as_deref(), Some("komodo"));
+        for (bad, why) in [
+            ("mongodb://h/?authMechanism=MONGODB-X509", "password"),
+            (
+                "mongodb://h/?authMechanismProperties=A:b",
+                "authMechanismProperties",
+            ),
+        ] {
+            let e = Target::new(bad, "u").unwrap_err();
+            assert!(e.is_usage() && e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl RunHook {
     ) -> Self {
         let audit_before = Config::load(config)
             .ok()
-            .and_then(|c| audit::read_all(&c.audit_log()).ok())
+            .and_then(|c| audit::read_for(&c).ok())
             .map(|r| r.len());
         RunHook {
             command,
@@ -44,7 +44,7 @@ impl RunHook {
         // An unreadable config is exit 2 and was already reported; metrics still record the run.
         let cfg = Config::load(self.config.as_deref()).ok();
         let this_run: Option<AuditRecord> = cfg.as_ref().and_then(|c| {
-            let all = audit::read_all(&c.audit_log()).ok()?;
+            let all = audit::read_for(c).ok()?;
             (all.len() > self.audit_before.unwrap_or(0))
                 .then(|| all.last().cloned())
                 .flatten()

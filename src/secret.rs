@@ -215,14 +215,38 @@ impl Eq for Secret {}
 pub const MAX_SECRET_INPUT: usize = 4096;
 
 /// The one reader of a secret from stdin or a file, used by every command. It reads into a
-/// zeroing buffer sized once (never reallocated, so no stale copy is left on the heap), applies
-/// the one trimming rule — exactly one trailing line ending (`\n` or `\r\n`) is removed, nothing
-/// else — and checks UTF-8. `what` names the input in errors (e.g. `stdin`); the value never
-/// appears in one.
-pub fn read_secret(mut input: impl std::io::Read, what: &str) -> crate::Result<Secret> {
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; MAX_SECRET_INPUT + 1]);
+/// zeroing buffer (grown by copying into a new zeroing buffer, so no stale copy is left on the
+/// heap), applies the one trimming rule — exactly one trailing line ending (`\n` or `\r\n`) is
+/// removed, nothing else — then checks the length (of the value, not of its line ending) and
+/// UTF-8. `what` names the input in errors (e.g. `stdin`); the value never appears in one.
+pub fn read_secret(input: impl std::io::Read, what: &str) -> crate::Result<Secret> {
+    read_secret_limited(input, what, MAX_SECRET_INPUT)
+}
+
+/// The largest value `sops set` takes from stdin: a certificate chain or a JSON credential
+/// fits many times over (sops itself has no limit; ours bounds the memory a pipe can claim).
+pub const MAX_SOPS_VALUE: usize = 1 << 20;
+
+/// [`read_secret`] with a limit of `max` bytes for the value.
+pub fn read_secret_limited(
+    mut input: impl std::io::Read,
+    what: &str,
+    max: usize,
+) -> crate::Result<Secret> {
+    // Up to two bytes of line ending beyond the value, and one more to see that input goes on.
+    let cap = max.saturating_add(3);
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; cap.min(8192)]);
     let mut n = 0;
-    while n < buf.len() {
+    loop {
+        if n == buf.len() {
+            if buf.len() == cap {
+                break;
+            }
+            let mut bigger =
+                zeroize::Zeroizing::new(vec![0u8; buf.len().saturating_mul(2).min(cap)]);
+            bigger[..n].copy_from_slice(&buf[..n]);
+            buf = bigger; // the old buffer is zeroed as it drops
+        }
         match input.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
@@ -230,14 +254,14 @@ pub fn read_secret(mut input: impl std::io::Read, what: &str) -> crate::Result<S
             Err(e) => return Err(crate::Error::io(what, e)),
         }
     }
-    if n > MAX_SECRET_INPUT {
-        return Err(crate::Error::Usage(format!(
-            "{what}: the secret is longer than {MAX_SECRET_INPUT} bytes"
-        )));
-    }
     let mut v = &buf[..n];
     if let Some(rest) = v.strip_suffix(b"\n") {
         v = rest.strip_suffix(b"\r").unwrap_or(rest);
+    }
+    if v.len() > max {
+        return Err(crate::Error::Usage(format!(
+            "{what}: the secret is longer than {max} bytes"
+        )));
     }
     let text = std::str::from_utf8(v)
         .map_err(|_| crate::Error::Usage(format!("{what}: the secret is not UTF-8 text")))?;
@@ -405,9 +429,75 @@ mod tests {
             read_secret(&ok[..], "stdin").unwrap().len(),
             MAX_SECRET_INPUT
         );
+        // The limit is the value's: its line ending does not count.
+        for end in [&b"\n"[..], b"\r\n"] {
+            let mut full = ok.clone();
+            full.extend_from_slice(end);
+            assert_eq!(
+                read_secret(&full[..], "stdin").unwrap().len(),
+                MAX_SECRET_INPUT
+            );
+            let mut over = long.clone();
+            over.extend_from_slice(end);
+            assert!(read_secret(&over[..], "stdin").is_err());
+        }
         let e = read_secret(&b"s3cr\xc3"[..], "pw.txt").unwrap_err();
         assert!(e.to_string().starts_with("pw.txt:"), "{e}");
         assert!(!e.to_string().contains("s3cr"), "{e}");
+    }
+
+    /// Seeded sizes around every buffer step and the limit, each read through a reader that
+    /// hands out odd-sized chunks: the value comes back whole, or is refused only past the limit.
+    #[test]
+    fn values_up_to_the_limit_come_back_whole_across_buffer_growth() {
+        struct Chunky<'a>(&'a [u8], usize);
+        impl std::io::Read for Chunky<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                self.1 = (self.1 * 7 + 3) % 5000 + 1;
+                let k = self.1.min(out.len()).min(self.0.len());
+                out[..k].copy_from_slice(&self.0[..k]);
+                self.0 = &self.0[k..];
+                Ok(k)
+            }
+        }
+        let max = 40_000;
+        let mut sizes = vec![
+            0,
+            1,
+            4095,
+            4096,
+            4097,
+            8189,
+            8190,
+            8191,
+            8192,
+            16_384,
+            max - 1,
+            max,
+            max + 1,
+            max + 2,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..60 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sizes.push((x % (max as u64 + 10)) as usize);
+        }
+        for (i, &len) in sizes.iter().enumerate() {
+            let value: Vec<u8> = (0..len).map(|j| b'A' + ((j * 31 + i) % 26) as u8).collect();
+            for end in [&b""[..], b"\n", b"\r\n"] {
+                let mut input = value.clone();
+                input.extend_from_slice(end);
+                let got = read_secret_limited(Chunky(&input, i), "stdin", max);
+                if len <= max {
+                    let got = got.unwrap_or_else(|e| panic!("{len}+{end:?}: {e}"));
+                    assert_eq!(got.expose().as_bytes(), &value[..], "{len}+{end:?}");
+                } else {
+                    assert!(got.is_err(), "{len}+{end:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -161,7 +161,11 @@ fn init_then_verify(s: &Stack, generation: &str) {
         format!("compose_env = \"{}\"", s.compose_env().display()),
         format!("age_key_file = \"{}\"", s.age_key().display()),
         format!("project = \"{}\"", s.project),
-        format!("uri = \"mongodb://127.0.0.1:{}\"", s.mongo_port),
+        format!(
+            "uri = \"mongodb://127.0.0.1:{}/?directConnection=true\"",
+            s.mongo_port
+        ),
+        format!("state_dir = \"/var/lib/komodo-rotate/{}\"", s.project),
         format!("Komodo generation: {generation}"),
         "services = { mongo = \"mongo\", core = \"core\", periphery = [\"periphery\"] }".into(),
     ] {

@@ -205,13 +205,14 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
     let rot = Some(("command", "rotate"));
     assert_eq!(value(&m, "komodo_rotate_last_exit_code", rot), Some(0.0));
     assert_eq!(value(&m, "komodo_rotate_last_run_success", rot), Some(1.0));
-    let age = value(
+    let rotated_at = value(
         &m,
-        "komodo_rotate_secret_age_seconds",
+        "komodo_rotate_last_rotation_timestamp_seconds",
         Some(("secret", "db-password")),
     )
-    .expect("secret age");
-    assert!(age < 300.0, "{age}");
+    .expect("last rotation timestamp");
+    let age = komodo_rotate::metrics::now_unix() as f64 - rotated_at;
+    assert!((0.0..300.0).contains(&age), "{age}");
     assert!(m
         .iter()
         .any(|x| x.name == "komodo_rotate_step_duration_seconds"

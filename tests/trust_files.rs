@@ -95,7 +95,8 @@ fn two_configs_one_compose_env_see_each_others_lock_and_journal() {
 
     // Cleared: the pointer goes with the journal.
     Journal::clear(&ja).unwrap();
-    let left: Vec<_> = std::fs::read_dir(lock_dir())
+    // Pointers live in the persistent pending dir ($KOMODO_ROTATE_LOCK_DIR/pending here).
+    let left: Vec<_> = std::fs::read_dir(lock_dir().join("pending"))
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "pending"))

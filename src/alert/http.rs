@@ -66,6 +66,8 @@ fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        // No Referer on a redirect: the previous URL is the webhook's, token and all.
+        .referer(false)
         .retry(reqwest::retry::never())
         .user_agent(concat!("komodo-rotate/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -129,6 +129,10 @@ async fn follows_a_redirect_and_reads_a_chunked_reply() {
         heads[1].to_ascii_lowercase().contains("priority: high"),
         "a 307 keeps the method and headers: {heads:?}"
     );
+    // The redirect target must not learn the webhook's path (its token) from a Referer.
+    let second = heads[1].to_ascii_lowercase();
+    assert!(!second.contains("referer:"), "{heads:?}");
+    assert!(!heads[1].contains(TOKEN), "{heads:?}");
 }
 
 #[tokio::test]

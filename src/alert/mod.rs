@@ -76,20 +76,43 @@ pub fn outcome_word(code: i32) -> &'static str {
 
 /// Whether a run of `command` that ended with `exit_code` is worth a message. `changed` says
 /// whether it changed something (a committed audit record), so that a daily "not due" rotate
-/// stays quiet even with `on_success`.
-pub fn wanted(on_success: bool, command: &str, exit_code: i32, changed: bool) -> bool {
+/// stays quiet even with `on_success`. `interactive`: a human at a terminal started it and
+/// reads a usage error (exit 2) there; a scheduled run's exit 2 (a missing age key in the unit's
+/// environment) alerts like any other failure.
+pub fn wanted(
+    on_success: bool,
+    command: &str,
+    exit_code: i32,
+    changed: bool,
+    interactive: bool,
+) -> bool {
     match (command, exit_code) {
         ("verify", 0) => on_success,
         (_, 0) => on_success && changed,
         ("verify", 1) => true,
+        (_, 2) => !interactive,
         (_, code) => code >= 3,
     }
+}
+
+/// A human at a terminal: stdin and stderr are both terminals (a timer or cron has neither).
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// Sends `ev` if the config asks for it. Blocking; warnings only.
 pub fn notify(cfg: &Config, ev: &Event, changed: bool) {
     let a = &cfg.alert;
-    if a.webhook.trim().is_empty() || !wanted(a.on_success, &ev.command, ev.exit_code, changed) {
+    if a.webhook.trim().is_empty()
+        || !wanted(
+            a.on_success,
+            &ev.command,
+            ev.exit_code,
+            changed,
+            interactive(),
+        )
+    {
         return;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -125,24 +148,33 @@ mod tests {
 
     #[test]
     fn when_to_send() {
-        assert!(wanted(false, "rotate", 4, true));
-        assert!(wanted(false, "rescue", 3, false));
-        assert!(wanted(false, "resume", 5, true));
+        for interactive in [false, true] {
+            let w = |on, cmd, code, changed| wanted(on, cmd, code, changed, interactive);
+            assert!(w(false, "rotate", 4, true));
+            assert!(w(false, "rescue", 3, false));
+            assert!(w(false, "resume", 5, true));
+            assert!(!w(false, "rotate", 0, true));
+            assert!(w(true, "rotate", 0, true));
+            assert!(
+                !w(true, "rotate", 0, false),
+                "a not-due rotate changed nothing"
+            );
+            assert!(w(false, "verify", 1, false));
+            assert!(!w(false, "verify", 0, false));
+            assert!(
+                w(false, "verify", 3, false),
+                "a verify that could not check needs a look"
+            );
+        }
         assert!(
-            !wanted(false, "rotate", 2, false),
-            "usage errors are for the shell"
+            !wanted(false, "rotate", 2, false, true),
+            "a usage error at a terminal is for the shell"
         );
-        assert!(!wanted(false, "rotate", 0, true));
-        assert!(wanted(true, "rotate", 0, true));
-        assert!(
-            !wanted(true, "rotate", 0, false),
-            "a not-due rotate changed nothing"
-        );
-        assert!(wanted(false, "verify", 1, false));
-        assert!(!wanted(false, "verify", 0, false));
-        assert!(
-            wanted(false, "verify", 3, false),
-            "a verify that could not check needs a look"
-        );
+        for cmd in ["rotate", "rescue", "resume", "verify"] {
+            assert!(
+                wanted(false, cmd, 2, false, false),
+                "a scheduled {cmd} that fails for any reason alerts"
+            );
+        }
     }
 }

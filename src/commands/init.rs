@@ -120,7 +120,13 @@ fn compose_env_from_files(project: &ComposeProject, core: &str) -> Result<PathBu
             project.name
         )));
     }
-    let lookup = |n: &str| std::env::var(n).ok();
+    // As compose interpolates: the shell's environment, then the project's `.env`.
+    let dotenv = project
+        .working_dir
+        .as_deref()
+        .map(crate::docker::project::project_dotenv)
+        .unwrap_or_default();
+    let lookup = |n: &str| std::env::var(n).ok().or_else(|| dotenv.get(n).cloned());
     let files = project
         .env_files_of(core, &lookup)
         .map_err(|e| Error::Precondition(format!("{e}: pass --compose-env PATH")))?;
@@ -166,6 +172,22 @@ fn identity(
     let ids = Identities::discover(None)?;
     file.decrypt(&ids)?;
     Ok((None, ids))
+}
+
+/// A compose project name as one path component (compose allows `[a-z0-9_-]`; anything else,
+/// or a name that would climb out, becomes `_`).
+fn dir_name(project: &str) -> String {
+    let s: String = project
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    match s.trim_matches('.') {
+        "" => "_".into(),
+        _ => s,
+    }
 }
 
 fn quote(p: &Path) -> String {
@@ -214,7 +236,14 @@ pub fn render(f: &Found) -> String {
              # age_key_file = \"/path/to/keys.txt\"\n",
         ),
     }
-    t.push_str("# Journal, lock and audit log.\n# state_dir = \"/var/lib/komodo-rotate\"\n\n");
+    t.push_str(
+        "# Journal, lock, backups and audit log: this deployment's own, so several deployments\n\
+         # on one host never share a journal, a backup or an audit record.\n",
+    );
+    t.push_str(&format!(
+        "state_dir = {}\n\n",
+        toml_string(&format!("/var/lib/komodo-rotate/{}", dir_name(&f.project)))
+    ));
     let periphery: Vec<String> = f.roles.periphery.iter().map(|p| toml_string(p)).collect();
     t.push_str("[discovery]\n# Containers are found by these compose labels at every run.\n");
     t.push_str(&format!("project = {}\n", toml_string(&f.project)));
@@ -227,12 +256,73 @@ pub fn render(f: &Found) -> String {
     t.push_str("[mongo]\n");
     match f.mongo_port {
         Some(port) => t.push_str(&format!(
-            "# mongo publishes 27017 on the host.\nuri = \"mongodb://127.0.0.1:{port}\"\n"
+            "# mongo publishes 27017 on the host. directConnection: talk to this member only (a\n\
+             # replica set would otherwise send the driver to member names the host may not resolve).\n\
+             uri = \"mongodb://127.0.0.1:{port}/?directConnection=true\"\n"
         )),
         None => t.push_str(
-            "# Empty: the mongo container's address from `docker inspect`, port 27017.\n# uri = \"mongodb://127.0.0.1:27017\"\n",
+            "# Empty: the mongo container's address from `docker inspect`, port 27017.\n# uri = \"mongodb://127.0.0.1:27017/?directConnection=true\"\n",
         ),
     }
     t.push_str("auth_source = \"admin\"\n");
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(project: &str, port: Option<u16>) -> Found {
+        Found {
+            project: project.into(),
+            roles: Roles {
+                mongo: "mongo".into(),
+                core: "core".into(),
+                periphery: vec!["periphery".into()],
+            },
+            compose_files: vec![],
+            compose_env: "/opt/komodo/compose.env".into(),
+            age_key_file: None,
+            generation: "v2",
+            mongo_port: port,
+        }
+    }
+
+    fn load(text: &str) -> crate::config::Config {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("komodo-rotate.toml");
+        let env = d.path().join("compose.env");
+        std::fs::write(&env, "X=1\n").unwrap();
+        let text = text.replace("/opt/komodo/compose.env", env.to_str().unwrap());
+        std::fs::write(&p, text).unwrap();
+        crate::config::Config::load(Some(&p)).unwrap()
+    }
+
+    #[test]
+    fn two_deployments_get_state_dirs_of_their_own() {
+        let a = load(&render(&found("komodo", Some(27017))));
+        let b = load(&render(&found("komodo-staging", None)));
+        assert_eq!(a.state_dir, PathBuf::from("/var/lib/komodo-rotate/komodo"));
+        assert_eq!(
+            b.state_dir,
+            PathBuf::from("/var/lib/komodo-rotate/komodo-staging")
+        );
+        for odd in ["..", "a/../../etc", ""] {
+            let c = load(&render(&found(odd, None)));
+            assert_eq!(
+                c.state_dir.parent(),
+                Some(Path::new("/var/lib/komodo-rotate")),
+                "{odd}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_mongo_uri_connects_directly() {
+        let a = load(&render(&found("komodo", Some(27018))));
+        assert_eq!(
+            a.mongo.uri,
+            "mongodb://127.0.0.1:27018/?directConnection=true"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::cli::ConfigArgs;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Changed, Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::execute::{self, Direction, Live, RUNBOOK_INTERRUPTED};
 use crate::planes::live::Staged;
@@ -26,6 +26,18 @@ async fn resume(cfg: &Config) -> Result<i32> {
         println!("nothing to resume: no interrupted run in {}", dir.display());
         return Ok(0);
     };
+    // A shared state_dir can hold another deployment's journal: deciding it against this
+    // config's Mongo and containers would be wrong. Refused before anything is touched.
+    if !journal.guarded.as_os_str().is_empty()
+        && !crate::txn::lock::same_file(&journal.guarded, &cfg.compose_env)
+    {
+        return Err(Error::Precondition(format!(
+            "the journal in {} is of a run on {}, not on this config's compose_env {}: run resume with that deployment's config; nothing was changed",
+            dir.display(),
+            journal.guarded.display(),
+            cfg.compose_env.display()
+        )));
+    }
     if journal.is_committed() {
         Journal::clear(&dir)?;
         println!(
@@ -34,29 +46,43 @@ async fn resume(cfg: &Config) -> Result<i32> {
         );
         return Ok(0);
     }
-    let ids = Identities::discover(cfg.age_key_file.as_deref())?;
+    // Once the interrupted run changed something, an error before the decision leaves the
+    // planes as unproven as the crash did: exit 5, never 3.
+    let progressed = journal
+        .steps
+        .iter()
+        .any(|r| r.status != StepStatus::Pending);
+    let unsure = |e: Error| match progressed {
+        true => e.with_change_note(
+            Changed::Unknown,
+            "; the planes may be split, the journal is kept",
+        ),
+        false => e,
+    };
+    let ids = Identities::discover(cfg.age_key_file.as_deref()).map_err(|e| unsure(e.into()))?;
     let Some(sealed) = journal.sealed_secrets.clone() else {
-        return Err(Error::Precondition(format!(
+        return Err(unsure(Error::Precondition(format!(
             "journal {} holds no sealed secrets; follow {RUNBOOK_INTERRUPTED}",
             Journal::path(&dir).display()
-        )));
+        ))));
     };
-    let staged = Staged::open(&sealed, &ids)?;
-    let ctx = RunContext::of(&journal)?;
-    let (engine, mongo) = DockerPlane::mongo_only(cfg).await?;
+    let staged = Staged::open(&sealed, &ids).map_err(unsure)?;
+    let ctx = RunContext::of(&journal).map_err(unsure)?;
+    let (engine, mongo) = DockerPlane::mongo_only(cfg).await.map_err(unsure)?;
     // An env-only kind has no Mongo user; its steps and proofs never use the target.
     let user = if ctx.has_store() {
         ctx.mongo_user.as_str()
     } else {
         "(env-only: unused)"
     };
-    let target = mongo_target(cfg, &mongo, user)?;
+    let target = mongo_target(cfg, &mongo, user).map_err(unsure)?;
 
     let direction = if ctx.has_store() {
-        decide(&mut journal, &target, &staged, &ctx).await?
+        decide(&mut journal, &target, &staged, &ctx).await
     } else {
-        decide_env_only(&journal, &ctx, &ids, &staged)?
-    };
+        decide_env_only(&journal, &ctx, &ids, &staged)
+    }
+    .map_err(unsure)?;
     match &direction {
         Direction::Forward => eprintln!(
             "komodo-rotate: resuming {} run {}: rolling forward",

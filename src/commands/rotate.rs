@@ -4,7 +4,7 @@
 
 use crate::cli::RotateArgs;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Changed, Error, Result};
 use crate::kinds::{Ask, Kind};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::live::Staged;
@@ -37,6 +37,10 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
         return list(cfg).await;
     }
     let kinds = kinds_of(&args);
+    // The lock and the pending check come before "not due": a scheduled run must surface an
+    // interrupted run (exit 3 naming it), never hide it behind "nothing to do".
+    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
+    execute::refuse_if_pending(cfg)?;
     let mut due = Vec::new();
     for k in kinds {
         match args.if_older_than {
@@ -47,28 +51,27 @@ async fn rotate(cfg: &Config, args: RotateArgs) -> Result<i32> {
     if due.is_empty() {
         return Ok(0);
     }
-    let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     // Several kinds run one after another, each its own transaction with its own proof: a kind
     // that fails rolls back alone, and the kinds before it stay committed (said below).
     let mut done: Vec<String> = Vec::new();
     let mut code = 0;
     for kind in &due {
-        execute::refuse_if_pending(cfg)?;
-        crate::planes::leftovers::remove_committed(cfg).await?;
-        match rotate_one(cfg, &args, kind).await {
+        let one = async {
+            execute::refuse_if_pending(cfg)?;
+            crate::planes::leftovers::remove_committed(cfg).await?;
+            rotate_one(cfg, &args, kind).await
+        }
+        .await;
+        match one {
             Ok(c) => {
                 code = code.max(c);
                 done.push(kind.name());
             }
-            Err(e) => {
-                if !done.is_empty() {
-                    eprintln!(
-                        "komodo-rotate: {} committed before {kind} failed; they keep their new values",
-                        done.join(", ")
-                    );
-                }
-                return Err(e);
+            // What the kinds before it committed stays changed: the code and the message say so.
+            Err(e) if !done.is_empty() => {
+                return Err(e.with_change_note(Changed::Yes, &committed_before(&done, kind)))
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(code)
@@ -138,6 +141,18 @@ async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32>
         println!("notice: {a}");
     }
     Ok(code)
+}
+
+fn committed_before(done: &[String], kind: &Kind) -> String {
+    let keeps = if done.len() == 1 {
+        "keeps its new value"
+    } else {
+        "keep their new values"
+    };
+    format!(
+        "; {} committed before {kind} failed and {keeps} (proven)",
+        done.join(", ")
+    )
 }
 
 /// `rotate --list`: every kind, and for this deployment whether it can run or why not.

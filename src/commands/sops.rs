@@ -88,9 +88,17 @@ fn check(file: &Path, key: &AgeKeyArgs) -> Result<i32> {
 }
 
 fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i32> {
+    // A run of ours on this file (in progress or interrupted) decides by what the file holds:
+    // an edit behind its back would be undone by its rollback or make `resume` decide wrongly.
+    refuse_if_pending(file)?;
     let ids = identities(key)?;
-    let value = crate::secret::read_secret(std::io::stdin().lock(), "stdin")?;
+    let value = crate::secret::read_secret_limited(
+        std::io::stdin().lock(),
+        "stdin",
+        crate::secret::MAX_SOPS_VALUE,
+    )?;
     let _lock = env_lock(file)?;
+    refuse_if_pending(file)?;
     let f = SopsFile::load(file)?;
     let edit = f.with_values_verified(&ids, &[(key_name, &value)])?;
     sops::write_edit(file, edit)?;
@@ -101,6 +109,21 @@ fn set(file: &Path, key_name: &str, key: &AgeKeyArgs, verbose: bool) -> Result<i
         );
     }
     Ok(exit::OK)
+}
+
+fn refuse_if_pending(file: &Path) -> Result<()> {
+    // A missing file is SopsFile::load's to report.
+    if !file.exists() {
+        return Ok(());
+    }
+    match crate::txn::lock::pending_elsewhere(file, Path::new(""))? {
+        Some(dir) => Err(crate::Error::Precondition(format!(
+            "{}: a run's journal is pending for this file in {}: run `komodo-rotate resume` (or follow runbooks/interrupted-run.md) first; nothing was changed",
+            file.display(),
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn rotate(file: &Path, key: &AgeKeyArgs) -> Result<i32> {

@@ -390,9 +390,32 @@ impl Config {
     pub fn audit_log(&self) -> PathBuf {
         self.state_dir.join("audit.log")
     }
+    /// `state_dir/backups/<deployment key>`: a state_dir shared by several deployments keeps
+    /// each one's backups apart (the rescue ladder reads only its own deployment's).
     pub fn backup_dir(&self) -> PathBuf {
-        self.state_dir.join("backups")
+        self.state_dir
+            .join("backups")
+            .join(deployment_key(&self.deployment()))
     }
+    /// This deployment's name in audit records and backups: compose.env's canonical path.
+    pub fn deployment(&self) -> String {
+        deployment_of(&self.compose_env)
+    }
+}
+
+/// The deployment `compose_env` belongs to: its canonical path (as given when it cannot be
+/// resolved), so every spelling of it names one deployment.
+pub fn deployment_of(compose_env: &Path) -> String {
+    std::fs::canonicalize(compose_env)
+        .unwrap_or_else(|_| compose_env.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A short, stable directory name for a deployment (hex SHA-256 of its name, 16 digits).
+pub fn deployment_key(deployment: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(deployment.as_bytes()))[..16].to_owned()
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {

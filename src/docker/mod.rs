@@ -4,6 +4,7 @@
 
 pub mod carrier;
 pub mod compose_value;
+pub mod compose_yaml;
 pub mod crashloop;
 pub mod discovery;
 pub mod engine;

@@ -4,6 +4,8 @@
 //! compose files it was started from can be read back from the labels alone. The compose files'
 //! `env_file` entries then name compose.env. Nothing here writes anything.
 
+use super::compose_yaml::env_files_in_file;
+pub use super::compose_yaml::{env_files, interpolate, project_dotenv};
 use super::discovery::{PROJECT_LABEL, SERVICE_LABEL};
 use super::engine::Engine;
 use super::inspect::ContainerInfo;
@@ -11,7 +13,7 @@ use super::recreate::{NEXT_SUFFIX, PREV_SUFFIX};
 use super::DockerError;
 use bollard::query_parameters::ListContainersOptions;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const WORKING_DIR_LABEL: &str = "com.docker.compose.project.working_dir";
 pub const CONFIG_FILES_LABEL: &str = "com.docker.compose.project.config_files";
@@ -171,9 +173,7 @@ impl ComposeProject {
         let base = self.working_dir.clone().unwrap_or_default();
         let mut out: Vec<PathBuf> = Vec::new();
         for f in self.config_file_paths() {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| format!("compose file {}: {e}", f.display()))?;
-            for p in env_files(&text, &f.display().to_string(), service, &base, lookup)? {
+            for p in env_files_in_file(&f, service, &base, lookup)? {
                 if !out.contains(&p) {
                     out.push(p);
                 }
@@ -199,110 +199,31 @@ fn role_of(c: &ServiceContainer) -> Option<Role> {
     let has = |k: &str| c.env_keys.iter().any(|e| e == k);
     let image = c.image.rsplit('/').next().unwrap_or(&c.image);
     let image = image.split([':', '@']).next().unwrap_or(image);
+    // The image first: a shared compose.env gives periphery (and any other service reading it)
+    // core's KOMODO_DATABASE_* keys, so env keys only decide for images we do not know.
+    if image == "komodo-core" || image == "komodo" {
+        return Some(Role::Core);
+    }
+    if image == "mongo" || image.starts_with("mongodb-") {
+        return Some(Role::Mongo);
+    }
+    if image.contains("periphery") {
+        return Some(Role::Periphery);
+    }
     // Core first: through env_file it also holds PERIPHERY_* keys.
-    if image == "komodo-core"
-        || image == "komodo"
-        || has("KOMODO_DATABASE_ADDRESS")
-        || has("KOMODO_DATABASE_URI")
-        || has("KOMODO_MONGO_ADDRESS")
-    {
+    if has("KOMODO_DATABASE_ADDRESS") || has("KOMODO_DATABASE_URI") || has("KOMODO_MONGO_ADDRESS") {
         Some(Role::Core)
-    } else if image == "mongo" || has("MONGO_INITDB_ROOT_USERNAME") {
+    } else if has("MONGO_INITDB_ROOT_USERNAME") {
         Some(Role::Mongo)
-    } else if image.contains("periphery") {
-        Some(Role::Periphery)
     } else {
         None
     }
 }
 
-/// The `env_file` entries of `service` in a compose file's text, resolved against `base` (the
-/// project's working dir). `${VAR}` and `${VAR:-default}` in a path are expanded from `lookup`
-/// as compose would; a variable that is unset and has no default is an error naming it.
-pub fn env_files(
-    compose_text: &str,
-    file_name: &str,
-    service: &str,
-    base: &Path,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<PathBuf>, String> {
-    let doc: serde_norway::Value =
-        serde_norway::from_str(compose_text).map_err(|e| format!("{file_name}: {e}"))?;
-    let Some(svc) = doc.get("services").and_then(|s| s.get(service)) else {
-        return Ok(Vec::new());
-    };
-    let entries: Vec<String> = match svc.get("env_file") {
-        None => Vec::new(),
-        Some(serde_norway::Value::String(s)) => vec![s.clone()],
-        Some(serde_norway::Value::Sequence(items)) => items
-            .iter()
-            .filter_map(|i| match i {
-                serde_norway::Value::String(s) => Some(s.clone()),
-                // compose v2's long form: { path: ..., required: ... }
-                other => other.get("path").and_then(|p| p.as_str()).map(String::from),
-            })
-            .collect(),
-        Some(_) => {
-            return Err(format!(
-                "{file_name}: services.{service}.env_file is neither a path nor a list"
-            ))
-        }
-    };
-    entries
-        .iter()
-        .map(|e| {
-            let p = PathBuf::from(interpolate(e, lookup).map_err(|v| {
-                format!("{file_name}: env_file {e:?} of service {service:?} needs ${v}, which is not set")
-            })?);
-            Ok(if p.is_absolute() { p } else { base.join(p) })
-        })
-        .collect()
-}
-
-/// Expands `$VAR`, `${VAR}`, `${VAR:-default}` and `${VAR-default}` (`$$` is a `$`); the name of
-/// an unset variable without a default is the error.
-fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i + 1..];
-        if let Some(r) = rest.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = rest.strip_prefix('{') {
-            let end = r.find('}').ok_or_else(|| s.to_string())?;
-            let inner = &r[..end];
-            rest = &r[end + 1..];
-            let (name, default, empty_too) = if let Some((n, d)) = inner.split_once(":-") {
-                (n, Some(d), true)
-            } else if let Some((n, d)) = inner.split_once('-') {
-                (n, Some(d), false)
-            } else {
-                (inner.split([':', '?']).next().unwrap_or(inner), None, false)
-            };
-            match (lookup(name), default) {
-                (Some(v), Some(d)) if v.is_empty() && empty_too => out.push_str(d),
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(name.to_string()),
-            }
-        } else {
-            let len = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            let name = &rest[..len];
-            rest = &rest[len..];
-            out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn none(_: &str) -> Option<String> {
         None
@@ -357,9 +278,14 @@ mod tests {
                 &["PERIPHERY_PASSKEYS"],
             )],
         );
+        // A periphery given compose.env (and with it core's DB keys) is still a periphery.
         p.services.insert(
             "agent".into(),
-            vec![c("a", "ghcr.io/moghtech/komodo-periphery:2", &[])],
+            vec![c(
+                "a",
+                "ghcr.io/moghtech/komodo-periphery:2",
+                &["KOMODO_DATABASE_ADDRESS", "KOMODO_DATABASE_PASSWORD"],
+            )],
         );
         p.services
             .insert("other".into(), vec![c("o", "nginx:latest", &[])]);

@@ -53,6 +53,19 @@ fn locate(key: &str, uri: &str) -> Result<Option<PasswordSpan>, UriError> {
     let auth_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..auth_len];
     let Some(at) = authority.rfind('@') else {
+        // `u:pa/ss@h`: a raw `/ ? #` in a password cut the authority short, leaving a "host"
+        // whose port is not a number and an `@` further on. Refused, not read as no password.
+        let port_ok = |h: &str| {
+            h.starts_with('[')
+                || h.rsplit_once(':')
+                    .is_none_or(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if rest[auth_len..].contains('@') && !authority.split(',').all(port_ok) {
+            return Err(err(
+                key,
+                "holds a password that is not percent-encoded (a raw / ? or #); encode it first",
+            ));
+        }
         return Ok(None);
     };
     let userinfo = &authority[..at];
@@ -267,9 +280,27 @@ mod tests {
 
     #[test]
     fn a_raw_slash_in_a_password_ends_the_authority_and_is_not_misread() {
-        // `mongodb://u:pa/ss@h`: the authority is `u:pa`, no credentials; the driver reads it
-        // the same way, so we must not claim to find (or patch) a password there.
-        assert!(!has_password(K, &s("mongodb://u:pa/ss@h")).unwrap());
-        assert!(with_password(K, &s("mongodb://u:pa/ss@h"), &s("N")).is_err());
+        // `mongodb://u:pa/ss@h`: the authority is `u:pa`, so neither "no password" nor a
+        // password can be read from it with certainty: refused by key.
+        for uri in [
+            "mongodb://u:pa/ss@h",
+            "mongodb://u:pa?ss@h:27017/db",
+            "mongodb://u:pa#ss@h",
+            "mongodb://u:/hunter2@h",
+            "postgres://u:a/b?c@h1:5432,h2/db",
+        ] {
+            let e = has_password(K, &s(uri)).unwrap_err();
+            assert!(e.to_string().contains("raw / ? or #"), "{uri}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(with_password(K, &s(uri), &s("N")).is_err(), "{uri}");
+        }
+        // An `@` after the authority of a URI without credentials is not a password.
+        for uri in [
+            "mongodb://h:27017/?appName=a@b",
+            "mongodb://h1,h2:1/db?x=@",
+            "mongodb://[::1]:1/?a=@",
+        ] {
+            assert!(!has_password(K, &s(uri)).unwrap(), "{uri}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use super::live::{LivePlanes, Staged};
 use crate::audit::{self, AuditRecord};
 use crate::config::Config;
 use crate::docker::Engine;
-use crate::error::{exit, Error, Result};
+use crate::error::{exit, Changed, Error, Result};
 use crate::mongo::Target;
 use crate::sops::Identities;
 use crate::txn::{Journal, Outcome, Progress, Runner, StepStatus};
@@ -148,7 +148,13 @@ pub async fn execute(
         eprintln!("komodo-rotate: warning: audit log: {e}");
     }
     if code != exit::ROLLBACK_INCOMPLETE {
-        clear_after(&dir, code, &journal)?;
+        // The rollback happened (and was proven): a journal left behind does not undo that.
+        clear_after(&dir, code, &journal).map_err(|e| {
+            e.with_change_note(
+                Changed::Yes,
+                "; the run was rolled back (proven) but its journal is kept: `komodo-rotate resume` clears it",
+            )
+        })?;
     }
     result.map(|()| code)
 }

@@ -4,9 +4,11 @@
 //! kernel drops both when the process dies, so a SIGKILLed run never leaves a stale lock behind
 //! (the journal, not the lock, records that a run was interrupted).
 //!
-//! Beside the keyed lock, `<key>.pending` points to the journal dir of a run on that file that
-//! has not ended cleanly: written with the journal, removed when it is cleared. It lets a run
-//! from another config (and `mongo set-password`, which has no config) see that journal.
+//! `<key>.pending` points to the journal dir of a run on that file that has not ended cleanly:
+//! written with the journal, removed when it is cleared. It lets a run from another config (and
+//! `mongo set-password`, which has no config) see that journal. Unlike the locks it must outlive
+//! the crash it exists for, so it lives on persistent storage ([`pending_dir`]), not in the
+//! lock dir (`/run/lock` is a tmpfs a reboot empties).
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -14,13 +16,25 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Host-wide directory of the per-file locks and pending pointers:
-/// `$KOMODO_ROTATE_LOCK_DIR`, else `/run/lock/komodo-rotate`.
+/// Host-wide directory of the per-file locks: `$KOMODO_ROTATE_LOCK_DIR`, else
+/// `/run/lock/komodo-rotate`. Flocks only: nothing here needs to survive a reboot.
 pub fn global_dir() -> PathBuf {
-    std::env::var_os("KOMODO_ROTATE_LOCK_DIR")
+    env_dir("KOMODO_ROTATE_LOCK_DIR").unwrap_or_else(|| PathBuf::from("/run/lock/komodo-rotate"))
+}
+
+/// Host-wide directory of the pending pointers, on persistent storage:
+/// `$KOMODO_ROTATE_PENDING_DIR`, else `$KOMODO_ROTATE_LOCK_DIR/pending` when only the lock dir is
+/// moved (tests, containers: both move together), else `/var/lib/komodo-rotate/pending`.
+pub fn pending_dir() -> PathBuf {
+    env_dir("KOMODO_ROTATE_PENDING_DIR")
+        .or_else(|| env_dir("KOMODO_ROTATE_LOCK_DIR").map(|d| d.join("pending")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/komodo-rotate/pending"))
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/lock/komodo-rotate"))
 }
 
 /// The key of a guarded file: hex SHA-256 of its canonical path (symlinks resolved), so every
@@ -31,55 +45,105 @@ fn file_key(guarded: &Path) -> Result<String> {
     Ok(hex::encode(sha2::Sha256::digest(canon.as_os_str().as_encoded_bytes()))[..32].to_owned())
 }
 
-fn pending_pointer(guarded: &Path) -> Result<PathBuf> {
-    Ok(global_dir().join(format!("{}.pending", file_key(guarded)?)))
+/// True when `a` and `b` are the same file (canonical paths equal; as spelled when either
+/// cannot be resolved).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Where the pending pointers are: the persistent dir (written and read) and the lock dir
+/// (read only: pointers an older build left there, until a reboot empties it).
+struct Dirs {
+    pending: PathBuf,
+    legacy: PathBuf,
+}
+
+impl Dirs {
+    fn from_env() -> Dirs {
+        Dirs {
+            pending: pending_dir(),
+            legacy: global_dir(),
+        }
+    }
+    fn pointer(&self, guarded: &Path) -> Result<PathBuf> {
+        Ok(self.pending.join(format!("{}.pending", file_key(guarded)?)))
+    }
+    fn legacy_pointer(&self, guarded: &Path) -> Result<PathBuf> {
+        Ok(self.legacy.join(format!("{}.pending", file_key(guarded)?)))
+    }
 }
 
 /// Records that `journal_dir` holds a journal for `guarded` (idempotent).
 pub fn mark_pending(guarded: &Path, journal_dir: &Path) -> Result<()> {
-    let p = pending_pointer(guarded)?;
+    mark_in(&Dirs::from_env(), guarded, journal_dir)
+}
+
+fn mark_in(dirs: &Dirs, guarded: &Path, journal_dir: &Path) -> Result<()> {
+    let p = dirs.pointer(guarded)?;
     let body = journal_dir.as_os_str().as_encoded_bytes();
     if std::fs::read(&p).is_ok_and(|b| b == body) {
         return Ok(());
     }
-    ensure_private_dir(&global_dir())?;
+    ensure_private_dir(&dirs.pending)?;
     crate::fsutil::write_atomic(&p, body, crate::fsutil::Mode::Exactly(0o600))
         .map_err(|e| Error::io(&p, e))
 }
 
 /// Drops the pointer of `guarded` if it names `journal_dir`.
 pub fn clear_pending(guarded: &Path, journal_dir: &Path) -> Result<()> {
-    let p = pending_pointer(guarded)?;
-    match std::fs::read(&p) {
-        Ok(b) if b == journal_dir.as_os_str().as_encoded_bytes() => {
-            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))
+    clear_in(&Dirs::from_env(), guarded, journal_dir)
+}
+
+fn clear_in(dirs: &Dirs, guarded: &Path, journal_dir: &Path) -> Result<()> {
+    for p in [dirs.pointer(guarded)?, dirs.legacy_pointer(guarded)?] {
+        match std::fs::read(&p) {
+            Ok(b) if b == journal_dir.as_os_str().as_encoded_bytes() => {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
         }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&p, e)),
     }
+    Ok(())
 }
 
 /// The journal dir of another run on `guarded` whose journal is still there, if any (a pointer
 /// whose journal is gone is stale and ignored). `own` is the caller's journal dir.
 pub fn pending_elsewhere(guarded: &Path, own: &Path) -> Result<Option<PathBuf>> {
-    let p = pending_pointer(guarded)?;
-    Ok(read_pointer(&p)?.filter(|dir| dir != own))
+    elsewhere_in(&Dirs::from_env(), guarded, own)
+}
+
+fn elsewhere_in(dirs: &Dirs, guarded: &Path, own: &Path) -> Result<Option<PathBuf>> {
+    for p in [dirs.pointer(guarded)?, dirs.legacy_pointer(guarded)?] {
+        if let Some(dir) = read_pointer(&p)?.filter(|dir| dir != own) {
+            return Ok(Some(dir));
+        }
+    }
+    Ok(None)
 }
 
 /// Any journal dir of ours on this host that still holds a journal.
 pub fn any_pending() -> Result<Option<PathBuf>> {
-    let dir = global_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "pending") {
-            if let Some(j) = read_pointer(&p)? {
-                return Ok(Some(j));
+    any_in(&Dirs::from_env())
+}
+
+fn any_in(dirs: &Dirs) -> Result<Option<PathBuf>> {
+    for dir in [&dirs.pending, &dirs.legacy] {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "pending") {
+                if let Some(j) = read_pointer(&p)? {
+                    return Ok(Some(j));
+                }
             }
         }
     }
@@ -220,5 +284,86 @@ mod tests {
         drop(first);
         assert!(!RunLock::is_held(&p).unwrap());
         RunLock::acquire(&p).unwrap();
+    }
+
+    /// A journal dir holding a journal, its pointer marked for `guarded` in `dirs`.
+    fn pending_journal(root: &Path, dirs: &Dirs, guarded: &Path) -> PathBuf {
+        let jd = root.join("state-a/journal");
+        std::fs::create_dir_all(&jd).unwrap();
+        std::fs::write(jd.join(super::super::layout::JOURNAL_FILE), b"{}").unwrap();
+        mark_in(dirs, guarded, &jd).unwrap();
+        jd
+    }
+
+    #[test]
+    fn a_reboot_that_empties_the_lock_dir_keeps_the_pending_pointer() {
+        let d = tempfile::tempdir().unwrap();
+        let guarded = d.path().join("compose.env");
+        std::fs::write(&guarded, b"X=1\n").unwrap();
+        let dirs = Dirs {
+            pending: d.path().join("var-lib/pending"),
+            legacy: d.path().join("run-lock"),
+        };
+        // The run also held its flocks in the lock dir.
+        let _ = RunLock::acquire(&dirs.legacy.join("k.lock")).unwrap();
+        let jd = pending_journal(d.path(), &dirs, &guarded);
+        // Reboot: /run/lock is a tmpfs.
+        std::fs::remove_dir_all(&dirs.legacy).unwrap();
+        let other_config = d.path().join("state-b/journal");
+        assert_eq!(
+            elsewhere_in(&dirs, &guarded, &other_config).unwrap(),
+            Some(jd.clone()),
+            "another config on the same compose.env must still see the journal"
+        );
+        assert_eq!(
+            any_in(&dirs).unwrap(),
+            Some(jd.clone()),
+            "mongo set-password must still see it"
+        );
+        // Cleared with the journal: nothing is pending any more.
+        clear_in(&dirs, &guarded, &jd).unwrap();
+        assert_eq!(any_in(&dirs).unwrap(), None);
+    }
+
+    #[test]
+    fn pointers_an_older_build_left_in_the_lock_dir_are_still_read_and_cleared() {
+        let d = tempfile::tempdir().unwrap();
+        let guarded = d.path().join("compose.env");
+        std::fs::write(&guarded, b"X=1\n").unwrap();
+        let dirs = Dirs {
+            pending: d.path().join("var-lib/pending"),
+            legacy: d.path().join("run-lock"),
+        };
+        let old_build = Dirs {
+            pending: dirs.legacy.clone(),
+            legacy: dirs.legacy.clone(),
+        };
+        let jd = pending_journal(d.path(), &old_build, &guarded);
+        let other = d.path().join("state-b/journal");
+        assert_eq!(
+            elsewhere_in(&dirs, &guarded, &other).unwrap(),
+            Some(jd.clone())
+        );
+        assert_eq!(any_in(&dirs).unwrap(), Some(jd.clone()));
+        clear_in(&dirs, &guarded, &jd).unwrap();
+        assert_eq!(any_in(&dirs).unwrap(), None);
+    }
+
+    #[test]
+    fn the_pending_dir_is_persistent_by_default_and_follows_the_env() {
+        // Only the defaults' shape: the env is process-wide, so no variable is set here.
+        if std::env::var_os("KOMODO_ROTATE_PENDING_DIR").is_none()
+            && std::env::var_os("KOMODO_ROTATE_LOCK_DIR").is_none()
+        {
+            assert_eq!(
+                pending_dir(),
+                PathBuf::from("/var/lib/komodo-rotate/pending")
+            );
+        }
+        assert!(
+            !pending_dir().starts_with("/run"),
+            "{}",
+            pending_dir().display()
+        );
     }
 }
