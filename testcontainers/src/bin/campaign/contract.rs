@@ -193,7 +193,12 @@ pub fn judge(
         }
         (Cmd::Rotate | Cmd::Rescue | Cmd::Resume, 4) => {
             let d = same_values(before, after);
-            if !(d.is_empty() || cmd == Cmd::Resume && before.journal) {
+            // Several kinds in one rotate: a later kind's failure after earlier ones committed
+            // is 4 too (README "Exit codes"), and the message names the committed kinds.
+            let earlier_committed = cmd == Cmd::Rotate
+                && kinds.len() > 1
+                && run.stderr.contains("committed before");
+            if !(d.is_empty() || cmd == Cmd::Resume && before.journal || earlier_committed) {
                 v.push(format!("exit 4 (rolled back) but not as before: {d:?}"));
             }
             let a = agreed(after);
@@ -210,6 +215,16 @@ pub fn judge(
             }
             if !after.split() {
                 v.push("exit 5 but the referee sees no split".into());
+            }
+        }
+        // The run's own kind ended agreed, the deployment is unhealthy for another reason
+        // (README "Exit codes" 7): no journal, and the referee must see that other problem.
+        (Cmd::Rotate | Cmd::Resume, 7) => {
+            if after.journal {
+                v.push("exit 7 with a journal pending".into());
+            }
+            if after.core_serving && after.drift().is_empty() {
+                v.push("exit 7 but core serves and the referee sees no drift".into());
             }
         }
         (_, 6) => v.push("exit 6 (locked) with no other run".into()),
