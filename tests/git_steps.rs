@@ -600,3 +600,38 @@ fn a_reworded_commit_whose_id_was_never_recorded_is_still_undone() {
     assert_eq!(r.f.head(&r.f.host), before, "our commit must be gone");
     r.host_clean();
 }
+
+/// Push mode, ours reached origin, then a colleague's push re-sealed the same line of
+/// compose.env (a `sops set` rewrites sops_mac/sops_lastmodified and the ciphertexts): the revert
+/// cannot apply textually. git-push's undo refuses it up front, one line naming the file and the
+/// conflict (the rollback stops: exit 5), and leaves no half-done revert: no REVERT_HEAD, no
+/// unmerged entry, compose.env byte for byte as it was, host HEAD and origin untouched.
+#[test]
+fn a_push_undo_whose_revert_would_conflict_changes_nothing_and_names_the_file() {
+    let r = with_write_env("");
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    r.apply(steps::git_push()).unwrap();
+    r.f.upstream_commit(
+        &[(REL, "KOMODO_DB=ciphertext-NEW-resealed\n")],
+        "colleague: sops set OTHER",
+    );
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    let e = r.undo(steps::git_push()).unwrap_err().to_string();
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), NEW);
+    let o = git(&r.f.host, &["rev-parse", "-q", "--verify", "REVERT_HEAD"]);
+    assert!(!o.status.success(), "REVERT_HEAD left behind");
+    r.host_clean();
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+    assert!(!r.dir.join(REVERT_ID_FILE).exists());
+    assert!(!e.contains('\n'), "{e}");
+    assert!(
+        e.contains(&r.f.host.join(REL).display().to_string()) && e.contains("conflict"),
+        "{e}"
+    );
+    // The same undo again: the same refusal, still nothing changed.
+    let again = r.undo(steps::git_push()).unwrap_err().to_string();
+    assert_eq!(again, e);
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), NEW);
+    r.host_clean();
+}

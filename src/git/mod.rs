@@ -12,6 +12,7 @@ pub mod peek;
 pub mod publish;
 pub mod pull;
 pub mod quarantine;
+pub mod revert;
 pub mod run;
 
 use run::{Opts, Output};

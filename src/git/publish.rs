@@ -28,7 +28,7 @@ pub enum PushFailure {
 }
 
 impl Repo {
-    fn write_call(
+    pub(super) fn write_call(
         &self,
         args: &[&str],
         stdin: Option<&[u8]>,
@@ -52,7 +52,11 @@ impl Repo {
         )
     }
 
-    fn must(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<run::Output, GitError> {
+    pub(super) fn must(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<run::Output, GitError> {
         let o = self.write_call(args, stdin, false)?;
         if o.ok() {
             Ok(o)
@@ -99,18 +103,6 @@ impl Repo {
             return Ok(Undone::NotThere);
         }
         Ok(Undone::Reverted(self.revert_commit(id, rel, message)?))
-    }
-
-    /// A commit on top of HEAD that reverts `id` (which changed only `rel`); returns its id.
-    pub fn revert_commit(&self, id: &str, rel: &str, message: &str) -> Result<String, GitError> {
-        // The revert needs `rel` as HEAD has it: a rolled-forward work tree copy is ours anyway.
-        self.must(&["checkout", "--quiet", "HEAD", "--", rel], None)?;
-        self.must(&["revert", "--no-edit", "--no-commit", id], None)?;
-        self.must(
-            &["commit", "--quiet", "-F", "-", "--", rel],
-            Some(message.as_bytes()),
-        )?;
-        self.rev("HEAD")
     }
 
     /// `ancestor` is in the history of `rev` (false when either is unknown).

@@ -292,6 +292,9 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                     return Ok(());
                 };
                 let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
+                // Before the fast-forward below moves the work tree: a revert that would
+                // conflict is refused with the file as it is now.
+                repo.revert_would_apply(&id, &tracking, &t.path)?;
                 if repo.is_ancestor("HEAD", &tracking)? {
                     repo.merge_ff_only(&tracking)?;
                 }
