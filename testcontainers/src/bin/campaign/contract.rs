@@ -195,9 +195,8 @@ pub fn judge(
             let d = same_values(before, after);
             // Several kinds in one rotate: a later kind's failure after earlier ones committed
             // is 4 too (README "Exit codes"), and the message names the committed kinds.
-            let earlier_committed = cmd == Cmd::Rotate
-                && kinds.len() > 1
-                && run.stderr.contains("committed before");
+            let earlier_committed =
+                cmd == Cmd::Rotate && kinds.len() > 1 && run.stderr.contains("committed before");
             if !(d.is_empty() || cmd == Cmd::Resume && before.journal || earlier_committed) {
                 v.push(format!("exit 4 (rolled back) but not as before: {d:?}"));
             }
