@@ -13,8 +13,13 @@ use komodo_rotate::sops::encrypt_new;
 use std::path::{Path, PathBuf};
 
 const REL: &str = "services/komodo/compose.env";
-const LIVE: &str = "KOMODO_DB_PASSWORD=live-password-1\nKOMODO_PASSKEY=passkey-1\n";
-const CHANGED: &str = "KOMODO_DB_PASSWORD=other-password-2\nKOMODO_PASSKEY=passkey-1\n";
+const LIVE: &str =
+    "KOMODO_DB_PASSWORD=live-password-1\nKOMODO_PASSKEY=passkey-1\nKOMODO_TITLE=Komodo\n";
+const CHANGED: &str =
+    "KOMODO_DB_PASSWORD=other-password-2\nKOMODO_PASSKEY=passkey-1\nKOMODO_TITLE=Komodo\n";
+/// Only a setting changes upstream (found by the campaign: seed 1 locked out on a title change).
+const SETTING_CHANGED: &str =
+    "KOMODO_DB_PASSWORD=live-password-1\nKOMODO_PASSKEY=passkey-1\nKOMODO_TITLE=Komodo Prod\n";
 
 struct Env {
     f: Fixture,
@@ -143,6 +148,17 @@ fn a_re_encryption_of_the_same_values_is_no_change() {
     assert_eq!(r.st, "ok", "{}", r.d);
     let u = e.f.kr_cfg(&["repo", "unblock"], &[]);
     assert_eq!(u.code, Some(0), "{}", u.text());
+}
+
+#[test]
+fn a_setting_changed_upstream_is_no_secret_change() {
+    let e = setup("");
+    e.f.upstream_commit(&[(REL, &e.encrypt(SETTING_CHANGED))], "a new title");
+    let r = e.upstream();
+    assert_eq!(r.st, "ok", "{}", r.d);
+    let u = e.f.kr_cfg(&["repo", "unblock"], &[]);
+    assert_eq!(u.code, Some(0), "{}", u.text());
+    assert_eq!(e.f.head(&e.f.host), e.f.head(&e.f.origin));
 }
 
 #[test]

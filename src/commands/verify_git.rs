@@ -227,6 +227,25 @@ pub enum EnvChange {
 
 /// Compares the secrets of `rev:rel` with the host's compose.env, key by key. A key upstream
 /// adds is not a change of a live secret; one it changes or removes is.
+/// Whether a compose.env key carries a secret whose change upstream matters before a pull: the
+/// keys of the tool's secret kinds (the DB password under every naming generation, the env-only
+/// kinds and their carriers) and any key named like a credential. A title, an interval or an
+/// image tag changed upstream is an ordinary deploy, not drift.
+pub fn carries_a_secret(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    crate::docker::generation::ALL_COMPOSE_DB_PASSWORD_KEYS.contains(&k.as_str())
+        || crate::kinds::ENV_ONLY_ROWS
+            .iter()
+            .any(|r| r.key == k || r.carriers.iter().any(|(c, _)| *c == k))
+        || ["PASSWORD", "SECRET", "PASSKEY", "TOKEN", "CREDENTIAL", "PRIVATE"]
+            .iter()
+            .any(|w| k.contains(w))
+        || k.ends_with("_KEY")
+        || k.ends_with("_KEYS")
+        || k.ends_with("_URI")
+        || k.ends_with("_URL")
+}
+
 pub fn env_change(cfg: &Config, repo: &Repo, rev: &str, rel: &str) -> EnvChange {
     let incoming = match repo.blob(rev, rel) {
         Ok(Some(b)) => b,
@@ -257,7 +276,7 @@ pub fn env_change(cfg: &Config, repo: &Repo, rev: &str, rel: &str) -> EnvChange 
     };
     let mut changed: Vec<String> = Vec::new();
     for k in ours.keys() {
-        if changed.contains(&k) {
+        if changed.contains(&k) || !carries_a_secret(&k) {
             continue;
         }
         let now = ours.get(&k);
@@ -271,5 +290,36 @@ pub fn env_change(cfg: &Config, repo: &Repo, rev: &str, rel: &str) -> EnvChange 
         EnvChange::Same
     } else {
         EnvChange::Changed(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_keys_that_carry_a_secret_count_as_an_env_change() {
+        for k in [
+            "KOMODO_DATABASE_PASSWORD",
+            "KOMODO_DB_PASSWORD",
+            "DB_PASSWORD",
+            "KOMODO_JWT_SECRET",
+            "KOMODO_WEBHOOK_SECRET",
+            "KOMODO_PASSKEY",
+            "PERIPHERY_PASSKEYS",
+            "REHEARSAL_API_TOKEN",
+            "KOMODO_DATABASE_URI",
+            "PERIPHERY_CORE_PUBLIC_KEYS",
+            "komodo_jwt_secret",
+        ] {
+            assert!(super::carries_a_secret(k), "{k}");
+        }
+        for k in [
+            "KOMODO_TITLE",
+            "KOMODO_MONITORING_INTERVAL",
+            "COMPOSE_KOMODO_IMAGE_TAG",
+            "KOMODO_HOST",
+            "TZ",
+        ] {
+            assert!(!super::carries_a_secret(k), "{k}");
+        }
     }
 }
