@@ -17,6 +17,8 @@ use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
 use crate::txn::new_journal;
 
+mod takeover;
+
 pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
 
 pub fn run(args: RescueArgs) -> Result<i32> {
@@ -38,14 +40,20 @@ fn read_prior(p: &std::path::Path) -> Result<Secret> {
 }
 
 /// One rung of the ladder: where a candidate came from (a name, never the value) and the value.
-struct Candidate {
-    source: String,
-    value: Secret,
+pub(super) struct Candidate {
+    pub(super) source: String,
+    pub(super) value: Secret,
 }
 
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
-    execute::refuse_if_pending(cfg)?;
+    // A pending run of this deployment is taken over (runbooks/no-password-survives.md's way
+    // out): its sealed OLD and NEW are candidates, and it is replaced only once rescue is
+    // about to act. Any other pending run still refuses.
+    let pending = takeover::pending_of(cfg)?;
+    if pending.is_none() {
+        execute::refuse_if_pending(cfg)?;
+    }
     crate::planes::leftovers::remove_committed(cfg).await?;
     let Loaded {
         env,
@@ -99,7 +107,8 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         LoginOutcome::Rejected => {
-            let ladder = candidates(cfg, &env, &dk, &keys, prior);
+            let mut ladder = takeover::tool_records(cfg, &env.ids, pending.as_ref());
+            ladder.extend(candidates(cfg, &env, &dk, &keys, prior));
             let old = climb(&target, &ladder, &desired).await?;
             let mut plan = vec![steps::snapshot(), steps::change_db()];
             plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
@@ -132,6 +141,9 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
     };
+    if let Some(p) = &pending {
+        takeover::take_over(cfg, p)?;
+    }
     let mut journal = new_journal(
         "rescue",
         "db-password",

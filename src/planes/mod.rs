@@ -7,6 +7,7 @@ pub mod carriers;
 mod context;
 pub mod execute;
 pub mod git_steps;
+pub mod last_value;
 pub mod leftovers;
 pub mod live;
 mod proof;
