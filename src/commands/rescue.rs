@@ -109,7 +109,23 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         LoginOutcome::Rejected => {
             let mut ladder = takeover::tool_records(cfg, &env.ids, pending.as_ref());
             ladder.extend(candidates(cfg, &env, &dk, &keys, prior));
-            let old = climb(&target, &ladder, &desired).await?;
+            let old = match climb(&target, &ladder, &desired).await? {
+                Ok(old) => old,
+                Err(none) => {
+                    // No value logs in, the pending run's own included: its resume cannot
+                    // decide either. Taking it over (journal kept) opens the last resort.
+                    if let Some(p) = &pending {
+                        takeover::take_over(cfg, p, "no known password logs in to MongoDB")?;
+                        return Err(Error::Precondition(format!(
+                            "{}; the pending run {} was taken over (its journal kept in {}), so `mongo set-password --config` is open; nothing else was changed",
+                            none.replace("; nothing was changed", ""),
+                            p.run_id,
+                            takeover::archive_dir(cfg, p).display()
+                        )));
+                    }
+                    return Err(Error::Precondition(none));
+                }
+            };
             let mut plan = vec![steps::snapshot(), steps::change_db()];
             plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
             plan.push(steps::commit());
@@ -142,7 +158,11 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         git: None,
     };
     if let Some(p) = &pending {
-        takeover::take_over(cfg, p)?;
+        takeover::take_over(
+            cfg,
+            p,
+            "interrupted; rescue makes the planes agree on compose.env's value",
+        )?;
     }
     let mut journal = new_journal(
         "rescue",
@@ -247,9 +267,14 @@ fn mongo_init_file(mongo: &ContainerInfo, init_key: &str) -> Option<Candidate> {
     }
 }
 
-/// Tries each distinct candidate once; the first Mongo accepts is OLD. Unreachable stops the
-/// climb: a verdict needs a server that answers.
-async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Result<Secret> {
+/// Tries each distinct candidate once; the first Mongo accepts is OLD (inner `Err`: none does,
+/// with the message naming what was tried). Unreachable stops the climb: a verdict needs a
+/// server that answers.
+async fn climb(
+    target: &Target,
+    ladder: &[Candidate],
+    desired: &Secret,
+) -> Result<std::result::Result<Secret, String>> {
     let mut tried: Vec<&Candidate> = Vec::new();
     let mut sources = Vec::new();
     for c in ladder {
@@ -264,13 +289,13 @@ async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Resul
         match login_works(target, &c.value).await {
             LoginOutcome::Accepted => {
                 eprintln!("komodo-rotate: the password from {} logs in", c.source);
-                return Ok(c.value.clone());
+                return Ok(Ok(c.value.clone()));
             }
             LoginOutcome::Rejected => {}
             LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         }
     }
-    Err(Error::Precondition(format!(
+    Ok(Err(format!(
         "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Follow {RUNBOOK_NO_PASSWORD}",
         target.server(),
         target.user,

@@ -78,28 +78,45 @@ pub(super) fn tool_records(
     out
 }
 
+/// Where a taken-over run's journal dir is kept (sealed, as it was): `state_dir/taken-over/<run id>`.
+pub(super) fn archive_dir(cfg: &Config, j: &Journal) -> std::path::PathBuf {
+    cfg.state_dir.join("taken-over").join(&j.run_id)
+}
+
 /// Ends the pending run `j` as taken over: its record goes to the audit log (names, never a
-/// value), then its journal and the files beside it are cleared, so rescue's own journal
-/// replaces it. Called only once rescue's pre-flight passed and it is about to act.
-pub(super) fn take_over(cfg: &Config, j: &Journal) -> Result<()> {
+/// value), then its journal dir is moved, whole and still sealed, to [`archive_dir`] (never
+/// deleted: it may hold the only copy of a value) and its host-wide pending pointer dropped, so
+/// rescue's own journal, or `mongo set-password`, can follow. `why` goes to the audit record.
+pub(super) fn take_over(cfg: &Config, j: &Journal, why: &str) -> Result<()> {
+    let dir = cfg.journal_dir();
+    let canon = canonical(&dir);
+    let to = archive_dir(cfg, j);
+    let parent = to.parent().unwrap_or(&cfg.state_dir);
+    crate::txn::lock::ensure_private_dir(parent)?;
     let rec = crate::audit::AuditRecord::from_journal(
         j,
         "taken-over-by-rescue",
         exit::ROLLBACK_INCOMPLETE,
-        Some("interrupted; rescue took the run over and makes the planes agree on compose.env's value".into()),
+        Some(format!("{why}; the journal is kept in {}", to.display())),
     );
     crate::audit::append(&cfg.audit_log(), &rec)?;
-    Journal::clear(&cfg.journal_dir()).map_err(|e| {
+    std::fs::rename(&dir, &to).map_err(|e| {
         Error::Precondition(format!(
-            "cannot take over the pending run {}: {e}; nothing was changed",
-            j.run_id
+            "cannot take over the pending run {}: moving {} to {}: {e}; nothing was changed",
+            j.run_id,
+            dir.display(),
+            to.display()
         ))
     })?;
+    if !j.guarded.as_os_str().is_empty() {
+        crate::txn::lock::clear_pending(&j.guarded, &canon)?;
+    }
     eprintln!(
-        "komodo-rotate: took over the pending {} run {} (recorded in {})",
+        "komodo-rotate: took over the pending {} run {} (recorded in {}; its journal is kept in {})",
         j.command,
         j.run_id,
-        cfg.audit_log().display()
+        cfg.audit_log().display(),
+        to.display()
     );
     Ok(())
 }
@@ -109,6 +126,7 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
     use secrecy::ExposeSecret;
+    use std::path::PathBuf;
 
     struct Fixture {
         _d: tempfile::TempDir,
@@ -193,10 +211,22 @@ mod tests {
             .unwrap()
             .expect("this deployment's pending run");
         assert_eq!(got.run_id, j.run_id);
-        take_over(&f.cfg, &got).unwrap();
+        take_over(&f.cfg, &got, "test").unwrap();
         assert!(Journal::load_pending(&f.cfg.journal_dir())
             .unwrap()
             .is_none());
+        // Kept whole and sealed beside, never deleted; the host-wide pointer is gone.
+        let kept = Journal::load_pending(&archive_dir(&f.cfg, &got))
+            .unwrap()
+            .expect("the journal is kept");
+        assert_eq!(kept.run_id, j.run_id);
+        assert!(kept.sealed_secrets.is_some());
+        let nowhere = PathBuf::from("/nowhere");
+        assert!(
+            crate::txn::lock::pending_elsewhere(&f.cfg.compose_env, &nowhere)
+                .unwrap()
+                .is_none()
+        );
         let audit = crate::audit::read_all(&f.cfg.audit_log()).unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].run_id, j.run_id);
