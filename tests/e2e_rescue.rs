@@ -168,3 +168,81 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
     );
     assert_no_leak(&[&hand, &s.env_password], &s.dir.join("state"));
 }
+
+/// Mongo's admin password changed from `from` to `to` behind the tool's back (pymongo).
+fn set_mongo_password(s: &Stack, from: &Secret, to: &Secret) {
+    let script = "import os,pymongo\n\
+c=pymongo.MongoClient('127.0.0.1',int(os.environ['MONGO_PORT']),username='admin',password=os.environ['FROM'],authSource='admin',serverSelectionTimeoutMS=10000)\n\
+c.admin.command('updateUser','admin',pwd=os.environ['TO'])\n";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .env("MONGO_PORT", s.mongo_port.to_string())
+        .env("FROM", from.expose())
+        .env("TO", to.expose())
+        .status()
+        .unwrap();
+    assert!(st.success(), "updateUser by hand");
+}
+
+/// Issue 18 item 5, the chain of runbooks: a pending db-password run and Mongo on a third
+/// password. resume cannot decide; rescue finds nothing but takes the run over, which opens the
+/// last resort (its effect, compose.env's value set in Mongo, is made here by hand); the
+/// runbook's closing rescue and verify end at 0.
+#[test]
+fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("rescue_third", "krt-rescue-third", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "db-password"],
+        &[("FAILPOINTS", "after:change-db=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let journal = s.dir.join("state/journal/current.json");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    let run_id = j["run_id"].as_str().unwrap().to_string();
+    let ids = Identities::from_key_file(&s.age_key()).unwrap();
+    let staged =
+        komodo_rotate::planes::live::Staged::open(j["sealed_secrets"].as_str().unwrap(), &ids)
+            .unwrap();
+    let third = Secret::generate().unwrap();
+    set_mongo_password(s, &staged.new, &third);
+
+    let res = tool(s, &["resume"], &[]);
+    assert_ne!(res.code, Some(0), "{}", res.text());
+    assert!(journal.exists(), "resume keeps the journal");
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(
+        r.stderr.contains("no known password logs in") && r.stderr.contains("taken over"),
+        "{}",
+        r.text()
+    );
+    assert!(!journal.exists(), "the pending run was taken over");
+    assert!(s
+        .dir
+        .join(format!("state/taken-over/{run_id}/current.json"))
+        .exists());
+
+    // no-password-survives.md's set-password: Mongo gets compose.env's value.
+    let desired = env_value(s, PW_KEY);
+    set_mongo_password(s, &third, &desired);
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    rescued_to(&f, &rt, &desired);
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&run_id) && l.contains("taken-over-by-rescue")),
+        "{audit}"
+    );
+    assert_no_leak(&[&third, &staged.new], &s.dir.join("state"));
+}
