@@ -154,6 +154,10 @@ pub enum MongoCommand {
         /// Required: says you started mongod without --auth on purpose.
         #[arg(long, required = true)]
         no_auth: bool,
+        /// The deployment whose Mongo this is: refuse only beside a pending run of it
+        /// (without it: beside any pending run on this host).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 

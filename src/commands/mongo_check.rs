@@ -14,9 +14,9 @@ pub fn run(cmd: MongoCommand) -> Result<i32> {
             user,
             auth_source,
         } => check(&uri, &user, &auth_source),
-        MongoCommand::SetPassword { uri, user, .. } => {
-            super::mongo_recover::run(&uri, &user, read_password()?)
-        }
+        MongoCommand::SetPassword {
+            uri, user, config, ..
+        } => super::mongo_recover::run(&uri, &user, config.as_deref(), read_password()?),
     }
 }
 

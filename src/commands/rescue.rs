@@ -17,6 +17,8 @@ use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
 use crate::txn::new_journal;
 
+mod takeover;
+
 pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
 
 pub fn run(args: RescueArgs) -> Result<i32> {
@@ -38,14 +40,20 @@ fn read_prior(p: &std::path::Path) -> Result<Secret> {
 }
 
 /// One rung of the ladder: where a candidate came from (a name, never the value) and the value.
-struct Candidate {
-    source: String,
-    value: Secret,
+pub(super) struct Candidate {
+    pub(super) source: String,
+    pub(super) value: Secret,
 }
 
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
-    execute::refuse_if_pending(cfg)?;
+    // A pending run of this deployment is taken over (runbooks/no-password-survives.md's way
+    // out): its sealed OLD and NEW are candidates, and it is replaced only once rescue is
+    // about to act. Any other pending run still refuses.
+    let pending = takeover::pending_of(cfg)?;
+    if pending.is_none() {
+        execute::refuse_if_pending(cfg)?;
+    }
     crate::planes::leftovers::remove_committed(cfg).await?;
     let Loaded {
         env,
@@ -99,8 +107,25 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         LoginOutcome::Rejected => {
-            let ladder = candidates(cfg, &env, &dk, &keys, prior);
-            let old = climb(&target, &ladder, &desired).await?;
+            let mut ladder = takeover::tool_records(cfg, &env.ids, pending.as_ref());
+            ladder.extend(candidates(cfg, &env, &dk, &keys, prior));
+            let old = match climb(&target, &ladder, &desired).await? {
+                Ok(old) => old,
+                Err(none) => {
+                    // No value logs in, the pending run's own included: its resume cannot
+                    // decide either. Taking it over (journal kept) opens the last resort.
+                    if let Some(p) = &pending {
+                        takeover::take_over(cfg, p, "no known password logs in to MongoDB")?;
+                        return Err(Error::Precondition(format!(
+                            "{}; the pending run {} was taken over (its journal kept in {}), so `mongo set-password --config` is open; nothing else was changed",
+                            none.replace("; nothing was changed", ""),
+                            p.run_id,
+                            takeover::archive_dir(cfg, p).display()
+                        )));
+                    }
+                    return Err(Error::Precondition(none));
+                }
+            };
             let mut plan = vec![steps::snapshot(), steps::change_db()];
             plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
             plan.push(steps::commit());
@@ -132,6 +157,13 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
     };
+    if let Some(p) = &pending {
+        takeover::take_over(
+            cfg,
+            p,
+            "interrupted; rescue makes the planes agree on compose.env's value",
+        )?;
+    }
     let mut journal = new_journal(
         "rescue",
         "db-password",
@@ -240,9 +272,14 @@ fn mongo_init_file(mongo: &ContainerInfo, init_key: &str) -> Option<Candidate> {
     }
 }
 
-/// Tries each distinct candidate once; the first Mongo accepts is OLD. Unreachable stops the
-/// climb: a verdict needs a server that answers.
-async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Result<Secret> {
+/// Tries each distinct candidate once; the first Mongo accepts is OLD (inner `Err`: none does,
+/// with the message naming what was tried). Unreachable stops the climb: a verdict needs a
+/// server that answers.
+async fn climb(
+    target: &Target,
+    ladder: &[Candidate],
+    desired: &Secret,
+) -> Result<std::result::Result<Secret, String>> {
     let mut tried: Vec<&Candidate> = Vec::new();
     let mut sources = Vec::new();
     for c in ladder {
@@ -257,13 +294,13 @@ async fn climb(target: &Target, ladder: &[Candidate], desired: &Secret) -> Resul
         match login_works(target, &c.value).await {
             LoginOutcome::Accepted => {
                 eprintln!("komodo-rotate: the password from {} logs in", c.source);
-                return Ok(c.value.clone());
+                return Ok(Ok(c.value.clone()));
             }
             LoginOutcome::Rejected => {}
             LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         }
     }
-    Err(Error::Precondition(format!(
+    Ok(Err(format!(
         "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Follow {RUNBOOK_NO_PASSWORD}",
         target.server(),
         target.user,

@@ -97,6 +97,17 @@ impl Planes for LivePlanes<'_> {
                 for (container, sig) in outside {
                     self.note_outside(&container, sig);
                 }
+                // The tool's own record of what is live now: rescue's first candidate after a
+                // hand edit and redeploy removed every other copy (issue 20 item 4a).
+                let saved = self.recipients(&ctx).and_then(|r| {
+                    super::last_value::save(self.cfg, &j.secret, &self.staged.new, &r)
+                });
+                if let Err(e) = saved {
+                    eprintln!(
+                        "komodo-rotate: warning: {} not recorded as last committed: {e}",
+                        j.secret
+                    );
+                }
                 // The new state is live and healthy. Removing the parked originals is cleanup:
                 // a failure here is reported, never rolled back.
                 for s in j.steps.iter().filter(|r| r.step.is(steps::RECREATE)) {

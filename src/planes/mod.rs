@@ -8,6 +8,7 @@ mod context;
 pub mod execute;
 pub mod git_steps;
 pub mod holders;
+pub mod last_value;
 pub mod leftovers;
 pub mod live;
 pub mod password_keys;

@@ -1,0 +1,248 @@
+//! Issue 20 item 4 and issue 18 item 5, end to end on the rehearsal stack: rescue finds the
+//! password Mongo still holds in the tool's own records once every other copy is gone.
+//! - After a committed rotation, a hand edit of compose.env and the pipeline's `compose up -d`
+//!   of the whole file: only the value the tool last committed (sealed in the state_dir) still
+//!   logs in; rescue finds it and ends at verify 0.
+//! - A db-password run killed after change-db (Mongo on its NEW, a journal pending), then a hand
+//!   edit and a redeploy: rescue takes the pending run over (audit record), logs in with the
+//!   journal's sealed NEW, and ends at verify 0.
+
+mod docker_support;
+mod e2e_support;
+
+use e2e_support::*;
+use komodo_rotate::secret::Secret;
+use komodo_rotate::sops::{Identities, SopsFile};
+use komodo_testcontainers::stack::{self, Stack};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn env_value(s: &Stack, key: &str) -> Secret {
+    let ids = Identities::from_key_file(&s.age_key()).unwrap();
+    SopsFile::load(&s.compose_env())
+        .unwrap()
+        .decrypt(&ids)
+        .unwrap()
+        .get(key)
+        .unwrap_or_else(|| panic!("compose.env has no {key}"))
+}
+
+/// A hand edit with the real Go sops: `sops set` of `key` in compose.env (value on stdin).
+fn sops_set_by_hand(s: &Stack, key: &str, value: &Secret) {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sops")
+        .args([
+            "set",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            "--value-stdin",
+        ])
+        .arg(s.compose_env())
+        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sops");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(value.expose()).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sops set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn shorten_health_timeout(s: &Stack) {
+    let p = s.config();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("timeout = \"60s\""), "{text}");
+    std::fs::write(&p, text.replace("timeout = \"60s\"", "timeout = \"20s\"")).unwrap();
+}
+
+/// The DB password edited by hand with sops, then `compose` `args`: core crash-loops.
+fn hand_edit_and_redeploy(f: &Fixture, rt: &tokio::runtime::Runtime, args: &[&str]) -> Secret {
+    let s = &f.stack;
+    let hand = Secret::generate().unwrap();
+    sops_set_by_hand(s, PW_KEY, &hand);
+    s.compose()
+        .run_ok(args)
+        .unwrap_or_else(|e| panic!("compose {args:?}: {e}"));
+    rt.block_on(stack::wait_crash_loop(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core crash-loops on the hand-edited DB password");
+    hand
+}
+
+fn rescued_to(f: &Fixture, rt: &tokio::runtime::Runtime, hand: &Secret) {
+    let s = &f.stack;
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+    let now = rt.block_on(agreed(&f.engine, s)).expect("planes agree");
+    assert!(now.ct_eq(hand), "the hand-edited DB password is live");
+    assert_eq!(pymongo_login(s, hand), 0, "pymongo logs in with it");
+    assert!(!s.dir.join("state/journal/current.json").exists());
+}
+
+/// Issue 20 item 4a: the pipeline's shape after a rotation by the tool.
+#[test]
+fn rescue_after_a_rotation_and_the_pipeline_redeploy_uses_the_last_committed_value() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture_with(
+        "rescue_last_committed",
+        "krt-rescue-last",
+        |_| {},
+    )) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(s, &["rotate", "--secret", "db-password"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let rotated = env_value(s, PW_KEY);
+    assert!(s.dir.join("state/last-committed/db-password.age").exists());
+
+    let hand = hand_edit_and_redeploy(&f, &rt, &["up", "-d"]);
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("last committed"), "{}", r.text());
+    rescued_to(&f, &rt, &hand);
+    assert_no_leak(&[&rotated, &hand, &s.env_password], &s.dir.join("state"));
+}
+
+/// Issue 18 item 5 / issue 20 item 4c: a pending db-password run (Mongo on its NEW), then a
+/// hand edit and a redeploy. rescue takes the run over and ends at verify 0.
+#[test]
+fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("rescue_takeover", "krt-rescue-take", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "db-password"],
+        &[("FAILPOINTS", "after:change-db=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let run_id = {
+        let j: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(s.dir.join("state/journal/current.json")).unwrap(),
+        )
+        .unwrap();
+        j["run_id"].as_str().unwrap().to_string()
+    };
+    let hand = hand_edit_and_redeploy(&f, &rt, &["up", "-d", "--no-deps", "core", "periphery"]);
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("took over"), "{}", r.text());
+    rescued_to(&f, &rt, &hand);
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&run_id) && l.contains("taken-over-by-rescue")),
+        "{audit}"
+    );
+    assert_no_leak(&[&hand, &s.env_password], &s.dir.join("state"));
+}
+
+/// Mongo's admin password changed from `from` to `to` behind the tool's back (pymongo).
+fn set_mongo_password(s: &Stack, from: &Secret, to: &Secret) {
+    let script = "import os,pymongo\n\
+c=pymongo.MongoClient('127.0.0.1',int(os.environ['MONGO_PORT']),username='admin',password=os.environ['FROM'],authSource='admin',serverSelectionTimeoutMS=10000)\n\
+c.admin.command('updateUser','admin',pwd=os.environ['TO'])\n";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .env("MONGO_PORT", s.mongo_port.to_string())
+        .env("FROM", from.expose())
+        .env("TO", to.expose())
+        .status()
+        .unwrap();
+    assert!(st.success(), "updateUser by hand");
+}
+
+/// Issue 18 item 5, the chain of runbooks: a pending db-password run and Mongo on a third
+/// password. resume cannot decide; rescue finds nothing but takes the run over, which opens the
+/// last resort (its effect, compose.env's value set in Mongo, is made here by hand); the
+/// runbook's closing rescue and verify end at 0.
+#[test]
+fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("rescue_third", "krt-rescue-third", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "db-password"],
+        &[("FAILPOINTS", "after:change-db=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let journal = s.dir.join("state/journal/current.json");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    let run_id = j["run_id"].as_str().unwrap().to_string();
+    let ids = Identities::from_key_file(&s.age_key()).unwrap();
+    let staged =
+        komodo_rotate::planes::live::Staged::open(j["sealed_secrets"].as_str().unwrap(), &ids)
+            .unwrap();
+    let third = Secret::generate().unwrap();
+    set_mongo_password(s, &staged.new, &third);
+
+    let res = tool(s, &["resume"], &[]);
+    assert_ne!(res.code, Some(0), "{}", res.text());
+    assert!(journal.exists(), "resume keeps the journal");
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(
+        r.stderr.contains("no known password logs in") && r.stderr.contains("taken over"),
+        "{}",
+        r.text()
+    );
+    assert!(!journal.exists(), "the pending run was taken over");
+    assert!(s
+        .dir
+        .join(format!("state/taken-over/{run_id}/current.json"))
+        .exists());
+
+    // no-password-survives.md's set-password: Mongo gets compose.env's value.
+    let desired = env_value(s, PW_KEY);
+    set_mongo_password(s, &third, &desired);
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    rescued_to(&f, &rt, &desired);
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&run_id) && l.contains("taken-over-by-rescue")),
+        "{audit}"
+    );
+    assert_no_leak(&[&third, &staged.new], &s.dir.join("state"));
+}
