@@ -401,3 +401,178 @@ fn a_committed_runs_leftover_prev_is_drift_and_the_next_run_removes_it() {
     let v = tool(s, &["verify"], &[]);
     assert_eq!(v.code, Some(0), "{}", v.text());
 }
+
+/// The running containers of `s`'s compose project, by the docker CLI.
+fn running_containers(s: &Stack) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!(
+            "label=com.docker.compose.project={}",
+            stack::compose_project_name(&s.project)
+        ))
+        .output()
+        .expect("docker ps");
+    assert!(
+        out.status.success(),
+        "docker ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
+/// A reboot as the host sees it: the lock dir (a tmpfs under /run on a real host) emptied, and
+/// every container that was running restarted (`docker restart`, as the daemon's restart
+/// policy brings them back; a container the run had stopped, such as a parked `-prev`, stays
+/// stopped, as `unless-stopped` keeps it). Returns the containers restarted.
+fn reboot(s: &Stack) -> Vec<String> {
+    let lock_dir = host_lock_dir(s);
+    let emptied = e2e_support::leak::files_under(&lock_dir);
+    assert!(
+        emptied
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "pending")),
+        "the killed run left its pending pointer in the lock dir: {emptied:?}"
+    );
+    std::fs::remove_dir_all(&lock_dir).unwrap();
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let running = running_containers(s);
+    let out = Command::new("docker")
+        .arg("restart")
+        .args(&running)
+        .output()
+        .expect("docker restart");
+    assert!(
+        out.status.success(),
+        "docker restart {running:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    running
+}
+
+/// Issue 25's neighbour: the reproduction with a reboot between the killed jwt-secret run and
+/// the hand edit. The journal outlives the reboot (the lock dir, pointers included, is emptied),
+/// so `rotate` still refuses naming it; `resume`, `rescue` reach verify 0, every plane read by
+/// the outside referees.
+#[test]
+fn jwt_run_pending_and_a_hand_edited_db_password_with_a_reboot_in_between() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture("issue25_reboot", "krt-lockout-reboot")) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let old_jwt = referee_jwt(s);
+    let targets = recreate_targets(s);
+    let first = targets[0].clone();
+
+    // 1. A jwt-secret rotate killed mid-run, after its first recreate: a journal is pending.
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[(
+            "FAILPOINTS",
+            &format!("after:recreate:{first}=return(crash)"),
+        )],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let new_jwt = referee_jwt(s);
+    assert!(!new_jwt.ct_eq(&old_jwt));
+    let journal = s.dir.join("state/journal/current.json");
+    assert!(journal.exists(), "a journal is pending");
+    assert!(
+        referee::docker_env(&first, JWT).is_some_and(|v| v.ct_eq(&new_jwt)),
+        "{first} recreated with the new JWT (docker inspect)"
+    );
+
+    // 2. The reboot: lock dir emptied, every running container restarted.
+    let restarted = reboot(s);
+    for c in [&s.mongo, &s.core, &s.periphery] {
+        assert!(restarted.contains(c), "{c} restarted: {restarted:?}");
+    }
+    assert!(
+        referee::docker_env(&first, JWT).is_some_and(|v| v.ct_eq(&new_jwt)),
+        "{first} keeps the new JWT across the restart"
+    );
+    assert!(journal.exists(), "the journal outlives the reboot");
+
+    // 3. The DB password edited by hand, core and periphery redeployed: core crash-loops.
+    let hand = Secret::generate().unwrap();
+    sops_set_by_hand(s, PW_KEY, &hand);
+    assert!(
+        sops_value(s).is_some_and(|v| v.ct_eq(&hand)),
+        "sops reads the hand edit"
+    );
+    s.compose()
+        .run_ok(&["up", "-d", "--no-deps", "core", "periphery"])
+        .expect("compose up -d --no-deps core periphery");
+    rt.block_on(stack::wait_crash_loop(
+        &f.engine,
+        &s.core,
+        Duration::from_secs(60),
+    ))
+    .expect("core crash-loops on the hand-edited DB password");
+    assert_eq!(pymongo_login(s, &hand), 1, "Mongo rejects the hand edit");
+
+    // 4. A new run is still refused beside the pending journal, after the reboot.
+    let r = tool(s, &["rotate", "--secret", "db-password"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(
+        r.stderr.contains("journal") && r.stderr.contains("resume"),
+        "the refusal names the pending journal: {}",
+        r.text()
+    );
+    println!("rotate after the reboot: exit 3: {}", r.stderr.trim());
+
+    // 5. resume finishes the JWT run and names the other problem; rescue; verify 0.
+    let res = tool(s, &["resume"], &[]);
+    assert_eq!(res.code, Some(7), "{}", res.text());
+    assert!(
+        res.stderr.contains("MongoDB rejected") && res.stderr.contains("rescue"),
+        "{}",
+        res.text()
+    );
+    assert!(!journal.exists());
+    let again = tool(s, &["resume"], &[]);
+    assert_eq!(again.code, Some(0), "{}", again.text());
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let v = tool(s, &["verify"], &[]);
+    assert_eq!(v.code, Some(0), "{}", v.text());
+
+    // The planes, by the referees: sops, pymongo, docker inspect.
+    let now = rt.block_on(agreed(&f.engine, s)).expect("planes agree");
+    assert!(now.ct_eq(&hand), "the hand-edited DB password is live");
+    assert!(referee_jwt(s).ct_eq(&new_jwt), "the JWT run committed");
+    for c in [&s.core, &s.periphery] {
+        assert!(
+            referee::docker_env(c, JWT).is_some_and(|v| v.ct_eq(&new_jwt)),
+            "{c} holds the new JWT (docker inspect)"
+        );
+    }
+    for t in &targets {
+        for leftover in [format!("{t}-next"), format!("{t}-prev")] {
+            assert!(
+                !referee::container_exists(&leftover),
+                "{leftover} left over"
+            );
+        }
+    }
+    e2e_support::leak::assert_no_leak_anywhere(
+        s,
+        &[&old_jwt, &new_jwt, &hand, &s.env_password],
+        &[],
+    );
+}
+
+/// compose.env's JWT secret, by the real sops.
+fn referee_jwt(s: &Stack) -> Secret {
+    sops_get(s, JWT).expect("the real sops reads the JWT secret")
+}
