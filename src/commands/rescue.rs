@@ -97,6 +97,12 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 .map(|c| c.name.clone())
                 .collect();
             if stale.is_empty() {
+                // Nothing for rescue to do, so nothing to take over: a pending run is resume's
+                // (exit 3 naming it), never hidden behind "nothing to rescue" (the campaign's
+                // seed 1 saw exit 0 beside a pending journal).
+                if pending.is_some() {
+                    execute::refuse_if_pending(cfg)?;
+                }
                 println!("nothing to rescue: compose.env's password logs in and every container holds it");
                 return Ok(0);
             }
