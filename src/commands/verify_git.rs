@@ -237,9 +237,16 @@ pub fn carries_a_secret(key: &str) -> bool {
         || crate::kinds::ENV_ONLY_ROWS
             .iter()
             .any(|r| r.key == k || r.carriers.iter().any(|(c, _)| *c == k))
-        || ["PASSWORD", "SECRET", "PASSKEY", "TOKEN", "CREDENTIAL", "PRIVATE"]
-            .iter()
-            .any(|w| k.contains(w))
+        || [
+            "PASSWORD",
+            "SECRET",
+            "PASSKEY",
+            "TOKEN",
+            "CREDENTIAL",
+            "PRIVATE",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
         || k.ends_with("_KEY")
         || k.ends_with("_KEYS")
         || k.ends_with("_URI")

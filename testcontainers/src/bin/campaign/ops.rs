@@ -161,6 +161,25 @@ impl Campaign {
                     true,
                 );
                 v.retain(|x| !x.contains("compose.env's values") || r.code != Some(3));
+                // The colleague's edit landed after the run's git-commit: the work tree differs
+                // from HEAD by their key, which is theirs to commit (they do, below). The run's
+                // own promise is that HEAD and origin hold its new values: checked with git and
+                // the real sops, not by the work tree's cleanliness.
+                if r.code == Some(0) && after.git.unpushed_env == 0 {
+                    let dir = self.referee.dir.clone();
+                    let key = self.referee.age_key();
+                    let ours_committed = ["HEAD", "origin/main"].iter().all(|rev| {
+                        crate::referee::sops_decrypt_rev(&dir, rev, &key).is_ok_and(|c| {
+                            crate::referee::kind_keys(kind).iter().all(|k| {
+                                c.get(*k).is_some()
+                                    && c.get(*k).map(String::as_str) == after.env_value(k)
+                            })
+                        })
+                    });
+                    if ours_committed {
+                        v.retain(|x| !x.contains("is not committed and pushed"));
+                    }
+                }
                 v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
                 let note = self.world.operator_commit("colleague's title edit");
                 let after = if note == "nothing to commit" {

@@ -150,6 +150,33 @@ pub fn sops_decrypt(file: &Path, age_key: &Path) -> Result<BTreeMap<String, Stri
         .collect())
 }
 
+/// compose.env as committed at `rev` (`git show`, ciphertext to a temp file in `dir`), read by
+/// the real sops: what a commit holds, apart from what is on disk now.
+pub fn sops_decrypt_rev(
+    dir: &Path,
+    rev: &str,
+    age_key: &Path,
+) -> Result<BTreeMap<String, String>, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["show", &format!("{rev}:compose.env")])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("git show: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git show {rev}:compose.env: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let tmp = dir.join(format!(".referee-{rev}-compose.env").replace('/', "-"));
+    std::fs::write(&tmp, &out.stdout).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let r = sops_decrypt(&tmp, age_key);
+    let _ = std::fs::remove_file(&tmp);
+    r
+}
+
 const MONGO_PY: &str = r#"
 import os, sys, pymongo
 from pymongo.errors import OperationFailure
