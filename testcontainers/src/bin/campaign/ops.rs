@@ -171,7 +171,7 @@ impl Campaign {
                     let ours_committed = ["HEAD", "origin/main"].iter().all(|rev| {
                         crate::referee::sops_decrypt_rev(&dir, rev, &key).is_ok_and(|c| {
                             crate::referee::kind_keys(kind).iter().all(|k| {
-                                c.get(*k).is_some()
+                                c.contains_key(*k)
                                     && c.get(*k).map(String::as_str) == after.env_value(k)
                             })
                         })
