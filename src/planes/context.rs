@@ -167,6 +167,32 @@ pub(super) fn snapshot_key(step: &Step, j: &Journal) -> String {
     }
 }
 
+/// The journal-dir file where write-env `step` records the SHA-256 of what it wrote.
+pub fn written_file(step: &Step) -> String {
+    match &step.phase {
+        Some(p) => format!("{WRITTEN_ENV_FILE}.{p}"),
+        None => WRITTEN_ENV_FILE.into(),
+    }
+}
+
+/// `bytes` are exactly what write-env `step` recorded writing into compose.env (false when it
+/// recorded nothing: it never wrote). For the other undos that touch compose.env (git's), so
+/// they too restore only over this run's own bytes. Here, beside the journal dir's names, so
+/// write-env (live.rs) and git's undos (git_steps.rs) share it without importing each other.
+pub fn wrote_exactly(journal_dir: &std::path::Path, step: &Step, bytes: &[u8]) -> Result<bool> {
+    let w = journal_dir.join(written_file(step));
+    match std::fs::read_to_string(&w) {
+        Ok(h) => Ok(h.trim() == sha256_hex(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&w, e)),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,7 +204,7 @@ fn guard_work_tree(
         .find(|r| r.step.is(steps::WRITE_ENV))
         .map(|r| &r.step);
     if let Some(step) = last_write {
-        if super::live::wrote_exactly(dir, step, &bytes)? {
+        if super::context::wrote_exactly(dir, step, &bytes)? {
             return Ok(lock);
         }
     }

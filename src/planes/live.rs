@@ -2,7 +2,9 @@
 //! is already there (so `resume` can replay it), and every undo works from a partly applied
 //! step (so a step that died in flight can be rolled back).
 
-use super::context::{earlier_recreates, snapshot_key, SNAPSHOT_LOG_LINES};
+use super::context::{
+    earlier_recreates, sha256_hex, snapshot_key, written_file, SNAPSHOT_LOG_LINES,
+};
 pub use super::context::{LivePlanes, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 use super::run::RunContext;
 use super::steps;
@@ -268,32 +270,8 @@ fn prev_file(step: &Step) -> String {
     }
 }
 
-fn written_file(step: &Step) -> String {
-    match &step.phase {
-        Some(p) => format!("{WRITTEN_ENV_FILE}.{p}"),
-        None => WRITTEN_ENV_FILE.into(),
-    }
-}
-
-/// `bytes` are exactly what write-env `step` recorded writing into compose.env (false when it
-/// recorded nothing: it never wrote). For the other undos that touch compose.env (git's), so
-/// they too restore only over this run's own bytes.
-pub fn wrote_exactly(journal_dir: &Path, step: &Step, bytes: &[u8]) -> Result<bool> {
-    let w = journal_dir.join(written_file(step));
-    match std::fs::read_to_string(&w) {
-        Ok(h) => Ok(h.trim() == sha256_hex(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(&w, e)),
-    }
-}
-
 fn env_lock(path: &Path) -> Result<fsutil::EnvLock> {
     fsutil::EnvLock::acquire(path, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(path, e))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Puts compose.env's previous bytes back, but only over exactly the bytes write-env wrote: an
