@@ -10,11 +10,12 @@
 mod docker_support;
 mod e2e_support;
 
+use e2e_support::by_hand::{shorten_health_timeout, sops_set_by_hand};
 use e2e_support::*;
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{Identities, SopsFile};
 use komodo_testcontainers::stack::{self, Stack};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,51 +29,6 @@ fn env_value(s: &Stack, key: &str) -> Secret {
         .unwrap()
         .get(key)
         .unwrap_or_else(|| panic!("compose.env has no {key}"))
-}
-
-/// A hand edit with the real Go sops: `sops set` of `key` in compose.env (value on stdin).
-fn sops_set_by_hand(s: &Stack, key: &str, value: &Secret) {
-    use std::io::Write;
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sops")
-        .args([
-            "set",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-            "--value-stdin",
-        ])
-        .arg(s.compose_env())
-        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
-        .env("SOPS_AGE_KEY_FILE", s.age_key())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sops");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(value.expose()).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sops set: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn shorten_health_timeout(s: &Stack) {
-    let p = s.config();
-    let text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.contains("timeout = \"60s\""), "{text}");
-    std::fs::write(&p, text.replace("timeout = \"60s\"", "timeout = \"20s\"")).unwrap();
 }
 
 /// The DB password edited by hand with sops, then `compose` `args`: core crash-loops.

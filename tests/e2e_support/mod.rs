@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod by_hand;
 pub mod fired;
 pub mod leak;
 pub mod matrix;
