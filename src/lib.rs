@@ -17,6 +17,7 @@ pub mod mongo;
 pub mod ops;
 pub mod output;
 pub mod planes;
+pub mod postgres;
 pub mod probe;
 pub mod report;
 pub mod secret;
