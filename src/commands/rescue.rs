@@ -63,6 +63,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         target,
         holders: all_holders,
     } = Loaded::load(cfg).await?;
+    crate::planes::ferret::refuse_unbuilt(&dk, "rescue")?;
     keys.refuse_unpatched()?;
     if let Some(f) = keys.files.first() {
         return Err(Error::Precondition(format!(

@@ -158,6 +158,11 @@ fn committed_before(done: &[String], kind: &Kind) -> String {
 /// `rotate --list`: every kind, and for this deployment whether it can run or why not.
 async fn list(cfg: &Config) -> Result<i32> {
     let loaded = Loaded::load(cfg).await?;
+    match crate::planes::ferret::FerretPlane::find(&loaded.dk) {
+        Ok(Some(f)) => println!("variant          ferretdb       {}", f.describe()),
+        Ok(None) => println!("variant          mongo"),
+        Err(e) => println!("variant          unknown        {e}"),
+    }
     for k in Kind::all() {
         match k.available(&loaded) {
             Ok(()) => println!("{:<16} available      {}", k.name(), k.about()),

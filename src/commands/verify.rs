@@ -114,7 +114,20 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
     let (secrets, look) = tokio::join!(secrets, look);
     m.append(secrets);
     if let (Some(dk), Some(look)) = (&dk, look) {
+        let looping = look
+            .as_ref()
+            .ok()
+            .filter(|c| c.looping)
+            .and_then(|c| c.signature);
         core_rows(dk, look, &mut m);
+        // FerretDB: which credential core's crash loop points at (code 1 vs code 18).
+        let ferret = matches!(crate::planes::ferret::FerretPlane::find(dk), Ok(Some(_)));
+        if let Some((status, line)) = looping
+            .filter(|_| ferret)
+            .and_then(super::verify_ferret::core_cause)
+        {
+            m.push_kind(DB, "core-cause", status, line);
+        }
     }
     match git.await {
         Ok(g) => m.append(g),
@@ -276,6 +289,13 @@ async fn compare(
             format!("{} {}: rotate and rescue refuse it", c.key, c.why),
         );
     }
+    let ferret = match crate::planes::ferret::FerretPlane::find(dk) {
+        Ok(f) => f,
+        Err(e) => {
+            m.push("variant", Status::Drift, e);
+            None
+        }
+    };
     let desired = match keys.env_password(env) {
         Ok(p) => p,
         Err(e) => {
@@ -309,7 +329,14 @@ async fn compare(
                     target.user
                 ),
             ),
-            LoginOutcome::Unreachable(r) => m.push_kind(DB, "db-login", Status::Unknown, r),
+            LoginOutcome::Unreachable(r) => {
+                match ferret.as_ref().and_then(|f| {
+                    super::verify_ferret::login_failure(&r, &f.ferretdb.name)
+                }) {
+                    Some(line) => m.push_kind(DB, "db-login", Status::Drift, line),
+                    None => m.push_kind(DB, "db-login", Status::Unknown, r),
+                }
+            }
         },
         Err(e) => m.push_kind(DB, "db-login", Status::Unknown, e.to_string()),
     }
@@ -357,7 +384,14 @@ async fn compare(
     }
     // Containers of the project outside mongo/core/periphery holding it: not recreated by a
     // rotation, so rotate refuses them.
-    for (c, ks) in crate::planes::holders::foreign(&dk.others, &desired) {
+    // FerretDB's postgres holds the password as POSTGRES_PASSWORD: its own row below.
+    let others: Vec<_> = dk
+        .others
+        .iter()
+        .filter(|c| ferret.as_ref().is_none_or(|f| f.postgres.name != c.name))
+        .cloned()
+        .collect();
+    for (c, ks) in crate::planes::holders::foreign(&others, &desired) {
         m.push_kind(
             DB,
             format!("holder {c}"),
@@ -391,6 +425,22 @@ async fn compare(
             ),
             Err(e) => m.push(at, Status::Drift, e),
         }
+    }
+    if let Some(f) = &ferret {
+        match keys.user(cfg, env) {
+            Ok(user) => {
+                let ask = super::verify_ferret::Ask {
+                    dk,
+                    ferret: f,
+                    key: &keys.compose_password_key,
+                    desired: &desired,
+                    user: &user,
+                };
+                super::verify_ferret::rows(ask, m).await;
+            }
+            Err(e) => m.push_kind(DB, "pg-role", Status::Unknown, e.to_string()),
+        }
+        return;
     }
     match dk.mongo.env_value(&keys.mongo_init_key) {
         Some(v) if v.ct_eq(&desired) => {

@@ -8,6 +8,7 @@ pub mod compose_yaml;
 pub mod crashloop;
 pub mod discovery;
 pub mod engine;
+pub mod exec;
 pub mod generation;
 pub mod image;
 pub mod inspect;

@@ -207,6 +207,11 @@ fn role_of(c: &ServiceContainer) -> Option<Role> {
     if image == "mongo" || image.starts_with("mongodb-") {
         return Some(Role::Mongo);
     }
+    // The FerretDB variant: ferretdb is the database core talks to (the mongo role; its
+    // PostgreSQL is found by `planes::ferret`), by its image or its PostgreSQL URL.
+    if image == "ferretdb" || has("FERRETDB_POSTGRESQL_URL") {
+        return Some(Role::Mongo);
+    }
     if image.contains("periphery") {
         return Some(Role::Periphery);
     }
@@ -299,5 +304,31 @@ mod tests {
         );
         p.services.remove("db");
         assert_eq!(p.roles(), None);
+        // The FerretDB variant (Komodo's ferretdb.compose.yaml): ferretdb plays the database
+        // core talks to, by image or by its PostgreSQL URL; postgres plays no role here.
+        p.services.insert(
+            "postgres".into(),
+            vec![c(
+                "komodo-postgres-1",
+                "ghcr.io/ferretdb/postgres-documentdb:17",
+                &["POSTGRES_USER", "POSTGRES_PASSWORD"],
+            )],
+        );
+        for (image, keys) in [
+            ("ghcr.io/ferretdb/ferretdb:2", &[][..]),
+            ("ferretdb-shaped:x", &["FERRETDB_POSTGRESQL_URL"][..]),
+        ] {
+            p.services
+                .insert("ferretdb".into(), vec![c("komodo-ferretdb-1", image, keys)]);
+            assert_eq!(
+                p.roles(),
+                Some(Roles {
+                    mongo: "ferretdb".into(),
+                    core: "komodo".into(),
+                    periphery: vec!["agent".into()],
+                }),
+                "{image}"
+            );
+        }
     }
 }

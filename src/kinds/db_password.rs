@@ -11,9 +11,10 @@ use crate::planes::carriers::{file_value, holds};
 use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
 use crate::secret::Secret;
 
-pub fn available(_loaded: &Loaded) -> std::result::Result<(), String> {
-    // Every Komodo generation this tool detects keeps its DB password in compose.env.
-    Ok(())
+pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
+    // Every Komodo generation this tool detects keeps its DB password in compose.env; the
+    // FerretDB variant keeps its live copy in PostgreSQL, which this plan does not change.
+    crate::planes::ferret::refuse_unbuilt(&loaded.dk, "db-password").map_err(|e| e.to_string())
 }
 
 pub async fn plan(ask: Ask<'_>) -> Result<Plan> {

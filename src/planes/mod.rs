@@ -6,6 +6,7 @@
 pub mod carriers;
 mod context;
 pub mod execute;
+pub mod ferret;
 pub mod git_steps;
 pub mod holders;
 pub mod last_value;

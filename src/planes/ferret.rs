@@ -1,0 +1,146 @@
+//! How the tool reaches the PostgreSQL of a FerretDB deployment: `docker exec` into the postgres
+//! container, running `psql` as the `postgres` OS user over the container's local socket, the SQL
+//! on stdin. The official image (and initdb's default) trusts the local socket, so this needs no
+//! password: it works while the planes have drifted (the case `rescue` exists for), and the
+//! plaintext password never travels at all (the tool sends the verifier it built). A client
+//! crate over TCP would prove the password by logging in, but needs the live password first
+//! and a published port; the proof that a password logs in is done through FerretDB instead.
+
+use crate::docker::{exec, Engine};
+use crate::postgres::{Output, Psql};
+use std::time::Duration;
+
+/// The OS user psql runs as inside the container (the official image's and Debian's).
+pub const EXEC_USER: &str = "postgres";
+/// How long one psql session may take.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// psql inside the postgres container.
+pub struct ContainerPsql<'a> {
+    pub engine: &'a Engine,
+    pub container: &'a str,
+}
+
+impl Psql for ContainerPsql<'_> {
+    fn at(&self) -> String {
+        format!("container {}", self.container)
+    }
+
+    async fn run(&self, argv: &[String], stdin: &[u8]) -> Result<Output, String> {
+        let out = exec::exec(
+            self.engine,
+            self.container,
+            Some(EXEC_USER),
+            argv,
+            stdin,
+            DEADLINE,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Output {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            code: out.code,
+        })
+    }
+}
+
+use super::DockerPlane;
+use crate::docker::discovery::SERVICE_LABEL;
+use crate::docker::generation::{self, ServiceKeys, Variant};
+use crate::docker::ContainerInfo;
+
+/// The two FerretDB containers of a deployment of that variant.
+pub struct FerretPlane<'a> {
+    pub postgres: &'a ContainerInfo,
+    pub ferretdb: &'a ContainerInfo,
+}
+
+/// Core's env key naming the database core connects to (`ferretdb:27017` in this variant).
+pub const CORE_ADDRESS_KEY: &str = "KOMODO_DATABASE_ADDRESS";
+
+/// Every container of the loaded deployment, each once (the mongo role is ferretdb's container
+/// when the config's mongo service is FerretDB, as `init` writes it).
+fn all(dk: &DockerPlane) -> Vec<&ContainerInfo> {
+    let mut v: Vec<&ContainerInfo> = std::iter::once(&dk.mongo)
+        .chain(dk.dependants())
+        .chain(dk.others.iter())
+        .collect();
+    v.dedup_by(|a, b| a.name == b.name);
+    v
+}
+
+/// The deployment's variant, from its containers' services and env keys and core's
+/// `KOMODO_DATABASE_ADDRESS` (`docker::generation::detect_variant`); an error names what is
+/// inconsistent.
+pub fn variant(dk: &DockerPlane) -> Result<Variant, String> {
+    let cs = all(dk);
+    let services: Vec<ServiceKeys<'_>> = cs
+        .iter()
+        .map(|c| ServiceKeys {
+            service: c
+                .labels
+                .get(SERVICE_LABEL)
+                .map(String::as_str)
+                .unwrap_or(&c.name),
+            container: &c.name,
+            env_keys: c.env_keys().collect(),
+        })
+        .collect();
+    let address = dk.core.env_value(CORE_ADDRESS_KEY).map(|s| s.expose());
+    generation::detect_variant(&services, address)
+}
+
+impl<'a> FerretPlane<'a> {
+    /// The FerretDB containers, or `None` for the Mongo variant.
+    pub fn find(dk: &'a DockerPlane) -> Result<Option<FerretPlane<'a>>, String> {
+        let Variant::FerretDb { postgres, ferretdb } = variant(dk)? else {
+            return Ok(None);
+        };
+        let by_service = |svc: &str| -> Result<&'a ContainerInfo, String> {
+            let found: Vec<&ContainerInfo> = all(dk)
+                .into_iter()
+                .filter(|c| {
+                    c.labels
+                        .get(SERVICE_LABEL)
+                        .map_or(c.name == svc, |s| s == svc)
+                })
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(one),
+                _ => Err(format!(
+                    "service {svc:?} has {} containers; FerretDB needs one",
+                    found.len()
+                )),
+            }
+        };
+        Ok(Some(FerretPlane {
+            postgres: by_service(&postgres)?,
+            ferretdb: by_service(&ferretdb)?,
+        }))
+    }
+
+    /// One line for `rotate --list` and verify: which containers play FerretDB's parts.
+    pub fn describe(&self) -> String {
+        format!(
+            "FerretDB deployment (postgres {}, ferretdb {})",
+            self.postgres.name, self.ferretdb.name
+        )
+    }
+}
+
+/// The refusal (exit 3, nothing changed) of a run that changes the DB password, on a FerretDB
+/// deployment or one whose variant cannot be told: the Mongo plan would change the role through
+/// FerretDB but leave ferretdb's own URL stale, which breaks FerretDB's pool later.
+pub fn refuse_unbuilt(dk: &DockerPlane, what: &str) -> crate::error::Result<()> {
+    match FerretPlane::find(dk) {
+        Ok(None) => Ok(()),
+        Ok(Some(f)) => Err(crate::error::Error::Precondition(format!(
+            "{}: {what} does not handle the FerretDB variant yet (the role's verifier in PostgreSQL, ferretdb's FERRETDB_POSTGRESQL_URL and the holders must change together); nothing was changed. `komodo-rotate verify` shows each",
+            f.describe()
+        ))),
+        Err(e) => Err(crate::error::Error::Precondition(format!(
+            "cannot tell the database variant: {e}; nothing was changed"
+        ))),
+    }
+}
