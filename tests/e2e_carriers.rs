@@ -162,6 +162,7 @@ fn a_core_reading_the_database_uri_rotates_and_rolls_back() {
     // Rolled back after every step ran (the proof before commit included): all old.
     let r = rotate(s, Some("before:commit=return"));
     assert_eq!(r.code, Some(4), "{}", r.text());
+    fired::assert_own_failpoint(s, &r, "uri rollback", "before:commit");
     rt.block_on(all_on(&f.engine, s, &old, "uri rollback"));
     let (uri_now, pw_now) = rt.block_on(core_uri(&f.engine, s));
     assert!(pw_now.ct_eq(&old), "the URI is back on OLD");
@@ -204,6 +205,7 @@ fn a_core_reading_a_password_file_rotates_and_rolls_back() {
     // again, with its mode, and core (restarted on it) is healthy on OLD.
     let r = rotate(s, Some("before:commit=return"));
     assert_eq!(r.code, Some(4), "{}", r.text());
+    fired::assert_own_failpoint(s, &r, "file rollback", "before:commit");
     assert!(r.stderr.contains("write-file"), "{}", r.text());
     rt.block_on(all_on(&f.engine, s, &old, "file rollback"));
     assert_eq!(std::fs::read(&file).unwrap(), body(&old));

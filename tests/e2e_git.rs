@@ -242,6 +242,7 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     let r = tool(&s, &["rotate"], &[]);
     assert_eq!(r.code, Some(4), "{}", r.text());
     assert!(r.stderr.contains("branch is protected"), "{}", r.text());
+    fired::assert_own_fault(&s, &r, "push refused", &[], &["git-push"]);
     let after = rt
         .block_on(agreed(&engine, &s))
         .expect("all old after rollback");
@@ -260,8 +261,15 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
             &[("FAILPOINTS", &format!("{point}=return(crash)"))],
         );
         assert_eq!(r.signal, Some(9), "{point}: {}", r.text());
+        assert_eq!(
+            fired::last_done(&r).as_deref(),
+            point.strip_prefix("after:"),
+            "{point}: killed elsewhere: {}",
+            r.text()
+        );
         let res = tool(&s, &["resume"], &[]);
         assert_eq!(res.code, Some(0), "{point}: {}", res.text());
+        fired::assert_own_fault(&s, &res, &format!("{point} resume"), &[], &[]);
         let now = rt
             .block_on(agreed(&engine, &s))
             .unwrap_or_else(|e| panic!("{point}: split after resume: {e}"));
@@ -303,6 +311,13 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     let r = tool(&s, &["rotate"], &[("FAILPOINTS", "before:commit=return")]);
     assert!(marker.exists(), "the hook did not run: {}", r.text());
     assert_eq!(r.code, Some(5), "{}", r.text());
+    fired::assert_own_fault(
+        &s,
+        &r,
+        "edit meanwhile, proof fails",
+        &["before:commit"],
+        &["commit", "undo:git-push"],
+    );
     assert!(
         r.stderr.contains("compose.env changed under the run"),
         "{}",
@@ -317,6 +332,7 @@ fn rotate_publishes_compose_env_and_every_git_failure_rolls_back() {
     git(&host, &["checkout", "HEAD", "--", "compose.env"]);
     let res = tool(&s, &["resume"], &[]);
     assert_eq!(res.code, Some(4), "{}", res.text());
+    fired::assert_own_fault(&s, &res, "resume after the edit", &[], &[]);
     let now = rt
         .block_on(agreed(&engine, &s))
         .expect("all old after the resumed rollback");

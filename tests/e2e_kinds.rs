@@ -8,7 +8,9 @@
 //! - the generic fault and SIGKILL matrices (`e2e_support::matrix`, driven from the step list
 //!   `rotate --secret K --dry-run` prints) for each of the three: every step fails in turn (exit
 //!   4, all old) and a SIGKILL after every step is resumed (compose.env decides: all new from
-//!   write-env on, else all old).
+//!   write-env on, else all old); then kills inside steps (`run_kills_inside_at`): jwt-secret
+//!   inside write-env and each recreate, the other two inside write-env; for each, before
+//!   write-env applies and inside the rollback: every branch of resume's env-only decision.
 
 mod docker_support;
 mod e2e_support;
@@ -305,8 +307,9 @@ fn env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove() {
     });
 }
 
-/// The generic matrices (tests/e2e_support/matrix.rs) for one env-only kind, on a stack of its own.
-fn matrices(kind: &str, key: &str, project: &str) {
+/// The generic matrices (tests/e2e_support/matrix.rs) for one env-only kind, on a stack of its
+/// own, then kills inside the steps named by `inside` (see `matrix::run_kills_inside_at`).
+fn matrices(kind: &str, key: &str, project: &str, inside: &[&str]) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture(&format!("matrices {kind}"), project)) else {
@@ -322,11 +325,25 @@ fn matrices(kind: &str, key: &str, project: &str) {
         decider: "write-env",
     };
     matrix::run(s, &k, &agreed);
+    matrix::run_kills_inside_at(s, &k, Some(inside), &agreed);
 }
+
+/// Kills inside every step that changes a plane (compose.env, then each holder's recreate),
+/// before write-env applies, and inside the rollback: every env-only branch of resume.
+const EVERY_PLANE_STEP: &[&str] = &["write-env", "recreate:"];
+/// The same branches with the decider's inside kill only: webhook-secret and `env:KEY` run the
+/// code of jwt-secret's steps (an env-only key, the same holders), whose recreates are killed
+/// inside already; this keeps their matrices off the suite's critical path.
+const EACH_RESUME_BRANCH: &[&str] = &["write-env"];
 
 #[test]
 fn jwt_secret_fault_and_sigkill_matrices_from_its_step_list() {
-    matrices("jwt-secret", "KOMODO_JWT_SECRET", "krt-kinds-matrix");
+    matrices(
+        "jwt-secret",
+        "KOMODO_JWT_SECRET",
+        "krt-kinds-matrix",
+        EVERY_PLANE_STEP,
+    );
 }
 
 #[test]
@@ -335,6 +352,7 @@ fn webhook_secret_fault_and_sigkill_matrices_from_its_step_list() {
         "webhook-secret",
         "KOMODO_WEBHOOK_SECRET",
         "krt-kinds-matrix-wh",
+        EACH_RESUME_BRANCH,
     );
 }
 
@@ -344,5 +362,6 @@ fn env_key_fault_and_sigkill_matrices_from_its_step_list() {
         &format!("env:{REHEARSAL_TOKEN_KEY}"),
         REHEARSAL_TOKEN_KEY,
         "krt-kinds-matrix-env",
+        EACH_RESUME_BRANCH,
     );
 }

@@ -15,7 +15,8 @@
 //!
 //! - The generic fault and SIGKILL matrices (`e2e_support::matrix`) over its step list: every
 //!   step fails in turn (exit 4, all old, core reaching periphery), a SIGKILL after every step is
-//!   resumed (compose.env's `KOMODO_PASSKEY` decides: all new from `send-new/write-env` on).
+//!   resumed (compose.env's `KOMODO_PASSKEY` decides: all new from `send-new/write-env` on);
+//!   then kills inside steps, chosen to reach each branch of resume's env-only decision.
 //!
 //! The cases share the engine (see `SERIAL` on how they are scheduled).
 
@@ -379,6 +380,7 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
                 &[("FAILPOINTS", &format!("{fp}=return"))],
             );
             assert_eq!(r.code, Some(4), "{fp}: {}", r.text());
+            fired::assert_own_failpoint(s, &r, &format!("passkey {fp}"), &fp);
             all_on(e, s, &old, &stranger).await;
             println!("fault matrix row: passkey {fp:<52} exit 4  all old, core reaches periphery");
         }
@@ -444,4 +446,15 @@ fn passkey_fault_and_sigkill_matrices_from_its_step_list() {
         decider: "send-new/write-env",
     };
     e2e_support::matrix::run(s, &k, &agreed);
+    // Kills inside the steps that reach resume's env-only branches (the matrix is the suite's
+    // longest test, so not inside all six plane steps): inside accept-both's periphery recreate
+    // (a plane changed, compose.env's KOMODO_PASSKEY not NEW yet: back), inside send-new's
+    // write-env (NEW just written, unrecorded: forward), plus the decider killed in flight
+    // before it applies (back) and a kill inside the rollback (back, already rolling back).
+    e2e_support::matrix::run_kills_inside_at(
+        s,
+        &k,
+        Some(&["accept-both/recreate:", "send-new/write-env"]),
+        &agreed,
+    );
 }

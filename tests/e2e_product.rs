@@ -262,17 +262,12 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         vec![],
         &mut seen,
     );
-    fired::assert_fired(&r, "mongo fails updateUser", &[], &["change-db"]);
+    // Consumed (no longer armed): the row's evidence that Mongo's fault is what failed it.
+    fired::assert_own_fault(s, &r, "mongo fails updateUser", &[], &["change-db"]);
     assert!(
         r.stderr.contains("ShutdownInProgress") || r.stderr.contains("quiesce"),
         "change-db failed for another reason than the injected updateUser error: {}",
         r.text()
-    );
-    let armed = rt.block_on(mongo_controls(s)).expect("test server control");
-    assert_eq!(
-        armed.get("failNextUpdateUser"),
-        Some(&mongodb::bson::Bson::Boolean(false)),
-        "the updateUser fault was never consumed: {armed}"
     );
 
     let flag = s.control_dir().join("fail-next-start");
@@ -284,17 +279,15 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         vec![],
         &mut seen,
     );
-    fired::assert_fired(
+    // The flag is gone (`armed`): core started with it, and that failed the gate.
+    fired::assert_own_fault(
+        s,
         &r,
         "new core fails its health gate",
         &[],
         &[&format!("recreate:{}", s.core)],
     );
-    assert!(
-        !flag.exists(),
-        "core never started with the fail-next-start flag: {}",
-        r.text()
-    );
+    assert!(!flag.exists(), "{}", r.text());
 
     let immutable = |on: bool| {
         let st = std::process::Command::new("chattr")
@@ -317,7 +310,7 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
     immutable(false);
     let r = ro.unwrap_or_else(|p| std::panic::resume_unwind(p));
     // Refused up front: no step ran, and the refusal names the directory.
-    fired::assert_fired(&r, "read-only directory", &[], &[]);
+    fired::assert_own_fault(s, &r, "read-only directory", &[], &[]);
     assert!(fired::progress(&r).is_empty(), "{}", r.text());
     assert!(
         r.stderr.contains(&s.dir.display().to_string()),
@@ -393,7 +386,8 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         )],
     );
     assert_eq!(r.code, Some(5), "{}", r.text());
-    fired::assert_fired(
+    fired::assert_own_fault(
+        s,
         &r,
         "undo of write-env fails",
         &[&format!("before:recreate:{per}"), "before:undo:write-env"],
@@ -427,7 +421,7 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
         "resume completes the rollback: {}",
         res.text()
     );
-    fired::assert_fired(&res, "resume after the failed undo", &[], &[]);
+    fired::assert_own_fault(s, &res, "resume after the failed undo", &[], &[]);
     assert!(
         res.stderr
             .contains("rolling back (the interrupted run had already started its rollback)"),
@@ -484,7 +478,9 @@ fn db_password_fault_and_sigkill_matrices_from_its_step_list() {
 
 /// Kills inside db-password's steps (between a plane's change and the journal's record of it,
 /// before the decider touches Mongo, inside the rollback), each resumed by the branch of
-/// resume's decision table it reaches (tests/e2e_support/matrix.rs `run_kills_inside`).
+/// resume's decision table it reaches (tests/e2e_support/matrix.rs `run_kills_inside`); then a
+/// kill inside change-db with Mongo stopped, and with Mongo on a third password, before resume:
+/// the two branches where resume cannot decide (tests/e2e_support/undecided.rs).
 #[test]
 fn db_password_kills_inside_steps_reach_each_resume_branch() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -502,6 +498,10 @@ fn db_password_kills_inside_steps_reach_each_resume_branch() {
         decider: "change-db",
     };
     e2e_support::matrix::run_kills_inside(s, &k, &agreed);
+    // Resume's two branches that need more than a kill: Mongo stopped, Mongo on a third value.
+    let seen = e2e_support::undecided::run(s, &agreed);
+    let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
+    e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }
 
 #[test]
@@ -543,22 +543,6 @@ fn two_rotations_at_once_one_proceeds_one_exits_6() {
     let now = rt.block_on(agreed(&f.engine, s)).expect("agreed");
     assert!(!now.ct_eq(&s.env_password));
     e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &now, &s.passkey], &[]);
-}
-
-/// The rehearsal mongo's fault-injection state (`komodoTestControl` with no change).
-async fn mongo_controls(s: &Stack) -> Result<mongodb::bson::Document, String> {
-    use mongodb::bson::doc;
-    let client = mongodb::Client::with_uri_str(format!(
-        "mongodb://127.0.0.1:{}/?directConnection=true",
-        s.mongo_port
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
-    client
-        .database("admin")
-        .run_command(doc! { "komodoTestControl": 1 })
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Sends a fault-injection control to the rehearsal mongo (enabled there by MONGO_TEST_CONTROLS).

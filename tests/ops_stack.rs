@@ -244,6 +244,7 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
         &[("FAILPOINTS", "after:change-db=return")],
     );
     assert_eq!(r.code, Some(4), "{}", r.text());
+    e2e_support::fired::assert_own_failpoint(s, &r, "alert row", "after:change-db");
     let bodies = hook.wait_for(before + 1);
     let alert = bodies.last().unwrap();
     assert_eq!(alert["command"], "rotate");
@@ -268,6 +269,7 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
     );
     let r = tool(s, &["rotate"], &[("FAILPOINTS", "after:write-env=return")]);
     assert_eq!(r.code, Some(4), "{}", r.text());
+    e2e_support::fired::assert_own_failpoint(s, &r, "unreachable webhook row", "after:write-env");
     assert!(r.stderr.contains("alert not sent"), "{}", r.text());
     assert!(!r.stderr.contains("T0KEN"), "{}", r.text());
 
@@ -283,6 +285,12 @@ fn runbooks_alerts_metrics_and_salvage_on_a_healthy_stack() {
         &[("FAILPOINTS", "after:change-db=return(crash)")],
     );
     assert_eq!(k.signal, Some(9), "{}", k.text());
+    assert_eq!(
+        e2e_support::fired::last_done(&k).as_deref(),
+        Some("change-db"),
+        "killed elsewhere: {}",
+        k.text()
+    );
     let runs = run_runbook(s, "interrupted-run.md", &[]);
     assert!(
         runs[0].stdout.contains("interrupted rotate run"),
@@ -429,6 +437,7 @@ fn drift_alert_crash_loop_rescue_and_the_last_resort() {
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert!(r.stderr.contains("no-password-survives.md"), "{}", r.text());
+    e2e_support::fired::assert_own_fault(s, &r, "no password survives", &[], &[]);
 
     // `docker start` publishes mongo on a new host port: use the default discovery (the port from
     // docker inspect, as on a real install) instead of the rehearsal's pinned URI.

@@ -107,6 +107,19 @@ pub fn journal_values(stack: &Stack) -> Vec<Secret> {
     out
 }
 
+/// The (old, new) pair the pending journal of `stack` sealed, opened as `journal_values` opens it
+/// (the age crate, the stack's key): for a test that must act with a value only the run knows.
+pub fn pending_pair(stack: &Stack) -> (Secret, Secret) {
+    let text = std::fs::read_to_string(journal_path(stack)).expect("a pending journal");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("journal JSON");
+    harvest(&journal_path(stack), &stack.age_key());
+    let sealed = j["sealed_secrets"].as_str().expect("sealed secrets");
+    let pair: serde_json::Value =
+        serde_json::from_slice(&open(sealed, &stack.age_key())).expect("a JSON object");
+    let get = |k: &str| Secret::new(pair[k].as_str().expect("sealed old/new").to_string());
+    (get("old"), get("new"))
+}
+
 /// Decrypts an armored age blob with the X25519 identity in `key` (the age crate itself).
 fn open(armored: &str, key: &Path) -> Vec<u8> {
     use std::str::FromStr;

@@ -93,19 +93,7 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
         assert_eq!(v, "all old", "{label} {fp}: {}", r.text());
         // Its own fault fired, and nothing else: `before:X` fails X, `after:X` fails no step
         // (X reported ok, then the run rolled back).
-        let row = format!("{label} {fp}");
-        match fp.split_once(':') {
-            Some(("before", step)) => fired::assert_fired(&r, &row, &[fp], &[step]),
-            Some(("after", step)) => {
-                fired::assert_fired(&r, &row, &[fp], &[]);
-                assert!(
-                    fired::progress(&r).contains(&(step.to_string(), "ok".to_string())),
-                    "{row}: {step} never reported ok: {}",
-                    r.text()
-                );
-            }
-            _ => unreachable!("{fp}"),
-        }
+        fired::assert_own_failpoint(s, &r, &format!("{label} {fp}"), fp);
         assert!(
             !journal.exists(),
             "{label} {fp}: a rollback left its journal"
@@ -160,7 +148,7 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
             "{label} {point}: resume went another way than its verdict: {}",
             res.text()
         );
-        fired::assert_fired(&res, &format!("{label} {point} resume"), &[], &[]);
+        fired::assert_own_fault(s, &res, &format!("{label} {point} resume"), &[], &[]);
         seen.push(after);
         let again = tool(s, &["resume"], &[]);
         assert_eq!(again.code, Some(0), "{label} {point}: {}", again.text());
@@ -193,7 +181,7 @@ pub fn resume_direction(r: &Run) -> String {
 }
 
 /// The status the journal on disk gives step `i` (`in-flight`, `done`, ...).
-fn journal_status(journal: &std::path::Path, i: usize) -> String {
+pub fn journal_status(journal: &std::path::Path, i: usize) -> String {
     let text = std::fs::read_to_string(journal).expect("the kept journal");
     let j: serde_json::Value = serde_json::from_str(&text).expect("journal JSON");
     j["steps"][i]["status"]
@@ -213,9 +201,23 @@ fn journal_status(journal: &std::path::Path, i: usize) -> String {
 /// - a kill inside the rollback (the step after the decider fails, the decider's undo is
 ///   killed): back, "the interrupted run had already started its rollback".
 ///
-/// (Resume's other branches need more than a kill: Mongo unreachable, or accepting neither
-/// value; `e2e_product`'s fault matrix and `ops_stack`'s last-resort case cover them.)
+/// (Resume's two branches that need more than a kill, Mongo unreachable and Mongo accepting
+/// neither value, are reached after a kill inside change-db by `undecided`.)
 pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
+    run_kills_inside_at(s, kind, None, agreed)
+}
+
+/// `run_kills_inside`, killing inside only the steps whose names start with one of `only`
+/// (`None`: every step but the commit), e.g. `["write-env", "recreate:"]` for the steps that
+/// change a plane; the kill before the decider applies and the kill inside the rollback always
+/// run. Each entry of `only` must match a step.
+pub fn run_kills_inside_at(
+    s: &Stack,
+    kind: &Kind,
+    only: Option<&[&str]>,
+    agreed: &dyn Fn(&str) -> Secret,
+) {
+    let t0 = std::time::Instant::now();
     let steps = step_names(s, kind.args);
     let label = kind.args.join(" ");
     let decider = steps
@@ -230,7 +232,18 @@ pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret)
     let mut rows = Vec::new();
     // (failpoints, what, index of the step killed in flight or None, forward, resume's reason)
     let mut cases: Vec<(String, String, Option<usize>, bool, &str)> = Vec::new();
+    if let Some(only) = only {
+        for o in only {
+            assert!(
+                steps.iter().any(|n| n.starts_with(o)),
+                "{label}: no step {o}* in {steps:?}"
+            );
+        }
+    }
     for (i, n) in steps[..steps.len() - 1].iter().enumerate() {
+        if only.is_some_and(|o| !o.iter().any(|p| n.starts_with(p))) {
+            continue;
+        }
         // Journal writes of a fresh run: 1 stages it, then each step i writes in-flight (2+2i)
         // and done (3+2i): let 2+2i pass, kill on the next.
         cases.push((
@@ -293,7 +306,8 @@ pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret)
         } else {
             // The step after the decider failed (the kill comes before the run's error line),
             // its undo and the ones after it ran, up to the decider's.
-            fired::assert_fired(
+            fired::assert_own_fault(
+                s,
                 &r,
                 &format!("{label} {what}"),
                 &[],
@@ -326,7 +340,7 @@ pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret)
         assert_eq!(v == "all new", *forward, "{label} {what}: {}", res.text());
         let want = if *forward { 0 } else { 4 };
         assert_eq!(res.code, Some(want), "{label} {what}: {}", res.text());
-        fired::assert_fired(&res, &format!("{label} {what} resume"), &[], &[]);
+        fired::assert_own_fault(s, &res, &format!("{label} {what} resume"), &[], &[]);
         let again = tool(s, &["resume"], &[]);
         assert_eq!(again.code, Some(0), "{label} {what}: {}", again.text());
         assert!(
@@ -334,7 +348,11 @@ pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret)
             "{label} {what}: journal left after resume"
         );
     }
-    println!("\nkills inside steps (rotate {label}):");
+    println!(
+        "\nkills inside steps (rotate {label}, {} rows, {:.0} s):",
+        rows.len(),
+        t0.elapsed().as_secs_f64()
+    );
     for r in &rows {
         println!("  {r}");
     }

@@ -97,3 +97,39 @@ pub fn pymongo_verdict(port: u16, user: &str, pw: &Secret) -> PyLogin {
         c => PyLogin::Error(c),
     }
 }
+
+/// pymongo changes `user`'s password from `from` to `to` (`updateUser`, logged in with `from`),
+/// as someone acting behind the tool's back would. Panics when it fails.
+pub fn pymongo_set_password(port: u16, user: &str, from: &Secret, to: &Secret) {
+    let script = "import os,pymongo\n\
+c=pymongo.MongoClient('127.0.0.1',int(os.environ['MONGO_PORT']),username=os.environ['MONGO_USER'],password=os.environ['FROM'],authSource='admin',directConnection=True,serverSelectionTimeoutMS=10000)\n\
+c.admin.command('updateUser',os.environ['MONGO_USER'],pwd=os.environ['TO'])\n";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .env_remove("PYTHONOPTIMIZE")
+        .env("MONGO_PORT", port.to_string())
+        .env("MONGO_USER", user)
+        .env("FROM", from.expose())
+        .env("TO", to.expose())
+        .status()
+        .expect("python3 runs");
+    assert!(st.success(), "pymongo updateUser {user}");
+}
+
+/// `docker ACTION NAME` (the CLI: `stop`, `start`); panics when it fails.
+pub fn docker_cli(action: &str, name: &str) {
+    let out = Command::new("docker")
+        .args([action, name])
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {action} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether container `name` is running, by `docker inspect` (the CLI).
+pub fn docker_running(name: &str) -> bool {
+    docker_inspect(name).is_some_and(|c| c["State"]["Running"].as_bool() == Some(true))
+}
