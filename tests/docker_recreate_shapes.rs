@@ -371,3 +371,168 @@ async fn the_pre_flight_refuses_auto_remove() {
     assert_eq!(inspect(&name, "{{.State.Status}}"), "running");
     assert!(env_of(&name).contains(&format!("APP_SECRET={OLD}")));
 }
+
+/// `docker run -d` through the CLI (the referee makes the shape, not the tool), in `project` as
+/// compose labels it; returns the container's name.
+fn cli_run(project: &str, service: &str, args: &[&str]) -> String {
+    let name = format!("{project}-{service}-1");
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "-d", "--name", &name, "--stop-timeout", "3"])
+        .args(["--label", &format!("{PROJECT_LABEL}={project}")])
+        .args(["--label", &format!("{SERVICE_LABEL}={service}")])
+        .args(["-e", &format!("APP_SECRET={OLD}")])
+        .args(args)
+        .args(["--entrypoint", "/bin/busybox", &busybox_image()])
+        .args(["sh", "-c", SCRIPT]);
+    let out = cmd.output().expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker run {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    name
+}
+
+/// A container created with `Config.MacAddress`, as compose 1.29's `mac_address:` does, by a
+/// raw API 1.41 request through curl (the CLI here is newer than the engine and refuses
+/// `--mac-address` below API 1.44), then started; returns its name.
+fn api_run_with_mac(project: &str, service: &str, mac: &str) -> String {
+    let name = format!("{project}-{service}-1");
+    let body = serde_json::json!({
+        "Image": busybox_image(),
+        "Entrypoint": ["/bin/busybox"],
+        "Cmd": ["sh", "-c", SCRIPT],
+        "Env": [format!("APP_SECRET={OLD}")],
+        "Labels": {PROJECT_LABEL: project, SERVICE_LABEL: service},
+        "StopTimeout": 3,
+        "MacAddress": mac,
+    });
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "--unix-socket", "/var/run/docker.sock"])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!(
+            "http://localhost/v1.41/containers/create?name={name}"
+        ))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "create {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("docker")
+        .args(["start", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker start {name}");
+    name
+}
+
+/// Item 5: a configured MAC address (`mac_address:`, `docker run --mac-address`), which
+/// bollard's models cannot carry, is kept by the replacement, and the create request names the
+/// original image's platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_mac_address_and_the_platform_are_kept() {
+    let Some(engine) = engine_or_skip("mac_address").await else {
+        return;
+    };
+    images(&engine).await;
+    let p = "krt-shape-mac";
+    let _cleanup = Cleanup::new(p);
+    // Locally administered, unlike the engine's generated 02:42:<IPv4>.
+    let mac = "92:d0:c6:0a:29:33";
+    let name = api_run_with_mac(p, "periphery", mac);
+    let live_mac = |n: &str| {
+        inspect(
+            n,
+            "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        )
+    };
+    assert_eq!(inspect(&name, "{{.Config.MacAddress}}"), mac);
+    assert_eq!(live_mac(&name), mac);
+    let before = inspect(&name, "{{.Id}}");
+    let rc = Recreate::prepare(&engine, &name, patch(), 20)
+        .await
+        .expect("prepare");
+    let platform = inspect(&busybox_image(), "{{.Os}}/{{.Architecture}}");
+    assert_eq!(rc.platform(), Some(platform.as_str()));
+    rc.run(&gate(Duration::from_secs(30)))
+        .await
+        .expect("recreate");
+    assert_ne!(inspect(&name, "{{.Id}}"), before);
+    assert_eq!(inspect(&name, "{{.State.Status}}"), "running");
+    assert_eq!(inspect(&name, "{{.Config.MacAddress}}"), mac);
+    assert_eq!(
+        live_mac(&name),
+        mac,
+        "the replacement's interface has the MAC"
+    );
+    assert!(env_of(&name).contains(&format!("APP_SECRET={NEW}")));
+
+    // Without a configured MAC, none is sent: the engine generates one as before.
+    let plain = cli_run(p, "core", &[]);
+    let rc = Recreate::prepare(&engine, &plain, patch(), 0)
+        .await
+        .expect("prepare");
+    assert_eq!(rc.snapshot().mac_address, None);
+    rc.run(&gate(Duration::from_secs(30)))
+        .await
+        .expect("recreate");
+    assert_eq!(inspect(&plain, "{{.Config.MacAddress}}"), "");
+}
+
+/// Issue 24 (noticed in the last note): a container that joins a holder's network namespace
+/// (`network_mode: service:core` on another service, recorded as `container:<id>`; or
+/// `--network container:<name>`) would lose its network when the holder is recreated. The
+/// pre-flight refuses by name, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_namespace_others_join_is_refused_by_name() {
+    let Some(engine) = engine_or_skip("namespace_dependents").await else {
+        return;
+    };
+    images(&engine).await;
+    let p = "krt-shape-deps";
+    let _cleanup = Cleanup::new(p);
+    let core = cli_run(p, "core", &[]);
+    let core_id = inspect(&core, "{{.Id}}");
+    let by_id = cli_run(
+        p,
+        "exporter",
+        &["--network", &format!("container:{core_id}")],
+    );
+    let lone = cli_run(p, "other", &[]);
+    let e = Recreate::prepare(&engine, &core, patch(), 0)
+        .await
+        .expect_err("a dependent joins core's namespace");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&core) && msg.contains(&by_id) && msg.contains("network namespace"),
+        "{msg}"
+    );
+    assert!(!msg.contains(NEW) && !msg.contains(OLD), "{msg}");
+    // A stopped dependent joined by name counts as well (its next start would fail).
+    Command::new("docker")
+        .args(["rm", "-f", &by_id])
+        .output()
+        .unwrap();
+    let by_name = cli_run(p, "sidecar", &["--network", &format!("container:{core}")]);
+    engine.stop(&by_name, 3).await.unwrap();
+    let msg = Recreate::prepare(&engine, &core, patch(), 0)
+        .await
+        .expect_err("a stopped dependent by name")
+        .to_string();
+    assert!(msg.contains(&by_name) && msg.contains(&core), "{msg}");
+    // Nothing changed.
+    assert_eq!(inspect(&core, "{{.Id}}"), core_id);
+    assert_eq!(inspect(&core, "{{.State.Status}}"), "running");
+    assert!(env_of(&core).contains(&format!("APP_SECRET={OLD}")));
+    // A container nobody joins is not refused.
+    Recreate::prepare(&engine, &lone, patch(), 0)
+        .await
+        .expect("no dependents");
+}

@@ -12,12 +12,15 @@ use bollard::models::{
     NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, RenameContainerOptions, StartContainerOptions, StopContainerOptions,
+    InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RenameContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
+
+mod raw;
+pub use raw::{platform_of, CreateExtras};
 
 /// A connected engine whose API version has been negotiated.
 #[derive(Clone)]
@@ -119,16 +122,33 @@ impl Engine {
         name: &str,
         body: ContainerCreateBody,
     ) -> Result<String, DockerError> {
-        let opts = CreateContainerOptions {
-            name: Some(name.to_string()),
+        self.create_with(name, body, &CreateExtras::default()).await
+    }
+
+    /// Every container (running or not) whose network mode joins another container's network
+    /// namespace: (its name, the `container:` target as recorded, a name or an ID).
+    pub async fn joined_namespaces(&self) -> Result<Vec<(String, String)>, DockerError> {
+        let opts = ListContainersOptions {
+            all: true,
             ..Default::default()
         };
-        let r = self
+        let list = self
             .docker
-            .create_container(Some(opts), body)
+            .list_containers(Some(opts))
             .await
-            .map_err(|e| api("create", name, e))?;
-        Ok(r.id)
+            .map_err(|e| api("list containers", "all", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let target = c
+                    .host_config?
+                    .network_mode?
+                    .strip_prefix("container:")?
+                    .to_string();
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                Some((name, target))
+            })
+            .collect())
     }
 
     pub async fn connect_network(

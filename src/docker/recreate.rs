@@ -24,7 +24,7 @@
 //! The original's ID (kept in the [`Snapshot`]) tells an untouched original from a committed
 //! replacement when only `<name>` exists.
 
-use super::engine::Engine;
+use super::engine::{CreateExtras, Engine};
 use super::inspect::{ContainerInfo, RunState};
 use super::DockerError;
 use std::fmt;
@@ -99,6 +99,8 @@ pub struct Recreate {
     snapshot: Snapshot,
     patch: EnvPatch,
     image: String,
+    /// The image's `os/arch[/variant]`, passed at create (compose passes the service's).
+    platform: Option<String>,
 }
 
 impl fmt::Debug for Recreate {
@@ -107,6 +109,7 @@ impl fmt::Debug for Recreate {
             .field("name", &self.snapshot.name)
             .field("patch", &self.patch)
             .field("image", &self.image)
+            .field("platform", &self.platform)
             .finish()
     }
 }
@@ -164,11 +167,13 @@ impl Recreate {
                 msg: format!("image {tag:?} ({image_id}) is not present locally; pull it first"),
             });
         };
+        let platform = engine.image_platform(&image).await?;
         Ok(Recreate {
             engine: engine.clone(),
             snapshot,
             patch,
             image,
+            platform,
         })
     }
 
@@ -193,6 +198,20 @@ impl Recreate {
         &self.image
     }
 
+    /// The platform the replacement is created for (the original image's).
+    pub fn platform(&self) -> Option<&str> {
+        self.platform.as_deref()
+    }
+
+    /// What the create request carries beside its body: the image's platform and the
+    /// original's configured MAC address.
+    pub(crate) fn create_extras(&self) -> CreateExtras {
+        CreateExtras {
+            platform: self.platform.clone(),
+            mac_address: self.snapshot.mac_address.clone(),
+        }
+    }
+
     pub async fn state(&self) -> Result<RecreateState, DockerError> {
         RecreateState::classify(&self.engine, self.name(), &self.snapshot.original_id).await
     }
@@ -210,7 +229,8 @@ impl Recreate {
         match step {
             RecreateStep::CreateNext => {
                 let body = self.snapshot.create_body(&self.patch, &self.image);
-                e.create(&self.next_name(), body).await?;
+                e.create_with(&self.next_name(), body, &self.create_extras())
+                    .await?;
                 self.connect_missing_networks(&self.next_name()).await
             }
             RecreateStep::StopOriginal => e.stop(self.name(), self.snapshot.stop_timeout()).await,

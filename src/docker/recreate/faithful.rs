@@ -86,6 +86,13 @@ impl Recreate {
         if let Some(why) = create_conflict(&body) {
             return Err(self.err(why));
         }
+        let dependents = self.namespace_dependents().await?;
+        if !dependents.is_empty() {
+            let list = dependents.join(", ");
+            return Err(self.err(format!(
+                "container {list} joins its network namespace (network_mode service:/container:) and would lose its network when it is recreated; remove {list} first (`docker rm -f`), rotate, then `docker compose up -d` creates it again"
+            )));
+        }
         if let Some(joined) = self.snapshot.joined_container() {
             let short = &joined[..joined.len().min(12)];
             match self.engine.try_inspect(joined).await? {
@@ -107,6 +114,36 @@ impl Recreate {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a `container:` target (a name, a full ID or an ID prefix, as the engine resolves
+/// it) names the container `name` with ID `id`.
+fn targets(target: &str, name: &str, id: &str) -> bool {
+    let target = target.trim_start_matches('/');
+    target == name
+        || (!target.is_empty()
+            && target.bytes().all(|b| b.is_ascii_hexdigit())
+            && id.starts_with(target))
+}
+
+impl Recreate {
+    /// The other containers (running or not) that join this one's network namespace
+    /// (`network_mode: service:X` is recorded as `container:<id>`, `docker run --network
+    /// container:X` as given), sorted by name. Compose recreates them after their holder; a
+    /// recreate here does not, so the pre-flight refuses.
+    async fn namespace_dependents(&self) -> Result<Vec<String>, DockerError> {
+        let (name, id) = (self.name(), &self.snapshot.original_id);
+        let mut deps: Vec<String> = self
+            .engine
+            .joined_namespaces()
+            .await?
+            .into_iter()
+            .filter(|(n, t)| n != name && targets(t, name, id))
+            .map(|(n, _)| n)
+            .collect();
+        deps.sort();
+        Ok(deps)
     }
 }
 
@@ -135,6 +172,7 @@ mod tests {
                 ..Default::default()
             },
             logs: vec![],
+            mac_address: None,
         }
     }
 
@@ -157,6 +195,17 @@ mod tests {
             msg.contains("exposed ports") && msg.contains("feedfacefeedface"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_container_target_is_a_name_an_id_or_an_id_prefix() {
+        let id = "0123456789abcdef0123";
+        assert!(targets("core", "core", id));
+        assert!(targets(id, "core", id));
+        assert!(targets("0123456789ab", "core", id));
+        assert!(!targets("core-2", "core", id));
+        assert!(!targets("fedcba", "core", id));
+        assert!(!targets("", "core", id));
     }
 
     #[test]

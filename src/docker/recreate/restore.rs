@@ -92,8 +92,9 @@ pub async fn create_from_snapshot(
     let name = snapshot.name.clone();
     let rec = Recreate::from_snapshot(engine, snapshot.clone(), EnvPatch::new()).await?;
     if engine.try_inspect(&name).await?.is_none() {
+        let body = snapshot.create_body(&EnvPatch::new(), rec.image());
         engine
-            .create(&name, snapshot.create_body(&EnvPatch::new(), rec.image()))
+            .create_with(&name, body, &rec.create_extras())
             .await?;
     }
     rec.connect_missing_networks(&name).await?;

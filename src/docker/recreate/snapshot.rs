@@ -25,6 +25,11 @@ pub struct Snapshot {
     pub should_run: bool,
     pub inspect: ContainerInspectResponse,
     pub logs: Vec<String>,
+    /// The container-wide MAC address it was created with (`mac_address:`), which bollard's
+    /// inspect model does not carry: read from the raw inspect, sent again at create. Absent in
+    /// journals written before it was kept (their originals are treated as having none).
+    #[serde(default)]
+    pub mac_address: Option<String>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -86,12 +91,14 @@ impl Snapshot {
             .await?
             .unwrap_or_default();
         let should_run = should_run(&inspect, &info);
+        let mac_address = engine.configured_mac_address(&info.id).await?;
         Ok(Snapshot {
             name: name.to_string(),
             original_id: info.id,
             should_run,
             inspect,
             logs,
+            mac_address,
         })
     }
 
@@ -272,6 +279,7 @@ mod tests {
                 ..Default::default()
             },
             logs: vec![],
+            mac_address: None,
         };
         let shown = format!("{snap:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -300,6 +308,7 @@ mod tests {
                 ..Default::default()
             },
             logs: vec![],
+            mac_address: None,
         };
         let same = snap.create_body(&EnvPatch::new(), "img");
         assert_eq!(same.labels.as_ref(), Some(&labels));
@@ -333,6 +342,7 @@ mod tests {
                 ..Default::default()
             },
             logs: vec![],
+            mac_address: None,
         };
         let nets = snap.networks();
         assert_eq!(nets.len(), 1);

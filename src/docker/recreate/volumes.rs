@@ -166,6 +166,7 @@ mod tests {
                 ..Default::default()
             },
             logs: vec![],
+            mac_address: None,
         };
         let h = snap.carry_anonymous_volumes(snap.inspect.host_config.clone().unwrap());
         let got: Vec<(Option<String>, Option<String>, Option<bool>)> = h

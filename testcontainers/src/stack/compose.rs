@@ -15,6 +15,11 @@ use std::process::{Command, Output, Stdio};
 /// The compose file's name in the stack dir (as in Komodo's `compose/` folder).
 pub const COMPOSE_FILE: &str = "mongo.compose.yaml";
 
+/// The optional override with the sidecar network mode and the anonymous volume
+/// ([`super::StackOptions::shapes`]); when the stack dir has it, every compose call reads it.
+pub const SHAPES_FILE: &str = "shapes.override.yaml";
+pub const SHAPES_TEXT: &str = include_str!("../../compose/v2/shapes.override.yaml");
+
 const V1_FILE: &str = include_str!("../../compose/v1/mongo.compose.yaml");
 const V2_FILE: &str = include_str!("../../compose/v2/mongo.compose.yaml");
 
@@ -89,6 +94,15 @@ impl Project {
         self.dir.join(COMPOSE_FILE)
     }
 
+    /// `-f shapes.override.yaml` when the stack dir has that file, else nothing.
+    fn override_args(&self) -> Vec<&'static str> {
+        if self.dir.join(SHAPES_FILE).exists() {
+            vec!["-f", SHAPES_FILE]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Runs `docker-compose -p NAME -f mongo.compose.yaml --env-file <decrypted> ARGS` in the
     /// stack dir with compose.env decrypted to a 0600 temp file for the duration of the call.
     /// The output is returned whatever the exit status; the plaintext never leaves the temp
@@ -115,6 +129,7 @@ impl Project {
             .arg("--env-file")
             .arg(tmp.path())
             .args(["-p", &self.name, "-f", COMPOSE_FILE])
+            .args(self.override_args())
             .args(args)
             .env("KOMODO_ENV_FILE", tmp.path())
             .env_remove("COMPOSE_FILE")

@@ -116,6 +116,9 @@ pub struct StackOptions {
     pub bin_dir: PathBuf,
     /// How core carries the DB password (default: the plain key only).
     pub core_carrier: CoreCarrier,
+    /// v2 only: deploy with `compose/v2/shapes.override.yaml` too (periphery in a sidecar's
+    /// network namespace, an anonymous volume on core). Off by default.
+    pub shapes: bool,
 }
 
 impl StackOptions {
@@ -127,6 +130,7 @@ impl StackOptions {
             drift: false,
             bin_dir: bin_dir.to_path_buf(),
             core_carrier: CoreCarrier::Plain,
+            shapes: false,
         }
     }
 }
@@ -307,6 +311,14 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     )
     .map_err(|e| format!("{}/{}: {e}", dir.display(), compose::COMPOSE_FILE))?;
     write_config(&dir, project, mongo_port)?;
+    if opts.shapes {
+        if opts.generation != Generation::V2 {
+            return Err("the shapes override is for the v2 compose file".into());
+        }
+        let path = dir.join(compose::SHAPES_FILE);
+        write_atomic(&path, compose::SHAPES_TEXT.as_bytes(), Mode::Exactly(0o644))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
 
     let cp = compose::Project::new(project, &dir);
     write_password_file(&dir, opts.core_carrier, &env_password)?;

@@ -1,7 +1,9 @@
 //! Taking a stack down by its compose labels, and a one-line-per-container status.
 
 use super::{compose, container_name};
-use bollard::query_parameters::{ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions};
+use bollard::query_parameters::{
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
 use komodo_rotate::docker::crashloop;
 use komodo_rotate::docker::discovery::PROJECT_LABEL;
 use komodo_rotate::docker::{ContainerInfo, Engine};
@@ -16,9 +18,25 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
         .list_by_labels(&[(PROJECT_LABEL, project)])
         .await
         .map_err(|e| e.to_string())?;
+    // With their anonymous volumes (unlabelled: the label filter below never sees them).
+    let with_anonymous_volumes = Some(RemoveContainerOptions {
+        force: true,
+        v: true,
+        link: false,
+    });
     for c in containers {
         if let Some(id) = c.id {
-            engine.remove(&id).await.map_err(|e| e.to_string())?;
+            match engine
+                .raw()
+                .remove_container(&id, with_anonymous_volumes.clone())
+                .await
+            {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                })
+                | Ok(()) => {}
+                Err(e) => return Err(format!("remove container {id}: {e}")),
+            }
         }
     }
     let filter = HashMap::from([(
@@ -61,6 +79,7 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
             "age.key",
             "komodo-rotate.toml",
             compose::COMPOSE_FILE,
+            compose::SHAPES_FILE,
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
