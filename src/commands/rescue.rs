@@ -163,7 +163,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                     if let Some(p) = &pending {
                         takeover::take_over(cfg, p, "no known password logs in to MongoDB")?;
                         return Err(Error::Precondition(format!(
-                            "{}; the pending run {} was taken over (its journal kept in {}), so `mongo set-password --config` is open; nothing else was changed",
+                            "{}; the pending run {} was taken over (its journal kept in {}), so `rescue --reset-auth` is open; nothing else was changed",
                             none.replace("; nothing was changed", ""),
                             p.run_id,
                             takeover::archive_dir(cfg, p).display()
@@ -374,7 +374,7 @@ async fn climb(
         }
     }
     Ok(Err(format!(
-        "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Follow {RUNBOOK_NO_PASSWORD}",
+        "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Run `komodo-rotate rescue --reset-auth` ({RUNBOOK_NO_PASSWORD})",
         target.server(),
         target.user,
         if sources.is_empty() { "no other source".to_string() } else { sources.join(", ") }
