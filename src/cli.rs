@@ -275,6 +275,14 @@ pub struct RescueArgs {
     /// One more candidate for the old password: a file holding it, or - for stdin.
     #[arg(long, value_name = "FILE|-")]
     pub prior_password_from: Option<PathBuf>,
+    /// When no known password logs in: stop mongo, set its root password to compose.env's
+    /// value through a throw-away container on its volume (no access control, 127.0.0.1
+    /// only), start mongo again, then recreate the holders and prove (asks first).
+    #[arg(long)]
+    pub reset_auth: bool,
+    /// With --reset-auth: consent to stopping mongo without asking.
+    #[arg(long, requires = "reset_auth")]
+    pub yes: bool,
     /// Write run metrics in the node_exporter textfile format to FILE (atomically).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,

@@ -6,16 +6,18 @@
 //! - A db-password run killed after change-db (Mongo on its NEW, a journal pending), then a hand
 //!   edit and a redeploy: rescue takes the pending run over (audit record), logs in with the
 //!   journal's sealed NEW, and ends at verify 0.
+//! - `rescue --reset-auth` when Mongo is on a password nobody knows: its fault and SIGKILL
+//!   matrices (`e2e_support::reset_auth`), each ending at verify 0.
 
 mod docker_support;
 mod e2e_support;
 
 use e2e_support::by_hand::{shorten_health_timeout, sops_set_by_hand};
+use e2e_support::reset_auth;
 use e2e_support::*;
 use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{Identities, SopsFile};
 use komodo_testcontainers::stack::{self, Stack};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -125,21 +127,6 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
     assert_no_leak(&[&hand, &s.env_password], &s.dir.join("state"));
 }
 
-/// Mongo's admin password changed from `from` to `to` behind the tool's back (pymongo).
-fn set_mongo_password(s: &Stack, from: &Secret, to: &Secret) {
-    let script = "import os,pymongo\n\
-c=pymongo.MongoClient('127.0.0.1',int(os.environ['MONGO_PORT']),username='admin',password=os.environ['FROM'],authSource='admin',serverSelectionTimeoutMS=10000)\n\
-c.admin.command('updateUser','admin',pwd=os.environ['TO'])\n";
-    let st = Command::new("python3")
-        .args(["-c", script])
-        .env("MONGO_PORT", s.mongo_port.to_string())
-        .env("FROM", from.expose())
-        .env("TO", to.expose())
-        .status()
-        .unwrap();
-    assert!(st.success(), "updateUser by hand");
-}
-
 /// Issue 18 item 5, the chain of runbooks: a pending db-password run and Mongo on a third
 /// password. resume cannot decide; rescue finds nothing but takes the run over, which opens the
 /// last resort (its effect, compose.env's value set in Mongo, is made here by hand); the
@@ -168,7 +155,7 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
         komodo_rotate::planes::live::Staged::open(j["sealed_secrets"].as_str().unwrap(), &ids)
             .unwrap();
     let third = Secret::generate().unwrap();
-    set_mongo_password(s, &staged.new, &third);
+    reset_auth::set_mongo_password(s, &staged.new, &third);
 
     let res = tool(s, &["resume"], &[]);
     assert_ne!(res.code, Some(0), "{}", res.text());
@@ -189,7 +176,7 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
 
     // no-password-survives.md's set-password: Mongo gets compose.env's value.
     let desired = env_value(s, PW_KEY);
-    set_mongo_password(s, &third, &desired);
+    reset_auth::set_mongo_password(s, &third, &desired);
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
     rescued_to(&f, &rt, &desired);
@@ -201,4 +188,150 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
         "{audit}"
     );
     assert_no_leak(&[&third, &staged.new], &s.dir.join("state"));
+}
+
+/// Issue 20 item 4: `rescue --reset-auth` refuses without consent, then its fault matrix (each
+/// step failing before and after it ran: exit 4, the throw-away removed, mongo running), then
+/// a clean run ends at verify 0.
+#[test]
+fn reset_auth_refuses_without_consent_and_undoes_every_fault() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("reset_auth_faults", "krt-reset-fault", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    let _rm = reset_auth::RemoveThrowaway(reset_auth::throwaway(s));
+    shorten_health_timeout(s);
+    let desired = env_value(s, PW_KEY);
+    let lost = reset_auth::lose(s, &desired);
+    reset_auth::refuses_without_consent(s, &lost);
+    let mut seen = reset_auth::run_faults(s, &desired, &lost);
+    let r = reset_auth::reset(s, "");
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stdout.contains("rescued"), "{}", r.text());
+    rescued_to(&f, &rt, &desired);
+    seen.push(desired);
+    let refs: Vec<&Secret> = seen.iter().collect();
+    e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
+}
+
+/// Issue 20 item 4: `rescue --reset-auth` killed before its first step and after each step;
+/// the next `rescue --reset-auth --yes` finishes it and ends at verify 0 every time.
+#[test]
+fn reset_auth_killed_at_every_step_is_finished_by_the_next_rescue() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("reset_auth_kills", "krt-reset-kill", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    let _rm = reset_auth::RemoveThrowaway(reset_auth::throwaway(s));
+    shorten_health_timeout(s);
+    let desired = env_value(s, PW_KEY);
+    reset_auth::lose(s, &desired);
+    let agreed = |what: &str| {
+        rt.block_on(agreed(&f.engine, s))
+            .unwrap_or_else(|e| panic!("{what}: planes split: {e}"))
+    };
+    reset_auth::run_kills(s, &desired, &agreed);
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git must be installed");
+    assert!(o.status.success(), "git {args:?}: {o:?}");
+}
+
+/// Issue 20 item 4b: after a rotation by the tool, with its own record of the value gone (a lost
+/// state_dir), a hand edit committed to git and the pipeline's `compose up -d` destroy every
+/// live copy: only compose.env's earlier version in its git history logs in. rescue finds it
+/// and ends at verify 0.
+#[test]
+fn rescue_finds_the_password_in_compose_envs_git_history() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture_with(
+        "rescue_git_history",
+        "krt-rescue-githist",
+        |_| {},
+    )) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let r = tool(s, &["rotate", "--secret", "db-password"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    let rotated = env_value(s, PW_KEY);
+    // The operator's checkout tracks compose.env from here on (no remote).
+    git(&s.dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(s.dir.join(".git/info/exclude"), "/*\n!/compose.env\n").unwrap();
+    git(&s.dir, &["config", "user.name", "e2e"]);
+    git(&s.dir, &["config", "user.email", "e2e@example.invalid"]);
+    git(&s.dir, &["add", "compose.env"]);
+    git(&s.dir, &["commit", "-q", "-m", "deploy"]);
+    std::fs::remove_file(s.dir.join("state/last-committed/db-password.age")).unwrap();
+
+    let hand = hand_edit_and_redeploy(&f, &rt, &["up", "-d"]);
+    git(&s.dir, &["commit", "-q", "-am", "a new DB password"]);
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(
+        r.stderr.contains("the password from git history"),
+        "{}",
+        r.text()
+    );
+    rescued_to(&f, &rt, &hand);
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&rotated, &hand, &s.env_password], &[]);
+}
+
+/// Issue 20 items 4 and 7: the pipeline's drift as `rehearsal up --drift=pipeline` makes it (a
+/// hand edit, then `compose up -d` of the whole file: mongo recreated, so its init env holds
+/// compose.env's value too and the old one survives nowhere). rescue finds nothing (exit 3);
+/// `rescue --reset-auth --yes` ends at verify 0.
+#[test]
+fn the_pipelines_drift_is_ended_by_rescue_reset_auth() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    let Some(f) = rt.block_on(fixture_with("rescue_pipeline", "krt-rescue-pipe", |o| {
+        o.drift = true;
+        o.pipeline = true;
+    })) else {
+        return;
+    };
+    let s = &f.stack;
+    let _rm = reset_auth::RemoveThrowaway(reset_auth::throwaway(s));
+    shorten_health_timeout(s);
+    let init = e2e_support::referee::docker_env(&s.mongo, "MONGO_INITDB_ROOT_PASSWORD")
+        .expect("mongo's init env");
+    assert!(init.ct_eq(&s.env_password), "mongo was recreated with B");
+    assert_eq!(
+        pymongo_login(s, &s.mongo_password),
+        0,
+        "its data still on A"
+    );
+    assert_eq!(pymongo_login(s, &s.env_password), 1);
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(
+        r.stderr.contains("no known password logs in"),
+        "{}",
+        r.text()
+    );
+    let r = reset_auth::reset(s, "");
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    rescued_to(&f, &rt, &s.env_password);
+    assert_eq!(
+        pymongo_login(s, &s.mongo_password),
+        1,
+        "A no longer logs in"
+    );
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&s.env_password, &s.mongo_password], &[]);
 }

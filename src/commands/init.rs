@@ -325,4 +325,30 @@ mod tests {
             "mongodb://127.0.0.1:27018/?directConnection=true"
         );
     }
+
+    /// Issue 20 item 7: Komodo's official file publishes core as `9120:9120` (every address,
+    /// both families, as the engine reports it). init leaves `[health] core_url` unset, and the
+    /// proof then probes core's published 9120 on loopback: port 9120 here.
+    #[test]
+    fn the_official_9120_shape_leaves_core_url_to_the_published_port() {
+        use bollard::models::{ContainerInspectResponse, NetworkSettings, PortBinding};
+        let cfg = load(&render(&found("komodo", Some(27017))));
+        assert_eq!(cfg.health.core_url, "", "init writes no core_url");
+        let bind = |ip: &str| PortBinding {
+            host_ip: Some(ip.into()),
+            host_port: Some("9120".into()),
+        };
+        let core = crate::docker::ContainerInfo::from_inspect(&ContainerInspectResponse {
+            name: Some("/komodo-core-1".into()),
+            network_settings: Some(NetworkSettings {
+                ports: Some(std::collections::HashMap::from([(
+                    "9120/tcp".to_string(),
+                    Some(vec![bind("0.0.0.0"), bind("::")]),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(core.loopback_port("9120/tcp"), Some(9120));
+    }
 }

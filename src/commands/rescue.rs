@@ -17,12 +17,21 @@ use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
 use crate::txn::new_journal;
 
+mod git_history;
+mod reset_auth;
 mod takeover;
 
 pub const RUNBOOK_NO_PASSWORD: &str = "runbooks/no-password-survives.md";
 
 pub fn run(args: RescueArgs) -> Result<i32> {
     let cfg = Config::load(args.config.config.as_deref())?;
+    if args.reset_auth && !args.dry_run {
+        let stdin_taken = args
+            .prior_password_from
+            .as_deref()
+            .is_some_and(|p| p.as_os_str() == "-");
+        reset_auth::refuse_without_consent(args.yes, stdin_taken)?;
+    }
     // Read stdin before anything else, so a prompt-less pipe is consumed once.
     let prior = match &args.prior_password_from {
         Some(p) => Some(read_prior(p)?),
@@ -50,7 +59,10 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     // A pending run of this deployment is taken over (runbooks/no-password-survives.md's way
     // out): its sealed OLD and NEW are candidates, and it is replaced only once rescue is
     // about to act. Any other pending run still refuses.
-    let pending = takeover::pending_of(cfg)?;
+    // A reset-auth a kill interrupted is finished first (throw-away removed, mongo started):
+    // this run then recreates every holder and proves the planes agree.
+    let recovered = reset_auth::recover(cfg).await?;
+    let mut pending = takeover::pending_of(cfg)?;
     if pending.is_none() {
         execute::refuse_if_pending(cfg)?;
     }
@@ -81,7 +93,14 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             keys.compose_password_key
         )));
     }
-    let (old, plan) = match login_works(&target, &desired).await {
+    let first = if recovered {
+        reset_auth::wait_answering(&target, &desired).await?
+    } else {
+        login_works(&target, &desired).await
+    };
+    let mut needs_reset = false;
+    let mut return_plan = None;
+    let (old, plan) = match first {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value
             // need a recreate.
@@ -97,6 +116,11 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 })
                 .map(|c| c.name.clone())
                 .collect();
+            let stale = if recovered {
+                all_holders.clone()
+            } else {
+                stale
+            };
             if stale.is_empty() {
                 // Nothing for rescue to do, so nothing to take over: a pending run is resume's
                 // (exit 3 naming it), never hidden behind "nothing to rescue" (the campaign's
@@ -104,6 +128,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 if pending.is_some() {
                     execute::refuse_if_pending(cfg)?;
                 }
+                reset_auth::finish(cfg)?;
                 println!("nothing to rescue: compose.env's password logs in and every container holds it");
                 return Ok(0);
             }
@@ -115,16 +140,31 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
         LoginOutcome::Rejected => {
             let mut ladder = takeover::tool_records(cfg, &env.ids, pending.as_ref());
+            ladder.extend(git_history::candidates(
+                cfg,
+                &env.ids,
+                &keys.compose_password_key,
+            ));
             ladder.extend(candidates(cfg, &env, &dk, &keys, prior));
             let old = match climb(&target, &ladder, &desired).await? {
                 Ok(old) => old,
+                Err(_) if args.reset_auth => {
+                    // The last resort, run below once the pre-flight passed: compose.env's
+                    // value is set in Mongo, then every holder is recreated and proven.
+                    needs_reset = true;
+                    let mut plan = vec![steps::snapshot()];
+                    plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
+                    plan.push(steps::commit());
+                    return_plan = Some(plan);
+                    desired.clone()
+                }
                 Err(none) => {
                     // No value logs in, the pending run's own included: its resume cannot
                     // decide either. Taking it over (journal kept) opens the last resort.
                     if let Some(p) = &pending {
                         takeover::take_over(cfg, p, "no known password logs in to MongoDB")?;
                         return Err(Error::Precondition(format!(
-                            "{}; the pending run {} was taken over (its journal kept in {}), so `mongo set-password --config` is open; nothing else was changed",
+                            "{}; the pending run {} was taken over (its journal kept in {}), so `rescue --reset-auth` is open; nothing else was changed",
                             none.replace("; nothing was changed", ""),
                             p.run_id,
                             takeover::archive_dir(cfg, p).display()
@@ -133,9 +173,12 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                     return Err(Error::Precondition(none));
                 }
             };
-            let mut plan = vec![steps::snapshot(), steps::change_db()];
-            plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
-            plan.push(steps::commit());
+            let plan = return_plan.unwrap_or_else(|| {
+                let mut plan = vec![steps::snapshot(), steps::change_db()];
+                plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
+                plan.push(steps::commit());
+                plan
+            });
             (old, plan)
         }
     };
@@ -148,9 +191,30 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             .await?;
     }
     if args.dry_run {
+        if needs_reset {
+            reset_auth::print_plan(&dk.mongo.name);
+        }
         steps::print_plan(&plan);
         println!("pre-flight: ok; nothing changed (--dry-run)");
         return Ok(0);
+    }
+    if needs_reset {
+        reset_auth::ask(args.yes, &dk.mongo.name)?;
+        if let Some(p) = pending.take() {
+            takeover::take_over(
+                cfg,
+                &p,
+                "no known password logs in; rescue --reset-auth sets compose.env's",
+            )?;
+        }
+        reset_auth::reset(cfg, &dk.engine, &dk.mongo, &target, &desired).await?;
+        if reset_auth::wait_answering(&target, &desired).await? != LoginOutcome::Accepted {
+            return Err(Error::Precondition(format!(
+                "after reset-auth {} still refuses compose.env's password",
+                dk.mongo.name
+            ))
+            .with_change_note(crate::error::Changed::Unknown, ""));
+        }
     }
     let staged = Staged { old, new: desired };
     let context = RunContext {
@@ -188,6 +252,9 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     };
     let code = execute::execute(live, journal, staged, Direction::Forward).await?;
     if code == crate::error::exit::OK {
+        if recovered || needs_reset {
+            reset_auth::finish(cfg)?;
+        }
         println!(
             "rescued: MongoDB, compose.env and the containers agree on compose.env's password"
         );
@@ -308,7 +375,7 @@ async fn climb(
         }
     }
     Ok(Err(format!(
-        "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Follow {RUNBOOK_NO_PASSWORD}",
+        "no known password logs in to MongoDB at {} as {}; tried: compose.env, {}; nothing was changed. Run `komodo-rotate rescue --reset-auth` ({RUNBOOK_NO_PASSWORD})",
         target.server(),
         target.user,
         if sources.is_empty() { "no other source".to_string() } else { sources.join(", ") }

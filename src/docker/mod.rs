@@ -14,6 +14,7 @@ pub mod image;
 pub mod inspect;
 pub mod project;
 pub mod recreate;
+pub mod throwaway;
 pub mod uri;
 
 pub use crashloop::{CrashLoop, Signature};

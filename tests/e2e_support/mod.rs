@@ -10,6 +10,7 @@ pub mod fired;
 pub mod leak;
 pub mod matrix;
 pub mod referee;
+pub mod reset_auth;
 pub mod undecided;
 
 use crate::docker_support::{engine_or_skip, images, Cleanup};

@@ -1,4 +1,8 @@
-//! `rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//! `rehearsal up|down|status|images [--drift[=seed|pipeline]] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//!
+//! `--drift` (`=seed`): mongo initialised with A, then compose.env changed to B and only core
+//! and periphery redeployed (the seed incident). `--drift=pipeline`: the same edit, then `compose
+//! up -d` of the whole file, which recreates mongo too (a deploy pipeline's redeploy).
 //!
 //! Brings a Komodo-shaped deployment up on the local engine (see `komodo_testcontainers::stack`).
 //! The stand-in binaries are looked up next to this executable; the `testcontainers/rehearsal`
@@ -11,11 +15,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
+    "usage: rehearsal up|down|status|images [--drift[=seed|pipeline]] [--generation v1|v2] [--project NAME] [--dir DIR]";
 
 struct Args {
     cmd: String,
     drift: bool,
+    pipeline: bool,
     generation: Generation,
     project: String,
     dir: PathBuf,
@@ -26,6 +31,7 @@ fn parse() -> Result<Args, String> {
     let mut a = Args {
         cmd: String::new(),
         drift: false,
+        pipeline: false,
         generation: Generation::V2,
         project: "komodo".into(),
         dir: PathBuf::from(".rehearsal"),
@@ -37,7 +43,11 @@ fn parse() -> Result<Args, String> {
         };
         match x.as_str() {
             "up" | "down" | "status" | "images" if a.cmd.is_empty() => a.cmd = x,
-            "--drift" => a.drift = true,
+            "--drift" | "--drift=seed" => a.drift = true,
+            "--drift=pipeline" => {
+                a.drift = true;
+                a.pipeline = true;
+            }
             "--generation" => a.generation = val("--generation")?.parse()?,
             "--project" => a.project = val("--project")?,
             "--dir" => a.dir = PathBuf::from(val("--dir")?),
@@ -84,12 +94,15 @@ async fn run(a: Args) -> Result<(), String> {
         "up" => {
             let mut opts = StackOptions::new(&a.project, &a.dir, &bin_dir);
             opts.drift = a.drift;
+            opts.pipeline = a.pipeline;
             opts.generation = a.generation;
             let s = stack::up(&engine, &opts).await?;
             println!(
                 "rehearsal {} up{}: {} (127.0.0.1:{}), {} (127.0.0.1:{}), {}",
                 s.project,
-                if a.drift {
+                if a.pipeline {
+                    " with the pipeline's drift (mongo recreated, core crash-looping)"
+                } else if a.drift {
                     " with drift (core crash-looping)"
                 } else {
                     ""

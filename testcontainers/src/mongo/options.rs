@@ -285,6 +285,22 @@ mod tests {
         }
     }
 
+    /// As mongod: access control only with `--auth` (`None` leaves it to the image's rule,
+    /// on exactly when the root user's init variables are set: `rescue --reset-auth`'s
+    /// throw-away has none and drops `--auth`, so it runs without).
+    #[test]
+    fn access_control_is_on_only_when_asked() {
+        assert_eq!(
+            run(&["--quiet", "--wiredTigerCacheSizeGB", "0.25"])
+                .unwrap()
+                .cfg
+                .auth,
+            None
+        );
+        assert_eq!(run(&["--auth"]).unwrap().cfg.auth, Some(true));
+        assert_eq!(run(&["--noauth"]).unwrap().cfg.auth, Some(false));
+    }
+
     #[test]
     fn missing_and_bad_values_are_refused() {
         let e = run(&["--wiredTigerCacheSizeGB"]).unwrap_err();

@@ -112,6 +112,10 @@ pub struct StackOptions {
     pub dir: PathBuf,
     pub generation: Generation,
     pub drift: bool,
+    /// With `drift`: the pipeline's shape instead of the seed's. compose.env changed by hand,
+    /// then `compose up -d` of the whole file, so mongo is recreated too (its init env now says
+    /// B, its data still A): no container holds A any more.
+    pub pipeline: bool,
     /// Where the stand-in binaries are (a cargo target profile dir).
     pub bin_dir: PathBuf,
     /// How core carries the DB password (default: the plain key only).
@@ -128,6 +132,7 @@ impl StackOptions {
             dir: dir.to_path_buf(),
             generation: Generation::V2,
             drift: false,
+            pipeline: false,
             bin_dir: bin_dir.to_path_buf(),
             core_carrier: CoreCarrier::Plain,
             shapes: false,
@@ -216,6 +221,8 @@ fn write_compose_env(dir: &Path, lines: &[String], recipient: &str) -> Result<()
 /// Drift is made as it happens to users: mongo is first deployed (and initialised) from a
 /// compose.env holding A; then compose.env is changed to B and only core and periphery are
 /// redeployed (`up -d --no-deps core periphery`), so mongo's init env still says A.
+/// With `pipeline`, the redeploy is `up -d` of the whole file (a deploy pipeline's), which
+/// recreates mongo as well: its init env says B too, and A survives nowhere.
 pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     down(engine, &opts.project, Some(&opts.dir)).await?;
     ensure_images(engine, &opts.bin_dir).await?;
@@ -327,7 +334,11 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
         cp.run_ok(&["up", "-d", "mongo"])?;
         wait_tcp(mongo_port, Duration::from_secs(30)).await?;
         write_compose_env(&dir, &compose_env(&env_password), &recipient)?;
-        cp.run_ok(&["up", "-d", "--no-deps", "core", "periphery"])?;
+        if opts.pipeline {
+            cp.run_ok(&["up", "-d"])?;
+        } else {
+            cp.run_ok(&["up", "-d", "--no-deps", "core", "periphery"])?;
+        }
     } else {
         cp.run_ok(&["up", "-d"])?;
     }
