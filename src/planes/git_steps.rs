@@ -239,8 +239,14 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             let Some((remote, branch)) = &t.push else {
                 return Ok(());
             };
-            // Pushing what the remote already has is a no-op, and a retry replays only commits
-            // the remote lacks: a replay after a crash needs no separate check.
+            // Ours already on the remote branch (a replay after a crash, or somebody's own
+            // push took it along and the branch moved on since): done. Pushing HEAD again
+            // would be refused as stale and roll back into a revert that conflicts.
+            repo.fetch(remote)?;
+            if ours_in(&repo, j, &format!("refs/remotes/{remote}/{branch}"))?.is_some() {
+                return Ok(());
+            }
+            // A retry replays only commits the remote lacks.
             push_with_one_retry(&repo, &t.path, remote, branch)?;
             // A retry replays our commit onto the moved branch (a new id): record it.
             our_commit(&repo, j, dir)?;

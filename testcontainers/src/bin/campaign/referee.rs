@@ -85,6 +85,9 @@ pub struct View {
     pub containers: Vec<Ctr>,
     pub git: GitView,
     pub journal: bool,
+    /// The pending journal's secret kind (its `secret` field), to know which keys a `resume`
+    /// answers for.
+    pub journal_kind: Option<String>,
     pub core_serving: bool,
 }
 
@@ -427,6 +430,10 @@ impl Referee {
             containers,
             git: self.git(),
             journal: self.dir.join("state/journal/current.json").exists(),
+            journal_kind: std::fs::read(self.dir.join("state/journal/current.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|j| j["secret"].as_str().map(String::from)),
             core_serving: self.core_serving(),
         }
     }
