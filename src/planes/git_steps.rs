@@ -216,6 +216,30 @@ fn guard_work_tree(
     )))
 }
 
+/// git-commit commits only what this run's last write-env wrote: a colleague's `sops set` that
+/// read the file before write-env and wrote it back after would otherwise go out under our
+/// trailer, and a rollback's revert would take their edit away with ours.
+fn refuse_foreign_bytes(t: &GitTarget, j: &Journal, dir: &Path) -> Result<()> {
+    let Some(step) = j
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.step.is(steps::WRITE_ENV))
+        .map(|r| &r.step)
+    else {
+        return Ok(());
+    };
+    let file = t.worktree.join(&t.path);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    if super::context::wrote_exactly(dir, step, &bytes)? {
+        return Ok(());
+    }
+    Err(Error::Precondition(format!(
+        "{} changed under the run (it holds another edit than what this run wrote): not committed, the edit is kept",
+        file.display()
+    )))
+}
+
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
     let ctx = RunContext::of(j)?;
@@ -232,6 +256,7 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                 // The file already equals HEAD's: there is nothing of ours to commit.
                 return Ok(());
             }
+            refuse_foreign_bytes(t, j, dir)?;
             let id = repo.commit_file(&t.path, &message(cfg, j))?;
             write_id(dir, COMMIT_ID_FILE, &id)
         }

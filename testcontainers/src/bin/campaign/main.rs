@@ -23,7 +23,7 @@ use std::time::Instant;
 use tool::Tool;
 use world::World;
 
-const USAGE: &str = "usage: campaign --seed N|random (--ops N | --script FILE) [--kinds LIST] [--tool PATH] [--no-shrink] [--keep] [--plan] [--cover]";
+const USAGE: &str = "usage: campaign --seed N|random (--ops N | --script FILE) [--kinds LIST] [--variant mongo|v1] [--tool PATH] [--no-shrink] [--keep] [--plan] [--cover]";
 pub(crate) const DEFAULT_KINDS: &str =
     "db-password,jwt-secret,webhook-secret,env:REHEARSAL_API_TOKEN";
 
@@ -41,6 +41,8 @@ struct Args {
     /// A directed sequence (`--script FILE`, operations as the campaign prints them) instead
     /// of the seed's draw; `--ops N` then runs its first N.
     script: Option<(PathBuf, Vec<Op>)>,
+    /// The rehearsal stack: `mongo` (Komodo v2 on MongoDB, the default) or `v1`.
+    variant: referee::Variant,
 }
 
 fn parse() -> Result<Args, String> {
@@ -54,6 +56,7 @@ fn parse() -> Result<Args, String> {
         plan: false,
         cover: false,
         script: None,
+        variant: referee::Variant::Mongo,
     };
     let mut seed = None;
     let mut it = std::env::args().skip(1);
@@ -90,6 +93,7 @@ fn parse() -> Result<Args, String> {
             "--keep" => a.keep = true,
             "--plan" => a.plan = true,
             "--cover" => a.cover = true,
+            "--variant" => a.variant = val("--variant")?.parse()?,
             "--script" => {
                 let p = PathBuf::from(val("--script")?);
                 let text = std::fs::read_to_string(&p)
@@ -224,12 +228,18 @@ fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
         .unwrap()
         .to_path_buf();
     let engine = rt.block_on(Engine::connect()).map_err(|e| e.to_string())?;
-    let opts = StackOptions::new(&project, &work.join("host"), &bin_dir);
+    let mut opts = StackOptions::new(&project, &work.join("host"), &bin_dir);
+    referee::set_variant(a.variant);
+    opts.generation = match a.variant {
+        referee::Variant::Mongo => stack::Generation::V2,
+        referee::Variant::V1 => stack::Generation::V1,
+    };
     eprintln!(
-        "campaign: seed {}, {} ops, kinds {}, tool {}",
+        "campaign: seed {}, {} ops, kinds {}, variant {:?}, tool {}",
         a.seed,
         a.ops,
         a.kinds.join(","),
+        a.variant,
         bin.display()
     );
     let t0 = Instant::now();

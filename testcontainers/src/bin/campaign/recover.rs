@@ -27,7 +27,7 @@ impl Campaign {
             let d = v.drift();
             let db = d
                 .iter()
-                .any(|x| x.contains("mongo rejects") || x.contains("DATABASE_PASSWORD"));
+                .any(|x| x.contains("mongo rejects") || x.contains(crate::referee::db_key()));
             let holders = d
                 .iter()
                 .any(|x| x.contains("holds another") || x.contains(" is "));
@@ -103,13 +103,17 @@ impl Campaign {
             i + 1
         ));
         let body = format!(
-            "#!/bin/sh\n# replays {what} found by the campaign: seed {}, the first {} operations\nexec {} --seed {} --ops {} --kinds {}{}{} --no-shrink \"$@\"\n",
+            "#!/bin/sh\n# replays {what} found by the campaign: seed {}, the first {} operations\nexec {} --seed {} --ops {} --kinds {} --variant {}{}{} --no-shrink \"$@\"\n",
             self.seed,
             i + 1,
             std::env::var("CAMPAIGN_WRAPPER").unwrap_or_else(|_| std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()),
             self.seed,
             i + 1,
             self.kinds.join(","),
+            match crate::referee::variant() {
+                crate::referee::Variant::Mongo => "mongo",
+                crate::referee::Variant::V1 => "v1",
+            },
             if self.cover { " --cover" } else { "" },
             self.script
                 .as_ref()
@@ -144,6 +148,11 @@ pub fn shrink(a: &Args, bad: u64) {
             "--no-shrink",
             "--kinds",
             &a.kinds.join(","),
+            "--variant",
+            match a.variant {
+                crate::referee::Variant::Mongo => "mongo",
+                crate::referee::Variant::V1 => "v1",
+            },
         ]);
         if let Some(t) = &a.tool {
             c.arg("--tool").arg(t);
