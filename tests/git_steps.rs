@@ -635,3 +635,54 @@ fn a_push_undo_whose_revert_would_conflict_changes_nothing_and_names_the_file() 
     assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), NEW);
     r.host_clean();
 }
+
+/// The campaign's lockout (random seed 1553303945): a run killed after git-commit, the
+/// operator's own `git push` (of a title edit) takes our commit to origin, a colleague's commit
+/// touching compose.env lands on top, then `resume` rolls forward. git-push is already done
+/// (ours is on the remote branch): replaying it must say so, not push a stale HEAD, get refused
+/// and roll back into a revert that conflicts forever (resume exit 5 on every try).
+#[test]
+fn a_push_replay_finds_ours_on_the_remote_after_someone_else_pushed_it_and_moved_on() {
+    let r = with_write_env("");
+    r.write_env(NEW);
+    r.apply(steps::git_commit()).unwrap();
+    git_ok(&r.f.host, &["push", "-q"]);
+    let theirs = r.f.upstream_commit(
+        &[(REL, "KOMODO_DB=ciphertext-NEW-resealed\n")],
+        "colleague: sops set OTHER",
+    );
+    let host = r.f.head(&r.f.host);
+    r.apply(steps::git_push()).unwrap();
+    assert_eq!(
+        r.f.head(&r.f.origin),
+        theirs,
+        "origin moved, nothing pushed over it"
+    );
+    assert_eq!(r.f.head(&r.f.host), host);
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), NEW);
+    r.host_clean();
+}
+
+/// The campaign's random seed 2967158084, op 5: a colleague's `sops set` of another key read
+/// compose.env before write-env and wrote it back after (ours lost, theirs in). git-commit
+/// committed that file under our trailer, so the rollback's revert took the colleague's edit
+/// away too. git-commit commits only the bytes this run wrote; anything else fails the step
+/// (nothing committed) and the edit stays in the work tree.
+#[test]
+fn git_commit_refuses_a_file_that_is_not_what_write_env_wrote() {
+    let r = with_write_env("");
+    let head = r.f.head(&r.f.host);
+    let theirs = "KOMODO_DB=ciphertext-OLD-with-a-colleagues-title\n";
+    std::fs::write(r.f.host.join(REL), theirs).unwrap();
+    let e = r.apply(steps::git_commit()).unwrap_err().to_string();
+    assert!(
+        e.contains("changed under the run") && !e.contains('\n'),
+        "{e}"
+    );
+    assert_eq!(r.f.head(&r.f.host), head, "nothing committed");
+    assert_eq!(std::fs::read_to_string(r.f.host.join(REL)).unwrap(), theirs);
+    // What write-env wrote is committed as before.
+    std::fs::write(r.f.host.join(REL), NEW).unwrap();
+    r.apply(steps::git_commit()).unwrap();
+    assert_ne!(r.f.head(&r.f.host), head);
+}

@@ -216,6 +216,30 @@ fn guard_work_tree(
     )))
 }
 
+/// git-commit commits only what this run's last write-env wrote: a colleague's `sops set` that
+/// read the file before write-env and wrote it back after would otherwise go out under our
+/// trailer, and a rollback's revert would take their edit away with ours.
+fn refuse_foreign_bytes(t: &GitTarget, j: &Journal, dir: &Path) -> Result<()> {
+    let Some(step) = j
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.step.is(steps::WRITE_ENV))
+        .map(|r| &r.step)
+    else {
+        return Ok(());
+    };
+    let file = t.worktree.join(&t.path);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    if super::context::wrote_exactly(dir, step, &bytes)? {
+        return Ok(());
+    }
+    Err(Error::Precondition(format!(
+        "{} changed under the run (it holds another edit than what this run wrote): not committed, the edit is kept",
+        file.display()
+    )))
+}
+
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
     let ctx = RunContext::of(j)?;
@@ -232,6 +256,7 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                 // The file already equals HEAD's: there is nothing of ours to commit.
                 return Ok(());
             }
+            refuse_foreign_bytes(t, j, dir)?;
             let id = repo.commit_file(&t.path, &message(cfg, j))?;
             write_id(dir, COMMIT_ID_FILE, &id)
         }
@@ -239,8 +264,14 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             let Some((remote, branch)) = &t.push else {
                 return Ok(());
             };
-            // Pushing what the remote already has is a no-op, and a retry replays only commits
-            // the remote lacks: a replay after a crash needs no separate check.
+            // Ours already on the remote branch (a replay after a crash, or somebody's own
+            // push took it along and the branch moved on since): done. Pushing HEAD again
+            // would be refused as stale and roll back into a revert that conflicts.
+            repo.fetch(remote)?;
+            if ours_in(&repo, j, &format!("refs/remotes/{remote}/{branch}"))?.is_some() {
+                return Ok(());
+            }
+            // A retry replays only commits the remote lacks.
             push_with_one_retry(&repo, &t.path, remote, branch)?;
             // A retry replays our commit onto the moved branch (a new id): record it.
             our_commit(&repo, j, dir)?;

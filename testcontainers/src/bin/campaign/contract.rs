@@ -1,6 +1,6 @@
 //! The contract, checked on the referee's views before and after a tool run.
 
-use crate::referee::{kind_keys, MongoView, View, DB_KEY};
+use crate::referee::{db_key, kind_keys, MongoView, View};
 use crate::tool::Run;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -139,7 +139,27 @@ pub fn judge(
         }
         (Cmd::Rotate | Cmd::Rescue | Cmd::Resume | Cmd::RepoUnblock, 0) => {
             if cmd != Cmd::RepoUnblock {
-                let d = agreed(after);
+                // A split the world made before the run in keys the run does not answer for
+                // (a hand-edited DB password before a jwt-secret rotation, a holder drift of
+                // another kind) is not the run's, as for exit 4; one in its own keys always is.
+                let own: Vec<&str> = match cmd {
+                    Cmd::Rotate => kinds.iter().flat_map(|k| kind_keys(k)).collect(),
+                    Cmd::Rescue => vec![db_key()],
+                    _ => before
+                        .journal_kind
+                        .as_deref()
+                        .map(kind_keys)
+                        .unwrap_or_else(|| crate::referee::SECRET_KEYS.to_vec()),
+                };
+                let mine = |x: &String| {
+                    own.iter().any(|k| x.contains(k))
+                        || own.contains(&db_key()) && x.contains("mongo rejects")
+                };
+                let was = agreed(before);
+                let d: Vec<String> = agreed(after)
+                    .into_iter()
+                    .filter(|x| !was.contains(x) || mine(x))
+                    .collect();
                 if !d.is_empty() {
                     // resume with nothing to resume is allowed to leave the world as it was.
                     let idle = cmd == Cmd::Resume
@@ -229,14 +249,15 @@ pub fn judge(
             if after.journal {
                 v.push("exit 7 with a journal pending".into());
             }
-            if after.core_serving && after.drift().is_empty() {
+            // A transient fault of the world during the run (Mongo stopped a while) is such a
+            // problem while it lasts; healed by the time the referee looks, it leaves no trace.
+            if after.core_serving && after.drift().is_empty() && !faulted {
                 v.push("exit 7 but core serves and the referee sees no drift".into());
             }
         }
         (_, 6) => v.push("exit 6 (locked) with no other run".into()),
         (c, code) => v.push(format!("{c:?} exit {code} is outside its contract")),
     }
-    let _ = DB_KEY;
     v
 }
 
@@ -248,10 +269,8 @@ pub fn leaks(secrets: &BTreeSet<String>, run: Option<&Run>, dir: &Path) -> Vec<S
     if let Some(r) = run {
         hay.push(("stdout".into(), r.stdout.clone().into_bytes()));
         hay.push(("stderr".into(), r.stderr.clone().into_bytes()));
-        for s in &r.proc_samples {
-            let label =
-                String::from_utf8_lossy(s.split(|b| *b == 0).next().unwrap_or(b"")).into_owned();
-            hay.push((format!("/proc argv/environ of {label}"), s.clone()));
+        for (label, s) in &r.proc_samples {
+            hay.push((format!("/proc: {label}"), s.clone()));
         }
     }
     for f in walk(dir) {
@@ -268,6 +287,17 @@ pub fn leaks(secrets: &BTreeSet<String>, run: Option<&Run>, dir: &Path) -> Vec<S
         }
     }
     let mut found = Vec::new();
+    // The age private key: the tool holds it (its environment, the key file); nothing else may.
+    if let Some(age) = crate::tool::age_secret(&dir.join("age.key")) {
+        for (where_, bytes) in &hay {
+            if where_ == "/proc: environ of the tool" || where_ == "file age.key" {
+                continue;
+            }
+            if bytes.windows(age.len()).any(|w| w == age.as_bytes()) {
+                found.push(format!("the age private key in {where_}"));
+            }
+        }
+    }
     for (where_, bytes) in &hay {
         for s in secrets {
             let n = s.as_bytes();
@@ -316,5 +346,39 @@ mod tests {
         let found = leaks(&secrets, None, dir.path());
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("state/audit.log") && !found[0].contains(&secret));
+    }
+
+    #[test]
+    fn the_age_key_may_be_in_the_tool_and_its_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "AGE-SECRET-KEY-1QQQQTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTQQ";
+        std::fs::write(
+            dir.path().join("age.key"),
+            format!("# public key: age1x\n{key}\n"),
+        )
+        .unwrap();
+        let none = BTreeSet::new();
+        let run = |label: &str| Run {
+            args: vec![],
+            code: Some(0),
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            proc_samples: [(
+                label.to_string(),
+                format!("PATH=/bin\0SOPS_AGE_KEY={key}\0").into_bytes(),
+            )]
+            .into(),
+            secs: 0.0,
+            hung: false,
+        };
+        assert!(leaks(&none, Some(&run("environ of the tool")), dir.path()).is_empty());
+        let found = leaks(&none, Some(&run("environ of child git")), dir.path());
+        assert_eq!(
+            found,
+            vec!["the age private key in /proc: environ of child git".to_string()]
+        );
+        std::fs::write(dir.path().join("notes"), key).unwrap();
+        assert_eq!(leaks(&none, None, dir.path()).len(), 1);
     }
 }

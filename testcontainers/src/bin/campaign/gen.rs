@@ -66,6 +66,9 @@ pub enum Op {
     RotateForeignSet {
         kind: String,
         delay_ms: u64,
+        /// In a failpoints build, sometimes the run also fails `before:` step N (index into
+        /// the plan, modulo its length): the rollback meets the colleague's edit.
+        fail_at: Option<u64>,
     },
     /// `rotate` with a transient fault in the world during the run.
     RotateDuring {
@@ -115,8 +118,16 @@ impl fmt::Display for Op {
                 if *after { "after" } else { "before" },
                 if *crash { " crash" } else { "" }
             ),
-            Op::RotateForeignSet { kind, delay_ms } => {
-                write!(f, "rotate {kind} + foreign sops set @{delay_ms}ms")
+            Op::RotateForeignSet {
+                kind,
+                delay_ms,
+                fail_at,
+            } => {
+                write!(f, "rotate {kind} + foreign sops set @{delay_ms}ms")?;
+                match fail_at {
+                    Some(n) => write!(f, " + failpoint before#{n}"),
+                    None => Ok(()),
+                }
             }
             Op::RotateDuring { kind, fault } => write!(f, "rotate {kind} during {fault:?}"),
             Op::Rescue => write!(f, "rescue"),
@@ -242,10 +253,16 @@ pub fn op(seed: u64, i: u64, kinds: &[String], failpoints: bool) -> Op {
             kinds: vec![kind],
             delay_ms: 200 + r.below(4000),
         },
-        32..=34 => Op::RotateForeignSet {
-            kind,
-            delay_ms: 100 + r.below(3000),
-        },
+        32..=34 => {
+            let delay_ms = 100 + r.below(3000);
+            // Drawn after the others: the other operations' draws stay as they were.
+            let fail_at = (failpoints && r.chance(40)).then(|| r.below(16));
+            Op::RotateForeignSet {
+                kind,
+                delay_ms,
+                fail_at,
+            }
+        }
         35..=36 => Op::RotateDuring {
             kind,
             fault: Transient::MongoStopped,

@@ -8,6 +8,7 @@ mod gen;
 mod ops;
 mod recover;
 mod referee;
+mod script;
 mod tool;
 mod view;
 mod world;
@@ -22,9 +23,9 @@ use std::time::Instant;
 use tool::Tool;
 use world::World;
 
-const USAGE: &str =
-    "usage: campaign --seed N|random --ops N [--kinds LIST] [--tool PATH] [--no-shrink] [--keep] [--plan] [--cover]";
-const DEFAULT_KINDS: &str = "db-password,jwt-secret,webhook-secret,env:REHEARSAL_API_TOKEN";
+const USAGE: &str = "usage: campaign --seed N|random (--ops N | --script FILE) [--kinds LIST] [--variant mongo|v1] [--tool PATH] [--no-shrink] [--keep] [--plan] [--cover]";
+pub(crate) const DEFAULT_KINDS: &str =
+    "db-password,jwt-secret,webhook-secret,env:REHEARSAL_API_TOKEN";
 
 struct Args {
     seed: u64,
@@ -37,6 +38,11 @@ struct Args {
     plan: bool,
     /// The first operations are one of each family.
     cover: bool,
+    /// A directed sequence (`--script FILE`, operations as the campaign prints them) instead
+    /// of the seed's draw; `--ops N` then runs its first N.
+    script: Option<(PathBuf, Vec<Op>)>,
+    /// The rehearsal stack: `mongo` (Komodo v2 on MongoDB, the default) or `v1`.
+    variant: referee::Variant,
 }
 
 fn parse() -> Result<Args, String> {
@@ -49,6 +55,8 @@ fn parse() -> Result<Args, String> {
         keep: false,
         plan: false,
         cover: false,
+        script: None,
+        variant: referee::Variant::Mongo,
     };
     let mut seed = None;
     let mut it = std::env::args().skip(1);
@@ -85,17 +93,42 @@ fn parse() -> Result<Args, String> {
             "--keep" => a.keep = true,
             "--plan" => a.plan = true,
             "--cover" => a.cover = true,
+            "--variant" => a.variant = val("--variant")?.parse()?,
+            "--script" => {
+                let p = PathBuf::from(val("--script")?);
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| format!("--script {}: {e}", p.display()))?;
+                let ops =
+                    script::parse(&text).map_err(|e| format!("--script {}: {e}", p.display()))?;
+                a.script = Some((p, ops));
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unexpected argument {o:?}\n{USAGE}")),
         }
     }
     a.seed = seed.ok_or(format!("--seed is required\n{USAGE}"))?;
+    if let Some((_, ops)) = &mut a.script {
+        if a.ops == 0 || a.ops > ops.len() as u64 {
+            a.ops = ops.len() as u64;
+        }
+        ops.truncate(a.ops as usize);
+    }
     if a.ops == 0 || a.kinds.is_empty() {
         return Err(format!(
             "--ops N (N > 0) and a non-empty --kinds are required\n{USAGE}"
         ));
     }
     Ok(a)
+}
+
+impl Args {
+    /// The operations to run: the script's, else the seed's draw.
+    fn sequence(&self, failpoints: bool) -> Vec<Op> {
+        match &self.script {
+            Some((_, ops)) => ops.clone(),
+            None => gen::sequence(self.seed, self.ops, &self.kinds, failpoints, self.cover),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -113,8 +146,9 @@ fn main() -> ExitCode {
             config: PathBuf::new(),
             lock_dir: PathBuf::new(),
             tmp: PathBuf::new(),
+            age_env: None,
         };
-        let ops = gen::sequence(a.seed, a.ops, &a.kinds, t.failpoints_build(), a.cover);
+        let ops = a.sequence(t.failpoints_build());
         let mut seen = std::collections::BTreeSet::new();
         for (i, op) in ops.iter().enumerate() {
             println!("{:>3}. {op}", i + 1);
@@ -172,6 +206,7 @@ struct Campaign {
     work: PathBuf,
     kinds: Vec<String>,
     cover: bool,
+    script: Option<PathBuf>,
 }
 
 fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
@@ -193,12 +228,18 @@ fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
         .unwrap()
         .to_path_buf();
     let engine = rt.block_on(Engine::connect()).map_err(|e| e.to_string())?;
-    let opts = StackOptions::new(&project, &work.join("host"), &bin_dir);
+    let mut opts = StackOptions::new(&project, &work.join("host"), &bin_dir);
+    referee::set_variant(a.variant);
+    opts.generation = match a.variant {
+        referee::Variant::Mongo => stack::Generation::V2,
+        referee::Variant::V1 => stack::Generation::V1,
+    };
     eprintln!(
-        "campaign: seed {}, {} ops, kinds {}, tool {}",
+        "campaign: seed {}, {} ops, kinds {}, variant {:?}, tool {}",
         a.seed,
         a.ops,
         a.kinds.join(","),
+        a.variant,
         bin.display()
     );
     let t0 = Instant::now();
@@ -217,9 +258,10 @@ fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
         config: s.config(),
         lock_dir: world.lock_dir.clone(),
         tmp: s.dir.join("tmp"),
+        age_env: tool::age_secret(&s.dir.join("age.key")),
     };
     let failpoints = tool.failpoints_build();
-    let ops = gen::sequence(a.seed, a.ops, &a.kinds, failpoints, a.cover);
+    let ops = a.sequence(failpoints);
     let mut c = Campaign {
         seed: a.seed,
         tool,
@@ -230,6 +272,7 @@ fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
         work: work.clone(),
         kinds: a.kinds.clone(),
         cover: a.cover,
+        script: a.script.as_ref().map(|(p, _)| p.clone()),
     };
     let out = c.go(a);
     if !a.keep {

@@ -34,7 +34,10 @@ impl Campaign {
         if cmd == Cmd::Rotate && r.code == Some(0) && v.is_empty() {
             // verify 0 right after a committed rotation.
             let vr = self.tool.run(&["verify"], &[], None, None);
-            if vr.code != Some(0) {
+            // verify 0 when the referee sees nothing; drift the world made before the run (in
+            // another kind's keys) may remain, and then verify says 1, as judged for verify.
+            let want = if after.drift().is_empty() { 0 } else { 1 };
+            if vr.code != Some(want) {
                 v.push(format!("verify {:?} right after rotate exit 0", vr.code));
             }
             return (r, v, after).also(vr);
@@ -138,19 +141,42 @@ impl Campaign {
                 v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
                 (vec![r], v, after)
             }
-            Op::RotateForeignSet { kind, delay_ms } => {
+            Op::RotateForeignSet {
+                kind,
+                delay_ms,
+                fail_at,
+            } => {
                 let d = Duration::from_millis(*delay_ms);
                 let file = self.referee.dir.join("compose.env");
                 let key = self.referee.dir.join("age.key");
                 let val = format!("Komodo in flight {:x}", self.world.rng.next());
-                let during: Box<dyn FnOnce() + Send> = Box::new(move || {
-                    std::thread::sleep(d);
-                    let _ = world::sops_set_at(&file, &key, "KOMODO_TITLE", &val);
-                });
+                let landed = std::sync::Arc::new(std::sync::Mutex::new(false));
+                let during: Box<dyn FnOnce() + Send> = {
+                    let (val, landed) = (val.clone(), landed.clone());
+                    Box::new(move || {
+                        std::thread::sleep(d);
+                        let ok = world::sops_set_at(&file, &key, "KOMODO_TITLE", &val).is_ok();
+                        *landed.lock().unwrap() = ok;
+                    })
+                };
+                let steps = match fail_at {
+                    Some(_) => self.steps_of(kind),
+                    None => Vec::new(),
+                };
+                let fp = fail_at
+                    .filter(|_| !steps.is_empty())
+                    .map(|n| format!("before:{}=return", steps[n as usize % steps.len()]));
+                let env: Vec<(&str, &str)> =
+                    fp.iter().map(|f| ("FAILPOINTS", f.as_str())).collect();
                 let r = self
                     .tool
-                    .run(&["rotate", "--secret", kind], &[], None, Some(during));
+                    .run(&["rotate", "--secret", kind], &env, None, Some(during));
                 let after = self.referee.look();
+                // The colleague's edit survives whatever the run did (issue 18 item 1: an undo
+                // restores only over the bytes the run wrote, else exit 5 with the edit kept).
+                let lost = *landed.lock().unwrap()
+                    && after.env.is_ok()
+                    && after.env_value("KOMODO_TITLE") != Some(val.as_str());
                 // The foreign edit changes compose.env: judge values, not bytes.
                 let mut v = judge(
                     Cmd::Rotate,
@@ -179,6 +205,12 @@ impl Campaign {
                     if ours_committed {
                         v.retain(|x| !x.contains("is not committed and pushed"));
                     }
+                }
+                if lost {
+                    v.push(format!(
+                        "exit {:?}: the colleague's KOMODO_TITLE set during the run is gone from compose.env",
+                        r.code
+                    ));
                 }
                 v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
                 let note = self.world.operator_commit("colleague's title edit");

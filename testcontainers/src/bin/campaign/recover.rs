@@ -10,12 +10,14 @@ use std::time::Duration;
 impl Campaign {
     /// The tool's own recovery, as the runbooks say: resume a pending journal, rescue a DB
     /// split, `docker-compose up -d` holders drifted from compose.env, `repo unblock` and the
-    /// blocked-pull runbook's hand steps for the checkout; until verify exits 0 (at most 6
-    /// rounds). Never a hand edit of compose.env or a journal.
+    /// blocked-pull runbook's hand steps for the checkout; until verify exits 0 (at most 8
+    /// rounds; a run `resume` cannot end twice goes to `rescue`, as
+    /// runbooks/interrupted-run.md says). Never a hand edit of compose.env or a journal.
     pub(crate) fn recover(&mut self, view: &View) -> (bool, Vec<Run>, View) {
         let mut runs = Vec::new();
         let mut v = view.clone();
-        for _ in 0..6 {
+        let mut resume_failed = 0;
+        for _ in 0..8 {
             let r = self.tool.run(&["verify"], &[], None, None);
             let code = r.code;
             runs.push(r);
@@ -25,7 +27,7 @@ impl Campaign {
             let d = v.drift();
             let db = d
                 .iter()
-                .any(|x| x.contains("mongo rejects") || x.contains("DATABASE_PASSWORD"));
+                .any(|x| x.contains("mongo rejects") || x.contains(crate::referee::db_key()));
             let holders = d
                 .iter()
                 .any(|x| x.contains("holds another") || x.contains(" is "));
@@ -33,8 +35,19 @@ impl Campaign {
                 || !v.git.pull_blocked.is_empty()
                 || v.git.unpushed_env > 0
                 || v.git.env_uncommitted;
-            if v.journal {
-                runs.push(self.tool.run(&["resume"], &[], None, None));
+            if v.journal && resume_failed < 2 {
+                let r = self.tool.run(&["resume"], &[], None, None);
+                resume_failed = if r.code == Some(5) {
+                    resume_failed + 1
+                } else {
+                    0
+                };
+                runs.push(r);
+            } else if v.journal {
+                // runbooks/interrupted-run.md: "`rescue` is the way to end a run `resume`
+                // cannot" (it takes the pending run over).
+                resume_failed = 0;
+                runs.push(self.tool.run(&["rescue"], &[], None, None));
             } else if v.env.is_err() {
                 break;
             } else if db {
@@ -90,14 +103,22 @@ impl Campaign {
             i + 1
         ));
         let body = format!(
-            "#!/bin/sh\n# replays {what} found by the campaign: seed {}, the first {} operations\nexec {} --seed {} --ops {} --kinds {}{} --no-shrink \"$@\"\n",
+            "#!/bin/sh\n# replays {what} found by the campaign: seed {}, the first {} operations\nexec {} --seed {} --ops {} --kinds {} --variant {}{}{} --no-shrink \"$@\"\n",
             self.seed,
             i + 1,
             std::env::var("CAMPAIGN_WRAPPER").unwrap_or_else(|_| std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()),
             self.seed,
             i + 1,
             self.kinds.join(","),
-            if self.cover { " --cover" } else { "" }
+            match crate::referee::variant() {
+                crate::referee::Variant::Mongo => "mongo",
+                crate::referee::Variant::V1 => "v1",
+            },
+            if self.cover { " --cover" } else { "" },
+            self.script
+                .as_ref()
+                .map(|p| format!(" --script '{}'", p.display()))
+                .unwrap_or_default()
         );
         let script = if let Ok(dir) = std::env::var("CAMPAIGN_REPLAY_DIR") {
             PathBuf::from(dir).join(script.file_name().unwrap())
@@ -127,12 +148,20 @@ pub fn shrink(a: &Args, bad: u64) {
             "--no-shrink",
             "--kinds",
             &a.kinds.join(","),
+            "--variant",
+            match a.variant {
+                crate::referee::Variant::Mongo => "mongo",
+                crate::referee::Variant::V1 => "v1",
+            },
         ]);
         if let Some(t) = &a.tool {
             c.arg("--tool").arg(t);
         }
         if a.cover {
             c.arg("--cover");
+        }
+        if let Some((p, _)) = &a.script {
+            c.arg("--script").arg(p);
         }
         let ok = c
             .stdout(std::process::Stdio::null())

@@ -13,18 +13,70 @@ use std::process::{Command, Stdio};
 /// compose.env keys whose values are secrets (the campaign tracks and scans for them).
 pub const SECRET_KEYS: &[&str] = &[
     "KOMODO_DATABASE_PASSWORD",
+    "KOMODO_DB_PASSWORD",
     "KOMODO_JWT_SECRET",
     "KOMODO_WEBHOOK_SECRET",
     "REHEARSAL_API_TOKEN",
     "KOMODO_PASSKEY",
     "PERIPHERY_PASSKEYS",
 ];
-pub const DB_KEY: &str = "KOMODO_DATABASE_PASSWORD";
+
+/// Which rehearsal stack the campaign runs on (`--variant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Komodo v2 on MongoDB (`KOMODO_DATABASE_*` in compose.env): the default.
+    Mongo,
+    /// Komodo v1.17-1.19 on MongoDB: compose.env holds `KOMODO_DB_*`, compose maps it to
+    /// core's `KOMODO_DATABASE_*` (and env_file copies `KOMODO_DB_*` into both holders).
+    V1,
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mongo" | "v2" => Ok(Variant::Mongo),
+            "v1" => Ok(Variant::V1),
+            // The hook for issue 21: a FerretDB variant needs its stack (StackOptions for the
+            // FerretDB compose file) and a referee that asks PostgreSQL, not pymongo, which
+            // password the database accepts. Until both exist it is refused, never faked.
+            "ferretdb" => Err("--variant ferretdb: no FerretDB rehearsal stack in the campaign yet (issue 21: add its StackOptions in main.rs and a PostgreSQL check beside Referee::mongo)".into()),
+            o => Err(format!("--variant {o:?}: expected mongo (v2) or v1")),
+        }
+    }
+}
+
+static VARIANT: std::sync::OnceLock<Variant> = std::sync::OnceLock::new();
+
+/// Sets the variant once, before the first look.
+pub fn set_variant(v: Variant) {
+    let _ = VARIANT.set(v);
+}
+
+pub fn variant() -> Variant {
+    *VARIANT.get().unwrap_or(&Variant::Mongo)
+}
+
+/// compose.env's DB password key in this variant.
+pub fn db_key() -> &'static str {
+    match variant() {
+        Variant::Mongo => "KOMODO_DATABASE_PASSWORD",
+        Variant::V1 => "KOMODO_DB_PASSWORD",
+    }
+}
+
+/// The compose.env key a container's key comes from (v1 maps `KOMODO_DATABASE_PASSWORD`).
+pub fn env_key_of(container_key: &str) -> &str {
+    match (variant(), container_key) {
+        (Variant::V1, "KOMODO_DATABASE_PASSWORD") => "KOMODO_DB_PASSWORD",
+        (_, k) => k,
+    }
+}
 
 /// compose.env keys a kind rotates.
 pub fn kind_keys(kind: &str) -> Vec<&'static str> {
     match kind {
-        "db-password" => vec![DB_KEY],
+        "db-password" => vec![db_key()],
         "jwt-secret" => vec!["KOMODO_JWT_SECRET"],
         "webhook-secret" => vec!["KOMODO_WEBHOOK_SECRET"],
         "passkey" => vec!["KOMODO_PASSKEY", "PERIPHERY_PASSKEYS"],
@@ -85,6 +137,9 @@ pub struct View {
     pub containers: Vec<Ctr>,
     pub git: GitView,
     pub journal: bool,
+    /// The pending journal's secret kind (its `secret` field), to know which keys a `resume`
+    /// answers for.
+    pub journal_kind: Option<String>,
     pub core_serving: bool,
 }
 
@@ -222,10 +277,11 @@ impl Referee {
     }
 
     pub fn learn(&mut self, key: &str, v: &str) {
-        if v.len() >= 8 {
+        // `${KEY}` (v1's PERIPHERY_PASSKEYS) is a reference compose interpolates, not a value.
+        if v.len() >= 8 && !(v.starts_with("${") && v.ends_with('}')) {
             self.secrets.insert(v.to_string());
         }
-        if key == DB_KEY && !self.db_history.iter().any(|x| x == v) {
+        if env_key_of(key) == db_key() && !self.db_history.iter().any(|x| x == v) {
             self.db_history.push(v.to_string());
         }
     }
@@ -419,7 +475,7 @@ impl Referee {
                 self.learn(k, v);
             }
         }
-        let first = env.as_ref().ok().and_then(|e| e.get(DB_KEY).cloned());
+        let first = env.as_ref().ok().and_then(|e| e.get(db_key()).cloned());
         View {
             env_sha,
             mongo: self.mongo(first.as_deref()),
@@ -427,6 +483,10 @@ impl Referee {
             containers,
             git: self.git(),
             journal: self.dir.join("state/journal/current.json").exists(),
+            journal_kind: std::fs::read(self.dir.join("state/journal/current.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|j| j["secret"].as_str().map(String::from)),
             core_serving: self.core_serving(),
         }
     }

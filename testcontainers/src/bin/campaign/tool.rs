@@ -13,6 +13,20 @@ pub struct Tool {
     pub config: PathBuf,
     pub lock_dir: PathBuf,
     pub tmp: PathBuf,
+    /// The age private key, given to the tool as `SOPS_AGE_KEY` as an operator's shell may
+    /// export it beside the config's key file: it must reach none of the tool's children
+    /// (issue 18 item 10), which the leak scan checks.
+    pub age_env: Option<String>,
+}
+
+/// The `AGE-SECRET-KEY-1…` line of an age key file.
+pub fn age_secret(file: &Path) -> Option<String> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .map(String::from)
 }
 
 pub struct Run {
@@ -21,8 +35,9 @@ pub struct Run {
     pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
-    /// Distinct argv and child environments seen in /proc during the run.
-    pub proc_samples: BTreeSet<Vec<u8>>,
+    /// Distinct argv and environments seen in /proc during the run, each with where it was
+    /// seen (`argv of P`, `environ of child P`, `environ of the tool`).
+    pub proc_samples: BTreeSet<(String, Vec<u8>)>,
     pub secs: f64,
     pub hung: bool,
 }
@@ -75,21 +90,29 @@ fn descends(tree: &HashMap<u32, u32>, mut pid: u32, root: u32) -> bool {
     false
 }
 
-fn sample(root: u32, me: u32, into: &Mutex<BTreeSet<Vec<u8>>>) {
+fn sample(root: u32, me: u32, into: &Mutex<BTreeSet<(String, Vec<u8>)>>) {
     let tree = proc_tree();
     let mut got = into.lock().unwrap();
+    let tool_argv = std::fs::read(format!("/proc/{root}/cmdline")).unwrap_or_default();
     for &pid in tree.keys() {
         if pid == me {
             continue;
         }
-        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            if !c.is_empty() {
-                got.insert(c);
-            }
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let prog =
+            String::from_utf8_lossy(argv.split(|b| *b == 0).next().unwrap_or(b"")).into_owned();
+        if !argv.is_empty() {
+            got.insert((format!("argv of {prog}"), argv.clone()));
         }
         if descends(&tree, pid, root) {
             if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-                got.insert(env);
+                // A child between fork and exec still shows the tool's own argv and env.
+                let label = if pid == root || !argv.is_empty() && argv == tool_argv {
+                    "environ of the tool".to_string()
+                } else {
+                    format!("environ of child {prog}")
+                };
+                got.insert((label, env));
             }
         }
     }
@@ -117,6 +140,9 @@ impl Tool {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(k) = &self.age_env {
+            c.env("SOPS_AGE_KEY", k);
+        }
         for (k, v) in env {
             c.env(k, v);
         }

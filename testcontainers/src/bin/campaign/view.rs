@@ -1,7 +1,7 @@
 //! The referee's view judged: what counts as drift and as a split, and its printable form
 //! (value fingerprints, never values).
 
-use crate::referee::{fp, Ctr, MongoView, View, DB_KEY, SECRET_KEYS};
+use crate::referee::{db_key, env_key_of, fp, Ctr, MongoView, View, SECRET_KEYS};
 
 impl View {
     pub fn env_value(&self, key: &str) -> Option<&str> {
@@ -21,7 +21,7 @@ impl View {
             Ok(e) => e,
             Err(e) => return vec![format!("compose.env: {e}")],
         };
-        match (&self.mongo, env.get(DB_KEY)) {
+        match (&self.mongo, env.get(db_key())) {
             (MongoView::Unreachable, _) => d.push("mongo unreachable".into()),
             (MongoView::Accepts(a), Some(v)) if a.as_deref() != Some(v.as_str()) => {
                 d.push("mongo rejects compose.env's DB password".into())
@@ -34,8 +34,21 @@ impl View {
                 continue;
             }
             for (k, v) in &c.env {
-                if env.get(k) != Some(v) {
-                    d.push(format!("{} holds another {k} than compose.env", c.name));
+                let e = env_key_of(k);
+                // `${KEY}` in compose.env (v1's PERIPHERY_PASSKEYS) is interpolated by compose
+                // from the same file.
+                let want = env.get(e).map(|w| {
+                    w.strip_prefix("${")
+                        .and_then(|r| r.strip_suffix('}'))
+                        .and_then(|r| env.get(r))
+                        .unwrap_or(w)
+                });
+                if want != Some(v) {
+                    d.push(if e == k {
+                        format!("{} holds another {k} than compose.env", c.name)
+                    } else {
+                        format!("{} holds another {k} than compose.env's {e}", c.name)
+                    });
                 }
             }
             if c.service != "mongo" && c.status != "running" {

@@ -218,11 +218,7 @@ impl World {
 
     pub fn hand_edit_db_password(&mut self) -> String {
         let v = self.token("hand");
-        match self.sops_set(
-            &self.dir.join("compose.env"),
-            "KOMODO_DATABASE_PASSWORD",
-            &v,
-        ) {
+        match self.sops_set(&self.dir.join("compose.env"), crate::referee::db_key(), &v) {
             Ok(()) => format!(
                 "set; {}",
                 self.operator_commit("hand edit of the DB password")
