@@ -25,6 +25,19 @@ pub enum Mode {
 /// Replaces `path` with `contents` atomically (through a symlink: its target is replaced). On
 /// error the original file is untouched and the temp file is removed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
+    write_atomic_checked(path, contents, mode, &mut |_| Ok(()))
+}
+
+/// [`write_atomic`], with `check` called on the file being replaced (the link's target) once the
+/// temp file is complete and synced, right before the rename: its error stops the write (the
+/// temp file removed, the file untouched). A writer uses it to refuse replacing bytes it did
+/// not read (compare-and-swap), and tests to stop a run in the window.
+pub fn write_atomic_checked(
+    path: &Path,
+    contents: &[u8],
+    mode: Mode,
+    check: &mut dyn FnMut(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let target = resolve_link(path)?;
     let path = target.as_path();
     let dir = parent_dir(path);
@@ -61,6 +74,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> 
         f.set_permissions(fs::Permissions::from_mode(final_mode))?;
         f.sync_all()?;
         drop(f);
+        check(path)?;
         fs::rename(&tmp, path)?;
         sync_dir(&dir)
     })();
@@ -255,13 +269,43 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut rnd = [0u8; 6];
+    let mut rnd = [0u8; TEMP_RANDOM_BYTES];
     let _ = getrandom::fill(&mut rnd);
-    parent_dir(path).join(format!(".{name}.{}.tmp", hex::encode(rnd)))
+    parent_dir(path).join(format!(".{}.{}.tmp", file_name(path), hex::encode(rnd)))
+}
+
+const TEMP_RANDOM_BYTES: usize = 6;
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The temp files a write to `path` (through its link) left beside it when it was killed before
+/// its rename (`.<name>.<12 hex>.tmp`). Each holds what was being written: for a secret file,
+/// the secret in plaintext. None when the directory cannot be read.
+pub fn leftover_temps(path: &Path) -> Vec<PathBuf> {
+    let target = resolve_link(path).unwrap_or_else(|_| path.to_path_buf());
+    let prefix = format!(".{}.", file_name(&target));
+    let mut out: Vec<PathBuf> = fs::read_dir(parent_dir(&target))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .is_some_and(|h| {
+                    h.len() == 2 * TEMP_RANDOM_BYTES && h.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                && e.file_type().is_ok_and(|t| t.is_file())
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -428,6 +472,27 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&p).unwrap(), b"first");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_refusing_check_stops_the_write_and_a_killed_writes_temp_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("db_password");
+        fs::write(&p, b"old").unwrap();
+        let e = write_atomic_checked(&p, b"new", Mode::KeepOr0600, &mut |at| {
+            assert_eq!(at, p.as_path());
+            Err(io::Error::other("changed meanwhile"))
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "changed meanwhile");
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert!(leftover_temps(&p).is_empty());
+        // A write killed before its rename leaves its temp file: found, and only it.
+        let tmp = temp_path(&p);
+        fs::write(&tmp, b"new").unwrap();
+        fs::write(d.path().join(".db_password.zz.tmp"), b"not ours").unwrap();
+        fs::write(d.path().join(".other.0123456789ab.tmp"), b"another file's").unwrap();
+        assert_eq!(leftover_temps(&p), vec![tmp]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::docker::{carrier, ContainerInfo};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::mongo::{login_works, LoginOutcome, Target};
-use crate::planes::carriers::holds;
 use crate::planes::execute::{self, Direction, Live};
+use crate::planes::holders::holds;
 use crate::planes::live::Staged;
 use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, Loaded, RunContext};
 use crate::secret::Secret;
@@ -100,6 +100,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     };
     let mut needs_reset = false;
     let mut return_plan = None;
+    let (mut container_keys, mut forms) = (keys.containers.clone(), keys.forms.clone());
     let (old, plan) = match first {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value
@@ -173,12 +174,20 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                     return Err(Error::Precondition(none));
                 }
             };
-            let plan = return_plan.unwrap_or_else(|| {
-                let mut plan = vec![steps::snapshot(), steps::change_db()];
-                plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
-                plan.push(steps::commit());
-                plan
-            });
+            let plan = match return_plan {
+                Some(plan) => plan,
+                None => {
+                    let mut plan = vec![steps::snapshot(), steps::change_db()];
+                    plan.extend(all_holders.iter().map(|c| steps::recreate(c)));
+                    // Containers outside the roles holding the old password: recreated too
+                    // (planes::holders).
+                    let (found, ck, fm) = keys.with_foreign(&dk.others, &old)?;
+                    plan.extend(found.iter().map(|f| steps::recreate(&f.name)));
+                    (container_keys, forms) = (ck, fm);
+                    plan.push(steps::commit());
+                    plan
+                }
+            };
             (old, plan)
         }
     };
@@ -221,10 +230,10 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         compose_env: cfg.compose_env.clone(),
         env_key: keys.compose_password_key.clone(),
         mongo_user: user,
-        container_keys: keys.containers.clone(),
-        forms: keys.forms.clone(),
+        container_keys,
+        forms,
         files: Vec::new(),
-        env_already_new: true,
+        run: crate::planes::run::RunKind::Rescue,
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
     };
@@ -288,6 +297,10 @@ fn candidates(
                 });
             }
         }
+    }
+    let names = keys.generation.core_db_password_keys();
+    for (source, value) in crate::planes::holders::candidates(&dk.others, names) {
+        out.push(Candidate { source, value });
     }
     for p in crate::planes::live::backups(cfg).into_iter().rev() {
         let value = SopsFile::load(&p)

@@ -144,6 +144,31 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
             Some(line) => m.push("leftovers", Status::Drift, line),
         }
     }
+    // A write killed before its rename leaves its temp file (a carrier file's holds the
+    // password in plaintext): named, and removed by the next run.
+    let carriers: Vec<std::path::PathBuf> = match (&env, &dk) {
+        (Some(env), Some(dk)) => DbPasswordKeys::detect(env, dk)
+            .map(|k| k.files.into_iter().map(|f| f.host_path).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let temps = crate::planes::leftovers::temp_files(cfg, &carriers);
+    if temps.is_empty() {
+        m.push("temp-files", Status::Ok, "no temp file of a killed write");
+    } else {
+        m.push(
+            "temp-files",
+            Status::Drift,
+            format!(
+                "left by a killed write (may hold a secret in plaintext; the next rotate, rescue or resume removes them): {}",
+                temps
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
     match Journal::load_pending(&cfg.journal_dir()) {
         Ok(None) => m.push("journal", Status::Ok, "no interrupted run"),
         Ok(Some(j)) => {
@@ -356,7 +381,7 @@ async fn compare(
             .filter(|k| {
                 let form = keys.forms.get(*k).map(String::as_str).unwrap_or("plain");
                 c.env_value(k)
-                    .is_some_and(|v| !crate::planes::carriers::holds(form, k, v, &desired))
+                    .is_some_and(|v| !crate::planes::holders::holds(form, k, v, &desired))
             })
             .collect();
         if differing.is_empty() {
@@ -382,8 +407,8 @@ async fn compare(
             );
         }
     }
-    // Containers of the project outside mongo/core/periphery holding it: not recreated by a
-    // rotation, so rotate refuses them.
+    // Containers of the project outside mongo/core/periphery holding it: a rotation patches
+    // them when they hold it plainly or in a URI, and refuses the other forms.
     // FerretDB's postgres holds the password as POSTGRES_PASSWORD: its own row below.
     let others: Vec<_> = dk
         .others
@@ -391,14 +416,25 @@ async fn compare(
         .filter(|c| ferret.as_ref().is_none_or(|f| f.postgres.name != c.name))
         .cloned()
         .collect();
-    for (c, ks) in crate::planes::holders::foreign(&others, &desired) {
+    for f in crate::planes::holders::foreign(&others, &desired) {
+        let (status, what) = if f.patchable() {
+            (
+                Status::Ok,
+                "rotate and rescue recreate it with the new value",
+            )
+        } else {
+            (
+                Status::Drift,
+                "in a form a rotation cannot rewrite: rotate refuses it",
+            )
+        };
         m.push_kind(
             DB,
-            format!("holder {c}"),
-            Status::Drift,
+            format!("holder {}", f.name),
+            status,
             format!(
-                "{} hold compose.env's DB password; rotate refuses it (it recreates only core and periphery)",
-                ks.join(", ")
+                "{} hold compose.env's DB password; {what}",
+                f.key_names().join(", ")
             ),
         );
     }

@@ -7,7 +7,8 @@ use super::{refuse_clear_text, Ask, Plan};
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
-use crate::planes::carriers::{file_value, holds};
+use crate::planes::carriers::file_value;
+use crate::planes::holders::holds;
 use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
 use crate::secret::Secret;
 
@@ -21,14 +22,8 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     let Ask {
         cfg, loaded, new, ..
     } = ask;
-    let Loaded {
-        env,
-        dk,
-        keys,
-        user,
-        target,
-        holders,
-    } = loaded;
+    let (env, dk, keys) = (&loaded.env, &loaded.dk, &loaded.keys);
+    let (user, target, holders) = (&loaded.user, &loaded.target, &loaded.holders);
     keys.refuse_unpatched()?;
     // compose's reading of the password, and every compose.env key holding it (a split
     // between naming generations is refused here, by name).
@@ -58,7 +53,12 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         refuse_clear_text(loaded, k)?;
     }
     carriers_hold_old(loaded, &old)?;
-    crate::planes::holders::refuse_foreign(&dk.others, &old, "the DB password")?;
+    // Holders outside the roles (a `backup` service reading compose.env, a sidecar's
+    // `MONGO_URL`): recreated with the roles when plain or in a URI, else refused by name.
+    let (foreign, container_keys, forms) = keys.with_foreign(&dk.others, &old)?;
+    for f in &foreign {
+        Recreate::prepare(&dk.engine, &f.name, EnvPatch::new(), 0).await?;
+    }
 
     // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
     let write_env = match env_keys.as_slice() {
@@ -69,6 +69,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     // Files before the recreates, so each new container reads NEW at its start.
     plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
+    plan.extend(foreign.iter().map(|f| steps::recreate(&f.name)));
     plan.push(steps::commit());
     Ok(Plan {
         steps: plan,
@@ -76,10 +77,10 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
             compose_env: cfg.compose_env.clone(),
             env_key: keys.compose_password_key.clone(),
             mongo_user: user.clone(),
-            container_keys: keys.containers.clone(),
-            forms: keys.forms.clone(),
+            container_keys,
+            forms,
             files: keys.files.clone(),
-            env_already_new: false,
+            run: crate::planes::run::RunKind::Rotation,
             git: None,
         },
         old,
@@ -148,16 +149,7 @@ mod tests {
     use super::*;
     use crate::docker::Generation;
 
-    fn container(name: &str, env: &[(&str, &str)]) -> ContainerInfo {
-        ContainerInfo::from_inspect(&bollard::models::ContainerInspectResponse {
-            name: Some(format!("/{name}")),
-            config: Some(bollard::models::ContainerConfig {
-                env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-    }
+    use crate::planes::holders::test_container as container;
 
     #[test]
     fn a_drifted_plain_copy_is_refused_naming_the_container_and_rescue() {

@@ -11,6 +11,7 @@
 use super::{refuse_clear_text, Ask, Plan};
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
+use crate::planes::holders::{self as by_value, how};
 use crate::planes::{steps, Loaded, RunContext};
 use crate::secret::Secret;
 use std::collections::BTreeMap;
@@ -35,9 +36,6 @@ pub struct EnvOnly {
     pub carriers: &'static [(&'static str, Form)],
 }
 
-/// Below this length a value is not searched for inside other env values (too many false hits).
-const MIN_SEARCHED_LEN: usize = 8;
-
 /// The kind's key must be in compose.env (`rotate --list`, and the first pre-flight check).
 pub fn available(loaded: &Loaded, key: &str) -> std::result::Result<(), String> {
     match loaded.env.value(key) {
@@ -49,7 +47,7 @@ pub fn available(loaded: &Loaded, key: &str) -> std::result::Result<(), String> 
 
 /// How `c` holds compose.env's `old` value of `key`: `Ok(true)` holds it under `key` (a
 /// holder), `Ok(false)` carries nothing of it, `Err` a reason to refuse (names only).
-fn holds(c: &ContainerInfo, key: &str, old: &Secret) -> std::result::Result<bool, String> {
+fn classify(c: &ContainerInfo, key: &str, old: &Secret) -> std::result::Result<bool, String> {
     let file_key = format!("{key}_FILE");
     if c.env_value(&file_key).is_some() {
         return Err(format!(
@@ -60,10 +58,7 @@ fn holds(c: &ContainerInfo, key: &str, old: &Secret) -> std::result::Result<bool
     let copies: Vec<&str> = c
         .env
         .iter()
-        .filter(|(k, _)| k != key)
-        .filter(|(_, v)| {
-            v.ct_eq(old) || (old.len() >= MIN_SEARCHED_LEN && v.expose().contains(old.expose()))
-        })
+        .filter(|(k, v)| k != key && how(k, v, old).is_some())
         .map(|(k, _)| k.as_str())
         .collect();
     if !copies.is_empty() {
@@ -103,7 +98,7 @@ pub async fn plan(
         ))
     })?;
     let mut refusals = Vec::new();
-    match holds(&dk.mongo, key, &old) {
+    match classify(&dk.mongo, key, &old) {
         Ok(false) => {}
         Ok(true) => refusals.push(format!(
             "the mongo container {} carries {key}, and this kind recreates only core and periphery",
@@ -114,7 +109,7 @@ pub async fn plan(
     let mut holders = Vec::new();
     let mut container_keys = BTreeMap::new();
     for c in dk.dependants() {
-        match holds(c, key, &old) {
+        match classify(c, key, &old) {
             Ok(true) => {
                 holders.push(c.name.clone());
                 container_keys.insert(c.name.clone(), vec![key.to_string()]);
@@ -131,13 +126,16 @@ pub async fn plan(
             refusals.join("; ")
         )));
     }
-    crate::planes::holders::refuse_foreign(&dk.others, &old, key)?;
     if holders.is_empty() {
         return Err(Error::Precondition(format!(
             "no container of the deployment carries {key}: nothing reads it from {} as {key}, so a rotation could not be proven; nothing was changed",
             env.file.name()
         )));
     }
+    // Holders outside the roles (a `backup` service reading compose.env, a URI in a sidecar):
+    // patched with the roles when plain or in a URI, else refused by name.
+    let foreign = by_value::patchable(&dk.others, &old, key, &[key.to_string()], &BTreeMap::new())?;
+    holders.extend(foreign.iter().map(|f| f.name.clone()));
     for name in &holders {
         // Checks leftovers and that the image is present locally; changes nothing.
         Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
@@ -148,18 +146,22 @@ pub async fn plan(
     refuse_clear_text(loaded, key)?;
 
     let mut plan = vec![steps::snapshot(), steps::write_env().with(key, "new")];
-    plan.extend(holders.iter().map(|c| steps::recreate(c).with(key, "new")));
+    plan.extend(holders.iter().map(|c| {
+        let keys = foreign
+            .iter()
+            .find(|f| &f.name == c)
+            .map_or_else(|| vec![key.to_string()], |f| f.key_names());
+        keys.iter()
+            .fold(steps::recreate(c), |s, k| s.with(k, "new"))
+    }));
     plan.push(steps::commit());
+    let mut forms = BTreeMap::new();
+    by_value::add_to_context(&foreign, &mut container_keys, &mut forms);
     Ok(Plan {
         steps: plan,
         context: RunContext {
-            compose_env: cfg.compose_env.clone(),
-            env_key: key.to_string(),
-            mongo_user: String::new(),
-            container_keys,
-            env_already_new: false,
-            git: None,
-            ..RunContext::default()
+            forms,
+            ..RunContext::env_only(&cfg.compose_env, key, container_keys)
         },
         old,
         new,
@@ -172,17 +174,7 @@ pub async fn plan(
 mod tests {
     use super::*;
 
-    fn container(name: &str, env: &[(&str, &str)]) -> ContainerInfo {
-        let raw = bollard::models::ContainerInspectResponse {
-            name: Some(format!("/{name}")),
-            config: Some(bollard::models::ContainerConfig {
-                env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        ContainerInfo::from_inspect(&raw)
-    }
+    use crate::planes::holders::test_container as container;
 
     const OLD: &str = "old-jwt-secret-value";
 
@@ -193,9 +185,9 @@ mod tests {
     #[test]
     fn holders_carry_the_key_with_compose_envs_value() {
         let c = container("core", &[("KOMODO_JWT_SECRET", OLD), ("OTHER", "x")]);
-        assert_eq!(holds(&c, "KOMODO_JWT_SECRET", &old()), Ok(true));
+        assert_eq!(classify(&c, "KOMODO_JWT_SECRET", &old()), Ok(true));
         let c = container("periphery", &[("OTHER", "x")]);
-        assert_eq!(holds(&c, "KOMODO_JWT_SECRET", &old()), Ok(false));
+        assert_eq!(classify(&c, "KOMODO_JWT_SECRET", &old()), Ok(false));
     }
 
     #[test]
@@ -227,12 +219,12 @@ mod tests {
             ),
         ];
         for (c, want) in cases {
-            let e = holds(&c, "KOMODO_JWT_SECRET", &old()).unwrap_err();
+            let e = classify(&c, "KOMODO_JWT_SECRET", &old()).unwrap_err();
             assert!(e.starts_with(want), "{e}");
             assert!(!e.contains(OLD) && !e.contains("something-else"), "{e}");
         }
         // A short value is only compared whole, never searched for inside other values.
         let c = container("core", &[("K", "abc"), ("OTHER", "xabcx")]);
-        assert_eq!(holds(&c, "K", &Secret::new("abc".into())), Ok(true));
+        assert_eq!(classify(&c, "K", &Secret::new("abc".into())), Ok(true));
     }
 }

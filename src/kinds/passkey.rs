@@ -284,6 +284,8 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     }
     crate::fsutil::check_dir_writable(&cfg.compose_env)?;
     refuse_clear_text(loaded, CORE_KEY)?;
+    // Its phases recreate only core and periphery: a holder outside the roles is refused.
+    crate::planes::holders::refuse_foreign(&dk.others, &old, CORE_KEY)?;
     refuse_clear_text(loaded, PERIPHERY_KEY)?;
     // The edit write-env will make, made in memory now: a file it would refuse fails here.
     env.file
@@ -329,15 +331,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     }
     Ok(Plan {
         steps: plan,
-        context: RunContext {
-            compose_env: cfg.compose_env.clone(),
-            env_key: CORE_KEY.into(),
-            mongo_user: String::new(),
-            container_keys,
-            env_already_new: false,
-            git: None,
-            ..RunContext::default()
-        },
+        context: RunContext::env_only(&cfg.compose_env, CORE_KEY, container_keys),
         old,
         new,
         before,

@@ -9,9 +9,8 @@
 //! read at start.
 
 use super::context::LivePlanes;
-use super::run::{CarrierFile, RunContext, FORM_FILE, FORM_URI};
+use super::run::{CarrierFile, RunContext};
 use crate::docker::carrier;
-use crate::docker::uri;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::secret::Secret;
@@ -19,16 +18,6 @@ use crate::sops::Identities;
 use crate::txn::{sealed, Step};
 use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
-
-/// Whether `value` (a container's env value of `key`) holds `want` in the key's form. A
-/// `file`-form key holds a path; its file is checked by [`file_holds`].
-pub fn holds(form: &str, key: &str, value: &Secret, want: &Secret) -> bool {
-    match form {
-        FORM_URI => uri::password(key, value).is_ok_and(|p| p.ct_eq(want)),
-        FORM_FILE => true,
-        _ => value.ct_eq(want),
-    }
-}
 
 /// The password the host file of `f` holds now (trimmed as Komodo reads it).
 pub fn file_value(f: &CarrierFile) -> std::result::Result<Secret, String> {
@@ -137,18 +126,38 @@ pub(super) fn write_file_at(
     let target = path.display().to_string();
     let prev = prev_path(journal_dir, &target);
     let armored = sealed::seal(&now, recipients).map_err(|e| Error::Precondition(e.to_string()))?;
-    match fsutil::write_new(&prev, armored.as_bytes(), 0o600) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+    let saved_now = match fsutil::write_new(&prev, armored.as_bytes(), 0o600) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(Error::io(&prev, e)),
-    }
+    };
     let bytes = carrier::file_with_password(&f.key, f.content(), &now, new)
         .map_err(|e| Error::Precondition(format!("{target}: {e}")))?;
     // Recorded before the write, so an undo after a crash in between still knows.
     let w = written_path(journal_dir, &target);
     fsutil::write_atomic(&w, sha256_hex(&bytes).as_bytes(), Mode::Exactly(0o600))
         .map_err(|e| Error::io(&w, e))?;
-    fsutil::write_atomic(path, &bytes, Mode::KeepOr0600).map_err(|e| Error::io(path, e))
+    // As write-env: only over the bytes read above (and a failpoint in the window, for tests).
+    let mut changed = false;
+    let r = fsutil::write_atomic_checked(path, &bytes, Mode::KeepOr0600, &mut |at| {
+        crate::txn::failpoint::failpoint("write-file:before-rename")
+            .map_err(std::io::Error::other)?;
+        if fsutil::read_small(at)?[..] != now[..] {
+            changed = true;
+            return Err(std::io::Error::other(
+                "changed since write-file read it: not replaced, the edit is kept",
+            ));
+        }
+        Ok(())
+    });
+    if r.is_err() && changed {
+        // Nothing of ours reached the file: its undo has nothing to put back.
+        let _ = std::fs::remove_file(&w);
+        if saved_now {
+            let _ = std::fs::remove_file(&prev);
+        }
+    }
+    r.map_err(|e| Error::io(path, e))
 }
 
 /// Puts the sealed previous bytes of `f` back, only over exactly what write-file wrote. Returns
@@ -195,34 +204,6 @@ pub(super) fn restore_file_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_are_compared_in_their_form() {
-        let new = Secret::new("N3w".into());
-        let k = "KOMODO_DATABASE_URI";
-        let uri = Secret::new("mongodb://a:N3w@h/?x=1".into());
-        assert!(holds(FORM_URI, k, &uri, &new));
-        assert!(!holds("plain", k, &uri, &new));
-        assert!(!holds(
-            FORM_URI,
-            k,
-            &Secret::new("mongodb://a:old@h".into()),
-            &new
-        ));
-        assert!(!holds(
-            FORM_URI,
-            k,
-            &Secret::new("mongodb://h".into()),
-            &new
-        ));
-        assert!(holds("plain", "P", &new, &new));
-        assert!(holds(
-            FORM_FILE,
-            "P_FILE",
-            &Secret::new("/run/x".into()),
-            &new
-        ));
-    }
 
     #[test]
     fn files_hold_names_each_file_not_on_the_value() {

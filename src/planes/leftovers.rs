@@ -63,6 +63,7 @@ pub fn record(cfg: &Config, l: Leftover) -> Result<()> {
 /// ones that are gone or were replaced). Nothing while a journal is pending. Returns the names
 /// removed; a failed removal stays recorded and is returned as an error naming it.
 pub async fn remove_committed(cfg: &Config) -> Result<Vec<String>> {
+    remove_temps(cfg)?;
     if recorded(cfg)?.is_empty()
         || Journal::load_pending(&cfg.journal_dir())?.is_some_and(|j| !j.is_committed())
     {
@@ -101,6 +102,51 @@ pub async fn remove_committed(cfg: &Config) -> Result<Vec<String>> {
         eprintln!("komodo-rotate: removed {n}, left over by a committed run");
     }
     Ok(removed)
+}
+
+/// The files whose writes a kill could interrupt: compose.env and the carrier files of the
+/// pending run (its journal's context), plus `extra` (the carrier files found now).
+fn written_paths(cfg: &Config, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths = vec![cfg.compose_env.clone()];
+    if let Ok(Some(j)) = Journal::load_pending(&cfg.journal_dir()) {
+        if let Ok(ctx) = super::run::RunContext::of(&j) {
+            paths.extend(ctx.files.into_iter().map(|f| f.host_path));
+        }
+    }
+    for p in extra {
+        if !paths.contains(p) {
+            paths.push(p.clone());
+        }
+    }
+    paths
+}
+
+/// The temp files killed writes left beside compose.env and the carrier files (`extra`, plus
+/// the pending run's): a write-file temp holds the password in plaintext.
+pub fn temp_files(cfg: &Config, extra: &[PathBuf]) -> Vec<PathBuf> {
+    written_paths(cfg, extra)
+        .iter()
+        .flat_map(|p| fsutil::leftover_temps(p))
+        .collect()
+}
+
+/// Removes the temp files a killed write left (see [`temp_files`]), each named on stderr; under
+/// the run lock (no writer of ours is running) and, beside compose.env, its env lock (our own
+/// `sops set`). A failed removal is an error naming the file.
+pub fn remove_temps(cfg: &Config) -> Result<()> {
+    let _env = fsutil::EnvLock::acquire(&cfg.compose_env, fsutil::ENV_LOCK_WAIT)
+        .map_err(|e| Error::io(&cfg.compose_env, e))?;
+    for t in temp_files(cfg, &[]) {
+        match std::fs::remove_file(&t) {
+            Ok(()) => eprintln!(
+                "komodo-rotate: removed {}, left by a write that was killed",
+                t.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&t, e)),
+        }
+    }
+    Ok(())
 }
 
 /// verify's `leftovers` row: `None` when no `-next`/`-prev` of `holders` exists, else the line
@@ -164,6 +210,27 @@ mod tests {
         let c = Config::load(Some(&p)).unwrap();
         std::fs::create_dir_all(&c.state_dir).unwrap();
         c
+    }
+
+    #[test]
+    fn temp_files_of_killed_writes_are_found_and_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(&d);
+        let carrier = d.path().join("secrets").join("db_password");
+        std::fs::create_dir_all(carrier.parent().unwrap()).unwrap();
+        std::fs::write(&carrier, b"pw").unwrap();
+        assert!(temp_files(&c, std::slice::from_ref(&carrier)).is_empty());
+        let env_tmp = d.path().join(".compose.env.00112233aabb.tmp");
+        let file_tmp = carrier.with_file_name(".db_password.445566778899.tmp");
+        std::fs::write(&env_tmp, b"x").unwrap();
+        std::fs::write(&file_tmp, b"pw2").unwrap();
+        assert_eq!(
+            temp_files(&c, std::slice::from_ref(&carrier)),
+            vec![env_tmp.clone(), file_tmp.clone()]
+        );
+        // Without a pending journal naming the carrier file, a run knows compose.env's only.
+        remove_temps(&c).unwrap();
+        assert!(!env_tmp.exists() && file_tmp.exists());
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod restore;
 pub mod run;
 pub mod steps;
 pub mod value;
+mod write_env;
 
 pub use run::{CarrierFile, GitTarget, RunContext};
 use run::{FORM_FILE, FORM_URI};
@@ -322,6 +323,25 @@ impl DbPasswordKeys {
                     self.compose_user_key
                 ))
             })
+    }
+
+    /// The containers outside the roles holding `value` (`holders::patchable`: plain or in a
+    /// URI, else refused by name, exit 3) and the run's container keys and forms with them added.
+    #[allow(clippy::type_complexity)]
+    pub fn with_foreign(
+        &self,
+        others: &[ContainerInfo],
+        value: &Secret,
+    ) -> Result<(
+        Vec<holders::Foreign>,
+        BTreeMap<String, Vec<String>>,
+        BTreeMap<String, String>,
+    )> {
+        let role_keys: Vec<String> = self.containers.values().flatten().cloned().collect();
+        let found = holders::patchable(others, value, "the DB password", &role_keys, &self.forms)?;
+        let (mut container_keys, mut forms) = (self.containers.clone(), self.forms.clone());
+        holders::add_to_context(&found, &mut container_keys, &mut forms);
+        Ok((found, container_keys, forms))
     }
 
     /// Containers whose env holds the password under at least one key.

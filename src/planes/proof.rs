@@ -12,8 +12,9 @@
 //!
 //! Each returns every failure it saw in one line (names only, never a value).
 
-use super::carriers::{files_hold, holds};
+use super::carriers::files_hold;
 use super::context::LivePlanes;
+use super::holders::holds;
 use super::run::RunContext;
 use super::DockerPlane;
 use crate::docker::{settle, ContainerInfo, HealthGate, Signature, NEXT_SUFFIX, PREV_SUFFIX};
@@ -52,14 +53,20 @@ pub(super) async fn new_state_is_live(
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
-    let dk = DockerPlane::load(p.cfg).await.map_err(|e| e.to_string())?;
+    let (covered, core, mut problems) = covered(p, j, &ctx).await;
     let gate = p.gate();
-    let mut problems = Vec::new();
     let mut outside = Outside::new();
     let want = final_values(p, j, &ctx).map_err(|e| e.to_string())?;
-    for c in dk.dependants() {
-        let keys = keys_of(&ctx, &c.name);
-        let present: Vec<&String> = keys.iter().filter(|k| c.env_value(k).is_some()).collect();
+    for cov in &covered {
+        let Some(c) = &cov.now else {
+            problems.push(format!("{} is gone", cov.name));
+            continue;
+        };
+        let present: Vec<&String> = cov
+            .keys
+            .iter()
+            .filter(|k| c.env_value(k).is_some())
+            .collect();
         if present.is_empty() {
             continue;
         }
@@ -90,7 +97,7 @@ pub(super) async fn new_state_is_live(
         {
             continue;
         }
-        if let Err(e) = settled_and_serving(p, &dk, c, &gate).await {
+        if let Err(e) = settled_and_serving(p, core.as_deref(), c, &gate).await {
             match p.outside_cause(&ctx, &c.name).await {
                 Some(sig) => outside.push((c.name.clone(), sig)),
                 None => problems.push(e),
@@ -102,6 +109,73 @@ pub(super) async fn new_state_is_live(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// A container a proof covers: its name, the run's keys it is checked under, and the container
+/// under that name now (`None`: gone).
+struct Covered {
+    name: String,
+    keys: Vec<String>,
+    /// Named by the journal (a holder or a recreate target), not only found by discovery.
+    named: bool,
+    now: Option<ContainerInfo>,
+}
+
+/// The containers both proofs cover, found the same way: every container the journal names as
+/// a holder or recreates (by name: a recreate keeps the name), then every core or periphery
+/// discovery finds now under a name the journal does not know (compose made it during the run),
+/// checked under every key the run names. Also core's name (for the HTTP probe) and the
+/// problems met (discovery failing, a container that cannot be inspected), one line each.
+async fn covered(
+    p: &LivePlanes<'_>,
+    j: &Journal,
+    ctx: &RunContext,
+) -> (Vec<Covered>, Option<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut names: Vec<String> = ctx.holders().map(|(n, _)| n.clone()).collect();
+    for r in j.steps.iter().filter(|r| r.step.is(super::steps::RECREATE)) {
+        if let Some(t) = &r.step.target {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let now = match p.engine.try_inspect(&name).await {
+            Ok(i) => i.map(|i| ContainerInfo::from_inspect(&i)),
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        out.push(Covered {
+            keys: keys_of(ctx, &name),
+            name,
+            named: true,
+            now,
+        });
+    }
+    let core = match DockerPlane::load(p.cfg).await {
+        Ok(dk) => {
+            for c in dk.dependants() {
+                if !out.iter().any(|o| o.name == c.name) {
+                    out.push(Covered {
+                        name: c.name.clone(),
+                        keys: keys_of(ctx, &c.name),
+                        named: false,
+                        now: Some(c.clone()),
+                    });
+                }
+            }
+            Some(dk.core.name.clone())
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    (out, core, problems)
 }
 
 pub(super) async fn old_state_is_back(
@@ -116,26 +190,20 @@ pub(super) async fn old_state_is_back(
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
-    if !ctx.env_already_new {
+    if !ctx.is_rescue() {
         env_holds(p, &ctx, &p.staged.old, "old")?;
     }
-    if !ctx.env_already_new {
+    if !ctx.is_rescue() {
         files_hold(&ctx, &p.staged.old, "old")?;
     }
     // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
     super::git_steps::old_state_is_back(j, p.cfg)?;
-    let mut problems = Vec::new();
-    let dk = match DockerPlane::load(p.cfg).await {
-        Ok(d) => Some(d),
-        Err(e) => {
-            problems.push(e.to_string());
-            None
-        }
-    };
+    let (covered, core, mut problems) = covered(p, j, &ctx).await;
     let gate = p.gate();
     let mut outside = Outside::new();
-    let rotation = !ctx.env_already_new;
-    for (name, keys) in ctx.holders() {
+    let rotation = !ctx.is_rescue();
+    for cov in &covered {
+        let name = &cov.name;
         for leftover in [
             format!("{name}{NEXT_SUFFIX}"),
             format!("{name}{PREV_SUFFIX}"),
@@ -165,13 +233,16 @@ pub(super) async fn old_state_is_back(
             }
             continue;
         }
-        let now = match ContainerInfo::load(&p.engine, name).await {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
+        let Some(now) = &cov.now else {
+            problems.push(format!("{name} is gone"));
+            continue;
         };
+        // A container the journal does not know is checked under the keys it carries.
+        let keys: Vec<&String> = cov
+            .keys
+            .iter()
+            .filter(|k| cov.named || now.env_value(k).is_some())
+            .collect();
         let differ: Vec<&str> = keys
             .iter()
             .filter(|k| {
@@ -187,7 +258,7 @@ pub(super) async fn old_state_is_back(
                     None => false,
                 }
             })
-            .map(String::as_str)
+            .map(|k| k.as_str())
             .collect();
         if !differ.is_empty() {
             problems.push(format!(
@@ -200,15 +271,13 @@ pub(super) async fn old_state_is_back(
         }
         // A rotation starts from healthy containers, so the old state includes them serving. A
         // rescue starts from a crash loop: the original being back is all that can be proven.
-        if !rotation || snap.is_some_and(|s| !s.should_run) {
+        if !rotation || keys.is_empty() || snap.is_some_and(|s| !s.should_run) {
             continue;
         }
-        if let Some(dk) = &dk {
-            if let Err(e) = settled_and_serving(p, dk, &now, &gate).await {
-                match p.outside_cause(&ctx, name).await {
-                    Some(sig) => outside.push((name.clone(), sig)),
-                    None => problems.push(e),
-                }
+        if let Err(e) = settled_and_serving(p, core.as_deref(), now, &gate).await {
+            match p.outside_cause(&ctx, name).await {
+                Some(sig) => outside.push((name.clone(), sig)),
+                None => problems.push(e),
             }
         }
     }
@@ -282,7 +351,7 @@ fn keys_of(ctx: &RunContext, name: &str) -> Vec<String> {
 /// Settles `c`; if it is core, also waits (within what is left of the gate) for core to serve.
 async fn settled_and_serving(
     p: &LivePlanes<'_>,
-    dk: &DockerPlane,
+    core: Option<&str>,
     c: &ContainerInfo,
     gate: &HealthGate,
 ) -> Proof {
@@ -291,7 +360,7 @@ async fn settled_and_serving(
         .await
         .map_err(|e| e.to_string())?;
     let mut seen = format!("{} running", c.name);
-    if c.name == dk.core.name {
+    if core == Some(c.name.as_str()) {
         let left = gate.timeout.saturating_sub(t0.elapsed()).max(gate.poll);
         let status = core_serves(p, &info, left).await?;
         seen.push_str(&format!(", serving (HTTP {status})"));

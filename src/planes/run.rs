@@ -8,30 +8,93 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Stored", into = "Stored")]
 pub struct RunContext {
     pub compose_env: PathBuf,
     /// The compose.env key whose value is the secret (e.g. `KOMODO_DATABASE_PASSWORD`).
     pub env_key: String,
     /// The Mongo user whose password is the secret; empty for a kind with no live copy outside
     /// compose.env and the containers (env-only: the JWT secret, the passkey, ...).
-    #[serde(default)]
     pub mongo_user: String,
     /// Container name → env names that hold the secret in that container at the end of the run.
     pub container_keys: BTreeMap<String, Vec<String>>,
-    /// True when compose.env already held NEW before the run (rescue): write-env is skipped.
-    #[serde(default)]
-    pub env_already_new: bool,
+    /// What the run is: a rotation, or a rescue (compose.env already holds NEW).
+    pub run: RunKind,
     /// The form of each container env key of `container_keys` that is not plain: `uri` (the
     /// password part of a connection URI is patched) or `file` (the key names a file; the host
     /// side of its bind mount is rewritten by a `write-file` step, the env value stays).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forms: BTreeMap<String, String>,
     /// The host files the run rewrites (one `write-file` step each, target = the host path).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<CarrierFile>,
     /// Where the env file's commit goes, when the git steps are in the plan.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitTarget>,
+}
+
+/// The context as journals store it: `run`, and for builds before it, `env_already_new` (true
+/// meant a rescue), still written so an older build resuming the journal reads it right.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    compose_env: PathBuf,
+    env_key: String,
+    #[serde(default)]
+    mongo_user: String,
+    container_keys: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    run: RunKind,
+    #[serde(default)]
+    env_already_new: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    forms: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<CarrierFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    git: Option<GitTarget>,
+}
+
+/// What a run is. A rescue starts from compose.env (already the desired value: write-env is
+/// skipped) and from containers that may hold anything: its rollback proves each container
+/// back as snapshotted, not on OLD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    #[default]
+    Rotation,
+    Rescue,
+}
+
+impl From<Stored> for RunContext {
+    fn from(s: Stored) -> RunContext {
+        RunContext {
+            compose_env: s.compose_env,
+            env_key: s.env_key,
+            mongo_user: s.mongo_user,
+            container_keys: s.container_keys,
+            run: if s.env_already_new {
+                RunKind::Rescue
+            } else {
+                s.run
+            },
+            forms: s.forms,
+            files: s.files,
+            git: s.git,
+        }
+    }
+}
+
+impl From<RunContext> for Stored {
+    fn from(c: RunContext) -> Stored {
+        Stored {
+            compose_env: c.compose_env,
+            env_key: c.env_key,
+            mongo_user: c.mongo_user,
+            container_keys: c.container_keys,
+            env_already_new: c.run == RunKind::Rescue,
+            run: c.run,
+            forms: c.forms,
+            files: c.files,
+            git: c.git,
+        }
+    }
 }
 
 /// A host file that carries the secret into containers through a bind mount. Plain data: the
@@ -71,6 +134,21 @@ pub struct GitTarget {
 }
 
 impl RunContext {
+    /// The context of an env-only kind's rotation of `key` (no store; no git until the caller
+    /// adds it).
+    pub fn env_only(
+        compose_env: &std::path::Path,
+        key: &str,
+        container_keys: BTreeMap<String, Vec<String>>,
+    ) -> RunContext {
+        RunContext {
+            compose_env: compose_env.to_path_buf(),
+            env_key: key.to_string(),
+            container_keys,
+            ..RunContext::default()
+        }
+    }
+
     /// The context of `j`, as its run wrote it.
     pub fn of(j: &Journal) -> Result<RunContext> {
         serde_json::from_value(j.context.clone()).map_err(|e| {
@@ -104,8 +182,45 @@ impl RunContext {
             .find(|f| f.host_path.as_os_str() == std::ffi::OsStr::new(target))
     }
 
+    /// A rescue (compose.env already holds NEW), not a rotation.
+    pub fn is_rescue(&self) -> bool {
+        self.run == RunKind::Rescue
+    }
+
     /// The containers whose env holds the secret under at least one key.
     pub fn holders(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
         self.container_keys.iter().filter(|(_, k)| !k.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_kind_is_explicit_and_older_journals_read_right_both_ways() {
+        let rescue = RunContext {
+            run: RunKind::Rescue,
+            ..Default::default()
+        };
+        let v = rescue.to_value();
+        assert_eq!(v["run"], "rescue");
+        assert_eq!(
+            v["env_already_new"], true,
+            "an older build reads it as a rescue"
+        );
+        let back: RunContext = serde_json::from_value(v).unwrap();
+        assert!(back.is_rescue());
+        // A journal of an older build: `env_already_new` only.
+        let mut old = RunContext::default().to_value();
+        old.as_object_mut().unwrap().remove("run");
+        old["env_already_new"] = true.into();
+        assert!(serde_json::from_value::<RunContext>(old.clone())
+            .unwrap()
+            .is_rescue());
+        old["env_already_new"] = false.into();
+        assert!(!serde_json::from_value::<RunContext>(old)
+            .unwrap()
+            .is_rescue());
     }
 }

@@ -25,4 +25,7 @@ pub use edit::VerifiedEdit;
 pub use error::SopsError;
 pub use keys::Identities;
 pub use store::SopsFile;
-pub use write::{encrypt_new, encrypt_new_named, write_edit, write_verified, WRITTEN_SOPS_VERSION};
+pub use write::{
+    encrypt_new, encrypt_new_named, write_edit, write_verified, write_verified_checked,
+    WRITTEN_SOPS_VERSION,
+};

@@ -139,6 +139,34 @@ pub fn write_verified(path: &Path, bytes: &[u8], ids: &Identities) -> Result<Dec
 /// (one fsync of the file, one of the directory), then the file is read back and compared byte
 /// for byte with the verified buffer; on any difference the previous content is put back.
 pub fn write_edit(path: &Path, edit: VerifiedEdit) -> Result<Decrypted, SopsError> {
+    write_edit_checked(path, edit, &mut |_| Ok(()))
+}
+
+/// [`write_verified`] with `check` called right before the rename (`fsutil::write_atomic_checked`):
+/// a writer's compare-and-swap, so bytes it did not read are never replaced.
+pub fn write_verified_checked(
+    path: &Path,
+    bytes: &[u8],
+    ids: &Identities,
+    check: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+) -> Result<Decrypted, SopsError> {
+    let name = path.display().to_string();
+    let decrypted = SopsFile::parse(bytes.to_vec(), &name)?.decrypt(ids)?;
+    write_edit_checked(
+        path,
+        VerifiedEdit {
+            bytes: bytes.to_vec(),
+            decrypted,
+        },
+        check,
+    )
+}
+
+fn write_edit_checked(
+    path: &Path,
+    edit: VerifiedEdit,
+    check: &mut dyn FnMut(&Path) -> std::io::Result<()>,
+) -> Result<Decrypted, SopsError> {
     let name = path.display().to_string();
     let io = |e| SopsError::Io {
         file: name.clone(),
@@ -150,7 +178,7 @@ pub fn write_edit(path: &Path, edit: VerifiedEdit) -> Result<Decrypted, SopsErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
-    fsutil::write_atomic(path, &bytes, fsutil::Mode::KeepOr0600).map_err(io)?;
+    fsutil::write_atomic_checked(path, &bytes, fsutil::Mode::KeepOr0600, check).map_err(io)?;
     let check = std::fs::read(path).map_err(io).and_then(|back| {
         if back != bytes {
             return Err(SopsError::integrity(
