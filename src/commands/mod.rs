@@ -15,6 +15,7 @@ pub mod rotate;
 pub mod salvage_env;
 pub mod sops;
 pub mod verify;
+pub mod verify_db;
 pub mod verify_ferret;
 pub mod verify_git;
 pub mod verify_kinds;

@@ -6,15 +6,14 @@ use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::docker::crashloop;
 use crate::error::Result;
-use crate::mongo::{login_works, LoginOutcome};
-use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
+use crate::planes::{DbPasswordKeys, DockerPlane, EnvPlane};
 use crate::report::{Matrix, Status};
 use crate::txn::lock::RunLock;
 use crate::txn::{Journal, StepStatus};
 use std::time::Duration;
 
 /// The kind the DB password's rows name.
-const DB: &str = "db-password";
+pub(super) const DB: &str = "db-password";
 
 pub fn run(args: VerifyArgs) -> Result<i32> {
     let cfg = Config::load(args.config.config.as_deref())?;
@@ -211,7 +210,7 @@ pub async fn build(cfg: &Config) -> Result<Matrix> {
 /// env-only kinds'.
 async fn secret_rows(cfg: &Config, env: &EnvPlane, dk: &DockerPlane, m: &mut Matrix) {
     match DbPasswordKeys::detect(env, dk) {
-        Ok(keys) => compare(cfg, env, dk, &keys, m).await,
+        Ok(keys) => super::verify_db::compare(cfg, env, dk, &keys, m).await,
         Err(e) => m.push("generation", Status::Drift, e.to_string()),
     }
     let holders: Vec<Holder> = std::iter::once(&dk.mongo)
@@ -279,223 +278,5 @@ fn core_rows(
         } else {
             m.push(format!("state {}", p.name), Status::Drift, p.state.as_str());
         }
-    }
-}
-
-async fn compare(
-    cfg: &Config,
-    env: &EnvPlane,
-    dk: &DockerPlane,
-    keys: &DbPasswordKeys,
-    m: &mut Matrix,
-) {
-    m.push(
-        "generation",
-        if keys.warnings.is_empty() {
-            Status::Info
-        } else {
-            Status::Drift
-        },
-        if keys.warnings.is_empty() {
-            format!(
-                "Komodo {} env names ({})",
-                keys.generation.as_str(),
-                keys.compose_password_key
-            )
-        } else {
-            keys.warnings.join("; ")
-        },
-    );
-    for (at, c) in &keys.unpatched {
-        m.push_kind(
-            DB,
-            format!("carrier {at}"),
-            Status::Drift,
-            format!("{} {}: rotate and rescue refuse it", c.key, c.why),
-        );
-    }
-    let ferret = match crate::planes::ferret::FerretPlane::find(dk) {
-        Ok(f) => f,
-        Err(e) => {
-            m.push("variant", Status::Drift, e);
-            None
-        }
-    };
-    let desired = match keys.env_password(env) {
-        Ok(p) => p,
-        Err(e) => {
-            // A value compose's reading of which cannot be determined is unknown (exit 3); a
-            // missing key or two generations' keys on different values is drift.
-            let status = if env.value(&keys.compose_password_key).is_err() {
-                Status::Unknown
-            } else {
-                Status::Drift
-            };
-            m.push_kind(DB, "db-login", status, e.to_string());
-            return;
-        }
-    };
-    match keys.user(cfg, env).and_then(|u| mongo_target(cfg, &dk.mongo, &u)) {
-        Ok(target) => match login_works(&target, &desired).await {
-            LoginOutcome::Accepted => m.push_kind(
-                DB,
-                "db-login",
-                Status::Ok,
-                format!("compose.env's {} logs in as {}", keys.compose_password_key, target.user),
-            ),
-            LoginOutcome::Rejected => m.push_kind(
-                DB,
-                "db-login",
-                Status::Drift,
-                format!(
-                    "compose.env's {} is rejected by MongoDB at {} as {}: run `komodo-rotate rescue`",
-                    keys.compose_password_key,
-                    target.server(),
-                    target.user
-                ),
-            ),
-            LoginOutcome::Unreachable(r) => {
-                match ferret.as_ref().and_then(|f| {
-                    super::verify_ferret::login_failure(&r, &f.ferretdb.name)
-                }) {
-                    Some(line) => m.push_kind(DB, "db-login", Status::Drift, line),
-                    None => m.push_kind(DB, "db-login", Status::Unknown, r),
-                }
-            }
-        },
-        Err(e) => m.push_kind(DB, "db-login", Status::Unknown, e.to_string()),
-    }
-    for c in dk.dependants() {
-        let ks = keys.containers.get(&c.name).cloned().unwrap_or_default();
-        if ks.is_empty() {
-            m.push_kind(
-                DB,
-                format!("env {}", c.name),
-                Status::Info,
-                "holds no DB password",
-            );
-            continue;
-        }
-        let differing: Vec<&String> = ks
-            .iter()
-            .filter(|k| {
-                let form = keys.forms.get(*k).map(String::as_str).unwrap_or("plain");
-                c.env_value(k)
-                    .is_some_and(|v| !crate::planes::holders::holds(form, k, v, &desired))
-            })
-            .collect();
-        if differing.is_empty() {
-            m.push_kind(
-                DB,
-                format!("env {}", c.name),
-                Status::Ok,
-                format!("{} match compose.env", ks.join(", ")),
-            );
-        } else {
-            m.push_kind(
-                DB,
-                format!("env {}", c.name),
-                Status::Drift,
-                format!(
-                    "{} differ from compose.env (recreate needed)",
-                    differing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-    }
-    // Containers of the project outside mongo/core/periphery holding it: a rotation patches
-    // them when they hold it plainly or in a URI, and refuses the other forms.
-    // FerretDB's postgres holds the password as POSTGRES_PASSWORD: its own row below.
-    let others: Vec<_> = dk
-        .others
-        .iter()
-        .filter(|c| ferret.as_ref().is_none_or(|f| f.postgres.name != c.name))
-        .cloned()
-        .collect();
-    for f in crate::planes::holders::foreign(&others, &desired) {
-        let (status, what) = if f.patchable() {
-            (
-                Status::Ok,
-                "rotate and rescue recreate it with the new value",
-            )
-        } else {
-            (
-                Status::Drift,
-                "in a form a rotation cannot rewrite: rotate refuses it",
-            )
-        };
-        m.push_kind(
-            DB,
-            format!("holder {}", f.name),
-            status,
-            format!(
-                "{} hold compose.env's DB password; {what}",
-                f.key_names().join(", ")
-            ),
-        );
-    }
-    for f in &keys.files {
-        let at = format!("file {}", f.host_path.display());
-        match crate::planes::carriers::file_value(f) {
-            Ok(v) if v.ct_eq(&desired) => m.push(
-                at,
-                Status::Ok,
-                format!(
-                    "{} (read by {}) matches compose.env",
-                    f.key,
-                    f.readers.join(", ")
-                ),
-            ),
-            Ok(_) => m.push(
-                at,
-                Status::Drift,
-                format!(
-                    "{} (read by {}) differs from compose.env",
-                    f.key,
-                    f.readers.join(", ")
-                ),
-            ),
-            Err(e) => m.push(at, Status::Drift, e),
-        }
-    }
-    if let Some(f) = &ferret {
-        match keys.user(cfg, env) {
-            Ok(user) => {
-                let ask = super::verify_ferret::Ask {
-                    dk,
-                    ferret: f,
-                    key: &keys.compose_password_key,
-                    desired: &desired,
-                    user: &user,
-                };
-                super::verify_ferret::rows(ask, m).await;
-            }
-            Err(e) => m.push_kind(DB, "pg-role", Status::Unknown, e.to_string()),
-        }
-        return;
-    }
-    match dk.mongo.env_value(&keys.mongo_init_key) {
-        Some(v) if v.ct_eq(&desired) => {
-            m.push_kind(DB, "mongo-init-env", Status::Ok, "matches compose.env")
-        }
-        Some(_) => m.push_kind(
-            DB,
-            "mongo-init-env",
-            Status::Info,
-            format!(
-                "stale-init-env: {} differs (used only at first volume init)",
-                keys.mongo_init_key
-            ),
-        ),
-        None => m.push_kind(
-            DB,
-            "mongo-init-env",
-            Status::Info,
-            format!("{} not set", keys.mongo_init_key),
-        ),
     }
 }
