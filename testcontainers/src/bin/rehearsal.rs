@@ -1,22 +1,27 @@
-//! `rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//! `rehearsal up|down|status|images [--variant mongo|ferretdb] [--drift] [--generation v1|v2]
+//! [--project NAME] [--dir DIR]`
 //!
 //! Brings a Komodo-shaped deployment up on the local engine (see `komodo_testcontainers::stack`).
 //! The stand-in binaries are looked up next to this executable; the `testcontainers/rehearsal`
 //! wrapper builds them all first. Prints names, states and ports, never a secret. `images` only
-//! builds (or reuses) the stand-in images, so tests started in parallel find them made.
+//! builds (or reuses) the stand-in images, so tests started in parallel find them made,
+//! the FerretDB variant's too (its PostgreSQL image from Debian's packages, once).
+//! `--variant ferretdb` makes the stack from Komodo's `ferretdb.compose.yaml` shape: a real
+//! PostgreSQL and a FerretDB-shaped front end (`komodo_testcontainers::stack::ferret`).
 
 use komodo_rotate::docker::Engine;
-use komodo_testcontainers::stack::{self, Generation, StackOptions};
+use komodo_testcontainers::stack::{self, Generation, StackOptions, Variant};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: rehearsal up|down|status|images [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
+    "usage: rehearsal up|down|status|images [--variant mongo|ferretdb] [--drift] [--generation v1|v2] [--project NAME] [--dir DIR]";
 
 struct Args {
     cmd: String,
     drift: bool,
     generation: Generation,
+    variant: Variant,
     project: String,
     dir: PathBuf,
 }
@@ -27,6 +32,7 @@ fn parse() -> Result<Args, String> {
         cmd: String::new(),
         drift: false,
         generation: Generation::V2,
+        variant: Variant::Mongo,
         project: "komodo".into(),
         dir: PathBuf::from(".rehearsal"),
     };
@@ -39,6 +45,7 @@ fn parse() -> Result<Args, String> {
             "up" | "down" | "status" | "images" if a.cmd.is_empty() => a.cmd = x,
             "--drift" => a.drift = true,
             "--generation" => a.generation = val("--generation")?.parse()?,
+            "--variant" => a.variant = val("--variant")?.parse()?,
             "--project" => a.project = val("--project")?,
             "--dir" => a.dir = PathBuf::from(val("--dir")?),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -79,15 +86,17 @@ async fn run(a: Args) -> Result<(), String> {
     match a.cmd.as_str() {
         "images" => {
             stack::ensure_images(&engine, &bin_dir).await?;
+            stack::ensure_ferret_images(&engine, &bin_dir).await?;
             println!("rehearsal images ready (from {})", bin_dir.display());
         }
         "up" => {
             let mut opts = StackOptions::new(&a.project, &a.dir, &bin_dir);
             opts.drift = a.drift;
             opts.generation = a.generation;
+            opts.variant = a.variant;
             let s = stack::up(&engine, &opts).await?;
             println!(
-                "rehearsal {} up{}: {} (127.0.0.1:{}), {} (127.0.0.1:{}), {}",
+                "rehearsal {} up{}: {} (127.0.0.1:{}), {}{} (127.0.0.1:{}), {}",
                 s.project,
                 if a.drift {
                     " with drift (core crash-looping)"
@@ -96,6 +105,10 @@ async fn run(a: Args) -> Result<(), String> {
                 },
                 s.mongo,
                 s.mongo_port,
+                match (&s.postgres, s.postgres_port) {
+                    (Some(pg), Some(port)) => format!("{pg} (127.0.0.1:{port}), "),
+                    _ => String::new(),
+                },
                 s.core,
                 s.core_port,
                 s.periphery

@@ -61,6 +61,7 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
             "age.key",
             "komodo-rotate.toml",
             compose::COMPOSE_FILE,
+            compose::FERRETDB_FILE,
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
