@@ -1,4 +1,5 @@
-//! `rehearsal up|down|status|images [--drift[=seed|pipeline]] [--generation v1|v2] [--project NAME] [--dir DIR]`
+//! `rehearsal up|down|status|images [--variant mongo|ferretdb] [--drift[=seed|pipeline]]
+//! [--generation v1|v2] [--project NAME] [--dir DIR]`
 //!
 //! `--drift` (`=seed`): mongo initialised with A, then compose.env changed to B and only core
 //! and periphery redeployed (the seed incident). `--drift=pipeline`: the same edit, then `compose
@@ -7,21 +8,25 @@
 //! Brings a Komodo-shaped deployment up on the local engine (see `komodo_testcontainers::stack`).
 //! The stand-in binaries are looked up next to this executable; the `testcontainers/rehearsal`
 //! wrapper builds them all first. Prints names, states and ports, never a secret. `images` only
-//! builds (or reuses) the stand-in images, so tests started in parallel find them made.
+//! builds (or reuses) the stand-in images, so tests started in parallel find them made,
+//! the FerretDB variant's too (its PostgreSQL image from Debian's packages, once).
+//! `--variant ferretdb` makes the stack from Komodo's `ferretdb.compose.yaml` shape: a real
+//! PostgreSQL and a FerretDB-shaped front end (`komodo_testcontainers::stack::ferret`).
 
 use komodo_rotate::docker::Engine;
-use komodo_testcontainers::stack::{self, Generation, StackOptions};
+use komodo_testcontainers::stack::{self, Generation, StackOptions, Variant};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: rehearsal up|down|status|images [--drift[=seed|pipeline]] [--generation v1|v2] [--project NAME] [--dir DIR]";
+    "usage: rehearsal up|down|status|images [--variant mongo|ferretdb] [--drift[=seed|pipeline]] [--generation v1|v2] [--project NAME] [--dir DIR]";
 
 struct Args {
     cmd: String,
     drift: bool,
     pipeline: bool,
     generation: Generation,
+    variant: Variant,
     project: String,
     dir: PathBuf,
 }
@@ -33,6 +38,7 @@ fn parse() -> Result<Args, String> {
         drift: false,
         pipeline: false,
         generation: Generation::V2,
+        variant: Variant::Mongo,
         project: "komodo".into(),
         dir: PathBuf::from(".rehearsal"),
     };
@@ -49,6 +55,7 @@ fn parse() -> Result<Args, String> {
                 a.pipeline = true;
             }
             "--generation" => a.generation = val("--generation")?.parse()?,
+            "--variant" => a.variant = val("--variant")?.parse()?,
             "--project" => a.project = val("--project")?,
             "--dir" => a.dir = PathBuf::from(val("--dir")?),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -89,6 +96,7 @@ async fn run(a: Args) -> Result<(), String> {
     match a.cmd.as_str() {
         "images" => {
             stack::ensure_images(&engine, &bin_dir).await?;
+            stack::ensure_ferret_images(&engine, &bin_dir).await?;
             println!("rehearsal images ready (from {})", bin_dir.display());
         }
         "up" => {
@@ -96,9 +104,10 @@ async fn run(a: Args) -> Result<(), String> {
             opts.drift = a.drift;
             opts.pipeline = a.pipeline;
             opts.generation = a.generation;
+            opts.variant = a.variant;
             let s = stack::up(&engine, &opts).await?;
             println!(
-                "rehearsal {} up{}: {} (127.0.0.1:{}), {} (127.0.0.1:{}), {}",
+                "rehearsal {} up{}: {} (127.0.0.1:{}), {}{} (127.0.0.1:{}), {}",
                 s.project,
                 if a.pipeline {
                     " with the pipeline's drift (mongo recreated, core crash-looping)"
@@ -109,6 +118,10 @@ async fn run(a: Args) -> Result<(), String> {
                 },
                 s.mongo,
                 s.mongo_port,
+                match (&s.postgres, s.postgres_port) {
+                    (Some(pg), Some(port)) => format!("{pg} (127.0.0.1:{port}), "),
+                    _ => String::new(),
+                },
                 s.core,
                 s.core_port,
                 s.periphery

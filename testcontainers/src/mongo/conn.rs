@@ -25,6 +25,7 @@ pub(crate) async fn serve(
         conversation: None,
     };
     shared.log_detail(format_args!("conn{}: accepted from {peer}", st.id));
+    let mut front = shared.front.as_ref().map(|f| f.connection(st.id));
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let why = loop {
@@ -83,7 +84,16 @@ pub(crate) async fn serve(
                 _ = changed.changed() => {}
             }
         }
-        let reply = dispatch(&shared, &mut st, &body, db.as_deref());
+        let reply = match front.as_mut() {
+            Some(f) if name != "komodoTestControl" => {
+                let mut inner = Dispatch {
+                    shared: &shared,
+                    st: &mut st,
+                };
+                f.command(&name, &body, db.as_deref(), &mut inner).await
+            }
+            _ => dispatch(&shared, &mut st, &body, db.as_deref()),
+        };
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
@@ -101,6 +111,18 @@ pub(crate) async fn serve(
         }
     };
     shared.log_detail(format_args!("conn{}: {why}", st.id));
+}
+
+/// The test server's dispatch for a front end ([`super::front::Inner`]).
+struct Dispatch<'a> {
+    shared: &'a Shared,
+    st: &'a mut ConnState,
+}
+
+impl super::front::Inner for Dispatch<'_> {
+    fn run(&mut self, cmd: &Document, db: Option<&str>) -> Document {
+        dispatch(self.shared, self.st, cmd, db)
+    }
 }
 
 /// An awaitable `hello` (mongod 4.4+): one that names this process's current topologyVersion

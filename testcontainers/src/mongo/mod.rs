@@ -20,6 +20,7 @@ pub mod controls;
 pub mod docs;
 mod filter;
 mod find;
+pub mod front;
 pub mod init;
 pub mod options;
 mod queries;
@@ -78,6 +79,14 @@ pub struct ServerConfig {
     /// mongod's `--quiet`: no per-connection and per-command lines (startup lines and failed
     /// authentications are still logged, as mongod still logs them).
     pub quiet: bool,
+    /// A front end answering some commands its own way (`front`), `None` for the test server.
+    pub front: Option<Arc<dyn front::Front>>,
+}
+
+impl std::fmt::Debug for dyn front::Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Front")
+    }
 }
 
 impl ServerConfig {
@@ -91,6 +100,7 @@ impl ServerConfig {
             test_controls: false,
             log: false,
             quiet: false,
+            front: None,
         }
     }
 
@@ -106,6 +116,11 @@ impl ServerConfig {
 
     pub fn auth(mut self, on: bool) -> Self {
         self.auth = Some(on);
+        self
+    }
+
+    pub fn front(mut self, front: Arc<dyn front::Front>) -> Self {
+        self.front = Some(front);
         self
     }
 }
@@ -147,6 +162,7 @@ pub(crate) struct Shared {
     pub controls: Mutex<controls::Controls>,
     pub next_connection_id: AtomicI32,
     pub next_request_id: AtomicI32,
+    pub front: Option<Arc<dyn front::Front>>,
 }
 
 impl Shared {
@@ -243,6 +259,7 @@ impl Server {
             controls: Mutex::new(controls::Controls::default()),
             next_connection_id: AtomicI32::new(1),
             next_request_id: AtomicI32::new(1),
+            front: cfg.front.clone(),
         });
         shared.log(format_args!(
             "data {} ({}), access control {}, test controls {}",

@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 pub const PREBUILT_ENV: &str = "KOMODO_REHEARSAL_BIN_DIR";
 
 /// The binaries the images are made from.
-const STANDINS: [&str; 3] = ["mongo-test-server", "core-standin", "periphery-standin"];
+const STANDINS: [&str; 4] = [
+    "mongo-test-server",
+    "core-standin",
+    "periphery-standin",
+    "ferretdb-standin",
+];
 
 /// [`build_binaries_with`] without extra features.
 pub fn build_binaries() -> Result<PathBuf, String> {
@@ -58,6 +63,15 @@ fn prebuilt(dir: PathBuf) -> Result<PathBuf, String> {
             dir.display()
         )),
     }
+}
+
+/// The FerretDB variant's images ([`crate::ferret::image`]): the PostgreSQL image (Debian's
+/// postgresql-15, built once, reused by a tag derived from its inputs) and the FerretDB-shaped
+/// front end's. Returns the PostgreSQL image's tag.
+pub async fn ensure_ferret_images(engine: &Engine, bin_dir: &Path) -> Result<String, String> {
+    let tag = crate::ferret::image::ensure_postgres_image(engine).await?;
+    crate::ferret::image::ensure_ferretdb_image(engine, bin_dir).await?;
+    Ok(tag)
 }
 
 /// Builds (or reuses) the four rehearsal images from the binaries in `bin_dir`.
@@ -110,6 +124,9 @@ mod tests {
         let e = prebuilt(d.path().to_path_buf()).unwrap_err();
         assert!(e.contains("periphery-standin is missing"), "{e}");
         std::fs::write(d.path().join(STANDINS[2]), b"").unwrap();
+        let e = prebuilt(d.path().to_path_buf()).unwrap_err();
+        assert!(e.contains("ferretdb-standin is missing"), "{e}");
+        std::fs::write(d.path().join(STANDINS[3]), b"").unwrap();
         assert_eq!(prebuilt(d.path().to_path_buf()).unwrap(), d.path());
     }
 }

@@ -20,6 +20,14 @@ pub const COMPOSE_FILE: &str = "mongo.compose.yaml";
 pub const SHAPES_FILE: &str = "shapes.override.yaml";
 pub const SHAPES_TEXT: &str = include_str!("../../compose/v2/shapes.override.yaml");
 
+/// The FerretDB variant's compose file (Komodo's `compose/ferretdb.compose.yaml`).
+pub const FERRETDB_FILE: &str = "ferretdb.compose.yaml";
+const FERRETDB_TEXT: &str = include_str!("../../compose/ferretdb/ferretdb.compose.yaml");
+
+pub fn ferretdb_file_text() -> &'static str {
+    FERRETDB_TEXT
+}
+
 const V1_FILE: &str = include_str!("../../compose/v1/mongo.compose.yaml");
 const V2_FILE: &str = include_str!("../../compose/v2/mongo.compose.yaml");
 
@@ -74,24 +82,30 @@ pub fn program() -> String {
     std::env::var("KRT_DOCKER_COMPOSE").unwrap_or_else(|_| "docker-compose".into())
 }
 
-/// A stack dir's compose project: its name, the dir holding `mongo.compose.yaml`, compose.env
-/// (SOPS-encrypted) and age.key.
+/// A stack dir's compose project: its name, the dir holding `mongo.compose.yaml` (or, for the
+/// FerretDB variant, `ferretdb.compose.yaml`), compose.env (SOPS-encrypted) and age.key.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub name: String,
     pub dir: PathBuf,
+    /// The compose file's name in `dir`.
+    pub file: &'static str,
 }
 
 impl Project {
+    /// The file is `ferretdb.compose.yaml` when the dir holds that one and no
+    /// `mongo.compose.yaml` (a stack dir holds one of them: `up` removes both first).
     pub fn new(name: &str, dir: &Path) -> Project {
+        let ferret = dir.join(FERRETDB_FILE).is_file() && !dir.join(COMPOSE_FILE).is_file();
         Project {
             name: name.to_string(),
             dir: dir.to_path_buf(),
+            file: if ferret { FERRETDB_FILE } else { COMPOSE_FILE },
         }
     }
 
     pub fn compose_file(&self) -> PathBuf {
-        self.dir.join(COMPOSE_FILE)
+        self.dir.join(self.file)
     }
 
     /// `-f shapes.override.yaml` when the stack dir has that file, else nothing.
@@ -103,7 +117,7 @@ impl Project {
         }
     }
 
-    /// Runs `docker-compose -p NAME -f mongo.compose.yaml --env-file <decrypted> ARGS` in the
+    /// Runs `docker-compose -p NAME -f <file> --env-file <decrypted> ARGS` in the
     /// stack dir with compose.env decrypted to a 0600 temp file for the duration of the call.
     /// The output is returned whatever the exit status; the plaintext never leaves the temp
     /// file (no argv, no env: the child gets only its path).
@@ -128,7 +142,7 @@ impl Project {
             .current_dir(&self.dir)
             .arg("--env-file")
             .arg(tmp.path())
-            .args(["-p", &self.name, "-f", COMPOSE_FILE])
+            .args(["-p", &self.name, "-f", self.file])
             .args(self.override_args())
             .args(args)
             .env("KOMODO_ENV_FILE", tmp.path())

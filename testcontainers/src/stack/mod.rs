@@ -11,6 +11,7 @@
 
 mod bins;
 pub mod compose;
+pub mod ferret;
 pub mod http;
 pub mod image;
 pub mod passkeys;
@@ -18,7 +19,9 @@ pub mod tar;
 mod teardown;
 mod wait;
 
-pub use bins::{build_binaries, build_binaries_with, ensure_images, PREBUILT_ENV};
+pub use bins::{
+    build_binaries, build_binaries_with, ensure_ferret_images, ensure_images, PREBUILT_ENV,
+};
 pub use teardown::{down, status};
 use wait::wait_tcp;
 pub use wait::{wait_crash_loop, wait_healthy};
@@ -90,6 +93,27 @@ impl std::str::FromStr for Generation {
     }
 }
 
+/// Which of Komodo's compose files the stack is made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// `mongo.compose.yaml` (the MongoDB wire test server as `mongo`).
+    #[default]
+    Mongo,
+    /// `ferretdb.compose.yaml`: a real PostgreSQL and a FerretDB-shaped front end ([`ferret`]).
+    FerretDb,
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mongo" => Ok(Variant::Mongo),
+            "ferretdb" => Ok(Variant::FerretDb),
+            other => Err(format!("--variant {other:?}: expected mongo or ferretdb")),
+        }
+    }
+}
+
 /// How the stack's core is given the DB password (issue 11 item 3: carriers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CoreCarrier {
@@ -123,6 +147,7 @@ pub struct StackOptions {
     /// v2 only: deploy with `compose/v2/shapes.override.yaml` too (periphery in a sidecar's
     /// network namespace, an anonymous volume on core). Off by default.
     pub shapes: bool,
+    pub variant: Variant,
 }
 
 impl StackOptions {
@@ -136,6 +161,7 @@ impl StackOptions {
             bin_dir: bin_dir.to_path_buf(),
             core_carrier: CoreCarrier::Plain,
             shapes: false,
+            variant: Variant::Mongo,
         }
     }
 }
@@ -146,13 +172,20 @@ impl StackOptions {
 pub struct Stack {
     pub project: String,
     pub dir: PathBuf,
+    pub variant: Variant,
+    /// The container serving the MongoDB wire protocol: `mongo`, or `ferretdb` (FerretDB variant).
     pub mongo: String,
+    /// FerretDB variant: the PostgreSQL container.
+    pub postgres: Option<String>,
     pub core: String,
     pub periphery: String,
     pub network: String,
+    /// 127.0.0.1's port of `mongo` (of `ferretdb` in the FerretDB variant).
     pub mongo_port: u16,
+    /// FerretDB variant: 127.0.0.1's port of PostgreSQL (5432 inside).
+    pub postgres_port: Option<u16>,
     pub core_port: u16,
-    /// The password mongo was initialised with (A).
+    /// The password mongo (FerretDB variant: the PostgreSQL role) was initialised with (A).
     pub mongo_password: Secret,
     /// The password compose.env and core hold (B; equal to A unless drifted).
     pub env_password: Secret,
@@ -191,13 +224,13 @@ pub fn container_name(project: &str, service: &str) -> String {
     format!("{}_{service}_1", compose_project_name(project))
 }
 
-fn env_line(k: &str, v: &Secret) -> String {
+pub(crate) fn env_line(k: &str, v: &Secret) -> String {
     format!("{k}={}", v.expose())
 }
 
 /// A port free on 127.0.0.1 right now (the kernel picks it; the window before the engine binds
 /// it is a few milliseconds).
-fn free_loopback_port() -> Result<u16, String> {
+pub(crate) fn free_loopback_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -205,7 +238,11 @@ fn free_loopback_port() -> Result<u16, String> {
 }
 
 /// Encrypts `lines` (a dotenv) to `recipient` and writes it as `dir/compose.env`, 0600.
-fn write_compose_env(dir: &Path, lines: &[String], recipient: &str) -> Result<(), String> {
+pub(crate) fn write_compose_env(
+    dir: &Path,
+    lines: &[String],
+    recipient: &str,
+) -> Result<(), String> {
     let mut plain = lines.join("\n");
     plain.push('\n');
     let enc = komodo_rotate::sops::encrypt_new(plain.as_bytes(), &[recipient.to_string()]);
@@ -233,6 +270,9 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
         .map_err(|e| format!("{}: {e}", opts.dir.display()))?;
     let control = dir.join("control");
     std::fs::create_dir_all(&control).map_err(|e| format!("{}: {e}", control.display()))?;
+    if opts.variant == Variant::FerretDb {
+        return ferret::up(engine, opts, &dir).await;
+    }
     let project = opts.project.as_str();
 
     let gen = |e: getrandom::Error| format!("random: {e}");
@@ -301,16 +341,7 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
 
     // Files: age identity, the compose file, compose.env encrypted to the identity with our
     // own SOPS store, the config.
-    let identity = age::x25519::Identity::generate();
-    let recipient = identity.to_public().to_string();
-    let key_file = format!(
-        "# created by komodo-testcontainers rehearsal\n# public key: {recipient}\n{}\n",
-        identity.to_string().expose_secret()
-    );
-    let mut key_bytes = key_file.into_bytes();
-    let wrote = write_atomic(&dir.join("age.key"), &key_bytes, Mode::Exactly(0o600));
-    key_bytes.zeroize();
-    wrote.map_err(|e| format!("{}/age.key: {e}", dir.display()))?;
+    let recipient = new_age_key(&dir)?;
     write_atomic(
         &dir.join(compose::COMPOSE_FILE),
         compose::compose_file_with(opts.generation, opts.core_carrier).as_bytes(),
@@ -353,12 +384,15 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     };
     let stack = Stack {
         project: project.to_string(),
+        variant: Variant::Mongo,
         mongo: find("mongo").await?,
+        postgres: None,
         core: find("core").await?,
         periphery: find("periphery").await?,
         network: format!("{}_default", compose_project_name(project)),
         dir,
         mongo_port,
+        postgres_port: None,
         core_port,
         mongo_password,
         env_password,
@@ -371,6 +405,21 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
         wait_healthy(engine, &stack.core, Duration::from_secs(60)).await?;
     }
     Ok(stack)
+}
+
+/// A new age identity in `dir/age.key` (0600); returns its recipient.
+pub(crate) fn new_age_key(dir: &Path) -> Result<String, String> {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let key_file = format!(
+        "# created by komodo-testcontainers rehearsal\n# public key: {recipient}\n{}\n",
+        identity.to_string().expose_secret()
+    );
+    let mut key_bytes = key_file.into_bytes();
+    let wrote = write_atomic(&dir.join("age.key"), &key_bytes, Mode::Exactly(0o600));
+    key_bytes.zeroize();
+    wrote.map_err(|e| format!("{}/age.key: {e}", dir.display()))?;
+    Ok(recipient)
 }
 
 /// The project name as compose 1.x normalises it (lower case; `-`, `_`, letters, digits).

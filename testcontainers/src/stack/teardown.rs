@@ -80,6 +80,7 @@ pub async fn down(engine: &Engine, project: &str, dir: Option<&Path>) -> Result<
             "komodo-rotate.toml",
             compose::COMPOSE_FILE,
             compose::SHAPES_FILE,
+            compose::FERRETDB_FILE,
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
