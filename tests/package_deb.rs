@@ -36,13 +36,12 @@ fn setup(test: &str) -> Option<(Built, String)> {
     Some((built, image))
 }
 
-/// systemd-analyze's lines that are about the host (a container without a running systemd, no
-/// Docker installed on this clean system), not about the units; every other line fails.
-const HOST_ONLY: [&str; 4] = [
+/// systemd-analyze's lines that are about the host (a container without a running systemd),
+/// not about the units; every other line fails.
+const HOST_ONLY: [&str; 3] = [
     "System has not been booted with systemd",
     "Failed to connect to bus",
     "Failed to connect to system scope bus",
-    "docker.service",
 ];
 
 #[test]
@@ -104,6 +103,9 @@ echo "=== docs"
 ls /usr/share/doc/komodo-rotate /usr/share/doc/komodo-rotate/runbooks /usr/share/doc/komodo-rotate/examples
 grep -c '^compose_env' /usr/share/doc/komodo-rotate/examples/config.toml
 echo "=== analyze"
+# The units require docker.service, which every Komodo host has (docker.io or Docker's own
+# packages, so the package cannot depend on one): a stand-in for it.
+printf '[Unit]\nDescription=stand-in for the host Docker engine\n[Service]\nExecStart=/bin/true\n' >/etc/systemd/system/docker.service
 systemd-analyze verify --man=no /lib/systemd/system/komodo-rotate*.service /lib/systemd/system/komodo-rotate*.timer 2>&1 && echo "exit 0" || echo "exit $?"
 "#;
     let o = run_script(&image, &["-v", &format!("{deb}:/tmp/k.deb:ro")], script);
