@@ -5,10 +5,18 @@ use std::path::PathBuf;
 
 /// A build with test-only fault injection says so in `--version`, so a test can refuse to run
 /// its fault matrix against a binary that would ignore FAILPOINTS.
+/// The commit (`build.rs`: release builds and scripts/package) follows the version.
 #[cfg(feature = "failpoints")]
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (failpoints)");
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    env!("KOMODO_ROTATE_VERSION_SUFFIX"),
+    " (failpoints)"
+);
 #[cfg(not(feature = "failpoints"))]
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    env!("KOMODO_ROTATE_VERSION_SUFFIX")
+);
 
 #[derive(Debug, Parser)]
 #[command(name = "komodo-rotate", version = VERSION, about, long_about = None)]

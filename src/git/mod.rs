@@ -79,7 +79,7 @@ impl Repo {
             source: e,
         })?;
         let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let o = run::git(
+        let o = match run::git(
             &dir,
             &[OsStr::new("rev-parse"), OsStr::new("--show-toplevel")],
             Opts {
@@ -88,7 +88,14 @@ impl Repo {
                 overlay: None,
             },
             None,
-        )?;
+        ) {
+            // Without git (the image), a file with no `.git` above it is in no work tree;
+            // with one above it, git is needed to say more.
+            Err(GitError::Missing) if !dir.ancestors().any(|a| a.join(".git").exists()) => {
+                return Ok(None)
+            }
+            o => o?,
+        };
         if !o.ok() {
             if o.stderr.contains("not a git repository") {
                 return Ok(None);
