@@ -66,6 +66,15 @@ fn exit_codes_follow_what_changed() {
         )],
     );
     assert_eq!(r.code, Some(4), "{}", r.text());
+    let recreate = format!("recreate:{}", s.periphery);
+    // The step's own failure shows as its FAILED line; the error printed last is the journal's.
+    fired::assert_own_fault(
+        s,
+        &r,
+        "recreate fails, journal not cleared",
+        &["journal:clear"],
+        &[&recreate],
+    );
     assert_eq!(audit_codes(s).last(), Some(&4), "the audit record agrees");
     assert!(r.stderr.contains("resume"), "{}", r.text());
     let journal = s.dir.join("state/journal/current.json");
@@ -75,8 +84,16 @@ fn exit_codes_follow_what_changed() {
         .expect("agree after rollback");
     assert!(back.ct_eq(&rotated), "all old");
 
+    // The journal records a rollback that ran to its end: resume finishes it as a rollback
+    // (exit 4, never 0: nothing was rotated) and clears the journal.
     let r = tool(s, &["resume"], &[]);
-    assert!(matches!(r.code, Some(0 | 4)), "{}", r.text());
+    assert_eq!(r.code, Some(4), "{}", r.text());
+    assert!(
+        r.stderr
+            .contains("rolling back (the interrupted run had already started its rollback)"),
+        "{}",
+        r.text()
+    );
     assert!(!journal.exists(), "resume cleared it: {}", r.text());
     let after = rt
         .block_on(agreed(&f.engine, s))

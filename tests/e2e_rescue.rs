@@ -157,8 +157,16 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
     let third = Secret::generate().unwrap();
     reset_auth::set_mongo_password(s, &staged.new, &third);
 
+    // resume's "accepts neither" branch: exit 5, the journal kept, the runbook named.
     let res = tool(s, &["resume"], &[]);
-    assert_ne!(res.code, Some(0), "{}", res.text());
+    assert_eq!(res.code, Some(5), "{}", res.text());
+    assert!(
+        res.stderr
+            .contains("accepts neither the old nor the new password")
+            && res.stderr.contains("no-password-survives.md"),
+        "{}",
+        res.text()
+    );
     assert!(journal.exists(), "resume keeps the journal");
 
     let r = tool(s, &["rescue"], &[]);

@@ -48,6 +48,17 @@ pub struct Roles {
     pub periphery: Vec<String>,
 }
 
+/// An inspect that found no container: `None` (it was removed since it was listed).
+fn gone_is_none(
+    r: Result<ContainerInfo, DockerError>,
+) -> Result<Option<ContainerInfo>, DockerError> {
+    match r {
+        Ok(i) => Ok(Some(i)),
+        Err(DockerError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl ComposeProject {
     /// Every compose project with at least one container (running or not), sorted by name.
     pub async fn list(engine: &Engine) -> Result<Vec<ComposeProject>, DockerError> {
@@ -87,6 +98,11 @@ impl ComposeProject {
             if name.ends_with(NEXT_SUFFIX) || name.ends_with(PREV_SUFFIX) {
                 continue;
             }
+            // A container of another project can vanish between the list and its inspect (compose
+            // renames and removes the old one while it recreates): it is in no project any more.
+            let Some(info) = gone_is_none(ContainerInfo::load(engine, &name).await)? else {
+                continue;
+            };
             let p = projects
                 .entry(project.clone())
                 .or_insert_with(|| ComposeProject {
@@ -107,7 +123,6 @@ impl ComposeProject {
                         .collect();
                 }
             }
-            let info = ContainerInfo::load(engine, &name).await?;
             let entry = ServiceContainer {
                 mongo_port: info.loopback_port("27017/tcp"),
                 env_keys: info.env_keys().map(str::to_string).collect(),
@@ -232,6 +247,19 @@ mod tests {
 
     fn none(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_container_gone_since_the_list_is_skipped_other_errors_are_not() {
+        let gone = gone_is_none(Err(DockerError::NotFound("x_mongo_1".into())));
+        assert!(matches!(gone, Ok(None)));
+        let api = gone_is_none(Err(DockerError::Api {
+            op: "inspect",
+            target: "x".into(),
+            status: Some(500),
+            msg: "boom".into(),
+        }));
+        assert!(matches!(api, Err(DockerError::Api { .. })));
     }
 
     #[test]

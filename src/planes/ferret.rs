@@ -75,8 +75,14 @@ fn all(dk: &DockerPlane) -> Vec<&ContainerInfo> {
 /// inconsistent.
 pub fn variant(dk: &DockerPlane) -> Result<Variant, String> {
     let cs = all(dk);
+    // Core and periphery are Komodo's clients, never FerretDB or its PostgreSQL: a
+    // FERRETDB_POSTGRESQL_URL in core's env is a carrier of the password (the carriers' rules
+    // patch or refuse it), not a FerretDB service.
+    let is_client =
+        |c: &ContainerInfo| c.name == dk.core.name || dk.periphery.iter().any(|p| p.name == c.name);
     let services: Vec<ServiceKeys<'_>> = cs
         .iter()
+        .filter(|c| !is_client(c))
         .map(|c| ServiceKeys {
             service: c
                 .labels
