@@ -12,8 +12,7 @@ use crate::txn::lock::RunLock;
 use crate::txn::{Journal, StepStatus};
 use std::time::Duration;
 
-/// The kind the DB password's rows name.
-pub(super) const DB: &str = "db-password";
+use super::verify_db::DB;
 
 pub fn run(args: VerifyArgs) -> Result<i32> {
     let cfg = Config::load(args.config.config.as_deref())?;

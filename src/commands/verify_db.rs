@@ -1,11 +1,13 @@
 //! verify's rows for the DB password: the naming generation, compose.env against Mongo, each
 //! holder (the roles and the project's other containers), and the carriers.
 
-use super::verify::DB;
 use crate::config::Config;
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
 use crate::report::{Matrix, Status};
+
+/// The kind the DB password's rows name.
+pub(super) const DB: &str = "db-password";
 
 pub(super) async fn compare(
     cfg: &Config,
