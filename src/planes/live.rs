@@ -48,6 +48,7 @@ impl Planes for LivePlanes<'_> {
                 admin.close().await;
                 Ok(r?)
             }
+            steps::CHANGE_PG => super::pg_step::apply(self, &ctx).await,
             steps::WRITE_ENV => {
                 if ctx.is_rescue() {
                     return Ok(());
@@ -155,6 +156,7 @@ impl Planes for LivePlanes<'_> {
                 },
                 LoginOutcome::Unreachable(r) => Err(Error::Precondition(r)),
             },
+            steps::CHANGE_PG => super::pg_step::undo(self, &ctx).await,
             steps::WRITE_ENV => super::write_env::undo_write_env(
                 &self.journal_dir.join(super::write_env::prev_file(step)),
                 &self.journal_dir.join(written_file(step)),
