@@ -135,9 +135,11 @@ impl<'a> FerretPlane<'a> {
     }
 }
 
-/// The refusal (exit 3, nothing changed) of a run that changes the DB password, on a FerretDB
-/// deployment or one whose variant cannot be told: the Mongo plan would change the role through
-/// FerretDB but leave ferretdb's own URL stale, which breaks FerretDB's pool later.
+/// The refusal (exit 3, nothing changed) of a run that changes the DB password without a plan
+/// for the variant (`rescue` until its FerretDB part exists; `rotate` has one:
+/// `kinds::db_password_ferret`), on a FerretDB deployment or one whose variant cannot be told:
+/// the Mongo plan would change the role through FerretDB but leave ferretdb's own URL stale,
+/// which breaks FerretDB's pool later.
 pub fn refuse_unbuilt(dk: &DockerPlane, what: &str) -> crate::error::Result<()> {
     match FerretPlane::find(dk) {
         Ok(None) => Ok(()),
