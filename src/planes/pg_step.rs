@@ -104,35 +104,62 @@ pub(super) async fn undo(p: &LivePlanes<'_>, ctx: &RunContext) -> Result<()> {
     let psql = psql(&p.engine, pg);
     let role = role(&psql, pg);
     let now = role.stored().await.map_err(pg_err)?;
-    let accepts = |pw: &Secret| match &now {
+    let prev = saved(&p.journal_dir, p.ids)?;
+    match undo_action(&now, prev.as_ref(), &p.staged.old, &p.staged.new) {
+        UndoAction::Nothing => Ok(()),
+        UndoAction::Restore => match &prev {
+            Some(prev) => role.set_stored(Some(prev)).await.map_err(pg_err),
+            None => Ok(()),
+        },
+        UndoAction::NoSaved => Err(Error::Precondition(format!(
+            "role {} in {} takes the new password but the journal dir has no saved previous secret ({PREV_FILE}); set it back by hand (runbooks/interrupted-run.md)",
+            pg.role, pg.postgres
+        ))),
+        UndoAction::Foreign => Err(Error::Precondition(format!(
+            "role {} in {} holds a secret that takes neither the old nor the new password: somebody else changed it during the run; not overwritten",
+            pg.role, pg.postgres
+        ))),
+    }
+}
+
+/// What `change-pg`'s undo does, from what the role holds now and what apply sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UndoAction {
+    /// The previous state is there (the saved bytes, or OLD set by someone else; or apply never
+    /// saved, so never set).
+    Nothing,
+    /// Set the saved bytes back (the role holds our verifier of NEW).
+    Restore,
+    /// The role takes NEW only, and nothing was saved: cannot restore.
+    NoSaved,
+    /// The role holds something that takes neither: not ours to overwrite.
+    Foreign,
+}
+
+fn undo_action(now: &Stored, prev: Option<&Secret>, old: &Secret, new: &Secret) -> UndoAction {
+    let accepts = |pw: &Secret| match now {
         Stored::Secret(s) => Verifier::parse(s.expose()).is_ok_and(|v| v.accepts(pw)),
         _ => false,
     };
-    let Some(prev) = saved(&p.journal_dir, p.ids)? else {
+    let Some(prev) = prev else {
         // Nothing was saved, so nothing was set: the step died before it changed the role.
-        if accepts(&p.staged.new) && !accepts(&p.staged.old) {
-            return Err(Error::Precondition(format!(
-                "role {} in {} takes the new password but the journal dir has no saved previous secret ({PREV_FILE}); set it back by hand (runbooks/interrupted-run.md)",
-                pg.role, pg.postgres
-            )));
-        }
-        return Ok(());
+        return if accepts(new) && !accepts(old) {
+            UndoAction::NoSaved
+        } else {
+            UndoAction::Nothing
+        };
     };
-    if matches!(&now, Stored::Secret(s) if s.ct_eq(&prev)) {
-        return Ok(());
-    }
-    if accepts(&p.staged.new) {
-        return role.set_stored(Some(&prev)).await.map_err(pg_err);
-    }
-    if accepts(&p.staged.old) {
+    if matches!(now, Stored::Secret(s) if s.ct_eq(prev)) {
+        UndoAction::Nothing
+    } else if accepts(new) {
+        UndoAction::Restore
+    } else if accepts(old) {
         // Somebody set OLD again meanwhile (another verifier of the same password): the old
         // state is back; their bytes are kept.
-        return Ok(());
+        UndoAction::Nothing
+    } else {
+        UndoAction::Foreign
     }
-    Err(Error::Precondition(format!(
-        "role {} in {} holds a secret that takes neither the old nor the new password: somebody else changed it during the run; not overwritten",
-        pg.role, pg.postgres
-    )))
 }
 
 /// Which staged value the role takes now (offline check against its verifier).
@@ -187,4 +214,42 @@ pub(super) async fn role_takes(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier(pw: &Secret, salt: u8) -> Secret {
+        Verifier::build_with(pw, &[salt; 28], 4096).unwrap().text()
+    }
+
+    /// Every state the role can be found in by an undo (after a kill anywhere in apply, a
+    /// replay, or a hand change), with and without the sealed previous secret.
+    #[test]
+    fn the_undo_restores_only_over_its_own_verifier_and_never_loses_the_old_state() {
+        let old = Secret::new("old-Password-0123".into());
+        let new = Secret::new("new-Password-4567".into());
+        let third = Secret::new("third-Password-89".into());
+        let initdb = verifier(&old, 1); // the role's secret before the run (the saved bytes)
+        let ours = verifier(&new, 2);
+        let old_again = verifier(&old, 3); // OLD set by somebody else meanwhile
+        let foreign = verifier(&third, 4);
+        let s = |x: &Secret| Stored::Secret(x.clone());
+        use UndoAction::*;
+        let cases: Vec<(Stored, Option<&Secret>, UndoAction)> = vec![
+            (s(&initdb), Some(&initdb), Nothing),
+            (s(&ours), Some(&initdb), Restore),
+            (s(&old_again), Some(&initdb), Nothing),
+            (s(&foreign), Some(&initdb), Foreign),
+            (Stored::NoPassword, Some(&initdb), Foreign),
+            (Stored::NoRole, Some(&initdb), Foreign),
+            (s(&initdb), None, Nothing),
+            (s(&ours), None, NoSaved),
+            (s(&foreign), None, Nothing),
+        ];
+        for (i, (now, prev, want)) in cases.iter().enumerate() {
+            assert_eq!(undo_action(now, *prev, &old, &new), *want, "case {i}");
+        }
+    }
 }
