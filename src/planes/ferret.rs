@@ -175,6 +175,28 @@ pub fn url_safe(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// For `resume` on the FerretDB variant: the engine and the ferretdb container (where the Mongo
+/// target points) found by compose labels, else by the run's name for it, also as the
+/// `-next`/`-prev` a killed recreate leaves (it publishes the same port).
+pub async fn front_for_resume(
+    cfg: &crate::config::Config,
+    name: &str,
+) -> crate::error::Result<(Engine, ContainerInfo)> {
+    let first = DockerPlane::mongo_only(cfg).await;
+    let Err(e) = first else { return first };
+    let engine = Engine::connect().await?;
+    for n in [
+        name.to_string(),
+        format!("{name}{}", crate::docker::NEXT_SUFFIX),
+        format!("{name}{}", crate::docker::PREV_SUFFIX),
+    ] {
+        if let Some(i) = engine.try_inspect(&n).await? {
+            return Ok((engine, ContainerInfo::from_inspect(&i)));
+        }
+    }
+    Err(e)
+}
+
 #[cfg(test)]
 mod url_safe_tests {
     use super::url_safe;
@@ -206,26 +228,4 @@ mod url_safe_tests {
         }
         assert!(url_safe("a-b.c_d~e") && !url_safe(""));
     }
-}
-
-/// For `resume` on the FerretDB variant: the engine and the ferretdb container (where the Mongo
-/// target points) found by compose labels, else by the run's name for it, also as the
-/// `-next`/`-prev` a killed recreate leaves (it publishes the same port).
-pub async fn front_for_resume(
-    cfg: &crate::config::Config,
-    name: &str,
-) -> crate::error::Result<(Engine, ContainerInfo)> {
-    let first = DockerPlane::mongo_only(cfg).await;
-    let Err(e) = first else { return first };
-    let engine = Engine::connect().await?;
-    for n in [
-        name.to_string(),
-        format!("{name}{}", crate::docker::NEXT_SUFFIX),
-        format!("{name}{}", crate::docker::PREV_SUFFIX),
-    ] {
-        if let Some(i) = engine.try_inspect(&n).await? {
-            return Ok((engine, ContainerInfo::from_inspect(&i)));
-        }
-    }
-    Err(e)
 }
