@@ -12,7 +12,7 @@
 //! front end's new connections and core crash-loops on `SCRAM failure: password authentication
 //! failed for user "admin"` (code 1 InternalError).
 
-use super::files::{env_line, new_age_key, write_compose_env, write_config};
+use super::files::{env_line, new_age_key, write_compose_env, write_config, StackSecrets};
 use super::image::standin_tag;
 use super::real::{self, RealImages};
 use super::{
@@ -42,18 +42,15 @@ pub(super) async fn up(
     let pg_tag = super::ensure_ferret_images(engine, &opts.bin_dir).await?;
     let project = opts.project.as_str();
 
-    let gen = |e: getrandom::Error| format!("random: {e}");
-    let role_password = Secret::generate().map_err(gen)?;
-    let env_password = if opts.drift {
-        Secret::generate().map_err(gen)?
-    } else {
-        role_password.clone()
-    };
-    let passkey = Secret::generate().map_err(gen)?;
-    let jwt = Secret::generate().map_err(gen)?;
-    let webhook = Secret::generate().map_err(gen)?;
-    let api_token = Secret::generate().map_err(gen)?;
-    let user = Secret::new(DB_USERNAME.into());
+    let StackSecrets {
+        init_password: role_password,
+        env_password,
+        passkey,
+        jwt,
+        webhook,
+        api_token,
+        user,
+    } = StackSecrets::generate(opts.drift)?;
     let pg_port = free_loopback_port()?;
     let ferret_port = free_loopback_port()?;
     let core_port = free_loopback_port()?;

@@ -2,7 +2,7 @@
 //! file (the file carrier) and komodo-rotate's config for the stack, each written atomically
 //! with the mode a real host would have.
 
-use super::{compose, CoreCarrier, Variant};
+use super::{compose, CoreCarrier, Variant, DB_USERNAME};
 use komodo_rotate::fsutil::{write_atomic, Mode};
 use komodo_rotate::secret::Secret;
 use secrecy::ExposeSecret;
@@ -98,4 +98,33 @@ pub(crate) fn write_config(
         Mode::Exactly(0o600),
     )
     .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))
+}
+
+/// The secrets a new stack is made with (in memory only): the password the database is
+/// initialised with, the one compose.env holds (another one with `drift`), and the other keys.
+pub(crate) struct StackSecrets {
+    pub init_password: Secret,
+    pub env_password: Secret,
+    pub passkey: Secret,
+    pub jwt: Secret,
+    pub webhook: Secret,
+    pub api_token: Secret,
+    pub user: Secret,
+}
+
+impl StackSecrets {
+    pub(crate) fn generate(drift: bool) -> Result<StackSecrets, String> {
+        let gen = || Secret::generate().map_err(|e| format!("random: {e}"));
+        let init_password = gen()?;
+        let env_password = if drift { gen()? } else { init_password.clone() };
+        Ok(StackSecrets {
+            init_password,
+            env_password,
+            passkey: gen()?,
+            jwt: gen()?,
+            webhook: gen()?,
+            api_token: gen()?,
+            user: Secret::new(DB_USERNAME.into()),
+        })
+    }
 }

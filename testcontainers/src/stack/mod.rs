@@ -25,7 +25,9 @@ mod wait;
 pub use bins::{
     build_binaries, build_binaries_with, ensure_ferret_images, ensure_images, PREBUILT_ENV,
 };
-use files::{env_line, new_age_key, write_compose_env, write_config, write_password_file};
+use files::{
+    env_line, new_age_key, write_compose_env, write_config, write_password_file, StackSecrets,
+};
 pub use image::{
     busybox_image, core_image, mongo_image, mongo_standin_tag, periphery_image, standin_tag,
 };
@@ -247,18 +249,15 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     }
     let project = opts.project.as_str();
 
-    let gen = |e: getrandom::Error| format!("random: {e}");
-    let mongo_password = Secret::generate().map_err(gen)?;
-    let env_password = if opts.drift {
-        Secret::generate().map_err(gen)?
-    } else {
-        mongo_password.clone()
-    };
-    let passkey = Secret::generate().map_err(gen)?;
-    let jwt = Secret::generate().map_err(gen)?;
-    let webhook = Secret::generate().map_err(gen)?;
-    let api_token = Secret::generate().map_err(gen)?;
-    let user = Secret::new(DB_USERNAME.into());
+    let StackSecrets {
+        init_password: mongo_password,
+        env_password,
+        passkey,
+        jwt,
+        webhook,
+        api_token,
+        user,
+    } = StackSecrets::generate(opts.drift)?;
     let mongo_port = free_loopback_port()?;
     let core_port = free_loopback_port()?;
 
