@@ -36,6 +36,16 @@ fn inspect(name: &str) -> (String, String, String) {
     )
 }
 
+/// The container's ID, by the `docker` CLI.
+fn container_id(name: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}}", name])
+        .output()
+        .expect("docker inspect");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[test]
 fn image_mode_runs_the_named_images_without_any_stand_in_control() {
     let t0 = std::time::Instant::now();
@@ -106,5 +116,21 @@ fn image_mode_runs_the_named_images_without_any_stand_in_control() {
         "the recreated core keeps the image"
     );
     assert_eq!(inspect(&s.periphery).0, periphery_image);
+
+    // An image the engine lacks stops `up` by the variable's name before anything is touched:
+    // the running stack of the same project is still there, same containers.
+    let core_id = container_id(&s.core);
+    std::env::set_var(real::CORE_IMAGE_ENV, "komodo-rotate-test/not-loaded:1");
+    let opts = komodo_testcontainers::stack::StackOptions::new(&s.project, &s.dir, &bin);
+    let e = rt
+        .block_on(komodo_testcontainers::stack::up(&f.engine, &opts))
+        .expect_err("a missing image");
+    assert!(
+        e.starts_with(
+            "KOMODO_ROTATE_TEST_CORE_IMAGE=komodo-rotate-test/not-loaded:1: no such image"
+        ),
+        "{e}"
+    );
+    assert_eq!(container_id(&s.core), core_id, "the stack was left alone");
     eprintln!("image_mode: all checks in {:?}", t0.elapsed());
 }

@@ -233,9 +233,10 @@ pub(crate) fn free_loopback_port() -> Result<u16, String> {
 /// With `pipeline`, the redeploy is `up -d` of the whole file (a deploy pipeline's), which
 /// recreates mongo as well: its init env says B too, and A survives nowhere.
 pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
-    down(engine, &opts.project, Some(&opts.dir)).await?;
+    // A bad image variable stops `up` before anything (an earlier stack included) is touched.
     let images = opts.resolved_images()?;
     images.check_present(engine).await?;
+    down(engine, &opts.project, Some(&opts.dir)).await?;
     ensure_images(engine, &opts.bin_dir).await?;
     std::fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
     let dir = opts
