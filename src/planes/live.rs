@@ -123,6 +123,7 @@ impl Planes for LivePlanes<'_> {
                 }
                 Ok(())
             }
+            k if super::ferret_steps::knows(k) => super::ferret_steps::apply(self, step).await,
             other => Err(unknown(other)),
         }
     }
@@ -161,6 +162,7 @@ impl Planes for LivePlanes<'_> {
                 &ctx.compose_env,
             ),
             steps::RECREATE => self.undo_recreate(step, &ctx, j).await,
+            k if super::ferret_steps::knows(k) => super::ferret_steps::undo(self, step).await,
             other => Err(unknown(other)),
         }
     }

@@ -7,6 +7,8 @@ pub mod carriers;
 mod context;
 pub mod execute;
 pub mod ferret;
+pub mod ferret_read;
+pub mod ferret_steps;
 pub mod git_steps;
 pub mod holders;
 pub mod last_value;

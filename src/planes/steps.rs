@@ -70,6 +70,7 @@ pub fn describe(step: &Step) -> String {
         GIT_COMMIT => "commit only the env file (ciphertext) on top of HEAD; the id is kept in the journal dir".into(),
         GIT_PUSH => "push HEAD to the remote branch; if it moved without touching the env file, fetch, replay and retry once".into(),
         COMMIT => "prove every plane holds NEW, remove the -prev containers, drop the sealed secrets, write the audit record".into(),
+        k if super::ferret_steps::knows(k) => super::ferret_steps::describe(step),
         other => format!("{other} (unknown to this build)"),
     }
 }
@@ -89,6 +90,7 @@ pub fn describe_undo(step: &Step) -> String {
         GIT_COMMIT => "drop our commit while HEAD is still it (work tree left to write-env's undo), else a revert commit".into(),
         GIT_PUSH => "push a revert commit of ours on top of the remote branch (only if ours reached it)".into(),
         COMMIT => "none: after commit the new secret is the only one".into(),
+        k if super::ferret_steps::knows(k) => super::ferret_steps::describe_undo(step),
         other => format!("{other} (unknown to this build)"),
     }
 }
