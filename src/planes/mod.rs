@@ -124,7 +124,7 @@ impl DockerPlane {
         let name = match &cfg.discovery.containers.mongo {
             Some(n) => n.clone(),
             None => {
-                docker::discovery::one_service(
+                docker::discovery::mongo_service(
                     &engine,
                     &cfg.discovery.project,
                     &cfg.discovery.services.mongo,
