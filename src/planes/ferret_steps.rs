@@ -200,10 +200,13 @@ async fn prove(p: &LivePlanes<'_>, step: &Step) -> Result<()> {
             )))
         }
     }
+    // The role is the user FerretDB checks (a resume's target carries no user of its own).
+    let mut target = p.target.clone();
+    target.user = admin.clone();
     // ferretdb was just recreated: give it the health timeout to answer.
     let deadline = Instant::now() + p.cfg.health.timeout;
     loop {
-        match login_works(&p.target, new).await {
+        match login_works(&target, new).await {
             LoginOutcome::Accepted => break,
             r if Instant::now() >= deadline => {
                 return Err(proof(match r {
@@ -216,7 +219,7 @@ async fn prove(p: &LivePlanes<'_>, step: &Step) -> Result<()> {
         }
     }
     if !old.ct_eq(new) {
-        match login_works(&p.target, old).await {
+        match login_works(&target, old).await {
             LoginOutcome::Rejected => {}
             LoginOutcome::Accepted => {
                 return Err(proof("ferretdb still accepts the old password".into()))

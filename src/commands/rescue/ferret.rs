@@ -112,7 +112,12 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
 
     let takes_desired = verifier.as_ref().is_some_and(|v| v.accepts(&desired));
     let (old, set_verifier, blind) = if takes_desired {
-        (desired.clone(), false, false)
+        // ferretdb's stale URL password, when it has one: the proof sees it refused.
+        let stale_url = url_password(f.ferretdb)
+            .ok()
+            .filter(|p| !p.is_empty() && !p.ct_eq(&desired))
+            .filter(|p| verifier.as_ref().is_some_and(|v| !v.accepts(p)));
+        (stale_url.unwrap_or_else(|| desired.clone()), false, false)
     } else {
         let mut ladder = first_candidates(f);
         ladder.extend(takeover::tool_records(cfg, &env.ids, pending.as_ref()));
