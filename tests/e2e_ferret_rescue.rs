@@ -3,7 +3,7 @@
 //! sops, the docker CLI) agreeing on compose.env's password:
 //! - the first-init drift of `rehearsal up --drift` (no known password matches the role): no
 //!   terminal and no `--yes` is refused (exit 3, nothing changed: the role's stored secret and
-//!   every container the same); a run failed before its proof rolls back (exit 4) to the exact
+//!   every container the same); a run failed after ferretdb's recreate rolls back (exit 4) to the exact
 //!   previous stored secret; a run killed right after setting the verifier is finished by
 //!   `resume`; then verify 0;
 //! - drift shape (b) (ferretdb's URL stale after a hand change): rescue recreates the holders, no
@@ -63,8 +63,9 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
     );
     assert_eq!(ids(s), ids0, "no container was recreated");
 
-    // A failure before the proof: rolled back, the stored secret restored byte for byte.
-    let fp = format!("before:prove-ferret:{pg}=return");
+    // A failure once the verifier is set and ferretdb recreated: rolled back, the stored secret
+    // restored byte for byte, ferretdb back on its URL.
+    let fp = format!("after:recreate:{}=return", s.mongo);
     let r = tool(s, &["rescue", "--yes"], &[("FAILPOINTS", &fp)]);
     assert_eq!(r.code, Some(4), "{}", r.text());
     assert_eq!(
@@ -130,7 +131,7 @@ fn ferret_rescue_stale_url_then_first_init_with_the_last_committed_value() {
 
     // (a): compose.env to C and the whole file deployed; the role keeps B, which only the
     // tool's record of its last committed value still holds.
-    let c = rt.block_on(first_init_by_hand(&f.engine, s));
+    let c = rt.block_on(first_init_by_hand(None, s));
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
     assert!(

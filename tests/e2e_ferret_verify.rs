@@ -90,7 +90,7 @@ fn ferret_verify_healthy_then_stale_url_then_first_init_drift() {
 
     // (a) compose.env edited and the whole file deployed again: the role keeps B, everything
     // else holds C, core crash-loops with FerretDB's code 1.
-    let c = rt.block_on(first_init_by_hand(&f.engine, s));
+    let c = rt.block_on(first_init_by_hand(Some(&f.engine), s));
     let (r, rows) = verify(s);
     assert_eq!(r.code, Some(1), "{}", r.text());
     let (st, role) = row(&rows, "pg-role");

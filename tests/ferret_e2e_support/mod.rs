@@ -53,15 +53,18 @@ pub fn stale_url_by_hand(s: &Stack, old: &Secret) -> Secret {
 
 /// Drift shape (a), by hand: compose.env edited, then the whole file deployed again (`up -d`):
 /// postgres is recreated but keeps its initialised role, ferretdb, core and periphery take the
-/// new value; core crash-loops (code 1). Returns the new password.
-pub async fn first_init_by_hand(engine: &Engine, s: &Stack) -> Secret {
+/// new value; core crash-loops (code 1; waited for when `engine` is given). Returns the new
+/// password.
+pub async fn first_init_by_hand(engine: Option<&Engine>, s: &Stack) -> Secret {
     let new = Secret::generate().unwrap();
     sops_set(s, PW, &new);
     s.compose().run_ok(&["up", "-d"]).expect("compose up -d");
-    let core = stack::container_name(&s.project, "core");
-    stack::wait_crash_loop(engine, &core, Duration::from_secs(90))
-        .await
-        .expect("core crash-loops after the redeploy");
+    if let Some(engine) = engine {
+        let core = stack::container_name(&s.project, "core");
+        stack::wait_crash_loop(engine, &core, Duration::from_secs(90))
+            .await
+            .expect("core crash-loops after the redeploy");
+    }
     new
 }
 
