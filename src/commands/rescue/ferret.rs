@@ -183,6 +183,11 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
         );
         return Ok(0);
     }
+    if set_verifier {
+        // A value PostgreSQL and the MongoDB drivers would prepare differently is refused now,
+        // before any step (client_prep).
+        Verifier::build(&desired).map_err(|e| refuse(e.to_string()))?;
+    }
     let mut plan = vec![steps::snapshot()];
     if set_verifier {
         plan.push(ferret_steps::set_pg_verifier(&f.postgres.name));
@@ -214,7 +219,6 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
             );
         }
     }
-    let _ = Verifier::build(&desired).map_err(|e| refuse(e.to_string()))?;
     let staged = Staged { old, new: desired };
     let context = RunContext {
         compose_env: cfg.compose_env.clone(),
