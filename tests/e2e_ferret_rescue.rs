@@ -9,6 +9,9 @@
 //! - drift shape (b) (ferretdb's URL stale after a hand change): rescue recreates the holders, no
 //!   verifier change; then shape (a) made by hand on the same stack, where the tool's last
 //!   committed value is the candidate the verifier takes: rescue without `--yes`.
+//!
+//! Both end with the hygiene scan (`e2e_support::leak`): no password in the tool's output, the
+//! stack dir or the containers' inspect.
 
 mod docker_support;
 mod e2e_support;
@@ -92,6 +95,9 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
     let (r, rows) = verify(s);
     assert_eq!(r.code, Some(0), "{}\n{rows:#?}", r.text());
     planes_agree(&psql, s, &b, &a, true);
+    // No password in the tool's output, the stack dir (journal, state) or the containers'
+    // inspect (env aside).
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&a, &b], &[]);
     eprintln!("{test}: done in {:?}", t0.elapsed());
 }
 
@@ -145,5 +151,6 @@ fn ferret_rescue_stale_url_then_first_init_with_the_last_committed_value() {
     let (r, rows) = verify(s);
     assert_eq!(r.code, Some(0), "{}\n{rows:#?}", r.text());
     planes_agree(&psql, s, &c, &b, true);
+    e2e_support::leak::assert_no_leak_anywhere(s, &[&a, &b, &c], &[]);
     eprintln!("{test}: done in {:?}", t0.elapsed());
 }
