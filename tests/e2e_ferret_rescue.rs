@@ -59,9 +59,10 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
         "{}",
         r.text()
     );
-    assert_eq!(
-        role_secret(&pg),
-        first,
+    // Compared without printing: a stored verifier is no password, but enough for an offline
+    // guess.
+    assert!(
+        role_secret(&pg) == first,
         "the role's stored secret is untouched"
     );
     assert_eq!(ids(s), ids0, "no container was recreated");
@@ -71,9 +72,8 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
     let fp = format!("after:recreate:{}=return", s.mongo);
     let r = tool(s, &["rescue", "--yes"], &[("FAILPOINTS", &fp)]);
     assert_eq!(r.code, Some(4), "{}", r.text());
-    assert_eq!(
-        role_secret(&pg),
-        first,
+    assert!(
+        role_secret(&pg) == first,
         "the undo restores the exact secret"
     );
     psql_login(&psql, s.postgres_port.unwrap(), &a).expect("the role takes A again");
@@ -126,9 +126,8 @@ fn ferret_rescue_stale_url_then_first_init_with_the_last_committed_value() {
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
     assert!(!r.stderr.contains("set-pg-verifier"), "{}", r.text());
-    assert_eq!(
-        role_secret(&pg),
-        before,
+    assert!(
+        role_secret(&pg) == before,
         "the role already took compose.env's value"
     );
     let (r, rows) = verify(s);
