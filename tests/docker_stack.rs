@@ -158,6 +158,14 @@ async fn drifted_stack_is_discovered_and_core_is_crash_looping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_stack_and_core_fault_control_roll_back_to_the_original() {
+    komodo_testcontainers::stack::real::require_standin(
+        "healthy_stack_and_core_fault_control_roll_back_to_the_original",
+        komodo_testcontainers::stack::real::StandinControl::FailNextStart,
+    );
+    komodo_testcontainers::stack::real::require_standin(
+        "healthy_stack_and_core_fault_control_roll_back_to_the_original",
+        komodo_testcontainers::stack::real::StandinControl::PasskeyProbe,
+    );
     let Some(engine) = engine_or_skip("healthy_stack").await else {
         return;
     };

@@ -81,7 +81,7 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
     assert!(url.expose().contains(&format!(":{}@", b.expose())));
 
     // Killed right after the verifier is set: resume rolls forward (compose.env decides).
-    let fp = format!("after:set-pg-verifier:{pg}=return(crash)");
+    let fp = "after:change-pg=return(crash)".to_string();
     let r = tool(s, &["rescue", "--yes"], &[("FAILPOINTS", &fp)]);
     assert_eq!(r.signal, Some(9), "{}", r.text());
     assert_eq!(
@@ -125,7 +125,7 @@ fn ferret_rescue_stale_url_then_first_init_with_the_last_committed_value() {
     let before = role_secret(&pg);
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
-    assert!(!r.stderr.contains("set-pg-verifier"), "{}", r.text());
+    assert!(!r.stderr.contains("change-pg"), "{}", r.text());
     assert!(
         role_secret(&pg) == before,
         "the role already took compose.env's value"
@@ -146,7 +146,7 @@ fn ferret_rescue_stale_url_then_first_init_with_the_last_committed_value() {
         "{}",
         r.text()
     );
-    assert!(r.stderr.contains("set-pg-verifier"), "{}", r.text());
+    assert!(r.stderr.contains("change-pg"), "{}", r.text());
     let (r, rows) = verify(s);
     assert_eq!(r.code, Some(0), "{}\n{rows:#?}", r.text());
     planes_agree(&psql, s, &c, &b, true);

@@ -228,6 +228,10 @@ async fn all_on(engine: &Engine, s: &Stack, passkey: &Secret, other: &Secret) {
 
 #[test]
 fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() {
+    komodo_testcontainers::stack::real::require_standin(
+        "by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does",
+        komodo_testcontainers::stack::real::StandinControl::PasskeyProbe,
+    );
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     rt().block_on(async {
         let Some(f) = fixture("passkey_phase_order", "krt-pk-order").await else {
@@ -307,6 +311,10 @@ fn by_hand_the_wrong_phase_order_cuts_core_off_and_the_right_order_never_does() 
 
 #[test]
 fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
+    komodo_testcontainers::stack::real::require_standin(
+        "rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old",
+        komodo_testcontainers::stack::real::StandinControl::PasskeyProbe,
+    );
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     rt().block_on(async {
         let Some(f) = fixture("passkey_rotate", "krt-pk-rotate").await else {
@@ -428,6 +436,10 @@ fn rotate_passkey_ends_on_new_only_and_each_phase_failure_rolls_back_to_old() {
 
 #[test]
 fn passkey_fault_and_sigkill_matrices_from_its_step_list() {
+    komodo_testcontainers::stack::real::require_standin(
+        "passkey_fault_and_sigkill_matrices_from_its_step_list",
+        komodo_testcontainers::stack::real::StandinControl::PasskeyProbe,
+    );
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture("passkey_matrices", "krt-pk-matrix")) else {

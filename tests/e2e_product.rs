@@ -204,6 +204,10 @@ struct Row {
 
 #[test]
 fn fault_matrix_real_faults_and_nothing_is_split() {
+    komodo_testcontainers::stack::real::require_standin(
+        "fault_matrix_real_faults_and_nothing_is_split",
+        komodo_testcontainers::stack::real::StandinControl::FailNextStart,
+    );
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture("fault_matrix", "krt-e2e-faults", false)) else {

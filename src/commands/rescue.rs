@@ -261,6 +261,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         run: crate::planes::run::RunKind::Rescue,
         // rescue never rewrites compose.env (it is the desired state): nothing to commit.
         git: None,
+        pg: None,
     };
     if let Some(p) = &pending {
         takeover::take_over(

@@ -1,5 +1,6 @@
-//! `resume`: after a crash or a kill, read the journal, probe which password Mongo accepts, and
-//! finish or roll back by DESIGN.md's decision table. Idempotent: with no journal it says so and
+//! `resume`: after a crash or a kill, read the journal, probe which password Mongo accepts (on
+//! the FerretDB variant: which one the PostgreSQL role's verifier accepts, offline), and finish
+//! or roll back by DESIGN.md's decision table. Idempotent: with no journal it says so and
 //! exits 0.
 
 use crate::cli::ConfigArgs;
@@ -68,16 +69,26 @@ async fn resume(cfg: &Config) -> Result<i32> {
     };
     let staged = Staged::open(&sealed, &ids).map_err(unsure)?;
     let ctx = RunContext::of(&journal).map_err(unsure)?;
-    let (engine, mongo) = DockerPlane::mongo_only(cfg).await.map_err(unsure)?;
+    let (engine, mongo) = match &ctx.pg {
+        // ferretdb is one of the containers the run recreates: found also mid-recreate.
+        Some(pg) => crate::planes::ferret::front_for_resume(cfg, &pg.ferretdb).await,
+        None => DockerPlane::mongo_only(cfg).await,
+    }
+    .map_err(unsure)?;
     // An env-only kind has no Mongo user; its steps and proofs never use the target.
     let user = if ctx.has_store() {
         ctx.mongo_user.as_str()
+    } else if let Some(pg) = &ctx.pg {
+        // A FerretDB rescue: no Mongo user in its context, the proof logs in as the role.
+        pg.role.as_str()
     } else {
         "(env-only: unused)"
     };
     let target = mongo_target(cfg, &mongo, user).map_err(unsure)?;
 
-    let direction = if ctx.has_store() {
+    let direction = if let Some(pg) = &ctx.pg {
+        decide_pg(&mut journal, &engine, pg, &staged, ctx.is_rescue()).await
+    } else if ctx.has_store() {
         decide(&mut journal, &target, &staged, &ctx).await
     } else {
         decide_env_only(&journal, &ctx, &ids, &staged)
@@ -182,6 +193,60 @@ async fn decide(
                 "MongoDB at {} accepts neither the old nor the new password of {}",
                 target.server(),
                 ctx.mongo_user
+            ),
+            undo_failure: "cannot decide between rolling forward and back".into(),
+            runbook: "runbooks/no-password-survives.md".into(),
+        }),
+    }
+}
+
+/// DESIGN.md's decision table on the FerretDB variant: the PostgreSQL role's verifier decides
+/// (an offline check of the sealed OLD and NEW, through the postgres container's local socket).
+async fn decide_pg(
+    journal: &mut Journal,
+    engine: &crate::docker::Engine,
+    pg: &crate::planes::PgRole,
+    staged: &Staged,
+    rescue: bool,
+) -> Result<Direction> {
+    use crate::planes::pg_step::{which_is_live, Live};
+    if rolling_back(journal) {
+        return Ok(Direction::Back {
+            reason: "the interrupted run had already started its rollback".into(),
+        });
+    }
+    if journal.status_of(&steps::change_pg()) == Some(StepStatus::Pending) {
+        return Ok(Direction::Back {
+            reason: "it stopped before change-pg: PostgreSQL was never touched".into(),
+        });
+    }
+    let live = which_is_live(engine, pg, &staged.old, &staged.new)
+        .await
+        .map_err(|e| {
+            Error::Precondition(format!(
+                "{e}; the journal is kept, run resume again when PostgreSQL answers"
+            ))
+        })?;
+    match live {
+        Live::New => {
+            if let Some(r) = journal.record_mut(&steps::change_pg()) {
+                r.status = StepStatus::Done;
+            }
+            Ok(Direction::Forward)
+        }
+        Live::Old => Ok(Direction::Back {
+            reason: "the PostgreSQL role's verifier still accepts the old password".into(),
+        }),
+        // A rescue with no known old password (OLD is NEW): the role still holds the unknown
+        // secret; back is its sealed bytes (or untouched).
+        Live::Neither if rescue => Ok(Direction::Back {
+            reason: "the PostgreSQL role takes neither value: the rescue had not set it".into(),
+        }),
+        Live::Neither => Err(Error::RollbackIncomplete {
+            step: "resume".into(),
+            cause: format!(
+                "role {}'s verifier in {} accepts neither the old nor the new password",
+                pg.role, pg.postgres
             ),
             undo_failure: "cannot decide between rolling forward and back".into(),
             runbook: "runbooks/no-password-survives.md".into(),

@@ -84,6 +84,8 @@ async fn rotate_one(cfg: &Config, args: &RotateArgs, kind: &Kind) -> Result<i32>
     let new = generator
         .generate()
         .map_err(|e| Error::Precondition(format!("no randomness for a new secret: {e}")))?;
+    #[cfg(feature = "failpoints")]
+    let new = test_new_value(new);
     let plan = kind
         .plan(Ask {
             cfg,
@@ -170,4 +172,16 @@ async fn list(cfg: &Config) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Test builds only (`--features failpoints`): `FAILPOINTS=rotate:new-value=return(VALUE)` makes
+/// VALUE the new secret, so the tests reach the refusals of values the generator never makes
+/// (a URL-unsafe one on the FerretDB variant). Compiled out of release builds.
+#[cfg(feature = "failpoints")]
+fn test_new_value(generated: crate::secret::Secret) -> crate::secret::Secret {
+    fail::fail_point!("rotate:new-value", |arg: Option<String>| arg
+        .filter(|v| !v.is_empty())
+        .map(crate::secret::Secret::new)
+        .unwrap_or_else(|| generated.clone()));
+    generated
 }

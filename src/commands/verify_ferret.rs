@@ -41,7 +41,7 @@ pub async fn rows(ask: Ask<'_>, m: &mut Matrix) {
     let pg = ferret.postgres;
     // psql connects as the bootstrap superuser (POSTGRES_USER, kept from first init), which in
     // Komodo's file is the same role; the local socket trusts it.
-    let admin = crate::planes::ferret_read::admin_of(pg, user);
+    let admin = ferret.admin(user);
     let psql = ContainerPsql {
         engine: &dk.engine,
         container: &pg.name,

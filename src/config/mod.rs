@@ -2,11 +2,17 @@
 //! most installs set only `compose_env`. Unknown keys are refused: a typo in a safety setting
 //! (say `stable-for`) must not silently fall back to a default.
 
+mod defaults;
 pub mod duration;
 pub mod periphery;
 
 use crate::error::{Error, Result};
 use crate::text::one_line;
+use defaults::{
+    default_auth_source, default_commit_message, default_connect_timeout, default_core_service,
+    default_git_timeout, default_health_timeout, default_mongo_service, default_periphery_services,
+    default_project, default_stable_for, default_state_dir,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -230,41 +236,6 @@ impl Git {
     }
 }
 
-fn default_commit_message() -> String {
-    "komodo-rotate: rotate {secret} (run {run_id})".into()
-}
-fn default_git_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/komodo-rotate")
-}
-fn default_project() -> String {
-    "komodo".into()
-}
-fn default_mongo_service() -> String {
-    "mongo".into()
-}
-fn default_core_service() -> String {
-    "core".into()
-}
-fn default_periphery_services() -> Vec<String> {
-    vec!["periphery".into()]
-}
-fn default_auth_source() -> String {
-    "admin".into()
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_health_timeout() -> Duration {
-    Duration::from_secs(90)
-}
-fn default_stable_for() -> Duration {
-    Duration::from_secs(10)
-}
-
 impl Default for Services {
     fn default() -> Self {
         Services {
@@ -427,133 +398,4 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, body: &str) -> PathBuf {
-        std::fs::write(dir.join("compose.env"), "X=1\n").unwrap();
-        let p = dir.join("komodo-rotate.toml");
-        std::fs::write(&p, body).unwrap();
-        p
-    }
-
-    #[test]
-    fn minimal_config_gets_official_compose_defaults() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config::load(Some(&write(d.path(), "compose_env = \"compose.env\"\n"))).unwrap();
-        assert_eq!(cfg.compose_env, d.path().join("compose.env"));
-        assert_eq!(cfg.discovery.project, "komodo");
-        assert_eq!(cfg.discovery.services.core, "core");
-        assert_eq!(cfg.discovery.services.periphery, vec!["periphery"]);
-        assert_eq!(cfg.mongo.auth_source, "admin");
-        assert_eq!(cfg.health.timeout, Duration::from_secs(90));
-        assert_eq!(cfg.health.stable_for, Duration::from_secs(10));
-        assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/komodo-rotate"));
-        assert_eq!(cfg.backups.keep, 5);
-    }
-
-    #[test]
-    fn backups_keep_is_read_and_zero_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[backups]\nkeep = 2\n",
-        );
-        assert_eq!(Config::load(Some(&p)).unwrap().backups.keep, 2);
-        let p = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[backups]\nkeep = 0\n",
-        );
-        let e = Config::load(Some(&p)).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
-        assert!(e.to_string().contains("backups.keep"), "{e}");
-    }
-
-    #[test]
-    fn unknown_key_is_refused_by_name() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[health]\nstable-for = \"5s\"\n",
-        );
-        let e = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(e.contains("stable-for"), "{e}");
-        assert!(!e.contains('\n'), "{e}");
-    }
-
-    #[test]
-    fn missing_compose_env_is_a_config_error() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c.toml");
-        std::fs::write(&p, "compose_env = \"nope.env\"\n").unwrap();
-        let e = Config::load(Some(&p)).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
-        assert!(e.to_string().contains("nope.env"));
-    }
-
-    #[test]
-    fn git_section_defaults_and_refusals() {
-        let d = tempfile::tempdir().unwrap();
-        let cfg = Config::load(Some(&write(d.path(), "compose_env = \"compose.env\"\n"))).unwrap();
-        assert_eq!(cfg.git.mode, GitMode::Auto);
-        assert_eq!(cfg.git.network_timeout, Duration::from_secs(30));
-        assert_eq!(
-            cfg.git.message("db-password", "r1"),
-            "komodo-rotate: rotate db-password (run r1)"
-        );
-        let ok = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[git]\nmode = \"push\"\nremote = \"up\"\nnetwork_timeout = \"5s\"\n",
-        );
-        let cfg = Config::load(Some(&ok)).unwrap();
-        assert_eq!(cfg.git.mode, GitMode::Push);
-        assert_eq!(cfg.git.remote, "up");
-        for (body, needle) in [
-            ("[git]\nmode = \"always\"\n", "always"),
-            (
-                "[git]\ncommit_message = \"set {value}\"\n",
-                "commit_message",
-            ),
-            ("[git]\ncommit_message = \" \"\n", "commit_message"),
-            ("[git]\nnetwork_timeout = \"0s\"\n", "network_timeout"),
-            ("[git]\npush = true\n", "push"),
-        ] {
-            let p = write(d.path(), &format!("compose_env = \"compose.env\"\n{body}"));
-            let e = Config::load(Some(&p)).unwrap_err();
-            assert_eq!(e.exit_code(), crate::error::exit::USAGE, "{body}");
-            let e = e.to_string();
-            assert!(e.contains(needle) && !e.contains('\n'), "{body}: {e}");
-        }
-    }
-
-    #[test]
-    fn bad_duration_names_the_value() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[health]\ntimeout = \"90\"\n",
-        );
-        let e = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(e.contains("\"90\""), "{e}");
-    }
-
-    #[test]
-    fn core_url_is_checked_at_load() {
-        let d = tempfile::tempdir().unwrap();
-        let ok = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[health]\ncore_url = \"http://core:9120/\"\n",
-        );
-        assert_eq!(
-            Config::load(Some(&ok)).unwrap().health.core_url,
-            "http://core:9120/"
-        );
-        let bad = write(
-            d.path(),
-            "compose_env = \"compose.env\"\n[health]\ncore_url = \"https://core:9120/\"\n",
-        );
-        let e = Config::load(Some(&bad)).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
-        assert!(e.to_string().contains("health.core_url"), "{e}");
-    }
-}
+mod tests;

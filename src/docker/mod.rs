@@ -16,6 +16,7 @@ pub mod project;
 pub mod recreate;
 pub mod throwaway;
 pub mod uri;
+mod variant;
 
 pub use crashloop::{CrashLoop, Signature};
 pub use discovery::{Deployment, DiscoverySpec};

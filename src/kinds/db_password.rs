@@ -8,17 +8,30 @@ use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::carriers::file_value;
+use crate::planes::ferret::FerretPlane;
 use crate::planes::holders::holds;
 use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
 use crate::secret::Secret;
 
 pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
     // Every Komodo generation this tool detects keeps its DB password in compose.env; the
-    // FerretDB variant keeps its live copy in PostgreSQL, which this plan does not change.
-    crate::planes::ferret::refuse_unbuilt(&loaded.dk, "db-password").map_err(|e| e.to_string())
+    // FerretDB variant keeps its live copy in PostgreSQL (`db_password_ferret`). A deployment
+    // whose variant cannot be told is refused by name.
+    FerretPlane::find(&loaded.dk)
+        .map(|_| ())
+        .map_err(|e| format!("cannot tell the database variant: {e}"))
 }
 
 pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
+    match FerretPlane::find(&ask.loaded.dk) {
+        Ok(Some(f)) => return super::db_password_ferret::plan(ask, f).await,
+        Ok(None) => {}
+        Err(e) => {
+            return Err(Error::Precondition(format!(
+                "cannot tell the database variant: {e}; nothing was changed"
+            )))
+        }
+    }
     let Ask {
         cfg, loaded, new, ..
     } = ask;
@@ -82,6 +95,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
             files: keys.files.clone(),
             run: crate::planes::run::RunKind::Rotation,
             git: None,
+            pg: None,
         },
         old,
         new,
@@ -93,7 +107,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
 /// Every plain, URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
 /// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
 /// container or file and the key, never a value.
-fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
+pub(super) fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
     let keys = &loaded.keys;
     plain_copies_hold_old(loaded.dk.dependants(), keys, old)?;
     for c in loaded.dk.dependants() {

@@ -7,6 +7,7 @@
 //! (name, one line for `--list`, module). Nothing else in the crate names a kind.
 
 mod db_password;
+mod db_password_ferret;
 mod env_key;
 mod env_only;
 mod jwt_secret;
@@ -55,7 +56,7 @@ macro_rules! named {
 pub const NAMED: &[Def] = &[
     named!(
         "db-password",
-        "the MongoDB password (Mongo's user, compose.env, core's env)",
+        "the DB password (Mongo's user, or on FerretDB the PostgreSQL role and ferretdb's URL; compose.env, core's env)",
         db_password
     ),
     named!(

@@ -135,18 +135,79 @@ impl<'a> FerretPlane<'a> {
     }
 }
 
-/// The refusal (exit 3, nothing changed) of a run that changes the DB password, on a FerretDB
-/// deployment or one whose variant cannot be told: the Mongo plan would change the role through
-/// FerretDB but leave ferretdb's own URL stale, which breaks FerretDB's pool later.
-pub fn refuse_unbuilt(dk: &DockerPlane, what: &str) -> crate::error::Result<()> {
-    match FerretPlane::find(dk) {
-        Ok(None) => Ok(()),
-        Ok(Some(f)) => Err(crate::error::Error::Precondition(format!(
-            "{}: {what} does not handle the FerretDB variant yet (the role's verifier in PostgreSQL, ferretdb's FERRETDB_POSTGRESQL_URL and the holders must change together); nothing was changed. `komodo-rotate verify` shows each",
-            f.describe()
-        ))),
-        Err(e) => Err(crate::error::Error::Precondition(format!(
-            "cannot tell the database variant: {e}; nothing was changed"
-        ))),
+impl FerretPlane<'_> {
+    /// The role psql connects as over the local socket: postgres's `POSTGRES_USER` (the
+    /// bootstrap superuser, kept from first init), else `user` (in Komodo's file the same).
+    pub fn admin(&self, user: &str) -> String {
+        self.postgres
+            .env_value(generation::POSTGRES_USER_KEY)
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| user.to_string())
+    }
+}
+
+/// Whether `value` can be interpolated raw into `FERRETDB_POSTGRESQL_URL` (Komodo's compose
+/// file does so, unencoded): only RFC 3986's unreserved letters `A-Za-z0-9-._~`. Every
+/// `--charset` the generator offers (alnum, hex, base64url) is.
+pub fn url_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// For `resume` on the FerretDB variant: the engine and the ferretdb container (where the Mongo
+/// target points) found by compose labels, else by the run's name for it, also as the
+/// `-next`/`-prev` a killed recreate leaves (it publishes the same port).
+pub async fn front_for_resume(
+    cfg: &crate::config::Config,
+    name: &str,
+) -> crate::error::Result<(Engine, ContainerInfo)> {
+    let first = DockerPlane::mongo_only(cfg).await;
+    let Err(e) = first else { return first };
+    let engine = Engine::connect().await?;
+    for n in [
+        name.to_string(),
+        format!("{name}{}", crate::docker::NEXT_SUFFIX),
+        format!("{name}{}", crate::docker::PREV_SUFFIX),
+    ] {
+        if let Some(i) = engine.try_inspect(&n).await? {
+            return Ok((engine, ContainerInfo::from_inspect(&i)));
+        }
+    }
+    Err(e)
+}
+
+#[cfg(test)]
+mod url_safe_tests {
+    use super::url_safe;
+    use crate::secret::{Charset, Generator};
+
+    #[test]
+    fn every_generated_charset_is_url_safe_and_reserved_letters_are_not() {
+        for cs in Charset::ALL {
+            for len in [16, 32, 97] {
+                let g = Generator::new(len, cs).unwrap();
+                for _ in 0..200 {
+                    let v = g.generate().unwrap();
+                    assert!(url_safe(v.expose()), "{} {len}", cs.name());
+                }
+            }
+        }
+        // Seeded: each reserved or other letter, anywhere in an otherwise safe value.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for bad in "@:/?#[]!$&'()*+,;=% \"<>\\^`{|}\u{e9}".chars() {
+            for _ in 0..20 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x % 24) as usize;
+                let mut v: String = "abcdefghijklmnopqrstuvwx".into();
+                v.insert(at, bad);
+                assert!(!url_safe(&v), "{v:?}");
+            }
+        }
+        assert!(url_safe("a-b.c_d~e") && !url_safe(""));
     }
 }

@@ -1,23 +1,13 @@
 //! Read-only helpers on a FerretDB deployment's two containers, shared by verify and rescue
-//! (kept out of `planes/ferret.rs`, which the rotation's plan grows): the role psql connects as,
-//! the password inside ferretdb's URL, and the role's stored secret read through the postgres
-//! container's local socket.
+//! (kept out of `planes/ferret.rs`, which the rotation's plan grows): the user and password
+//! inside ferretdb's URL, and the role's stored secret read through the postgres container's
+//! local socket. (The role psql connects as: `FerretPlane::admin`.)
 
 use super::ferret::{ContainerPsql, FerretPlane};
-use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_USER_KEY};
+use crate::docker::generation::FERRETDB_URL_KEY;
 use crate::docker::{uri, ContainerInfo, Engine};
 use crate::postgres::{PgError, Role, Stored, Verifier};
 use crate::secret::Secret;
-
-/// The role psql connects as over the local socket: the bootstrap superuser `POSTGRES_USER`
-/// (kept from first init), else `fallback` (compose.env's username: the same role in Komodo's
-/// file).
-pub fn admin_of(pg: &ContainerInfo, fallback: &str) -> String {
-    pg.env_value(POSTGRES_USER_KEY)
-        .map(|s| s.expose().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| fallback.to_string())
-}
 
 /// The password inside ferretdb's `FERRETDB_POSTGRESQL_URL`, or why it cannot be read (key and
 /// container names only).
@@ -89,7 +79,7 @@ mod tests {
     }
 
     #[test]
-    fn url_user_and_password_and_the_admin_role() {
+    fn url_user_and_password() {
         let f = c(&["FERRETDB_POSTGRESQL_URL=postgres://admin:s3cret@postgres:5432/postgres"]);
         assert_eq!(url_user(&f).as_deref(), Some("admin"));
         assert_eq!(url_password(&f).unwrap().expose(), "s3cret");
@@ -97,7 +87,5 @@ mod tests {
         let e = url_password(&none).unwrap_err();
         assert!(e.contains("no FERRETDB_POSTGRESQL_URL"), "{e}");
         assert_eq!(url_user(&none), None);
-        assert_eq!(admin_of(&c(&["POSTGRES_USER=boot"]), "komodo"), "boot");
-        assert_eq!(admin_of(&c(&["POSTGRES_USER="]), "komodo"), "komodo");
     }
 }

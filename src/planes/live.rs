@@ -48,6 +48,7 @@ impl Planes for LivePlanes<'_> {
                 admin.close().await;
                 Ok(r?)
             }
+            steps::CHANGE_PG => super::pg_step::apply(self, &ctx).await,
             steps::WRITE_ENV => {
                 if ctx.is_rescue() {
                     return Ok(());
@@ -123,7 +124,6 @@ impl Planes for LivePlanes<'_> {
                 }
                 Ok(())
             }
-            k if super::ferret_steps::knows(k) => super::ferret_steps::apply(self, step).await,
             other => Err(unknown(other)),
         }
     }
@@ -156,13 +156,13 @@ impl Planes for LivePlanes<'_> {
                 },
                 LoginOutcome::Unreachable(r) => Err(Error::Precondition(r)),
             },
+            steps::CHANGE_PG => super::pg_step::undo(self, &ctx).await,
             steps::WRITE_ENV => super::write_env::undo_write_env(
                 &self.journal_dir.join(super::write_env::prev_file(step)),
                 &self.journal_dir.join(written_file(step)),
                 &ctx.compose_env,
             ),
             steps::RECREATE => self.undo_recreate(step, &ctx, j).await,
-            k if super::ferret_steps::knows(k) => super::ferret_steps::undo(self, step).await,
             other => Err(unknown(other)),
         }
     }

@@ -8,21 +8,22 @@ mod context;
 pub mod execute;
 pub mod ferret;
 pub mod ferret_read;
-pub mod ferret_steps;
 pub mod git_steps;
 pub mod holders;
 pub mod last_value;
 pub mod leftovers;
 pub mod live;
 pub mod password_keys;
+pub mod pg_step;
 mod proof;
+mod proof_ferret;
 mod restore;
 pub mod run;
 pub mod steps;
 pub mod value;
 mod write_env;
 
-pub use run::{CarrierFile, GitTarget, RunContext};
+pub use run::{CarrierFile, GitTarget, PgRole, RunContext};
 use run::{FORM_FILE, FORM_URI};
 
 use crate::config::Config;

@@ -53,6 +53,7 @@ pub(super) async fn new_state_is_live(
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
+    super::proof_ferret::new_state(p, &ctx).await?;
     let (covered, core, mut problems) = covered(p, j, &ctx).await;
     let gate = p.gate();
     let mut outside = Outside::new();
@@ -190,6 +191,7 @@ pub(super) async fn old_state_is_back(
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
+    super::proof_ferret::old_state(p, &ctx).await?;
     if !ctx.is_rescue() {
         env_holds(p, &ctx, &p.staged.old, "old")?;
     }

@@ -28,6 +28,9 @@ pub struct RunContext {
     pub files: Vec<CarrierFile>,
     /// Where the env file's commit goes, when the git steps are in the plan.
     pub git: Option<GitTarget>,
+    /// The FerretDB variant's PostgreSQL role (`change-pg`), which then decides `resume` and the
+    /// proofs beside the login through ferretdb; `None` on the Mongo variant.
+    pub pg: Option<PgRole>,
 }
 
 /// The context as journals store it: `run`, and for builds before it, `env_already_new` (true
@@ -49,6 +52,8 @@ struct Stored {
     files: Vec<CarrierFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     git: Option<GitTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pg: Option<PgRole>,
 }
 
 /// What a run is. A rescue starts from compose.env (already the desired value: write-env is
@@ -77,6 +82,7 @@ impl From<Stored> for RunContext {
             forms: s.forms,
             files: s.files,
             git: s.git,
+            pg: s.pg,
         }
     }
 }
@@ -93,6 +99,7 @@ impl From<RunContext> for Stored {
             forms: c.forms,
             files: c.files,
             git: c.git,
+            pg: c.pg,
         }
     }
 }
@@ -117,6 +124,20 @@ impl CarrierFile {
             _ => crate::docker::carrier::FileContent::Password,
         }
     }
+}
+
+/// The PostgreSQL role of a FerretDB deployment a run changes. Plain data: container names and
+/// role names, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgRole {
+    /// The postgres container (never recreated by the run: its name is stable).
+    pub postgres: String,
+    /// The ferretdb container (recreated by the run; `resume` also looks for it as `-next`/`-prev`).
+    pub ferretdb: String,
+    /// The role psql connects as over the local socket (`POSTGRES_USER`).
+    pub admin: String,
+    /// The role whose verifier FerretDB checks (compose.env's username).
+    pub role: String,
 }
 
 pub const FORM_URI: &str = "uri";

@@ -5,6 +5,8 @@ use crate::txn::Step;
 
 pub const SNAPSHOT: &str = "snapshot";
 pub const CHANGE_DB: &str = "change-db";
+/// The FerretDB variant's store step: the PostgreSQL role's SCRAM verifier (`planes::pg_step`).
+pub const CHANGE_PG: &str = "change-pg";
 pub const WRITE_ENV: &str = "write-env";
 pub const RECREATE: &str = "recreate";
 pub const WRITE_FILE: &str = "write-file";
@@ -17,6 +19,9 @@ pub fn snapshot() -> Step {
 }
 pub fn change_db() -> Step {
     Step::new(CHANGE_DB)
+}
+pub fn change_pg() -> Step {
+    Step::new(CHANGE_PG)
 }
 /// write-env with no `set`: the run's `env_key` to NEW.
 pub fn write_env() -> Step {
@@ -56,6 +61,7 @@ pub fn describe(step: &Step) -> String {
     match step.kind.as_str() {
         SNAPSHOT => "save inspect + last log lines of the containers to recreate (sealed)".into(),
         CHANGE_DB => "updateUser {pwd: NEW} on admin (w: majority); prove a fresh login with NEW".into(),
+        CHANGE_PG => "seal the role's stored SCRAM secret in the journal dir, ALTER ROLE ... PASSWORD '<verifier of NEW: 4096 iterations, 28-byte salt>' over the postgres container's local socket; read back byte for byte".into(),
         WRITE_ENV => format!(
             "re-encrypt compose.env with {} (same data key and recipients, new MAC), atomically",
             sets(step, "NEW")
@@ -70,7 +76,6 @@ pub fn describe(step: &Step) -> String {
         GIT_COMMIT => "commit only the env file (ciphertext) on top of HEAD; the id is kept in the journal dir".into(),
         GIT_PUSH => "push HEAD to the remote branch; if it moved without touching the env file, fetch, replay and retry once".into(),
         COMMIT => "prove every plane holds NEW, remove the -prev containers, drop the sealed secrets, write the audit record".into(),
-        k if super::ferret_steps::knows(k) => super::ferret_steps::describe(step),
         other => format!("{other} (unknown to this build)"),
     }
 }
@@ -80,6 +85,7 @@ pub fn describe_undo(step: &Step) -> String {
     match step.kind.as_str() {
         SNAPSHOT => "nothing to undo (the snapshot is deleted with the journal)".into(),
         CHANGE_DB => "updateUser {pwd: OLD}, logged in with whichever of NEW/OLD works".into(),
+        CHANGE_PG => "ALTER ROLE back to the sealed previous stored secret, byte for byte (no old plaintext needed); only over a verifier that takes NEW".into(),
         WRITE_ENV => "put the previous compose.env bytes back atomically (only over what this step wrote)".into(),
         RECREATE => format!(
             "stop and remove the replacement, rename {target}-prev back to {target}, start it"
@@ -90,7 +96,6 @@ pub fn describe_undo(step: &Step) -> String {
         GIT_COMMIT => "drop our commit while HEAD is still it (work tree left to write-env's undo), else a revert commit".into(),
         GIT_PUSH => "push a revert commit of ours on top of the remote branch (only if ours reached it)".into(),
         COMMIT => "none: after commit the new secret is the only one".into(),
-        k if super::ferret_steps::knows(k) => super::ferret_steps::describe_undo(step),
         other => format!("{other} (unknown to this build)"),
     }
 }

@@ -54,6 +54,19 @@ pub fn step_names(s: &Stack, args: &[&str]) -> Vec<String> {
 /// Runs both matrices on `s`, then verify and the hygiene scan. `agreed` returns the value every
 /// plane holds, or panics naming the split.
 pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
+    run_some(s, kind, None, None, agreed)
+}
+
+/// `run` with only some rows (a suite with a tight time budget): `faults` the failpoints of the
+/// fault matrix (e.g. `after:change-pg`), `kills` the kill points (`after:stage`,
+/// `after:STEP`); `None` is every row. Each named row must exist in the plan.
+pub fn run_some(
+    s: &Stack,
+    kind: &Kind,
+    faults_only: Option<&[&str]>,
+    kills_only: Option<&[&str]>,
+    agreed: &dyn Fn(&str) -> Secret,
+) {
     let steps = step_names(s, kind.args);
     let label = kind.args.join(" ");
     println!("\n{label}: steps from --dry-run: {}", steps.join(", "));
@@ -83,6 +96,12 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
             .iter()
             .map(|n| format!("after:{n}")),
     );
+    if let Some(only) = faults_only {
+        for o in only {
+            assert!(faults.iter().any(|f| f == o), "{label}: no fault row {o}");
+        }
+        faults.retain(|f| only.contains(&f.as_str()));
+    }
     for fp in &faults {
         let before = agreed("before the case");
         let r = rotate(&format!("{fp}={}", "return"));
@@ -107,6 +126,15 @@ pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
             .enumerate()
             .map(|(i, n)| (format!("after:{n}"), Some(i))),
     );
+    if let Some(only) = kills_only {
+        for o in only {
+            assert!(
+                kills.iter().any(|(k, _)| k == o),
+                "{label}: no kill row {o}"
+            );
+        }
+        kills.retain(|(k, _)| only.contains(&k.as_str()));
+    }
     for (point, at) in &kills {
         let before = agreed("before the kill");
         let r = rotate(&format!("{point}=return(crash)"));

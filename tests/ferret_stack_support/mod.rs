@@ -6,9 +6,13 @@
 
 #![allow(dead_code)]
 
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/stack_sops.rs"]
+mod stack_sops;
+
 use base64::Engine as _;
 use komodo_rotate::secret::Secret;
-use komodo_testcontainers::stack::Stack;
+pub use stack_sops::{sops_get, sops_set};
 use std::process::{Command, Stdio};
 
 /// Debian's psql (postgresql-client-15): `$KRT_PSQL` or `psql` on PATH. `None` with a printed
@@ -151,69 +155,4 @@ pub fn container_env(name: &str, key: &str) -> Option<Secret> {
         l.strip_prefix(&format!("{key}="))
             .map(|v| Secret::new(v.to_string()))
     })
-}
-
-/// compose.env's `key`, decrypted by the real sops.
-pub fn sops_get(stack: &Stack, key: &str) -> Option<Secret> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new("sops")
-        .args([
-            "decrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .arg(stack.compose_env())
-        .env("SOPS_AGE_KEY_FILE", stack.age_key())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8(out.stdout).ok()?.lines().find_map(|l| {
-        l.strip_prefix(&format!("{key}="))
-            .map(|v| Secret::new(v.to_string()))
-    })
-}
-
-/// Sets compose.env's `key` with the real sops (`sops set --value-stdin`, as a hand edit).
-pub fn sops_set(stack: &Stack, key: &str, value: &Secret) {
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sops")
-        .args([
-            "set",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-            "--value-stdin",
-        ])
-        .arg(stack.compose_env())
-        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
-        .env("SOPS_AGE_KEY_FILE", stack.age_key())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sops set");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(value.expose()).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sops set {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -8,8 +8,9 @@
 //! postgres's `POSTGRES_PASSWORD`, the tool's records, git history, the holders, backups, the
 //! operator's) is tested offline against the role's verifier, no login. The verifier is then set
 //! through psql on the postgres container's local socket (trusted: no password, PostgreSQL keeps
-//! running), journaled with its exact previous stored secret sealed for the undo; ferretdb (URL
-//! patched), core and periphery are recreated, and `prove-ferret` logs in through ferretdb.
+//! running) by rotate's `change-pg` step (its exact previous stored secret sealed for the
+//! undo); ferretdb (URL patched), core and periphery are recreated; the commit's proof
+//! (`planes::proof_ferret`) checks the verifier and logs in through ferretdb.
 //! When no candidate matches, the same path overwrites an unknown credential: it says so and
 //! asks (or `--yes`); without a terminal and without `--yes` it refuses (exit 3).
 
@@ -21,11 +22,10 @@ use crate::error::{Error, Result};
 use crate::mongo::Target;
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::ferret::FerretPlane;
-use crate::planes::ferret_read::{admin_of, psql, role_state, url_password, url_user};
-use crate::planes::ferret_steps;
+use crate::planes::ferret_read::{psql, role_state, url_password, url_user};
 use crate::planes::holders::holds;
 use crate::planes::live::Staged;
-use crate::planes::run::{RunKind, FORM_URI};
+use crate::planes::run::{PgRole, RunKind, FORM_URI};
 use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, RunContext};
 use crate::postgres::{Stored, Verifier};
 use crate::secret::Secret;
@@ -71,7 +71,7 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
         )));
     }
     // One role: FerretDB's URL user, postgres's bootstrap user and compose.env's username.
-    let admin = admin_of(f.postgres, "");
+    let admin = f.admin("");
     if admin != user {
         return Err(refuse(format!(
             "{}'s {POSTGRES_USER_KEY} is not compose.env's database username {user:?}: rescue changes only the role FerretDB logs in as, and psql reaches it as that bootstrap superuser",
@@ -194,10 +194,9 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
     }
     let mut plan = vec![steps::snapshot()];
     if set_verifier {
-        plan.push(ferret_steps::set_pg_verifier(&f.postgres.name));
+        plan.push(steps::change_pg());
     }
     plan.extend(recreate.iter().map(|c| steps::recreate(c)));
-    plan.push(ferret_steps::prove_ferret(&f.postgres.name));
     plan.push(steps::commit());
     for c in &recreate {
         crate::docker::Recreate::prepare(&dk.engine, c, crate::docker::EnvPatch::new(), 0).await?;
@@ -227,10 +226,16 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
     let context = RunContext {
         compose_env: cfg.compose_env.clone(),
         env_key: keys.compose_password_key.clone(),
-        // No Mongo store: the role is changed and proven by the FerretDB steps, and a rollback
-        // is proven by the restored secret and the holders' snapshots, not by a login through
-        // a ferretdb that may be stale by design.
+        // No Mongo user: the role is changed by change-pg and proven by proof_ferret (its
+        // verifier offline, a fresh login through ferretdb); a rollback by the sealed secret
+        // and the holders' snapshots, never by a login through a ferretdb stale by design.
         mongo_user: String::new(),
+        pg: Some(PgRole {
+            postgres: f.postgres.name.clone(),
+            ferretdb: f.ferretdb.name.clone(),
+            admin: admin.clone(),
+            role: user.to_string(),
+        }),
         container_keys,
         forms,
         files: Vec::new(),

@@ -8,7 +8,7 @@
 //! stdout line is `listening on ADDR`; SIGTERM/SIGINT stop it. Exit 1 on a bad configuration.
 
 use komodo_testcontainers::ferret::{self, FerretConfig};
-use std::io::Write;
+use komodo_testcontainers::mongo::serve;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -26,43 +26,9 @@ fn main() -> ExitCode {
         eprintln!("ferretdb-standin: {} is not set", ferret::URL_VAR);
         return ExitCode::from(1);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ferretdb-standin: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    rt.block_on(async move {
-        let server = match ferret::start(&cfg, &url).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("ferretdb-standin: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    serve::run_until_signal("ferretdb-standin", async move {
+        let started = ferret::start(&cfg, &url).await;
         drop(url);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {}", server.addr());
-        let _ = out.flush();
-        drop(out);
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        server.shutdown().await;
-        ExitCode::SUCCESS
+        started
     })
 }

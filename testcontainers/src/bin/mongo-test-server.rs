@@ -10,8 +10,7 @@
 //! credentials come from the official image's `MONGO_INITDB_ROOT_USERNAME`/`_PASSWORD` (or
 //! `_FILE`) and are applied only to an empty DIR.
 
-use komodo_testcontainers::mongo::{options, root_from_env, Server, ServerConfig};
-use std::io::Write;
+use komodo_testcontainers::mongo::{options, root_from_env, serve, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -48,43 +47,5 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mongo-test-server: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    rt.block_on(async move {
-        let server = match Server::start(cfg).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("mongo-test-server: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {}", server.addr());
-        let _ = out.flush();
-        drop(out);
-        // PID 1 in a container gets no default SIGTERM handling: exit on it explicitly.
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        server.shutdown().await;
-        ExitCode::SUCCESS
-    })
+    serve::run_until_signal("mongo-test-server", Server::start(cfg))
 }

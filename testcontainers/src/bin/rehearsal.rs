@@ -12,6 +12,8 @@
 //! the FerretDB variant's too (its PostgreSQL image from Debian's packages, once).
 //! `--variant ferretdb` makes the stack from Komodo's `ferretdb.compose.yaml` shape: a real
 //! PostgreSQL and a FerretDB-shaped front end (`komodo_testcontainers::stack::ferret`).
+//! `KOMODO_ROTATE_TEST_CORE_IMAGE` / `KOMODO_ROTATE_TEST_PERIPHERY_IMAGE` run those (locally
+//! loaded) images instead of the stand-ins (`komodo_testcontainers::stack::real`).
 
 use komodo_rotate::docker::Engine;
 use komodo_testcontainers::stack::{self, Generation, StackOptions, Variant};
@@ -126,6 +128,19 @@ async fn run(a: Args) -> Result<(), String> {
                 s.core_port,
                 s.periphery
             );
+            let images = opts.resolved_images()?;
+            for (service, var, image) in [
+                ("core", stack::real::CORE_IMAGE_ENV, &images.core),
+                (
+                    "periphery",
+                    stack::real::PERIPHERY_IMAGE_ENV,
+                    &images.periphery,
+                ),
+            ] {
+                if let Some(image) = image {
+                    println!("image mode: {service} runs {image} ({var}), without the stand-in's controls");
+                }
+            }
             println!(
                 "files: {}, {}, {}",
                 s.compose_env().display(),

@@ -23,7 +23,7 @@ const ENTRYPOINT: &str = include_str!("../../postgres/docker-entrypoint.sh");
 
 /// The stand-in's tag (compose.env's `COMPOSE_FERRETDB_IMAGE_TAG`).
 pub fn ferretdb_tag() -> String {
-    format!("komodo-{}", crate::stack::standin_tag())
+    format!("komodo-{}", crate::stack::image::standin_tag())
 }
 
 pub fn ferretdb_image() -> String {

@@ -26,6 +26,7 @@ pub mod options;
 mod queries;
 mod reply;
 pub mod scram;
+pub mod serve;
 mod shape;
 pub mod store;
 mod unique;

@@ -1,7 +1,6 @@
 //! The stand-in binaries and the rehearsal images made from them.
 
-use super::image::ImageSpec;
-use super::{busybox_image, core_image, mongo_image, periphery_image};
+use super::image::{busybox_image, core_image, mongo_image, periphery_image, ImageSpec};
 use komodo_rotate::docker::Engine;
 use std::path::{Path, PathBuf};
 

@@ -12,10 +12,13 @@
 //! front end's new connections and core crash-loops on `SCRAM failure: password authentication
 //! failed for user "admin"` (code 1 InternalError).
 
+use super::files::{env_line, new_age_key, write_compose_env, write_config, StackSecrets};
+use super::image::standin_tag;
+use super::real::{self, RealImages};
 use super::{
-    compose, compose_project_name, env_line, free_loopback_port, new_age_key, standin_tag,
-    wait_crash_loop, wait_healthy, wait_tcp, write_compose_env, CoreCarrier, Generation, Stack,
-    StackOptions, Variant, DB_USERNAME, REHEARSAL_TOKEN_KEY,
+    compose, compose_project_name, core_start_limit, free_loopback_port, wait_crash_loop,
+    wait_healthy, wait_tcp, CoreCarrier, Generation, Stack, StackOptions, Variant, DB_USERNAME,
+    REHEARSAL_TOKEN_KEY,
 };
 use crate::ferret::image as ferret_image;
 use komodo_rotate::docker::Engine;
@@ -24,7 +27,12 @@ use komodo_rotate::secret::Secret;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub(super) async fn up(engine: &Engine, opts: &StackOptions, dir: &Path) -> Result<Stack, String> {
+pub(super) async fn up(
+    engine: &Engine,
+    opts: &StackOptions,
+    images: &RealImages,
+    dir: &Path,
+) -> Result<Stack, String> {
     if opts.generation != Generation::V2 {
         return Err("--variant ferretdb: Komodo's ferretdb.compose.yaml has only the v2 naming (KOMODO_DATABASE_*)".into());
     }
@@ -34,18 +42,15 @@ pub(super) async fn up(engine: &Engine, opts: &StackOptions, dir: &Path) -> Resu
     let pg_tag = super::ensure_ferret_images(engine, &opts.bin_dir).await?;
     let project = opts.project.as_str();
 
-    let gen = |e: getrandom::Error| format!("random: {e}");
-    let role_password = Secret::generate().map_err(gen)?;
-    let env_password = if opts.drift {
-        Secret::generate().map_err(gen)?
-    } else {
-        role_password.clone()
-    };
-    let passkey = Secret::generate().map_err(gen)?;
-    let jwt = Secret::generate().map_err(gen)?;
-    let webhook = Secret::generate().map_err(gen)?;
-    let api_token = Secret::generate().map_err(gen)?;
-    let user = Secret::new(DB_USERNAME.into());
+    let StackSecrets {
+        init_password: role_password,
+        env_password,
+        passkey,
+        jwt,
+        webhook,
+        api_token,
+        user,
+    } = StackSecrets::generate(opts.drift)?;
     let pg_port = free_loopback_port()?;
     let ferret_port = free_loopback_port()?;
     let core_port = free_loopback_port()?;
@@ -82,11 +87,11 @@ pub(super) async fn up(engine: &Engine, opts: &StackOptions, dir: &Path) -> Resu
     let recipient = new_age_key(dir)?;
     write_atomic(
         &dir.join(compose::FERRETDB_FILE),
-        compose::ferretdb_file_text().as_bytes(),
+        real::apply(compose::ferretdb_file_text(), images)?.as_bytes(),
         Mode::Exactly(0o644),
     )
     .map_err(|e| format!("{}/{}: {e}", dir.display(), compose::FERRETDB_FILE))?;
-    write_config(dir, project, ferret_port)?;
+    write_config(dir, project, Variant::FerretDb, ferret_port)?;
     write_compose_env(dir, &compose_env(&role_password), &recipient)?;
 
     let cp = compose::Project::new(project, dir);
@@ -130,7 +135,7 @@ pub(super) async fn up(engine: &Engine, opts: &StackOptions, dir: &Path) -> Resu
     if opts.drift {
         wait_crash_loop(engine, &stack.core, Duration::from_secs(90)).await?;
     } else {
-        wait_healthy(engine, &stack.core, Duration::from_secs(90)).await?;
+        wait_healthy(engine, &stack.core, core_start_limit(images, 90)).await?;
     }
     Ok(stack)
 }
@@ -168,32 +173,4 @@ pub async fn wait_postgres(port: u16, password: &Secret, timeout: Duration) -> R
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// komodo-rotate's config for the stack: the tool's Mongo-variant keys pointed at ferretdb
-/// (the `[mongo]` URI is the front end's published port).
-fn write_config(dir: &Path, project: &str, ferret_port: u16) -> Result<(), String> {
-    let config = format!(
-        "# komodo-rotate config for the rehearsal stack (project {project}, FerretDB variant).\n\
-         # export SOPS_AGE_KEY_FILE={dir}/age.key\n\
-         compose_env = \"{dir}/compose.env\"\n\
-         state_dir = \"{dir}/state\"\n\
-         age_key_file = \"{dir}/age.key\"\n\n\
-         [discovery]\n\
-         project = \"{project}\"\n\
-         services = {{ mongo = \"ferretdb\", core = \"core\", periphery = [\"periphery\"] }}\n\n\
-         [mongo]\n\
-         uri = \"mongodb://127.0.0.1:{ferret_port}\"\n\
-         auth_source = \"admin\"\n\n\
-         [health]\n\
-         timeout = \"60s\"\n\
-         stable_for = \"1s\"\n",
-        dir = dir.display()
-    );
-    write_atomic(
-        &dir.join("komodo-rotate.toml"),
-        config.as_bytes(),
-        Mode::Exactly(0o600),
-    )
-    .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))
 }

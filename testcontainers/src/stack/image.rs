@@ -1,4 +1,4 @@
-//! Images without a registry: FROM scratch, holding our own binaries plus exactly the shared
+//! The stand-ins' image names, and images without a registry: FROM scratch, holding our own binaries plus exactly the shared
 //! libraries `ldd` lists (and the loader), or Debian's static busybox. Built through the engine's
 //! build API from a tar context made here, so no network and no BuildKit are needed. A label
 //! carries the hash of everything in the context, and an image whose label matches is reused.
@@ -12,6 +12,42 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const HASH_LABEL: &str = "komodo-rehearsal.content-hash";
+
+/// The stand-ins carry the names the compose files expect: Komodo's own image names with the
+/// tag compose.env sets (`COMPOSE_KOMODO_IMAGE_TAG`), and `mongo` with a tag of its own, so
+/// no real image's tag is ever overwritten.
+///
+/// The tag is `rehearsal` unless `KOMODO_REHEARSAL_TAG` names another (letters, digits, `.`,
+/// `_`, `-`): checkouts built side by side on one engine each keep images of their own instead
+/// of rebuilding one shared tag from their own binaries under each other's running tests.
+pub fn standin_tag() -> String {
+    match std::env::var("KOMODO_REHEARSAL_TAG") {
+        Ok(t)
+            if !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            t
+        }
+        _ => "rehearsal".to_string(),
+    }
+}
+pub fn mongo_standin_tag() -> String {
+    format!("komodo-{}", standin_tag())
+}
+pub fn mongo_image() -> String {
+    format!("mongo:{}", mongo_standin_tag())
+}
+pub fn core_image() -> String {
+    format!("ghcr.io/moghtech/komodo-core:{}", standin_tag())
+}
+pub fn periphery_image() -> String {
+    format!("ghcr.io/moghtech/komodo-periphery:{}", standin_tag())
+}
+pub fn busybox_image() -> String {
+    format!("komodo-rehearsal/busybox:{}", standin_tag())
+}
 
 /// What goes into one image.
 #[derive(Debug, Clone)]

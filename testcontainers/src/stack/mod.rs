@@ -12,15 +12,24 @@
 mod bins;
 pub mod compose;
 pub mod ferret;
+mod files;
 pub mod http;
 pub mod image;
+pub mod imitation;
 pub mod passkeys;
+pub mod real;
 pub mod tar;
 mod teardown;
 mod wait;
 
 pub use bins::{
     build_binaries, build_binaries_with, ensure_ferret_images, ensure_images, PREBUILT_ENV,
+};
+use files::{
+    env_line, new_age_key, write_compose_env, write_config, write_password_file, StackSecrets,
+};
+pub use image::{
+    busybox_image, core_image, mongo_image, mongo_standin_tag, periphery_image, standin_tag,
 };
 pub use teardown::{down, status};
 use wait::wait_tcp;
@@ -29,46 +38,9 @@ pub use wait::{wait_crash_loop, wait_healthy};
 use komodo_rotate::docker::Engine;
 use komodo_rotate::fsutil::{write_atomic, Mode};
 use komodo_rotate::secret::Secret;
-use secrecy::ExposeSecret;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use zeroize::Zeroize;
 
-/// The stand-ins carry the names the compose files expect: Komodo's own image names with the
-/// tag compose.env sets (`COMPOSE_KOMODO_IMAGE_TAG`), and `mongo` with a tag of its own, so
-/// no real image's tag is ever overwritten.
-///
-/// The tag is `rehearsal` unless `KOMODO_REHEARSAL_TAG` names another (letters, digits, `.`,
-/// `_`, `-`): checkouts built side by side on one engine each keep images of their own instead
-/// of rebuilding one shared tag from their own binaries under each other's running tests.
-pub fn standin_tag() -> String {
-    match std::env::var("KOMODO_REHEARSAL_TAG") {
-        Ok(t)
-            if !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
-        {
-            t
-        }
-        _ => "rehearsal".to_string(),
-    }
-}
-pub fn mongo_standin_tag() -> String {
-    format!("komodo-{}", standin_tag())
-}
-pub fn mongo_image() -> String {
-    format!("mongo:{}", mongo_standin_tag())
-}
-pub fn core_image() -> String {
-    format!("ghcr.io/moghtech/komodo-core:{}", standin_tag())
-}
-pub fn periphery_image() -> String {
-    format!("ghcr.io/moghtech/komodo-periphery:{}", standin_tag())
-}
-pub fn busybox_image() -> String {
-    format!("komodo-rehearsal/busybox:{}", standin_tag())
-}
 pub const DB_USERNAME: &str = "admin";
 /// An env-only key in the stack's compose.env that no Komodo kind knows (`env:KEY`'s test).
 pub const REHEARSAL_TOKEN_KEY: &str = "REHEARSAL_API_TOKEN";
@@ -148,9 +120,20 @@ pub struct StackOptions {
     /// network namespace, an anonymous volume on core). Off by default.
     pub shapes: bool,
     pub variant: Variant,
+    /// Image mode ([`real`]): the images replacing the stand-ins. `None`: from
+    /// `KOMODO_ROTATE_TEST_CORE_IMAGE`/`KOMODO_ROTATE_TEST_PERIPHERY_IMAGE` (unset: the stand-ins).
+    pub images: Option<real::RealImages>,
 }
 
 impl StackOptions {
+    /// The images of this stack: [`Self::images`], else the variables'.
+    pub fn resolved_images(&self) -> Result<real::RealImages, String> {
+        match &self.images {
+            Some(i) => Ok(i.clone()),
+            None => real::RealImages::from_env(),
+        }
+    }
+
     pub fn new(project: &str, dir: &Path, bin_dir: &Path) -> StackOptions {
         StackOptions {
             project: project.to_string(),
@@ -162,6 +145,7 @@ impl StackOptions {
             core_carrier: CoreCarrier::Plain,
             shapes: false,
             variant: Variant::Mongo,
+            images: None,
         }
     }
 }
@@ -219,13 +203,16 @@ impl Stack {
     }
 }
 
+/// How long core may take to become healthy: `stand_in` seconds for the stand-in, three times
+/// that for a real core (its startup creates indexes and first resources before it listens).
+pub(crate) fn core_start_limit(images: &real::RealImages, stand_in: u64) -> Duration {
+    let factor = if images.core.is_some() { 3 } else { 1 };
+    Duration::from_secs(stand_in * factor)
+}
+
 /// The name compose 1.29 gives the first container of `service` (`komodo_core_1`).
 pub fn container_name(project: &str, service: &str) -> String {
     format!("{}_{service}_1", compose_project_name(project))
-}
-
-pub(crate) fn env_line(k: &str, v: &Secret) -> String {
-    format!("{k}={}", v.expose())
 }
 
 /// A port free on 127.0.0.1 right now (the kernel picks it; the window before the engine binds
@@ -237,21 +224,6 @@ pub(crate) fn free_loopback_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
 }
 
-/// Encrypts `lines` (a dotenv) to `recipient` and writes it as `dir/compose.env`, 0600.
-pub(crate) fn write_compose_env(
-    dir: &Path,
-    lines: &[String],
-    recipient: &str,
-) -> Result<(), String> {
-    let mut plain = lines.join("\n");
-    plain.push('\n');
-    let enc = komodo_rotate::sops::encrypt_new(plain.as_bytes(), &[recipient.to_string()]);
-    plain.zeroize();
-    let enc = enc.map_err(|e| format!("encrypt compose.env: {e}"))?;
-    write_atomic(&dir.join("compose.env"), &enc, Mode::Exactly(0o600))
-        .map_err(|e| format!("{}/compose.env: {e}", dir.display()))
-}
-
 /// Brings the stack up with `docker-compose` (replacing any earlier one of the same project)
 /// and waits until core is healthy, or, with `drift`, until it is crash-looping.
 ///
@@ -261,6 +233,9 @@ pub(crate) fn write_compose_env(
 /// With `pipeline`, the redeploy is `up -d` of the whole file (a deploy pipeline's), which
 /// recreates mongo as well: its init env says B too, and A survives nowhere.
 pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
+    // A bad image variable stops `up` before anything (an earlier stack included) is touched.
+    let images = opts.resolved_images()?;
+    images.check_present(engine).await?;
     down(engine, &opts.project, Some(&opts.dir)).await?;
     ensure_images(engine, &opts.bin_dir).await?;
     std::fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
@@ -271,22 +246,19 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     let control = dir.join("control");
     std::fs::create_dir_all(&control).map_err(|e| format!("{}: {e}", control.display()))?;
     if opts.variant == Variant::FerretDb {
-        return ferret::up(engine, opts, &dir).await;
+        return ferret::up(engine, opts, &images, &dir).await;
     }
     let project = opts.project.as_str();
 
-    let gen = |e: getrandom::Error| format!("random: {e}");
-    let mongo_password = Secret::generate().map_err(gen)?;
-    let env_password = if opts.drift {
-        Secret::generate().map_err(gen)?
-    } else {
-        mongo_password.clone()
-    };
-    let passkey = Secret::generate().map_err(gen)?;
-    let jwt = Secret::generate().map_err(gen)?;
-    let webhook = Secret::generate().map_err(gen)?;
-    let api_token = Secret::generate().map_err(gen)?;
-    let user = Secret::new(DB_USERNAME.into());
+    let StackSecrets {
+        init_password: mongo_password,
+        env_password,
+        passkey,
+        jwt,
+        webhook,
+        api_token,
+        user,
+    } = StackSecrets::generate(opts.drift)?;
     let mongo_port = free_loopback_port()?;
     let core_port = free_loopback_port()?;
 
@@ -344,11 +316,15 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     let recipient = new_age_key(&dir)?;
     write_atomic(
         &dir.join(compose::COMPOSE_FILE),
-        compose::compose_file_with(opts.generation, opts.core_carrier).as_bytes(),
+        real::apply(
+            &compose::compose_file_with(opts.generation, opts.core_carrier),
+            &images,
+        )?
+        .as_bytes(),
         Mode::Exactly(0o644),
     )
     .map_err(|e| format!("{}/{}: {e}", dir.display(), compose::COMPOSE_FILE))?;
-    write_config(&dir, project, mongo_port)?;
+    write_config(&dir, project, Variant::Mongo, mongo_port)?;
     if opts.shapes {
         if opts.generation != Generation::V2 {
             return Err("the shapes override is for the v2 compose file".into());
@@ -402,24 +378,9 @@ pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     if opts.drift {
         wait_crash_loop(engine, &stack.core, Duration::from_secs(60)).await?;
     } else {
-        wait_healthy(engine, &stack.core, Duration::from_secs(60)).await?;
+        wait_healthy(engine, &stack.core, core_start_limit(&images, 60)).await?;
     }
     Ok(stack)
-}
-
-/// A new age identity in `dir/age.key` (0600); returns its recipient.
-pub(crate) fn new_age_key(dir: &Path) -> Result<String, String> {
-    let identity = age::x25519::Identity::generate();
-    let recipient = identity.to_public().to_string();
-    let key_file = format!(
-        "# created by komodo-testcontainers rehearsal\n# public key: {recipient}\n{}\n",
-        identity.to_string().expose_secret()
-    );
-    let mut key_bytes = key_file.into_bytes();
-    let wrote = write_atomic(&dir.join("age.key"), &key_bytes, Mode::Exactly(0o600));
-    key_bytes.zeroize();
-    wrote.map_err(|e| format!("{}/age.key: {e}", dir.display()))?;
-    Ok(recipient)
 }
 
 /// The project name as compose 1.x normalises it (lower case; `-`, `_`, letters, digits).
@@ -429,46 +390,4 @@ pub fn compose_project_name(project: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
-}
-
-/// [`CoreCarrier::PasswordFile`]: the host file core's `KOMODO_DATABASE_PASSWORD_FILE` reads,
-/// `secrets/db_password` with a final newline, mode 0640 (so a rewrite must keep a mode that
-/// is not the 0600 default). Nothing for the other carriers.
-fn write_password_file(dir: &Path, carrier: CoreCarrier, password: &Secret) -> Result<(), String> {
-    if carrier != CoreCarrier::PasswordFile {
-        return Ok(());
-    }
-    let secrets = dir.join(compose::SECRETS_DIR);
-    std::fs::create_dir_all(&secrets).map_err(|e| format!("{}: {e}", secrets.display()))?;
-    let mut body = format!("{}\n", password.expose()).into_bytes();
-    let path = secrets.join(compose::PASSWORD_FILE);
-    let wrote = write_atomic(&path, &body, Mode::Exactly(0o640));
-    body.zeroize();
-    wrote.map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn write_config(dir: &Path, project: &str, mongo_port: u16) -> Result<(), String> {
-    let config = format!(
-        "# komodo-rotate config for the rehearsal stack (project {project}).\n\
-         # export SOPS_AGE_KEY_FILE={dir}/age.key\n\
-         compose_env = \"{dir}/compose.env\"\n\
-         state_dir = \"{dir}/state\"\n\
-         age_key_file = \"{dir}/age.key\"\n\n\
-         [discovery]\n\
-         project = \"{project}\"\n\
-         services = {{ mongo = \"mongo\", core = \"core\", periphery = [\"periphery\"] }}\n\n\
-         [mongo]\n\
-         uri = \"mongodb://127.0.0.1:{mongo_port}\"\n\
-         auth_source = \"admin\"\n\n\
-         [health]\n\
-         timeout = \"60s\"\n\
-         stable_for = \"1s\"\n",
-        dir = dir.display()
-    );
-    write_atomic(
-        &dir.join("komodo-rotate.toml"),
-        config.as_bytes(),
-        Mode::Exactly(0o600),
-    )
-    .map_err(|e| format!("{}/komodo-rotate.toml: {e}", dir.display()))
 }

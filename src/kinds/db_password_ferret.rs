@@ -1,0 +1,187 @@
+//! `db-password` on the FerretDB variant (issue 21). The live credential is the PostgreSQL
+//! role's SCRAM verifier in `pg_authid`, which FerretDB checks every client proof against, and
+//! FerretDB reads its own `FERRETDB_POSTGRESQL_URL` (the same password) once at start. The plan:
+//! the role's verifier (`change-pg`, undone byte for byte), compose.env, ferretdb recreated with
+//! its URL's password patched, then core, periphery and the other holders; `resume` asks the
+//! role's verifier which value is live. No overlap: one role, one password.
+//!
+//! postgres's own `POSTGRES_PASSWORD` is read only by initdb on an empty data dir: it is not
+//! recreated (a restart of the database for nothing); the next `docker compose up -d` does it.
+
+use super::db_password::carriers_hold_old;
+use super::{refuse_clear_text, Ask, Plan};
+use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY};
+use crate::docker::{ContainerInfo, EnvPatch, Recreate};
+use crate::error::{Error, Result};
+use crate::mongo::{login_works, LoginOutcome};
+use crate::planes::ferret::{url_safe, ContainerPsql, FerretPlane};
+use crate::planes::holders::holds;
+use crate::planes::run::{RunKind, FORM_URI};
+use crate::planes::{steps, PgRole, RunContext};
+use crate::postgres::Role;
+use crate::secret::Secret;
+
+/// The refusal of a new value compose cannot put into `FERRETDB_POSTGRESQL_URL` raw.
+pub(super) fn refuse_url_unsafe(new: &Secret) -> Result<()> {
+    if url_safe(new.expose()) {
+        return Ok(());
+    }
+    Err(Error::Precondition(format!(
+        "the new DB password has characters outside A-Za-z0-9-._~: compose interpolates it unencoded into ferretdb's {FERRETDB_URL_KEY}, which would break FerretDB's connection to PostgreSQL; nothing was changed. Use --charset alnum, hex or base64url"
+    )))
+}
+
+pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
+    let Ask {
+        cfg, loaded, new, ..
+    } = ask;
+    let (env, dk, keys) = (&loaded.env, &loaded.dk, &loaded.keys);
+    let (user, target, holders) = (&loaded.user, &loaded.target, &loaded.holders);
+    keys.refuse_unpatched()?;
+    let (old, env_keys) = keys.env_password_keys(env)?;
+    refuse_url_unsafe(&new)?;
+    let nothing = |e: String| Error::Precondition(format!("{e}; nothing was changed"));
+
+    // The role's verifier takes compose.env's password (offline: no login needed).
+    let admin = f.admin(user);
+    let psql = ContainerPsql {
+        engine: &dk.engine,
+        container: &f.postgres.name,
+    };
+    let role = Role {
+        psql: &psql,
+        admin: &admin,
+        name: user,
+    };
+    let (_, verifier) = role.verifier().await.map_err(|e| nothing(e.to_string()))?;
+    if !verifier.accepts(&old) {
+        return Err(Error::Precondition(format!(
+            "{}: role {user}'s verifier in pg_authid does not accept {}'s {} (drift); nothing was changed. Run `komodo-rotate rescue`",
+            f.postgres.name,
+            env.file.name(),
+            keys.compose_password_key
+        )));
+    }
+    // ferretdb's URL carries it (its pool logs in with it).
+    match f.ferretdb.env_value(FERRETDB_URL_KEY) {
+        Some(u) if holds(FORM_URI, FERRETDB_URL_KEY, u, &old) => {}
+        Some(_) => {
+            return Err(Error::Precondition(format!(
+                "{}: the URL in {FERRETDB_URL_KEY} does not carry {}'s password (drift); nothing was changed. Run `komodo-rotate rescue`",
+                f.ferretdb.name,
+                env.file.name()
+            )))
+        }
+        None => {
+            return Err(nothing(format!(
+                "{} has no {FERRETDB_URL_KEY}",
+                f.ferretdb.name
+            )))
+        }
+    }
+    // And a client logs in through ferretdb with it now.
+    match login_works(target, &old).await {
+        LoginOutcome::Accepted => {}
+        LoginOutcome::Rejected => {
+            return Err(Error::Precondition(format!(
+                "{}'s {} does not log in through ferretdb at {} as {user}: the planes have drifted; nothing was changed. Run `komodo-rotate rescue`",
+                env.file.name(),
+                keys.compose_password_key,
+                target.server()
+            )))
+        }
+        LoginOutcome::Unreachable(r) => return Err(nothing(r)),
+    }
+
+    Recreate::prepare(&dk.engine, &f.ferretdb.name, EnvPatch::new(), 0).await?;
+    for name in holders {
+        Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
+    }
+    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
+    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
+    env.file.with_values(&env.ids, &edit)?;
+    for k in &env_keys {
+        refuse_clear_text(loaded, k)?;
+    }
+    carriers_hold_old(loaded, &old)?;
+    // Other holders (plain or in a URI): recreated after core and periphery. postgres and
+    // ferretdb are FerretDB's own parts, handled above.
+    let others: Vec<ContainerInfo> = dk
+        .others
+        .iter()
+        .filter(|c| c.name != f.postgres.name && c.name != f.ferretdb.name)
+        .cloned()
+        .collect();
+    let (foreign, mut container_keys, mut forms) = keys.with_foreign(&others, &old)?;
+    for c in &foreign {
+        Recreate::prepare(&dk.engine, &c.name, EnvPatch::new(), 0).await?;
+    }
+    container_keys.insert(f.ferretdb.name.clone(), vec![FERRETDB_URL_KEY.to_string()]);
+    forms.insert(FERRETDB_URL_KEY.to_string(), FORM_URI.to_string());
+
+    let write_env = match env_keys.as_slice() {
+        [_] => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    };
+    let mut plan = vec![steps::snapshot(), steps::change_pg(), write_env];
+    plan.extend(keys.files.iter().map(|c| steps::write_file(&c.host_path)));
+    // ferretdb first: its URL is read once, and every client's login runs on its pool.
+    plan.push(steps::recreate(&f.ferretdb.name));
+    plan.extend(holders.iter().map(|c| steps::recreate(c)));
+    plan.extend(foreign.iter().map(|c| steps::recreate(&c.name)));
+    plan.push(steps::commit());
+
+    let mut after = Vec::new();
+    if f.postgres.env_value(POSTGRES_PASSWORD_KEY).is_some() {
+        after.push(format!(
+            "{}'s {POSTGRES_PASSWORD_KEY} keeps its value: PostgreSQL reads it only when initialising an empty data dir (the role now holds the new verifier); the next `docker compose up -d` recreates {} with compose.env's value",
+            f.postgres.name, f.postgres.name
+        ));
+    }
+    Ok(Plan {
+        steps: plan,
+        context: RunContext {
+            compose_env: cfg.compose_env.clone(),
+            env_key: keys.compose_password_key.clone(),
+            mongo_user: user.clone(),
+            container_keys,
+            forms,
+            files: keys.files.clone(),
+            run: RunKind::Rotation,
+            git: None,
+            pg: Some(PgRole {
+                postgres: f.postgres.name.clone(),
+                ferretdb: f.ferretdb.name.clone(),
+                admin,
+                role: user.clone(),
+            }),
+        },
+        old,
+        new,
+        before: vec![format!(
+            "{} and core restart: FerretDB's clients reconnect; logins between the role's change and the recreates are refused",
+            f.ferretdb.name
+        )],
+        after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_unsafe_new_value_is_refused_naming_the_url_and_never_the_value() {
+        refuse_url_unsafe(&Secret::new("Abc-def_ghi.jkl~0123".into())).unwrap();
+        for bad in ["p@ssword-0123456", "pass/word-012345", "pass:word%41bcd"] {
+            let e = refuse_url_unsafe(&Secret::new(bad.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(FERRETDB_URL_KEY) && e.contains("nothing was changed"),
+                "{e}"
+            );
+            assert!(!e.contains(bad), "{e}");
+        }
+    }
+}
