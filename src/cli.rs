@@ -288,8 +288,9 @@ pub struct RescueArgs {
     /// only), start mongo again, then recreate the holders and prove (asks first).
     #[arg(long)]
     pub reset_auth: bool,
-    /// With --reset-auth: consent to stopping mongo without asking.
-    #[arg(long, requires = "reset_auth")]
+    /// Consent without asking: with --reset-auth, to stopping mongo; on FerretDB, to setting the
+    /// role's verifier to compose.env's value when no known password matches it.
+    #[arg(long)]
     pub yes: bool,
     /// Write run metrics in the node_exporter textfile format to FILE (atomically).
     #[arg(long, value_name = "FILE")]

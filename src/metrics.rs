@@ -175,6 +175,16 @@ pub fn verify_file(cfg: &Config, matrix: &crate::report::Matrix, path: &Path) ->
     s
 }
 
+/// verify's gauge naming the deployment's database variant (issue 21): 1 for FerretDB on
+/// PostgreSQL, 0 for MongoDB; no sample when the variant cannot be told.
+pub fn variant_gauge(ferretdb: bool) -> crate::report::Gauge {
+    crate::report::Gauge {
+        name: "komodo_rotate_variant_ferretdb",
+        help: "1 when the deployment's database is FerretDB on PostgreSQL (Komodo's ferretdb.compose.yaml), 0 for MongoDB.",
+        value: f64::from(u8::from(ferretdb)),
+    }
+}
+
 /// What verify learned about the git plane (src/commands/verify_git.rs), as numbers.
 #[derive(Debug, Clone, Default)]
 pub struct GitFacts {
@@ -271,6 +281,22 @@ mod tests {
         assert_eq!(last_rotation(&rs, "db-password"), Some(1_767_225_600));
         assert_eq!(last_rotation(&rs, "passkey"), None);
         assert_eq!(last_rotation(&rs[1..], "db-password"), None);
+    }
+
+    #[test]
+    fn the_variant_gauge_names_ferretdb() {
+        let mut m = crate::report::Matrix::default();
+        m.gauges.push(variant_gauge(true));
+        let text = m.to_prometheus(0);
+        assert!(
+            text.contains("\nkomodo_rotate_variant_ferretdb 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE komodo_rotate_variant_ferretdb gauge"),
+            "{text}"
+        );
+        assert_eq!(variant_gauge(false).value, 0.0);
     }
 
     #[test]

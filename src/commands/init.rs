@@ -5,7 +5,7 @@
 //! nothing at all.
 
 use crate::cli::InitArgs;
-use crate::docker::generation::detect;
+use crate::docker::generation::{detect, detect_variant, ServiceKeys, Variant};
 use crate::docker::project::{ComposeProject, Roles};
 use crate::docker::Engine;
 use crate::error::{Error, Result};
@@ -23,6 +23,8 @@ pub struct Found {
     pub age_key_file: Option<PathBuf>,
     pub generation: &'static str,
     pub mongo_port: Option<u16>,
+    /// MongoDB, or FerretDB on PostgreSQL (then the mongo role is the ferretdb service).
+    pub variant: Variant,
 }
 
 pub fn run(args: InitArgs) -> Result<i32> {
@@ -50,10 +52,11 @@ pub fn run(args: InitArgs) -> Result<i32> {
     })?;
     if !super::quiet() {
         eprintln!(
-            "init: wrote {} for compose project {:?} ({}); next: komodo-rotate verify",
+            "init: wrote {} for compose project {:?} ({}, {}); next: komodo-rotate verify",
             args.output.display(),
             found.project,
-            found.generation
+            found.generation,
+            found.variant.as_str()
         );
     }
     Ok(crate::error::exit::OK)
@@ -100,7 +103,10 @@ pub async fn find(args: &InitArgs) -> Result<Found> {
         .map_err(|e| Error::Precondition(format!("{}: {e}", compose_env.display())))?
         .generation
         .as_str();
+    let variant = variant_of(&project, &roles)
+        .map_err(|e| Error::Precondition(format!("compose project {:?}: {e}", project.name)))?;
     Ok(Found {
+        variant,
         mongo_port: project.first(&roles.mongo).and_then(|m| m.mongo_port),
         compose_files: project.config_file_paths(),
         project: project.name.clone(),
@@ -109,6 +115,26 @@ pub async fn find(args: &InitArgs) -> Result<Found> {
         age_key_file,
         generation,
     })
+}
+
+/// The deployment's database variant from its services' env keys (core and periphery are
+/// clients, never candidates). The mongo role is the service core talks to: for FerretDB it is
+/// the service carrying `FERRETDB_POSTGRESQL_URL` (`docker::project`), so it stands for core's
+/// `KOMODO_DATABASE_ADDRESS` here; every run checks the address itself (`planes::ferret`).
+fn variant_of(project: &ComposeProject, roles: &Roles) -> std::result::Result<Variant, String> {
+    let services: Vec<ServiceKeys<'_>> = project
+        .services
+        .iter()
+        .filter(|(svc, _)| **svc != roles.core && !roles.periphery.contains(svc))
+        .filter_map(|(svc, cs)| {
+            cs.first().map(|c| ServiceKeys {
+                service: svc,
+                container: &c.name,
+                env_keys: c.env_keys.iter().map(String::as_str).collect(),
+            })
+        })
+        .collect();
+    detect_variant(&services, Some(&roles.mongo))
 }
 
 /// The SOPS-encrypted env_file of core (Komodo's compose.env). Plain env files (a user's extra
@@ -220,9 +246,17 @@ pub fn render(f: &Found) -> String {
         t.push_str(&format!("#   {}\n", c.display()));
     }
     t.push_str(&format!(
-        "# Komodo generation: {} (from compose.env's keys and core's env).\n\n",
+        "# Komodo generation: {} (from compose.env's keys and core's env).\n",
         f.generation
     ));
+    match &f.variant {
+        Variant::FerretDb { postgres, ferretdb } => t.push_str(&format!(
+            "# Database: FerretDB on PostgreSQL (Komodo's ferretdb.compose.yaml): the mongo role below is\n\
+             # the {ferretdb:?} service, which core talks to; the live password is the role's SCRAM verifier\n\
+             # in the {postgres:?} service's PostgreSQL, reached through `docker exec` over its local socket.\n\n"
+        )),
+        Variant::Mongo => t.push_str("# Database: MongoDB.\n\n"),
+    }
     t.push_str("# The SOPS-encrypted compose.env (core's env_file).\n");
     t.push_str(&format!("compose_env = {}\n", quote(&f.compose_env)));
     match &f.age_key_file {
@@ -254,15 +288,19 @@ pub fn render(f: &Found) -> String {
         periphery.join(", ")
     ));
     t.push_str("[mongo]\n");
+    let db = match f.variant {
+        Variant::FerretDb { .. } => "ferretdb",
+        Variant::Mongo => "mongo",
+    };
     match f.mongo_port {
         Some(port) => t.push_str(&format!(
-            "# mongo publishes 27017 on the host. directConnection: talk to this member only (a\n\
+            "# {db} publishes 27017 on the host. directConnection: talk to this member only (a\n\
              # replica set would otherwise send the driver to member names the host may not resolve).\n\
              uri = \"mongodb://127.0.0.1:{port}/?directConnection=true\"\n"
         )),
-        None => t.push_str(
-            "# Empty: the mongo container's address from `docker inspect`, port 27017.\n# uri = \"mongodb://127.0.0.1:27017/?directConnection=true\"\n",
-        ),
+        None => t.push_str(&format!(
+            "# Empty: the {db} container's address from `docker inspect`, port 27017.\n# uri = \"mongodb://127.0.0.1:27017/?directConnection=true\"\n",
+        )),
     }
     t.push_str("auth_source = \"admin\"\n");
     t
@@ -285,6 +323,7 @@ mod tests {
             age_key_file: None,
             generation: "v2",
             mongo_port: port,
+            variant: Variant::Mongo,
         }
     }
 
@@ -315,6 +354,26 @@ mod tests {
                 "{odd}"
             );
         }
+    }
+
+    /// Issue 21: a FerretDB project's config names ferretdb as the mongo role (core's
+    /// database), says where the live password is, and loads.
+    #[test]
+    fn a_ferretdb_config_names_the_variant_and_ferretdb_as_the_mongo_role() {
+        let mut f = found("komodo", Some(27017));
+        f.roles.mongo = "ferretdb".into();
+        f.variant = Variant::FerretDb {
+            postgres: "postgres".into(),
+            ferretdb: "ferretdb".into(),
+        };
+        let text = render(&f);
+        assert!(text.contains("Database: FerretDB on PostgreSQL"), "{text}");
+        assert!(text.contains("# ferretdb publishes 27017"), "{text}");
+        assert!(!text.contains("mongo publishes"), "{text}");
+        let cfg = load(&text);
+        assert_eq!(cfg.discovery.services.mongo, "ferretdb");
+        let mongo = render(&found("komodo", Some(27017)));
+        assert!(mongo.contains("Database: MongoDB.") && mongo.contains("# mongo publishes"));
     }
 
     #[test]

@@ -4,19 +4,18 @@
 
 use crate::cli::RescueArgs;
 use crate::config::Config;
-use crate::docker::{carrier, ContainerInfo};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
 use crate::planes::holders::holds;
 use crate::planes::live::Staged;
-use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, Loaded, RunContext};
+use crate::planes::{steps, Loaded, RunContext};
 use crate::secret::Secret;
-use crate::sops::SopsFile;
 use crate::txn::lock::RunLock;
 use crate::txn::new_journal;
 
+mod candidates;
+mod ferret;
 mod git_history;
 mod reset_auth;
 mod takeover;
@@ -75,7 +74,11 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         target,
         holders: all_holders,
     } = Loaded::load(cfg).await?;
-    crate::planes::ferret::refuse_unbuilt(&dk, "rescue")?;
+    let ferret_plane = crate::planes::ferret::FerretPlane::find(&dk).map_err(|e| {
+        Error::Precondition(format!(
+            "cannot tell the database variant: {e}; nothing was changed"
+        ))
+    })?;
     keys.refuse_unpatched()?;
     if let Some(f) = keys.files.first() {
         return Err(Error::Precondition(format!(
@@ -92,6 +95,28 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             env.file.name(),
             keys.compose_password_key
         )));
+    }
+    if let Some(f) = &ferret_plane {
+        let more = candidates::candidates(cfg, &env, &dk, &keys, prior);
+        let ask = ferret::Ask {
+            cfg,
+            args,
+            env: &env,
+            dk: &dk,
+            keys: &keys,
+            user: &user,
+            target,
+            desired,
+            pending: pending.take(),
+            more,
+        };
+        return ferret::rescue(ask, f).await;
+    }
+    if args.yes && !args.reset_auth {
+        return Err(Error::Usage(
+            "--yes on a MongoDB deployment is consent for --reset-auth: pass both, or neither"
+                .into(),
+        ));
     }
     let first = if recovered {
         reset_auth::wait_answering(&target, &desired).await?
@@ -146,7 +171,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 &env.ids,
                 &keys.compose_password_key,
             ));
-            ladder.extend(candidates(cfg, &env, &dk, &keys, prior));
+            ladder.extend(candidates::candidates(cfg, &env, &dk, &keys, prior));
             let old = match climb(&target, &ladder, &desired).await? {
                 Ok(old) => old,
                 Err(_) if args.reset_auth => {
@@ -272,94 +297,6 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     Ok(code)
 }
 
-/// Every prior value we can find, in the order most likely to be right: what mongo was created
-/// with, what core and the peripheries hold, compose.env backups (newest first), the operator's.
-fn candidates(
-    cfg: &Config,
-    env: &EnvPlane,
-    dk: &DockerPlane,
-    keys: &DbPasswordKeys,
-    prior: Option<Secret>,
-) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    if let Some(v) = dk.mongo.env_value(&keys.mongo_init_key) {
-        out.push(Candidate {
-            source: format!("{} {}", dk.mongo.name, keys.mongo_init_key),
-            value: v.clone(),
-        });
-    }
-    out.extend(mongo_init_file(&dk.mongo, &keys.mongo_init_key));
-    for c in dk.dependants() {
-        for k in keys.containers.get(&c.name).into_iter().flatten() {
-            if let Some(v) = c.env_value(k) {
-                out.push(Candidate {
-                    source: format!("{} {k}", c.name),
-                    value: v.clone(),
-                });
-            }
-        }
-    }
-    let names = keys.generation.core_db_password_keys();
-    for (source, value) in crate::planes::holders::candidates(&dk.others, names) {
-        out.push(Candidate { source, value });
-    }
-    for p in crate::planes::live::backups(cfg).into_iter().rev() {
-        let value = SopsFile::load(&p)
-            .and_then(|f| f.decrypt(&env.ids))
-            .ok()
-            .and_then(|d| {
-                // As compose read it while that backup was live.
-                crate::docker::compose_value::value(&d.entries(), &keys.compose_password_key)
-                    .ok()
-                    .flatten()
-            });
-        if let Some(v) = value {
-            out.push(Candidate {
-                source: format!("backup {}", p.display()),
-                value: v,
-            });
-        }
-    }
-    if let Some(v) = prior {
-        out.push(Candidate {
-            source: "--prior-password-from".into(),
-            value: v,
-        });
-    }
-    out
-}
-
-/// mongo's `MONGO_INITDB_ROOT_PASSWORD_FILE`, read from the host side of its bind mount and
-/// with trailing newlines stripped as the image's entrypoint does (`$(< file)`). A file we
-/// cannot reach is a warning naming the key, not a failure: it is one rung of the ladder.
-fn mongo_init_file(mongo: &ContainerInfo, init_key: &str) -> Option<Candidate> {
-    let key = format!("{init_key}_FILE");
-    let path = mongo.env_value(&key)?.expose().trim().to_string();
-    if path.is_empty() {
-        return None;
-    }
-    let read = carrier::host_path(&mongo.mounts, &key, &path).and_then(|host| {
-        let bytes =
-            fsutil::read_small(&host).map_err(|e| format!("{key}: {}: {e}", host.display()))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| format!("{key}: {}: not UTF-8 text", host.display()))?;
-        Ok((
-            host.clone(),
-            Secret::new(text.trim_end_matches('\n').to_string()),
-        ))
-    });
-    match read {
-        Ok((host, value)) => Some(Candidate {
-            source: format!("{} {key} ({})", mongo.name, host.display()),
-            value,
-        }),
-        Err(e) => {
-            eprintln!("komodo-rotate: warning: {}: {e}", mongo.name);
-            None
-        }
-    }
-}
-
 /// Tries each distinct candidate once; the first Mongo accepts is OLD (inner `Err`: none does,
 /// with the message naming what was tried). Unreachable stops the climb: a verdict needs a
 /// server that answers.
@@ -394,61 +331,4 @@ async fn climb(
         target.user,
         if sources.is_empty() { "no other source".to_string() } else { sources.join(", ") }
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::models::{ContainerConfig, ContainerInspectResponse, MountPoint};
-
-    fn mongo(env: &[&str], mounts: &[(&str, &str, &str)]) -> ContainerInfo {
-        ContainerInfo::from_inspect(&ContainerInspectResponse {
-            name: Some("/komodo-mongo-1".into()),
-            config: Some(ContainerConfig {
-                env: Some(env.iter().map(|e| e.to_string()).collect()),
-                ..Default::default()
-            }),
-            mounts: Some(
-                mounts
-                    .iter()
-                    .map(|(t, s, d)| MountPoint {
-                        typ: Some(t.to_string()),
-                        source: Some(s.to_string()),
-                        destination: Some(d.to_string()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn the_mongo_init_password_file_is_read_through_its_bind_mount() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("root_pw"), b"from-the-file\n\n").unwrap();
-        let src = d.path().to_str().unwrap();
-        let key = "MONGO_INITDB_ROOT_PASSWORD";
-        let c = mongo(
-            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/root_pw"],
-            &[("bind", src, "/run/secrets")],
-        );
-        let got = mongo_init_file(&c, key).expect("a candidate");
-        assert_eq!(got.value.expose(), "from-the-file");
-        assert!(got.source.contains("MONGO_INITDB_ROOT_PASSWORD_FILE"));
-        assert!(got.source.contains(src), "{}", got.source);
-        assert!(!got.source.contains("from-the-file"));
-        // Not a bind mount, a missing file, or no key at all: no candidate (a warning only).
-        let vol = mongo(
-            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/root_pw"],
-            &[("volume", src, "/run/secrets")],
-        );
-        assert!(mongo_init_file(&vol, key).is_none());
-        let missing = mongo(
-            &["MONGO_INITDB_ROOT_PASSWORD_FILE=/run/secrets/nope"],
-            &[("bind", src, "/run/secrets")],
-        );
-        assert!(mongo_init_file(&missing, key).is_none());
-        assert!(mongo_init_file(&mongo(&["MONGO_INITDB_ROOT_PASSWORD=x"], &[]), key).is_none());
-    }
 }

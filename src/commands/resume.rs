@@ -78,13 +78,16 @@ async fn resume(cfg: &Config) -> Result<i32> {
     // An env-only kind has no Mongo user; its steps and proofs never use the target.
     let user = if ctx.has_store() {
         ctx.mongo_user.as_str()
+    } else if let Some(pg) = &ctx.pg {
+        // A FerretDB rescue: no Mongo user in its context, the proof logs in as the role.
+        pg.role.as_str()
     } else {
         "(env-only: unused)"
     };
     let target = mongo_target(cfg, &mongo, user).map_err(unsure)?;
 
     let direction = if let Some(pg) = &ctx.pg {
-        decide_pg(&mut journal, &engine, pg, &staged).await
+        decide_pg(&mut journal, &engine, pg, &staged, ctx.is_rescue()).await
     } else if ctx.has_store() {
         decide(&mut journal, &target, &staged, &ctx).await
     } else {
@@ -204,6 +207,7 @@ async fn decide_pg(
     engine: &crate::docker::Engine,
     pg: &crate::planes::PgRole,
     staged: &Staged,
+    rescue: bool,
 ) -> Result<Direction> {
     use crate::planes::pg_step::{which_is_live, Live};
     if rolling_back(journal) {
@@ -232,6 +236,11 @@ async fn decide_pg(
         }
         Live::Old => Ok(Direction::Back {
             reason: "the PostgreSQL role's verifier still accepts the old password".into(),
+        }),
+        // A rescue with no known old password (OLD is NEW): the role still holds the unknown
+        // secret; back is its sealed bytes (or untouched).
+        Live::Neither if rescue => Ok(Direction::Back {
+            reason: "the PostgreSQL role takes neither value: the rescue had not set it".into(),
         }),
         Live::Neither => Err(Error::RollbackIncomplete {
             step: "resume".into(),

@@ -42,7 +42,10 @@ pub(super) async fn compare(
         );
     }
     let ferret = match crate::planes::ferret::FerretPlane::find(dk) {
-        Ok(f) => f,
+        Ok(f) => {
+            m.gauges.push(crate::metrics::variant_gauge(f.is_some()));
+            f
+        }
         Err(e) => {
             m.push("variant", Status::Drift, e);
             None

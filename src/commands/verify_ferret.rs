@@ -7,8 +7,7 @@
 //! wrong client password (`code 18`). `POSTGRES_PASSWORD` is first-init only: informational.
 
 use crate::docker::crashloop::Signature;
-use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY, POSTGRES_USER_KEY};
-use crate::docker::uri;
+use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY};
 use crate::planes::ferret::{ContainerPsql, FerretPlane};
 use crate::planes::DockerPlane;
 use crate::postgres::{Role, Verifier};
@@ -42,11 +41,7 @@ pub async fn rows(ask: Ask<'_>, m: &mut Matrix) {
     let pg = ferret.postgres;
     // psql connects as the bootstrap superuser (POSTGRES_USER, kept from first init), which in
     // Komodo's file is the same role; the local socket trusts it.
-    let admin = pg
-        .env_value(POSTGRES_USER_KEY)
-        .map(|s| s.expose().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| user.to_string());
+    let admin = ferret.admin(user);
     let psql = ContainerPsql {
         engine: &dk.engine,
         container: &pg.name,
@@ -56,7 +51,7 @@ pub async fn rows(ask: Ask<'_>, m: &mut Matrix) {
         admin: &admin,
         name: user,
     };
-    let url_pw = url_password(ferret);
+    let url_pw = crate::planes::ferret_read::url_password(ferret.ferretdb);
     let verifier = match role.verifier().await {
         Ok((_, v)) => Some(v),
         Err(e) => {
@@ -116,19 +111,6 @@ pub async fn rows(ask: Ask<'_>, m: &mut Matrix) {
     }
 }
 
-/// The password inside ferretdb's URL, or why it cannot be read (key names only).
-fn url_password(f: &FerretPlane<'_>) -> Result<Secret, String> {
-    match f.ferretdb.env_value(FERRETDB_URL_KEY) {
-        None => Err(format!("{} has no {FERRETDB_URL_KEY}", f.ferretdb.name)),
-        Some(u) => uri::password(FERRETDB_URL_KEY, u).map_err(|e| {
-            format!(
-                "{}: {e} (compose interpolates the password into the URL unencoded: a password with URL-unsafe characters breaks it)",
-                f.ferretdb.name
-            )
-        }),
-    }
-}
-
 fn role_status(v: &Verifier, desired: &Secret) -> Status {
     if v.accepts(desired) {
         Status::Ok
@@ -163,7 +145,7 @@ fn role_line(
         takes.join(" and ")
     };
     format!(
-        "role {user}'s SCRAM verifier in {pg} does not accept compose.env's {key} (it accepts {which}): the planes have drifted; run `komodo-rotate rescue`"
+        "role {user}'s SCRAM verifier in {pg} does not accept compose.env's {key} (it accepts {which}): the planes have drifted; run `komodo-rotate rescue` (it tests every known password offline; with none it sets the verifier after asking, or with --yes)"
     )
 }
 
@@ -204,7 +186,7 @@ fn url_line(
 pub fn login_failure(reason: &str, ferretdb: &str) -> Option<String> {
     reason.contains("password authentication failed").then(|| {
         format!(
-            "{ferretdb} answered code 1 InternalError (password authentication failed): FerretDB's own {FERRETDB_URL_KEY} is stale, not the client's password (that would be code 18); recreate ferretdb with compose.env's password"
+            "{ferretdb} answered code 1 InternalError (password authentication failed): PostgreSQL refuses the password in FerretDB's own {FERRETDB_URL_KEY} (the URL or the role's verifier is stale), not the client's password (that would be code 18); see pg-role and ferretdb-url, `komodo-rotate rescue` repairs both"
         )
     })
 }
@@ -215,7 +197,7 @@ pub fn core_cause(sig: Signature) -> Option<(Status, &'static str)> {
     match sig {
         Signature::FerretAuthFailed => Some((
             Status::Drift,
-            "core fails with code 1 InternalError (password authentication failed): FerretDB's own FERRETDB_POSTGRESQL_URL is stale; see ferretdb-url",
+            "core fails with code 1 InternalError (password authentication failed): PostgreSQL refuses FerretDB's own FERRETDB_POSTGRESQL_URL (the URL or the role's verifier is stale), not core's password; see ferretdb-url and pg-role",
         )),
         Signature::AuthFailed => Some((
             Status::Drift,
@@ -306,7 +288,13 @@ mod tests {
     #[test]
     fn code_1_is_told_apart_from_code_18() {
         let r = "Command failed: code 1 (InternalError): password authentication failed for user \"komodo\"";
-        assert!(login_failure(r, "ferretdb").unwrap().contains("stale"));
+        let line = login_failure(r, "ferretdb").unwrap();
+        assert!(line.contains("stale") && line.contains("code 18"), "{line}");
+        // Which side is stale is pg-role's and ferretdb-url's to say: no advice that is wrong
+        // when the URL already carries compose.env's password (the first-init drift).
+        assert!(!line.contains("recreate ferretdb"), "{line}");
+        let cause = core_cause(Signature::FerretAuthFailed).unwrap().1;
+        assert!(cause.contains("not core's password"), "{cause}");
         assert!(login_failure("server selection timeout", "ferretdb").is_none());
         assert!(core_cause(Signature::FerretAuthFailed)
             .unwrap()

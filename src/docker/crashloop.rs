@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 pub enum Signature {
     /// Wrong password or user missing (Mongo code 18 / "SCRAM failure: Authentication failed").
     AuthFailed,
-    /// FerretDB v2: Postgres rejected the role password.
+    /// FerretDB v2: code 1 InternalError "password authentication failed": PostgreSQL refused
+    /// FerretDB's own pool login (its `FERRETDB_POSTGRESQL_URL`), not core's password (that is
+    /// code 18, [`Signature::AuthFailed`]).
     FerretAuthFailed,
     /// Connected without credentials (code 13, "requires authentication"): the env names
     /// probably belong to another Komodo generation.
@@ -32,7 +34,9 @@ impl Signature {
             Signature::AuthFailed => {
                 "MongoDB rejected core's password (SCRAM authentication failed)"
             }
-            Signature::FerretAuthFailed => "FerretDB/Postgres rejected core's password",
+            Signature::FerretAuthFailed => {
+                "FerretDB cannot log in to PostgreSQL: its own FERRETDB_POSTGRESQL_URL is stale (code 1), not core's password"
+            }
             Signature::NoCredentials => {
                 "core reached MongoDB without credentials (env names of another Komodo generation?)"
             }
@@ -272,6 +276,11 @@ mod tests {
             match_signature(&[r#"SCRAM failure: password authentication failed for user "admin""#]),
             Some(Signature::FerretAuthFailed)
         );
+        // Code 1 names FerretDB's own URL, never core's password (code 18 does).
+        let ferret = Signature::FerretAuthFailed.describe();
+        assert!(ferret.contains("FERRETDB_POSTGRESQL_URL"), "{ferret}");
+        assert!(!ferret.contains("rejected core's password"), "{ferret}");
+        assert!(Signature::AuthFailed.describe().contains("core's password"));
         assert_eq!(match_signature(&["INFO listening on 0.0.0.0:9120"]), None);
         // The newest line decides.
         assert_eq!(

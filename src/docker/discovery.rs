@@ -63,7 +63,7 @@ impl Deployment {
         let mongo = async {
             match &spec.mongo_name {
                 Some(n) => named(engine, n, "mongo").await,
-                None => one_service(engine, &spec.project, &spec.mongo_service).await,
+                None => mongo_service(engine, &spec.project, &spec.mongo_service).await,
             }
         };
         let core = async {
@@ -123,6 +123,31 @@ async fn named(engine: &Engine, name: &str, role: &str) -> Result<String, Docker
 
 /// The one canonical container of `service` in `project` (leftovers of an interrupted recreate
 /// excluded); an error naming the service when there is none or more than one.
+/// The default `[discovery] services.mongo`.
+pub const DEFAULT_MONGO_SERVICE: &str = "mongo";
+/// The service playing the mongo role in Komodo's `ferretdb.compose.yaml`.
+pub const FERRETDB_SERVICE: &str = "ferretdb";
+
+/// The container of the mongo role: `service`'s one container. Komodo's `ferretdb.compose.yaml`
+/// has no `mongo` service, so with the default name and no container of it, the `ferretdb`
+/// service's container plays the part (FerretDB is the database core talks to); the error
+/// otherwise is the `mongo` service's.
+pub async fn mongo_service(
+    engine: &Engine,
+    project: &str,
+    service: &str,
+) -> Result<String, DockerError> {
+    match one_service(engine, project, service).await {
+        Err(e) if service == DEFAULT_MONGO_SERVICE => {
+            match service_containers(engine, project, FERRETDB_SERVICE).await {
+                Ok(f) if !f.is_empty() => one_service(engine, project, FERRETDB_SERVICE).await,
+                _ => Err(e),
+            }
+        }
+        r => r,
+    }
+}
+
 pub async fn one_service(
     engine: &Engine,
     project: &str,

@@ -135,24 +135,6 @@ impl<'a> FerretPlane<'a> {
     }
 }
 
-/// The refusal (exit 3, nothing changed) of a run that changes the DB password without a plan
-/// for the variant (`rescue` until its FerretDB part exists; `rotate` has one:
-/// `kinds::db_password_ferret`), on a FerretDB deployment or one whose variant cannot be told:
-/// the Mongo plan would change the role through FerretDB but leave ferretdb's own URL stale,
-/// which breaks FerretDB's pool later.
-pub fn refuse_unbuilt(dk: &DockerPlane, what: &str) -> crate::error::Result<()> {
-    match FerretPlane::find(dk) {
-        Ok(None) => Ok(()),
-        Ok(Some(f)) => Err(crate::error::Error::Precondition(format!(
-            "{}: {what} does not handle the FerretDB variant yet (the role's verifier in PostgreSQL, ferretdb's FERRETDB_POSTGRESQL_URL and the holders must change together); nothing was changed. `komodo-rotate verify` shows each",
-            f.describe()
-        ))),
-        Err(e) => Err(crate::error::Error::Precondition(format!(
-            "cannot tell the database variant: {e}; nothing was changed"
-        ))),
-    }
-}
-
 impl FerretPlane<'_> {
     /// The role psql connects as over the local socket: postgres's `POSTGRES_USER` (the
     /// bootstrap superuser, kept from first init), else `user` (in Komodo's file the same).

@@ -7,6 +7,7 @@ pub mod carriers;
 mod context;
 pub mod execute;
 pub mod ferret;
+pub mod ferret_read;
 pub mod git_steps;
 pub mod holders;
 pub mod last_value;
@@ -124,7 +125,7 @@ impl DockerPlane {
         let name = match &cfg.discovery.containers.mongo {
             Some(n) => n.clone(),
             None => {
-                docker::discovery::one_service(
+                docker::discovery::mongo_service(
                     &engine,
                     &cfg.discovery.project,
                     &cfg.discovery.services.mongo,

@@ -122,6 +122,25 @@ pub(super) async fn undo(p: &LivePlanes<'_>, ctx: &RunContext) -> Result<()> {
     }
 }
 
+/// A rescue's rollback proof: the role holds the stored secret `change-pg` sealed, byte for
+/// byte (nothing sealed: the step never changed the role).
+pub(super) async fn holds_saved(
+    p: &LivePlanes<'_>,
+    pg: &PgRole,
+) -> std::result::Result<(), String> {
+    let Some(prev) = saved(&p.journal_dir, p.ids).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let psql = psql(&p.engine, pg);
+    match role(&psql, pg).stored().await.map_err(|e| e.to_string())? {
+        Stored::Secret(now) if now.ct_eq(&prev) => Ok(()),
+        _ => Err(format!(
+            "role {} in {} does not hold its previous stored secret again",
+            pg.role, pg.postgres
+        )),
+    }
+}
+
 /// What `change-pg`'s undo does, from what the role holds now and what apply sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UndoAction {

@@ -25,6 +25,11 @@ pub(super) async fn new_state(p: &LivePlanes<'_>, ctx: &RunContext) -> Proof {
 
 pub(super) async fn old_state(p: &LivePlanes<'_>, ctx: &RunContext) -> Proof {
     let Some(pg) = &ctx.pg else { return Ok(()) };
+    if ctx.is_rescue() {
+        // A rescue's OLD may be unknown (no candidate matched: OLD is NEW) and its plan may not
+        // change the role at all: "back" is the secret change-pg sealed, byte for byte.
+        return super::pg_step::holds_saved(p, pg).await;
+    }
     role_takes(&p.engine, pg, &p.staged.old, &p.staged.new, "old").await
 }
 

@@ -192,20 +192,26 @@ fn keys(prepped: &[u8], salt: &[u8], iterations: u32) -> ([u8; KEY_LEN], [u8; KE
 /// `scram_verify_plain_password`): pure ASCII as is (control characters included); otherwise
 /// SASLprep (RFC 4013), falling back to the raw bytes when SASLprep refuses it or maps it to
 /// nothing.
-pub fn pg_prep(password: &str) -> Cow<'_, str> {
+/// The result is a zeroizing copy: the prepared password never lingers in freed memory.
+pub fn pg_prep(password: &str) -> Zeroizing<String> {
     if password.is_ascii() {
-        return Cow::Borrowed(password);
+        return Zeroizing::new(password.to_string());
     }
     match stringprep::saslprep(password) {
-        Ok(p) if !p.is_empty() => p,
-        _ => Cow::Borrowed(password),
+        Ok(p) if !p.is_empty() => owned(p),
+        _ => Zeroizing::new(password.to_string()),
     }
+}
+
+/// SASLprep's answer as a zeroizing string (an owned one is moved, not copied).
+fn owned(p: Cow<'_, str>) -> Zeroizing<String> {
+    Zeroizing::new(p.into_owned())
 }
 
 /// The password as both PostgreSQL and a MongoDB driver prepare it (drivers SASLprep and fail
 /// where PostgreSQL falls back to raw bytes): refused, naming the reason and never the value,
 /// when the two would differ, so a verifier built here always admits the client.
-pub fn client_prep(password: &str) -> Result<Cow<'_, str>, String> {
+pub fn client_prep(password: &str) -> Result<Zeroizing<String>, String> {
     if password.is_empty() {
         return Err("an empty password cannot be a SCRAM secret".into());
     }
@@ -215,10 +221,10 @@ pub fn client_prep(password: &str) -> Result<Cow<'_, str>, String> {
         );
     }
     if password.is_ascii() {
-        return Ok(Cow::Borrowed(password));
+        return Ok(Zeroizing::new(password.to_string()));
     }
     match stringprep::saslprep(password) {
-        Ok(p) if !p.is_empty() => Ok(p),
+        Ok(p) if !p.is_empty() => Ok(owned(p)),
         Ok(_) => Err("the password is mapped to nothing by SASLprep".into()),
         Err(_) => Err(
             "the password holds characters SASLprep prohibits (MongoDB clients could not log in)"
@@ -318,12 +324,24 @@ mod tests {
             assert!(!e.contains(bad) || bad.is_empty(), "{e}");
             assert!(Verifier::build(&s(bad)).is_err());
         }
-        assert_eq!(client_prep("a\u{A0}b").unwrap(), "a b");
+        assert_eq!(client_prep("a\u{A0}b").unwrap().as_str(), "a b");
         // PostgreSQL's side of the same inputs: raw bytes when SASLprep refuses.
-        assert_eq!(pg_prep("tab\there"), "tab\there");
-        assert_eq!(pg_prep("a\u{E000}b"), "a\u{E000}b");
-        assert_eq!(pg_prep("\u{AD}"), "\u{AD}");
-        assert_eq!(pg_prep("I\u{AD}X"), "IX");
+        assert_eq!(pg_prep("tab\there").as_str(), "tab\there");
+        assert_eq!(pg_prep("a\u{E000}b").as_str(), "a\u{E000}b");
+        assert_eq!(pg_prep("\u{AD}").as_str(), "\u{AD}");
+        assert_eq!(pg_prep("I\u{AD}X").as_str(), "IX");
+    }
+
+    /// Issue 21 item 5: the prepared password is a zeroizing buffer on every path (ASCII, and
+    /// SASLprep's own string), so it is wiped when dropped. (A `Cow<str>` here did not compile.)
+    #[test]
+    fn prepared_passwords_are_zeroizing() {
+        fn wiped_on_drop(_: &Zeroizing<String>) {}
+        for pw in ["ascii-pw", "a\u{A0}b", "\u{2163}"] {
+            wiped_on_drop(&client_prep(pw).unwrap());
+            wiped_on_drop(&pg_prep(pw));
+        }
+        wiped_on_drop(&pg_prep("a\u{E000}b"));
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod stack_sops;
 
 use base64::Engine as _;
 use komodo_rotate::secret::Secret;
+// Not every test binary including this module uses both (e2e_ferret_rotate uses neither).
+#[allow(unused_imports)]
 pub use stack_sops::{sops_get, sops_set};
 use std::process::{Command, Stdio};
 
