@@ -148,7 +148,7 @@ async fn run(a: Args) -> Result<(), String> {
                 s.config().display()
             );
             println!(
-                "try: SOPS_AGE_KEY_FILE={} komodo-rotate --config {} verify",
+                "try: SOPS_AGE_KEY_FILE={} komodo-rotate verify --config {}",
                 s.age_key().display(),
                 s.config().display()
             );
