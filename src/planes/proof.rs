@@ -197,7 +197,7 @@ pub(super) async fn old_state_is_back(
         files_hold(&ctx, &p.staged.old, "old")?;
     }
     // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
-    super::git_steps::old_state_is_back(j, p.cfg)?;
+    super::git_steps::old_state_is_back(j, p.cfg, p.ids)?;
     let (covered, core, mut problems) = covered(p, j, &ctx).await;
     let gate = p.gate();
     let mut outside = Outside::new();
