@@ -132,7 +132,7 @@ pub fn needs_set_back(file: &str, now: &Decrypted, keys: &[RunKey]) -> Result<bo
         }
         if !is.as_ref().is_some_and(|v| v.ct_eq(&k.new)) {
             return Err(Error::Precondition(format!(
-                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Decide which value {} must hold, set it with `komodo-rotate sops set`, then `komodo-rotate rescue`",
+                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Decide which value {} must hold, set it with sops, then run `komodo-rotate rescue` (runbooks/interrupted-run.md)",
                 k.key, k.key
             )));
         }
