@@ -23,8 +23,7 @@ use crate::git::Repo;
 use crate::txn::{Journal, Step};
 use std::path::Path;
 
-pub const COMMIT_ID_FILE: &str = "git-commit.id";
-pub const REVERT_ID_FILE: &str = "git-revert.id";
+pub use super::layout::{COMMIT_ID_FILE, REVERT_ID_FILE};
 
 /// The git pre-flight (read-only; a refusal is exit 3 with what to do). Resolves `[git] mode`:
 /// `None` when the git steps are not in the plan.

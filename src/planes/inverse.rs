@@ -98,7 +98,7 @@ pub fn of_run(
     let mut out: Vec<RunKey> = Vec::new();
     let mut wrote = false;
     for r in j.steps.iter().filter(|r| r.step.is(steps::WRITE_ENV)) {
-        let prev = journal_dir.join(super::write_env::prev_file(&r.step));
+        let prev = journal_dir.join(super::layout::prev_file(&r.step));
         let was = before(&prev, ids)?;
         wrote |= was.is_some();
         for (key, new) in step_values(&r.step, ctx, staged)? {

@@ -12,6 +12,7 @@ pub mod git_steps;
 pub mod holders;
 mod inverse;
 pub mod last_value;
+pub mod layout;
 pub mod leftovers;
 pub mod live;
 pub mod password_keys;

@@ -5,8 +5,11 @@
 //! back over exactly the bytes write-env wrote; over anything else (an edit made since) it sets
 //! only the step's keys back to their old values on top of the file as it is (`inverse`).
 
-use super::context::{sha256_hex, written_file, LivePlanes, PREV_ENV_FILE};
+use super::context::LivePlanes;
 use super::inverse;
+#[cfg(test)]
+use super::layout::PREV_ENV_FILE;
+use super::layout::{prev_file, sha256_hex, written_file};
 use super::run::RunContext;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -65,15 +68,6 @@ impl LivePlanes<'_> {
         }
         prune_backups(self.cfg);
         Ok(())
-    }
-}
-
-/// Where write-env keeps the bytes it replaced: one file per phase, so each phase's undo
-/// returns to the state before that phase.
-pub(super) fn prev_file(step: &Step) -> String {
-    match &step.phase {
-        Some(p) => format!("{PREV_ENV_FILE}.{p}"),
-        None => PREV_ENV_FILE.into(),
     }
 }
 
