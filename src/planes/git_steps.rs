@@ -131,6 +131,15 @@ fn repo(cfg: &Config, t: &GitTarget) -> Result<Repo> {
     Ok(Repo::open(&t.worktree, cfg.git.network_timeout)?)
 }
 
+/// The run's git target and its repository; None when the run has no git steps.
+fn target(j: &Journal, cfg: &Config) -> Result<Option<(GitTarget, Repo)>> {
+    let Some(t) = RunContext::of(j)?.git else {
+        return Ok(None);
+    };
+    let repo = repo(cfg, &t)?;
+    Ok(Some((t, repo)))
+}
+
 /// The trailer that marks our commit: ids change under a rebase-and-retry or a rewording
 /// hook, the trailer does not. Lookups never trust a recorded id alone.
 pub const RUN_TRAILER: &str = "Komodo-Rotate-Run";
@@ -242,11 +251,10 @@ fn refuse_foreign_bytes(t: &GitTarget, j: &Journal, dir: &Path) -> Result<()> {
 
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
-    let ctx = RunContext::of(j)?;
-    let Some(t) = &ctx.git else {
+    let Some((t, repo)) = target(j, cfg)? else {
         return Ok(());
     };
-    let repo = repo(cfg, t)?;
+    let t = &t;
     match step.kind.as_str() {
         steps::GIT_COMMIT => {
             if ours_in(&repo, j, "HEAD")?.is_some() {
@@ -283,11 +291,10 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
 
 /// Undoes git-commit or git-push, from any partial state.
 pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) -> Result<()> {
-    let ctx = RunContext::of(j)?;
-    let Some(t) = &ctx.git else {
+    let Some((t, repo)) = target(j, cfg)? else {
         return Ok(());
     };
-    let repo = repo(cfg, t)?;
+    let t = &t;
     match step.kind.as_str() {
         steps::GIT_COMMIT => {
             if read_id(dir, REVERT_ID_FILE)?.is_some() {
