@@ -7,7 +7,7 @@
 //! (name, one line for `--list`, module). Nothing else in the crate names a kind.
 
 mod db_password;
-mod env_key;
+pub mod env_key;
 mod env_only;
 mod jwt_secret;
 mod webhook_secret;

@@ -194,13 +194,7 @@ mod tests {
             p(steps::recreate("per"), "accept-new").with("K", "new"),
             steps::commit(),
         ];
-        let j = crate::txn::new_journal(
-            "rotate",
-            "passkey",
-            std::path::Path::new("/x"),
-            serde_json::Value::Null,
-            plan.clone(),
-        );
+        let j = steps::passkey_journal(&plan);
         assert_eq!(snapshot_key(&plan[1], &j), "per");
         assert_eq!(snapshot_key(&plan[2], &j), "core");
         assert_eq!(snapshot_key(&plan[3], &j), "per@accept-new");

@@ -253,13 +253,7 @@ mod tests {
             p(steps::recreate("per"), "two").with("K", "new"),
             steps::commit(),
         ];
-        let j = crate::txn::new_journal(
-            "rotate",
-            "passkey",
-            std::path::Path::new("/x"),
-            serde_json::Value::Null,
-            plan.clone(),
-        );
+        let j = steps::passkey_journal(&plan);
         let path = std::path::Path::new("/state/journal/snapshot-per.age");
         let e = missing_snapshot(&plan[1], &j, path).unwrap_err();
         assert!(
