@@ -8,6 +8,7 @@
 //! git-commit, write-env.
 
 mod git_support;
+mod sops_cli;
 
 use git_support::*;
 use komodo_rotate::config::Config;
@@ -20,9 +21,7 @@ use komodo_rotate::secret::Secret;
 use komodo_rotate::sops::{encrypt_new, Identities, SopsFile};
 use komodo_rotate::txn::{new_journal, Journal};
 use secrecy::ExposeSecret;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 const REL: &str = "services/komodo/compose.env";
 const KEY: &str = "KOMODO_JWT_SECRET";
@@ -42,65 +41,12 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// The real `sops set` of `key` in `file` (a colleague's edit).
-fn sops_set(file: &Path, age_key: &Path, key: &str, value: &str) {
-    let mut c = Command::new("sops")
-        .args([
-            "set",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-            "--value-stdin",
-        ])
-        .arg(file)
-        .arg(format!("[\"{key}\"]"))
-        .env("SOPS_AGE_KEY_FILE", age_key)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sops must be installed for these tests");
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("\"{value}\"").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "sops set: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// `key`'s value in `bytes` (a compose.env), by the real `sops decrypt`.
 fn sops_get(bytes: &[u8], age_key: &Path, key: &str) -> Option<String> {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("compose.env");
     std::fs::write(&p, bytes).unwrap();
-    let o = Command::new("sops")
-        .args([
-            "decrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .arg(&p)
-        .env("SOPS_AGE_KEY_FILE", age_key)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .output()
-        .expect("sops must be installed for these tests");
-    assert!(
-        o.status.success(),
-        "sops decrypt: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    sops_cli::get_at(&p, age_key, key)
 }
 
 /// Push or commit mode; compose.env a real sops file holding OLD under KEY, committed and pushed;
@@ -201,13 +147,13 @@ impl Run {
     fn colleague_pushes(&self, key: &str, value: &str) {
         let c = &self.f.pipeline;
         git_ok(c, &["pull", "-q", "--ff-only"]);
-        sops_set(&c.join(REL), &self.key_file, key, value);
+        sops_cli::set_at(&c.join(REL), &self.key_file, key, value);
         git_ok(c, &["commit", "-q", "-am", "colleague's edit"]);
         git_ok(c, &["push", "-q", "origin", "main"]);
     }
     /// The operator's own edit on the host, committed (not pushed).
     fn operator_commits(&self, key: &str, value: &str) {
-        sops_set(&self.env(), &self.key_file, key, value);
+        sops_cli::set_at(&self.env(), &self.key_file, key, value);
         git_ok(&self.f.host, &["commit", "-q", "-am", "operator's edit"]);
     }
     fn at(&self, dir: &Path, rev: &str, key: &str) -> Option<String> {
@@ -279,7 +225,7 @@ fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
 #[test]
 fn a_colleagues_edit_after_our_commit_stays_and_the_run_key_goes_back() {
     let r = after_commit("[git]\nmode = \"commit\"\n");
-    sops_set(&r.env(), &r.key_file, "KOMODO_TITLE", "theirs");
+    sops_cli::set_at(&r.env(), &r.key_file, "KOMODO_TITLE", "theirs");
     r.roll_back().unwrap();
     assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
     assert_eq!(r.work_tree("KOMODO_TITLE").as_deref(), Some("theirs"));

@@ -241,7 +241,11 @@ mod tests {
             for i in 0..others {
                 plain.push_str(&format!("K{i}=colleague-{case}-{i}\n"));
             }
-            std::fs::write(&path, encrypt_new(plain.as_bytes(), &[r.clone()]).unwrap()).unwrap();
+            std::fs::write(
+                &path,
+                encrypt_new(plain.as_bytes(), std::slice::from_ref(&r)).unwrap(),
+            )
+            .unwrap();
             let keys = [key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt")];
             assert!(set_back(&path, &ids, &keys).unwrap());
             assert_eq!(
@@ -260,7 +264,11 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), bytes);
         }
         let plain = "KOMODO_JWT_SECRET=THIRD\n";
-        std::fs::write(&path, encrypt_new(plain.as_bytes(), &[r.clone()]).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            encrypt_new(plain.as_bytes(), std::slice::from_ref(&r)).unwrap(),
+        )
+        .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let e = set_back(&path, &ids, &[key("KOMODO_JWT_SECRET", Some("O"), "N")])
             .unwrap_err()

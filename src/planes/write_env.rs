@@ -219,7 +219,7 @@ mod tests {
             }
         }
         fn enc(&self, plain: &str) -> Vec<u8> {
-            encrypt_new(plain.as_bytes(), &[self.recipient.clone()]).unwrap()
+            encrypt_new(plain.as_bytes(), std::slice::from_ref(&self.recipient)).unwrap()
         }
         /// write-env replaced `before` with `wrote` (as write-env records it).
         fn wrote(&self, before: &[u8], wrote: &[u8]) {
