@@ -3,10 +3,44 @@
 
 use komodo_rotate::secret::Secret;
 use komodo_testcontainers::stack::Stack;
+use std::process::{Command, Stdio};
 
 /// A hand edit with the real Go sops: `sops set` of `key` in compose.env (value on stdin).
 pub fn sops_set_by_hand(s: &Stack, key: &str, value: &Secret) {
-    super::sops_cli::set_at(&s.compose_env(), &s.age_key(), key, value.expose());
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sops")
+        .args([
+            "set",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+            "--value-stdin",
+        ])
+        .arg(s.compose_env())
+        .arg(format!("[{}]", serde_json::to_string(key).unwrap()))
+        .env("SOPS_AGE_KEY_FILE", s.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sops");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(value.expose()).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sops set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The stack's config with a shorter health timeout: a crash-looping core is waited out once

@@ -11,8 +11,6 @@ pub mod leak;
 pub mod matrix;
 pub mod referee;
 pub mod reset_auth;
-#[path = "../sops_cli/mod.rs"]
-pub mod sops_cli;
 pub mod undecided;
 
 use crate::docker_support::{engine_or_skip, images, Cleanup};
@@ -251,7 +249,30 @@ pub fn sops_value(stack: &Stack) -> Option<Secret> {
 
 /// The real Go sops decrypts compose.env: its value of `key`, as written in the file.
 pub fn sops_get(stack: &Stack, key: &str) -> Option<Secret> {
-    sops_cli::get_at(&stack.compose_env(), &stack.age_key(), key).map(Secret::new)
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("sops")
+        .args([
+            "decrypt",
+            "--input-type",
+            "dotenv",
+            "--output-type",
+            "dotenv",
+        ])
+        .arg(stack.compose_env())
+        .env("SOPS_AGE_KEY_FILE", stack.age_key())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{key}="))
+            .map(|v| Secret::new(v.to_string()))
+    })
 }
 
 /// pymongo's verdict on `pw` (0 logs in, 1 rejected, 2 no verdict).

@@ -1,6 +1,8 @@
 //! The real Go sops, as an operator runs it, for tests that check the tool's outcomes from
 //! outside: `sops set` (the value on stdin, never in argv) and `sops decrypt`. HOME and the XDG
 //! config dir are a fresh temp dir, so no user config of the machine changes what sops does.
+//! On any dotenv file (a git checkout's, a blob written out): tests/common/stack_sops.rs (on
+//! main) is the same for a rehearsal stack's compose.env and could call these.
 
 #![allow(dead_code)]
 
