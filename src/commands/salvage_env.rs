@@ -126,7 +126,7 @@ pub fn template_keys(path: &Path) -> Result<BTreeSet<String>> {
         }
         let l = l.strip_prefix("export ").unwrap_or(l);
         let key = l.split_once('=').map(|(k, _)| k).unwrap_or(l).trim();
-        if !crate::kinds::env_key::is_env_name(key) {
+        if !crate::kinds::is_env_name(key) {
             return Err(Error::Usage(format!(
                 "{} line {}: not a KEY=VALUE line",
                 path.display(),

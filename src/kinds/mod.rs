@@ -7,11 +7,12 @@
 //! (name, one line for `--list`, module). Nothing else in the crate names a kind.
 
 mod db_password;
-pub mod env_key;
+mod env_key;
 mod env_only;
 mod jwt_secret;
 mod webhook_secret;
 
+pub use env_key::is_env_name;
 pub use env_only::{EnvOnly, Form};
 pub mod passkey;
 
