@@ -61,12 +61,7 @@ pub fn write_atomic_checked(
     };
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
+        let f = new_temp(&tmp, contents)?;
         if let Some(md) = &existing {
             keep_owner(&f, md)?;
         }
@@ -197,18 +192,24 @@ pub fn read_small(path: &Path) -> io::Result<zeroize::Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
+/// A new 0600 temp file at `tmp` holding `contents` (never an existing file).
+fn new_temp(tmp: &Path, contents: &[u8]) -> io::Result<fs::File> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(contents)?;
+    Ok(f)
+}
+
 /// Creates `path` with `contents`, refusing to overwrite anything that exists (also atomically:
 /// a reader never sees a half-written file).
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
+        let f = new_temp(&tmp, contents)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         drop(f);

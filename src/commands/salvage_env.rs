@@ -126,12 +126,7 @@ pub fn template_keys(path: &Path) -> Result<BTreeSet<String>> {
         }
         let l = l.strip_prefix("export ").unwrap_or(l);
         let key = l.split_once('=').map(|(k, _)| k).unwrap_or(l).trim();
-        let valid = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !crate::kinds::is_env_name(key) {
             return Err(Error::Usage(format!(
                 "{} line {}: not a KEY=VALUE line",
                 path.display(),

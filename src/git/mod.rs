@@ -67,6 +67,20 @@ pub struct Upstream {
     pub branch: String,
 }
 
+/// `git rev-parse --show-toplevel` run in `dir` (read-only, the local deadline).
+fn toplevel(dir: &Path) -> Result<Output, GitError> {
+    run::git(
+        dir,
+        &[OsStr::new("rev-parse"), OsStr::new("--show-toplevel")],
+        Opts {
+            timeout: LOCAL_TIMEOUT,
+            read_only: true,
+            overlay: None,
+        },
+        None,
+    )
+}
+
 impl Repo {
     /// The work tree holding `file` and the file's path relative to its top level, or `None`
     /// when `file` is not inside a git work tree.
@@ -79,16 +93,7 @@ impl Repo {
             source: e,
         })?;
         let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let o = match run::git(
-            &dir,
-            &[OsStr::new("rev-parse"), OsStr::new("--show-toplevel")],
-            Opts {
-                timeout: LOCAL_TIMEOUT,
-                read_only: true,
-                overlay: None,
-            },
-            None,
-        ) {
+        let o = match toplevel(&dir) {
             // Without git (the image), a file with no `.git` above it is in no work tree;
             // with one above it, git is needed to say more.
             Err(GitError::Missing) if !dir.ancestors().any(|a| a.join(".git").exists()) => {
@@ -126,16 +131,7 @@ impl Repo {
     }
 
     pub fn open(worktree: &Path, network_timeout: Duration) -> Result<Repo, GitError> {
-        let o = run::git(
-            worktree,
-            &[OsStr::new("rev-parse"), OsStr::new("--show-toplevel")],
-            Opts {
-                timeout: LOCAL_TIMEOUT,
-                read_only: true,
-                overlay: None,
-            },
-            None,
-        )?;
+        let o = toplevel(worktree)?;
         if !o.ok() {
             return Err(GitError::Refused(format!(
                 "{} is not a git work tree: {}",

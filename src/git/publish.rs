@@ -75,6 +75,12 @@ impl Repo {
         self.rev("HEAD")
     }
 
+    /// `rel`'s index entry back to HEAD's (the work tree untouched).
+    pub fn unstage(&self, rel: &str) -> Result<(), GitError> {
+        self.must(&["reset", "--quiet", "HEAD", "--", rel], None)
+            .map(|_| ())
+    }
+
     /// Takes commit `id` (which changed only `rel`) back. While HEAD is `id`, HEAD moves to its
     /// parent by compare-and-swap and only `rel`'s index entry follows; the work tree is left
     /// as it is (write-env's undo puts the old bytes back). Otherwise a revert commit.

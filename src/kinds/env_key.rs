@@ -43,14 +43,17 @@ pub fn refused(key: &str) -> Option<String> {
     Some(format!("env:{key}: {why}"))
 }
 
-/// `env:KEY`'s key: an env name, not refused.
-pub fn parse(key: &str) -> std::result::Result<String, String> {
-    let valid = key
-        .chars()
+/// Letters, digits and `_`, not starting with a digit (what compose and a shell take as a name).
+pub fn is_env_name(key: &str) -> bool {
+    key.chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `env:KEY`'s key: an env name, not refused.
+pub fn parse(key: &str) -> std::result::Result<String, String> {
+    if !is_env_name(key) {
         return Err(format!(
             "env:{key}: not an env variable name (letters, digits and _, not starting with a digit)"
         ));

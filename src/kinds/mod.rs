@@ -13,6 +13,7 @@ mod env_only;
 mod jwt_secret;
 mod webhook_secret;
 
+pub use env_key::is_env_name;
 pub use env_only::{EnvOnly, Form};
 pub mod passkey;
 

@@ -9,6 +9,7 @@
 //! read at start.
 
 use super::context::LivePlanes;
+use super::layout::{carrier_prev as prev_path, carrier_written as written_path, sha256_hex};
 use super::run::{CarrierFile, RunContext};
 use crate::docker::carrier;
 use crate::error::{Error, Result};
@@ -17,7 +18,7 @@ use crate::secret::Secret;
 use crate::sops::Identities;
 use crate::txn::{sealed, Step};
 use secrecy::ExposeSecret;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The password the host file of `f` holds now (trimmed as Komodo reads it).
 pub fn file_value(f: &CarrierFile) -> std::result::Result<Secret, String> {
@@ -25,46 +26,6 @@ pub fn file_value(f: &CarrierFile) -> std::result::Result<Secret, String> {
         .map_err(|e| format!("{} ({}): {e}", f.host_path.display(), f.key))?;
     carrier::file_password(&f.key, f.content(), &bytes)
         .map_err(|e| format!("{}: {e}", f.host_path.display()))
-}
-
-/// Every carrier file of the run holds `want`; else one line naming each file that does not.
-pub fn files_hold(ctx: &RunContext, want: &Secret, which: &str) -> std::result::Result<(), String> {
-    let mut problems = Vec::new();
-    for f in &ctx.files {
-        match file_value(f) {
-            Ok(v) if v.ct_eq(want) => {}
-            Ok(_) => problems.push(format!(
-                "{} ({}) is not on the {which} value",
-                f.host_path.display(),
-                f.key
-            )),
-            Err(e) => problems.push(e),
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
-fn stem(target: &str) -> String {
-    use sha2::Digest;
-    let h = hex::encode(sha2::Sha256::digest(target.as_bytes()));
-    format!("file-{}", &h[..16])
-}
-
-fn prev_path(dir: &Path, target: &str) -> PathBuf {
-    dir.join(format!("{}.prev.age", stem(target)))
-}
-
-fn written_path(dir: &Path, target: &str) -> PathBuf {
-    dir.join(format!("{}.written", stem(target)))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn the_file<'c>(step: &Step, ctx: &'c RunContext) -> Result<&'c CarrierFile> {
@@ -204,35 +165,7 @@ pub(super) fn restore_file_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn files_hold_names_each_file_not_on_the_value() {
-        let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("a");
-        std::fs::write(&a, b"N3w\n").unwrap();
-        let b = d.path().join("b");
-        std::fs::write(&b, b"mongodb://u:old@h\n").unwrap();
-        let file = |p: &Path, content: &str| CarrierFile {
-            key: "K_FILE".into(),
-            host_path: p.to_path_buf(),
-            content: content.into(),
-            readers: vec![],
-        };
-        let ctx = RunContext {
-            files: vec![file(&a, "password"), file(&b, "uri")],
-            ..Default::default()
-        };
-        let e = files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap_err();
-        assert!(
-            e.contains(&b.display().to_string()) && !e.contains(&a.display().to_string()),
-            "{e}"
-        );
-        assert!(!e.contains("old@"), "{e}");
-        std::fs::write(&b, b"mongodb://u:N3w@h\n").unwrap();
-        files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap();
-        std::fs::remove_file(&a).unwrap();
-        assert!(files_hold(&ctx, &Secret::new("N3w".into()), "new").is_err());
-    }
+    use std::path::PathBuf;
 
     struct Fx {
         _d: tempfile::TempDir,

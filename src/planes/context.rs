@@ -19,9 +19,7 @@ use zeroize::Zeroizing;
 
 /// Lines of each container's log kept in its snapshot.
 pub(super) const SNAPSHOT_LOG_LINES: usize = 200;
-pub const PREV_ENV_FILE: &str = "compose.env.prev";
-/// SHA-256 (hex) of the bytes write-env wrote: its undo restores only over exactly those bytes.
-pub const WRITTEN_ENV_FILE: &str = "compose.env.written";
+pub use super::layout::{sha256_hex, written_file, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 
 pub struct LivePlanes<'a> {
     pub cfg: &'a Config,
@@ -45,7 +43,8 @@ impl LivePlanes<'_> {
     }
 
     pub(super) fn snapshot_path(&self, container: &str) -> PathBuf {
-        self.journal_dir.join(format!("snapshot-{container}.age"))
+        self.journal_dir
+            .join(super::layout::snapshot_file(container))
     }
 
     /// The journaled snapshot of `container`, if the snapshot step took one.
@@ -167,14 +166,6 @@ pub(super) fn snapshot_key(step: &Step, j: &Journal) -> String {
     }
 }
 
-/// The journal-dir file where write-env `step` records the SHA-256 of what it wrote.
-pub fn written_file(step: &Step) -> String {
-    match &step.phase {
-        Some(p) => format!("{WRITTEN_ENV_FILE}.{p}"),
-        None => WRITTEN_ENV_FILE.into(),
-    }
-}
-
 /// `bytes` are exactly what write-env `step` recorded writing into compose.env (false when it
 /// recorded nothing: it never wrote). For the other undos that touch compose.env (git's), so
 /// they too restore only over this run's own bytes. Here, beside the journal dir's names, so
@@ -186,11 +177,6 @@ pub fn wrote_exactly(journal_dir: &std::path::Path, step: &Step, bytes: &[u8]) -
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(&w, e)),
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -208,13 +194,7 @@ mod tests {
             p(steps::recreate("per"), "accept-new").with("K", "new"),
             steps::commit(),
         ];
-        let j = crate::txn::new_journal(
-            "rotate",
-            "passkey",
-            std::path::Path::new("/x"),
-            serde_json::Value::Null,
-            plan.clone(),
-        );
+        let j = steps::passkey_journal(&plan);
         assert_eq!(snapshot_key(&plan[1], &j), "per");
         assert_eq!(snapshot_key(&plan[2], &j), "core");
         assert_eq!(snapshot_key(&plan[3], &j), "per@accept-new");

@@ -10,6 +10,7 @@
 //! commit is found by its `Komodo-Rotate-Run` trailer, the recorded id only a fallback; a revert
 //! writes compose.env only over the bytes this run wrote (see `guard_work_tree`).
 
+use super::git_inverse::{self, Values};
 use super::run::{GitTarget, RunContext};
 use super::steps;
 use crate::config::{Config, GitMode};
@@ -22,8 +23,7 @@ use crate::git::Repo;
 use crate::txn::{Journal, Step};
 use std::path::Path;
 
-pub const COMMIT_ID_FILE: &str = "git-commit.id";
-pub const REVERT_ID_FILE: &str = "git-revert.id";
+pub use super::layout::{COMMIT_ID_FILE, REVERT_ID_FILE};
 
 /// The git pre-flight (read-only; a refusal is exit 3 with what to do). Resolves `[git] mode`:
 /// `None` when the git steps are not in the plan.
@@ -129,6 +129,15 @@ pub fn add_steps(steps: &mut Vec<Step>, target: Option<&GitTarget>) {
 
 fn repo(cfg: &Config, t: &GitTarget) -> Result<Repo> {
     Ok(Repo::open(&t.worktree, cfg.git.network_timeout)?)
+}
+
+/// The run's git target and its repository; None when the run has no git steps.
+fn target(j: &Journal, cfg: &Config) -> Result<Option<(GitTarget, Repo)>> {
+    let Some(t) = RunContext::of(j)?.git else {
+        return Ok(None);
+    };
+    let repo = repo(cfg, &t)?;
+    Ok(Some((t, repo)))
 }
 
 /// The trailer that marks our commit: ids change under a rebase-and-retry or a rewording
@@ -242,11 +251,10 @@ fn refuse_foreign_bytes(t: &GitTarget, j: &Journal, dir: &Path) -> Result<()> {
 
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
-    let ctx = RunContext::of(j)?;
-    let Some(t) = &ctx.git else {
+    let Some((t, repo)) = target(j, cfg)? else {
         return Ok(());
     };
-    let repo = repo(cfg, t)?;
+    let t = &t;
     match step.kind.as_str() {
         steps::GIT_COMMIT => {
             if ours_in(&repo, j, "HEAD")?.is_some() {
@@ -282,27 +290,31 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
 }
 
 /// Undoes git-commit or git-push, from any partial state.
-pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
-    let ctx = RunContext::of(j)?;
-    let Some(t) = &ctx.git else {
+pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) -> Result<()> {
+    let Some((t, repo)) = target(j, cfg)? else {
         return Ok(());
     };
-    let repo = repo(cfg, t)?;
+    let t = &t;
     match step.kind.as_str() {
         steps::GIT_COMMIT => {
             if read_id(dir, REVERT_ID_FILE)?.is_some() {
                 // git-push's undo already reverted ours, on the remote branch and here.
                 return Ok(());
             }
-            if let Some(id) = our_commit(&repo, j, dir)? {
-                // Dropping HEAD leaves the work tree alone (write-env's undo guards it); a
-                // revert writes HEAD's copy into it, so only over this run's own bytes.
-                let _lock = match repo.head()?.as_deref() == Some(id.as_str()) {
-                    true => None,
-                    false => Some(guard_work_tree(&repo, t, j, dir, &id)?),
-                };
+            let Some(id) = our_commit(&repo, j, dir)? else {
+                return Ok(());
+            };
+            if repo.head()?.as_deref() == Some(id.as_str()) {
+                // Dropping HEAD leaves the work tree alone (write-env's undo guards it).
                 repo.undo_commit(&id, &t.path, &undo_message(j))?;
+                return Ok(());
             }
+            if !repo.is_ancestor(&id, "HEAD")? {
+                return Ok(());
+            }
+            // A revert writes HEAD's copy into the work tree, so only over this run's own bytes.
+            let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
+            revert_or_by_value(&repo, t, j, dir, v, &id)?;
             Ok(())
         }
         steps::GIT_PUSH => {
@@ -323,14 +335,19 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
                     return Ok(());
                 };
                 let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
-                // Before the fast-forward below moves the work tree: a revert that would
-                // conflict is refused with the file as it is now.
-                repo.revert_would_apply(&id, &tracking, &t.path)?;
+                // Before the fast-forward below moves the work tree: an undo that cannot apply
+                // (a run key someone else changed) is refused with the file as it is now.
+                if repo.revert_conflicts(&id, &tracking)?.is_some() {
+                    git_inverse::check(&repo, &tracking, t, j, dir, v)?;
+                }
                 if repo.is_ancestor("HEAD", &tracking)? {
                     repo.merge_ff_only(&tracking)?;
                 }
-                let rev = repo.revert_commit(&id, &t.path, &undo_message(j))?;
-                write_id(dir, REVERT_ID_FILE, &rev)?;
+                match revert_or_by_value(&repo, t, j, dir, v, &id)? {
+                    Some(rev) => write_id(dir, REVERT_ID_FILE, &rev)?,
+                    // The remote's copy holds the old values already: nothing to push.
+                    None => return Ok(()),
+                }
             }
             let pushed = push_with_one_retry(&repo, &t.path, remote, branch)?;
             write_id(dir, REVERT_ID_FILE, &pushed)
@@ -339,8 +356,30 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
     }
 }
 
-/// After a rollback: the env file in the work tree equals HEAD's (no stray local change).
-pub fn old_state_is_back(j: &Journal, cfg: &Config) -> std::result::Result<(), String> {
+/// Takes our commit `id` back on top of HEAD: `git revert` when it applies cleanly (no later
+/// commit edited compose.env), else a commit setting the run's keys back by value. The id of the
+/// commit made, None when HEAD already holds the old values.
+fn revert_or_by_value(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+    id: &str,
+) -> Result<Option<String>> {
+    if repo.revert_conflicts(id, "HEAD")?.is_none() {
+        return Ok(Some(repo.revert_commit(id, &t.path, &undo_message(j))?));
+    }
+    git_inverse::commit_by_value(repo, t, j, dir, v, &undo_message(j))
+}
+
+/// After a rollback: the env file in the work tree equals HEAD's, or holds HEAD's values under
+/// the run's keys (a colleague's uncommitted edit of another key is theirs).
+pub fn old_state_is_back(
+    j: &Journal,
+    cfg: &Config,
+    ids: &crate::sops::Identities,
+) -> std::result::Result<(), String> {
     let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
     let Some(t) = &ctx.git else {
         return Ok(());
@@ -348,11 +387,7 @@ pub fn old_state_is_back(j: &Journal, cfg: &Config) -> std::result::Result<(), S
     let repo = repo(cfg, t).map_err(|e| e.to_string())?;
     match repo.is_modified(&t.path) {
         Ok(false) => Ok(()),
-        Ok(true) => Err(format!(
-            "{} in {} differs from HEAD's",
-            t.path,
-            t.worktree.display()
-        )),
+        Ok(true) => git_inverse::env_agrees_with_head(&repo, t, j, ids),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -2,7 +2,7 @@
 //! is already there (so `resume` can replay it), and every undo works from a partly applied
 //! step (so a step that died in flight can be rolled back).
 
-use super::context::{earlier_recreates, snapshot_key, written_file, SNAPSHOT_LOG_LINES};
+use super::context::{earlier_recreates, snapshot_key, SNAPSHOT_LOG_LINES};
 pub use super::context::{LivePlanes, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 use super::run::RunContext;
 use super::steps;
@@ -134,7 +134,11 @@ impl Planes for LivePlanes<'_> {
             steps::SNAPSHOT | steps::COMMIT => Ok(()),
             steps::WRITE_FILE => self.undo_write_file(step, &ctx).await,
             steps::GIT_COMMIT | steps::GIT_PUSH => {
-                super::git_steps::undo(step, j, self.cfg, &self.journal_dir)
+                let v = super::git_inverse::Values {
+                    ids: self.ids,
+                    staged: &self.staged,
+                };
+                super::git_steps::undo(step, j, self.cfg, &self.journal_dir, &v)
             }
             steps::CHANGE_DB => match login_works(&self.target, &self.staged.new).await {
                 LoginOutcome::Accepted => {
@@ -158,9 +162,11 @@ impl Planes for LivePlanes<'_> {
             },
             steps::CHANGE_PG => super::pg_step::undo(self, &ctx).await,
             steps::WRITE_ENV => super::write_env::undo_write_env(
-                &self.journal_dir.join(super::write_env::prev_file(step)),
-                &self.journal_dir.join(written_file(step)),
-                &ctx.compose_env,
+                step,
+                &ctx,
+                &self.staged,
+                self.ids,
+                &self.journal_dir,
             ),
             steps::RECREATE => self.undo_recreate(step, &ctx, j).await,
             other => Err(unknown(other)),

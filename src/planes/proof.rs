@@ -12,7 +12,7 @@
 //!
 //! Each returns every failure it saw in one line (names only, never a value).
 
-use super::carriers::files_hold;
+use super::carriers::file_value;
 use super::context::LivePlanes;
 use super::holders::holds;
 use super::run::RunContext;
@@ -199,7 +199,7 @@ pub(super) async fn old_state_is_back(
         files_hold(&ctx, &p.staged.old, "old")?;
     }
     // The repo too: compose.env in the work tree equals HEAD's (no stray commit of ours).
-    super::git_steps::old_state_is_back(j, p.cfg)?;
+    super::git_steps::old_state_is_back(j, p.cfg, p.ids)?;
     let (covered, core, mut problems) = covered(p, j, &ctx).await;
     let gate = p.gate();
     let mut outside = Outside::new();
@@ -319,6 +319,27 @@ fn env_holds(p: &LivePlanes<'_>, ctx: &RunContext, want: &Secret, which: &str) -
     }
 }
 
+/// Every carrier file of the run holds `want`; else one line naming each file that does not.
+fn files_hold(ctx: &RunContext, want: &Secret, which: &str) -> std::result::Result<(), String> {
+    let mut problems = Vec::new();
+    for f in &ctx.files {
+        match file_value(f) {
+            Ok(v) if v.ct_eq(want) => {}
+            Ok(_) => problems.push(format!(
+                "{} ({}) is not on the {which} value",
+                f.host_path.display(),
+                f.key
+            )),
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 /// What each (container, key) must hold at the end of the run when it is not simply NEW: the
 /// `set` of the last recreate step of that container (a multi-phase plan ends on its last phase).
 fn final_values(
@@ -418,4 +439,40 @@ fn core_url(configured: &str, core: &ContainerInfo) -> Result<ProbeUrl, String> 
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planes::run::CarrierFile;
+    use std::path::Path;
+
+    #[test]
+    fn files_hold_names_each_file_not_on_the_value() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::write(&a, b"N3w\n").unwrap();
+        let b = d.path().join("b");
+        std::fs::write(&b, b"mongodb://u:old@h\n").unwrap();
+        let file = |p: &Path, content: &str| CarrierFile {
+            key: "K_FILE".into(),
+            host_path: p.to_path_buf(),
+            content: content.into(),
+            readers: vec![],
+        };
+        let ctx = RunContext {
+            files: vec![file(&a, "password"), file(&b, "uri")],
+            ..Default::default()
+        };
+        let e = files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap_err();
+        assert!(
+            e.contains(&b.display().to_string()) && !e.contains(&a.display().to_string()),
+            "{e}"
+        );
+        assert!(!e.contains("old@"), "{e}");
+        std::fs::write(&b, b"mongodb://u:N3w@h\n").unwrap();
+        files_hold(&ctx, &Secret::new("N3w".into()), "new").unwrap();
+        std::fs::remove_file(&a).unwrap();
+        assert!(files_hold(&ctx, &Secret::new("N3w".into()), "new").is_err());
+    }
 }

@@ -17,7 +17,7 @@ use crate::docker::recreate::{create_from_snapshot, ensure_running, nothing_unde
 use crate::docker::{ContainerInfo, DockerError, EnvPatch, Recreate, RecreateState, Snapshot};
 use crate::error::{Error, Result};
 use crate::txn::failpoint::failpoint;
-use crate::txn::{Journal, Step};
+use crate::txn::{Journal, Step, StepStatus};
 
 impl LivePlanes<'_> {
     /// The undo of a recreate step (see the module doc).
@@ -46,7 +46,12 @@ impl LivePlanes<'_> {
                     "komodo-rotate: warning: {} is gone (no container holds its name): making it again from its snapshot",
                     rec.name()
                 );
-                Ok(create_from_snapshot(&self.engine, rec.snapshot(), &self.gate()).await?)
+                match create_from_snapshot(&self.engine, rec.snapshot(), &self.gate()).await {
+                    Err(e @ DockerError::Unhealthy { .. }) => {
+                        self.undo_unsettled(ctx, j, rec.name(), e.into()).await
+                    }
+                    r => Ok(r?),
+                }
             }
             _ => Ok(rec.undo().await?),
         }
@@ -79,10 +84,15 @@ impl LivePlanes<'_> {
             None => {
                 let Some(now) = self.engine.try_inspect(container).await? else {
                     // Nothing under the name (removed after a kill): make it from the snapshot.
-                    return Ok(create_from_snapshot(&self.engine, original, &self.gate()).await?);
+                    return match create_from_snapshot(&self.engine, original, &self.gate()).await {
+                        Err(e @ DockerError::Unhealthy { .. }) => {
+                            self.undo_unsettled(ctx, j, container, e.into()).await
+                        }
+                        r => Ok(r?),
+                    };
                 };
                 if patch.is_applied_to(&ContainerInfo::from_inspect(&now)) {
-                    return self.settle_or_outside(ctx, original).await;
+                    return self.settle_or_outside(ctx, j, original).await;
                 }
                 let s = Snapshot::take(&self.engine, container, SNAPSHOT_LOG_LINES).await?;
                 self.save_snapshot_as(&key, &s, ctx)?;
@@ -104,7 +114,7 @@ impl LivePlanes<'_> {
             Ok(()) => Ok(()),
             Err(e @ DockerError::Unhealthy { .. }) if rec.replacement_holds_patch().await? => {
                 // Put back, but it does not settle: ours, or another kind's problem?
-                self.outside_or(ctx, container, e.into()).await?;
+                self.undo_unsettled(ctx, j, container, e.into()).await?;
                 // Outside the run's kind: the restore is done, the original removed.
                 rec.commit().await?;
                 Ok(())
@@ -115,14 +125,52 @@ impl LivePlanes<'_> {
 
     /// Starts the container if it was meant to run and waits for it to settle; a failure to
     /// settle that is outside the run's kind is noted instead.
-    async fn settle_or_outside(&self, ctx: &RunContext, original: &Snapshot) -> Result<()> {
+    async fn settle_or_outside(
+        &self,
+        ctx: &RunContext,
+        j: &Journal,
+        original: &Snapshot,
+    ) -> Result<()> {
         match ensure_running(&self.engine, original, &self.gate()).await {
             Ok(()) => Ok(()),
             Err(e @ DockerError::Unhealthy { .. }) => {
-                self.outside_or(ctx, &original.name, e.into()).await
+                self.undo_unsettled(ctx, j, &original.name, e.into()).await
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A container an undo put back on its old values does not settle. As the old-state proof
+    /// judges it: for a run with a database, while change-db's undo is still to come Mongo may
+    /// hold NEW, so a holder back on OLD is rejected by it (a database signature in its log):
+    /// that is the rollback in progress, left to the old-state proof, which waits for the holder
+    /// once Mongo is back on OLD. Otherwise a cause outside the run's kind is noted (exit 7,
+    /// [`outside_or`](Self::outside_or)), and anything else is `err` (exit 5).
+    pub(super) async fn undo_unsettled(
+        &self,
+        ctx: &RunContext,
+        j: &Journal,
+        container: &str,
+        err: Error,
+    ) -> Result<()> {
+        let db_undo_to_come = matches!(
+            j.status_of(&super::steps::change_db()),
+            Some(s) if s != StepStatus::Pending && s != StepStatus::Undone
+        );
+        if ctx.has_store() && db_undo_to_come {
+            let logs = self
+                .engine
+                .logs_tail(container, 50)
+                .await
+                .unwrap_or_default();
+            if match_signature(&logs).is_some() {
+                eprintln!(
+                    "komodo-rotate: {container} is back on the old value but the database still holds the new one until change-db is undone; the old-state proof waits for it"
+                );
+                return Ok(());
+            }
+        }
+        self.outside_or(ctx, container, err).await
     }
 
     /// `Ok` (the cause noted in [`LivePlanes::outside`]) when `container` fails to settle for a
@@ -205,13 +253,7 @@ mod tests {
             p(steps::recreate("per"), "two").with("K", "new"),
             steps::commit(),
         ];
-        let j = crate::txn::new_journal(
-            "rotate",
-            "passkey",
-            std::path::Path::new("/x"),
-            serde_json::Value::Null,
-            plan.clone(),
-        );
+        let j = steps::passkey_journal(&plan);
         let path = std::path::Path::new("/state/journal/snapshot-per.age");
         let e = missing_snapshot(&plan[1], &j, path).unwrap_err();
         assert!(

@@ -108,3 +108,15 @@ pub fn print_plan(steps: &[Step]) {
         println!("     {:<28} undo: {}", "", describe_undo(s));
     }
 }
+
+/// A journal of `plan` for unit tests of the per-phase naming (a passkey run's shape).
+#[cfg(test)]
+pub(crate) fn passkey_journal(plan: &[Step]) -> crate::txn::Journal {
+    crate::txn::new_journal(
+        "rotate",
+        "passkey",
+        std::path::Path::new("/x"),
+        serde_json::Value::Null,
+        plan.to_vec(),
+    )
+}

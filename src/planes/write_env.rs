@@ -1,16 +1,20 @@
 //! The `write-env` step and the compose.env backups: compose.env's keys set with a
 //! compare-and-swap (the bytes read are the bytes replaced, checked right before the rename),
 //! the replaced bytes kept in the journal dir (one file per phase) and as a ciphertext backup in
-//! `state_dir/backups/<deployment>`, pruned to `[backups] keep`; the undo restores only over
-//! exactly the bytes write-env wrote.
+//! `state_dir/backups/<deployment>`, pruned to `[backups] keep`. The undo puts the saved bytes
+//! back over exactly the bytes write-env wrote; over anything else (an edit made since) it sets
+//! only the step's keys back to their old values on top of the file as it is (`inverse`).
 
-use super::context::{sha256_hex, written_file, LivePlanes, PREV_ENV_FILE};
+use super::context::LivePlanes;
+use super::inverse;
+#[cfg(test)]
+use super::layout::PREV_ENV_FILE;
+use super::layout::{prev_file, sha256_hex, written_file};
 use super::run::RunContext;
-use super::value::eval_set;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
-use crate::sops::{write_verified_checked, SopsFile};
+use crate::sops::{write_verified_checked, Identities, SopsFile};
 use crate::txn::failpoint::failpoint;
 use crate::txn::Step;
 use std::path::{Path, PathBuf};
@@ -19,11 +23,7 @@ impl LivePlanes<'_> {
     /// Sets the step's keys (no `set`: the run's key to NEW) in compose.env. Already there: done.
     pub(super) fn write_env(&self, step: &Step, ctx: &RunContext, run_id: &str) -> Result<()> {
         let path = &ctx.compose_env;
-        let values = if step.set.is_empty() {
-            vec![(ctx.env_key.clone(), self.staged.new.clone())]
-        } else {
-            eval_set(&step.set, &self.staged)?
-        };
+        let values = inverse::step_values(step, ctx, &self.staged)?;
         let _lock = env_lock(path)?;
         let file = SopsFile::load(path)?;
         let plain = file.decrypt(self.ids)?;
@@ -71,47 +71,49 @@ impl LivePlanes<'_> {
     }
 }
 
-/// Where write-env keeps the bytes it replaced: one file per phase, so each phase's undo
-/// returns to the state before that phase.
-pub(super) fn prev_file(step: &Step) -> String {
-    match &step.phase {
-        Some(p) => format!("{PREV_ENV_FILE}.{p}"),
-        None => PREV_ENV_FILE.into(),
-    }
-}
-
 fn env_lock(path: &Path) -> Result<fsutil::EnvLock> {
     fsutil::EnvLock::acquire(path, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(path, e))
 }
 
-/// Puts compose.env's previous bytes back, but only over exactly the bytes write-env wrote: an
-/// edit made meanwhile (another key changed with `sops set`) is never clobbered; the undo fails
-/// instead, naming the file, and the rollback stops (exit 5).
-pub fn undo_write_env(prev: &Path, w: &Path, path: &Path) -> Result<()> {
-    let old = match std::fs::read(prev) {
+/// The undo of write-env `step`. compose.env holding the bytes write-env replaced: done. Holding
+/// exactly what it wrote: those bytes are put back. Holding anything else (an edit made since:
+/// another key set with `sops set`, committed or not): the step's keys are set back to their old
+/// values on top of the file as it is, every other edit kept; a run key someone else changed is a
+/// conflict, the undo fails naming the file and the key (exit 5), the edit kept.
+pub fn undo_write_env(
+    step: &Step,
+    ctx: &RunContext,
+    staged: &super::value::Staged,
+    ids: &Identities,
+    journal_dir: &Path,
+) -> Result<()> {
+    let prev = journal_dir.join(prev_file(step));
+    let path = &ctx.compose_env;
+    let old = match std::fs::read(&prev) {
         Ok(b) => b,
         // write-env never saved the old bytes, so it never wrote either.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(prev, e)),
+        Err(e) => return Err(Error::io(&prev, e)),
     };
     let _lock = env_lock(path)?;
     let now = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if now == old {
         return Ok(());
     }
-    let written = match std::fs::read_to_string(w) {
-        Ok(h) => Some(h),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(w, e)),
-    };
-    if written.is_some_and(|h| h.trim() == sha256_hex(&now)) {
+    if super::context::wrote_exactly(journal_dir, step, &now)? {
         return fsutil::write_atomic(path, &old, Mode::KeepOr0600).map_err(|e| Error::io(path, e));
     }
-    Err(Error::Precondition(format!(
-        "{} changed under the run (it holds neither the original bytes nor what write-env wrote): not restored, so the edit made meanwhile is kept; the original is in {}",
-        path.display(),
-        prev.display()
-    )))
+    let Some(keys) = inverse::of_step(step, ctx, staged, ids, &prev)? else {
+        return Ok(());
+    };
+    inverse::set_back(path, ids, &keys)
+        .map(|_| ())
+        .map_err(|e| match e {
+            Error::Precondition(m) => {
+                Error::Precondition(format!("{m}; the original is in {}", prev.display()))
+            }
+            e => e,
+        })
 }
 
 /// Saves the bytes write-env replaces, once: on a replay the first copy is the original.
@@ -176,54 +178,133 @@ mod tests {
     use crate::planes::context::WRITTEN_ENV_FILE;
     use crate::planes::steps;
 
-    /// A journal dir and a compose.env where write-env replaced `ORIG` with `WROTE`.
-    fn after_write_env() -> (tempfile::TempDir, PathBuf, PathBuf) {
-        let d = tempfile::tempdir().unwrap();
-        let jd = d.path().join("journal");
-        std::fs::create_dir(&jd).unwrap();
-        let env = d.path().join("compose.env");
-        keep_previous(&jd.join(PREV_ENV_FILE), b"ORIG").unwrap();
-        std::fs::write(jd.join(WRITTEN_ENV_FILE), sha256_hex(b"WROTE")).unwrap();
-        std::fs::write(&env, b"WROTE").unwrap();
-        (d, jd, env)
+    use crate::planes::value::Staged;
+    use crate::secret::Secret;
+    use crate::sops::encrypt_new;
+    use secrecy::ExposeSecret;
+
+    struct Fix {
+        _d: tempfile::TempDir,
+        jd: PathBuf,
+        ctx: RunContext,
+        ids: Identities,
+        recipient: String,
+        staged: Staged,
+    }
+
+    impl Fix {
+        fn new() -> Fix {
+            let d = tempfile::tempdir().unwrap();
+            let jd = d.path().join("journal");
+            std::fs::create_dir(&jd).unwrap();
+            let id = age::x25519::Identity::generate();
+            let recipient = id.to_public().to_string();
+            let ids = Identities::from_key_text(id.to_string().expose_secret(), "t").unwrap();
+            let ctx = RunContext {
+                compose_env: d.path().join("compose.env"),
+                env_key: "KOMODO_JWT_SECRET".into(),
+                ..RunContext::default()
+            };
+            let staged = Staged {
+                old: Secret::new("OLD-jwt".into()),
+                new: Secret::new("NEW-jwt".into()),
+            };
+            Fix {
+                _d: d,
+                jd,
+                ctx,
+                ids,
+                recipient,
+                staged,
+            }
+        }
+        fn enc(&self, plain: &str) -> Vec<u8> {
+            encrypt_new(plain.as_bytes(), std::slice::from_ref(&self.recipient)).unwrap()
+        }
+        /// write-env replaced `before` with `wrote` (as write-env records it).
+        fn wrote(&self, before: &[u8], wrote: &[u8]) {
+            keep_previous(&self.jd.join(PREV_ENV_FILE), before).unwrap();
+            std::fs::write(self.jd.join(WRITTEN_ENV_FILE), sha256_hex(wrote)).unwrap();
+            std::fs::write(&self.ctx.compose_env, wrote).unwrap();
+        }
+        fn undo(&self) -> Result<()> {
+            undo_write_env(
+                &steps::write_env(),
+                &self.ctx,
+                &self.staged,
+                &self.ids,
+                &self.jd,
+            )
+        }
+        fn get(&self, k: &str) -> Option<String> {
+            SopsFile::load(&self.ctx.compose_env)
+                .unwrap()
+                .decrypt(&self.ids)
+                .unwrap()
+                .get(k)
+                .map(|v| v.expose().to_string())
+        }
     }
 
     #[test]
     fn undo_restores_over_exactly_what_write_env_wrote() {
-        let (_d, jd, env) = after_write_env();
-        undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap();
-        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+        let f = Fix::new();
+        f.wrote(b"ORIG", b"WROTE");
+        f.undo().unwrap();
+        assert_eq!(std::fs::read(&f.ctx.compose_env).unwrap(), b"ORIG");
         // Idempotent: a replayed undo finds the original and changes nothing.
-        undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap();
-        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+        f.undo().unwrap();
+        assert_eq!(std::fs::read(&f.ctx.compose_env).unwrap(), b"ORIG");
     }
 
+    /// Issue 18: a colleague's `sops set` of another key landed after write-env (committed or
+    /// not). The undo sets only the run's key back on top of their edit, which stays.
     #[test]
-    fn undo_never_clobbers_an_edit_made_meanwhile() {
-        let (_d, jd, env) = after_write_env();
-        std::fs::write(&env, b"WROTE+another key set by sops").unwrap();
-        let e =
-            undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).unwrap_err();
-        assert!(e.to_string().contains(&env.display().to_string()), "{e}");
-        assert!(e.to_string().contains("changed under the run"), "{e}");
+    fn undo_sets_the_run_key_back_over_an_edit_made_meanwhile_and_keeps_it() {
+        let f = Fix::new();
+        let orig = f.enc("KOMODO_TITLE=t0\nKOMODO_JWT_SECRET=OLD-jwt\n");
+        let wrote = f.enc("KOMODO_TITLE=t0\nKOMODO_JWT_SECRET=NEW-jwt\n");
+        f.wrote(&orig, &wrote);
+        let theirs = f.enc("KOMODO_TITLE=theirs\nKOMODO_JWT_SECRET=NEW-jwt\nADDED=x\n");
+        std::fs::write(&f.ctx.compose_env, &theirs).unwrap();
+        f.undo().unwrap();
+        assert_eq!(f.get("KOMODO_JWT_SECRET").as_deref(), Some("OLD-jwt"));
+        assert_eq!(f.get("KOMODO_TITLE").as_deref(), Some("theirs"));
+        assert_eq!(f.get("ADDED").as_deref(), Some("x"));
+        let bytes = std::fs::read(&f.ctx.compose_env).unwrap();
+        f.undo().unwrap();
         assert_eq!(
-            std::fs::read(&env).unwrap(),
-            b"WROTE+another key set by sops"
+            std::fs::read(&f.ctx.compose_env).unwrap(),
+            bytes,
+            "a replay is a no-op"
         );
-        // Without a record of what was written, a difference is an edit too.
-        std::fs::remove_file(jd.join(WRITTEN_ENV_FILE)).unwrap();
-        std::fs::write(&env, b"WROTE").unwrap();
-        assert!(undo_write_env(&jd.join(PREV_ENV_FILE), &jd.join(WRITTEN_ENV_FILE), &env).is_err());
-        assert_eq!(std::fs::read(&env).unwrap(), b"WROTE");
+    }
+
+    /// Someone else changed the run's own key: a real conflict, named; their edit stays.
+    #[test]
+    fn undo_refuses_when_the_run_key_itself_was_changed_by_someone_else() {
+        let f = Fix::new();
+        let orig = f.enc("KOMODO_JWT_SECRET=OLD-jwt\n");
+        let wrote = f.enc("KOMODO_JWT_SECRET=NEW-jwt\n");
+        f.wrote(&orig, &wrote);
+        let theirs = f.enc("KOMODO_JWT_SECRET=THIRD\n");
+        std::fs::write(&f.ctx.compose_env, &theirs).unwrap();
+        let e = f.undo().unwrap_err().to_string();
+        let shown = f.ctx.compose_env.display().to_string();
+        assert!(
+            e.contains(&shown) && e.contains("KOMODO_JWT_SECRET") && e.contains("conflict"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&f.ctx.compose_env).unwrap(), theirs);
     }
 
     /// A two-phase plan writes compose.env twice; each phase keeps its own saved bytes, so undoing
     /// the newer phase returns to the older phase's file, and undoing that one to the original.
     #[test]
     fn each_phase_undoes_to_the_state_before_it() {
-        let d = tempfile::tempdir().unwrap();
-        let jd = d.path();
-        let env = d.path().join("compose.env");
+        let f = Fix::new();
+        let jd = &f.jd;
+        let env = &f.ctx.compose_env;
         let one = Step::new(steps::WRITE_ENV).in_phase(Some("one"));
         let two = Step::new(steps::WRITE_ENV).in_phase(Some("two"));
         assert_ne!(prev_file(&one), prev_file(&two));
@@ -232,27 +313,20 @@ mod tests {
             keep_previous(&jd.join(prev_file(step)), before.as_bytes()).unwrap();
             std::fs::write(jd.join(written_file(step)), sha256_hex(after.as_bytes())).unwrap();
         }
-        std::fs::write(&env, b"P2").unwrap();
-        let undo =
-            |s: &Step| undo_write_env(&jd.join(prev_file(s)), &jd.join(written_file(s)), &env);
+        std::fs::write(env, b"P2").unwrap();
+        let undo = |s: &Step| undo_write_env(s, &f.ctx, &f.staged, &f.ids, jd);
         undo(&two).unwrap();
-        assert_eq!(std::fs::read(&env).unwrap(), b"P1");
+        assert_eq!(std::fs::read(env).unwrap(), b"P1");
         undo(&one).unwrap();
-        assert_eq!(std::fs::read(&env).unwrap(), b"ORIG");
+        assert_eq!(std::fs::read(env).unwrap(), b"ORIG");
     }
 
     #[test]
     fn undo_without_saved_bytes_changes_nothing() {
-        let d = tempfile::tempdir().unwrap();
-        let env = d.path().join("compose.env");
-        std::fs::write(&env, b"SOMETHING").unwrap();
-        undo_write_env(
-            &d.path().join(PREV_ENV_FILE),
-            &d.path().join(WRITTEN_ENV_FILE),
-            &env,
-        )
-        .unwrap();
-        assert_eq!(std::fs::read(&env).unwrap(), b"SOMETHING");
+        let f = Fix::new();
+        std::fs::write(&f.ctx.compose_env, b"SOMETHING").unwrap();
+        f.undo().unwrap();
+        assert_eq!(std::fs::read(&f.ctx.compose_env).unwrap(), b"SOMETHING");
     }
 
     #[test]

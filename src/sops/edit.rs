@@ -214,14 +214,7 @@ impl SopsFile {
             appended.push(render_pair(key, k.as_bytes(), plain, by_rule, f)?);
             hasher.value(plain, by_rule);
         }
-        let lastmodified = mac::now_lastmodified();
-        let mac_env = cipher::encrypt(
-            key,
-            hasher.finish().as_bytes(),
-            lastmodified.as_bytes(),
-            "str",
-        )
-        .map_err(|e| SopsError::internal(f, e))?;
+        let (lastmodified, mac_env) = mac::seal_now(key, hasher, f)?;
         // The metadata key names keep their spelling (sops matches them in any letter case).
         let lm_line = self.meta.lastmodified.0;
         replace[lm_line] = Some([self.key_text(lm_line), b"=", lastmodified.as_bytes()].concat());

@@ -71,6 +71,24 @@ fn format_go_rfc3339(t: OffsetDateTime) -> String {
     )
 }
 
+/// A new `sops_lastmodified` (now) and the MAC `hasher` computed, encrypted under `key` with
+/// that timestamp as AAD: what every rewrite of a file puts in its two metadata lines.
+pub(crate) fn seal_now(
+    key: &[u8],
+    hasher: MacHasher,
+    f: &str,
+) -> Result<(String, String), super::error::SopsError> {
+    let lastmodified = now_lastmodified();
+    let mac_env = super::cipher::encrypt(
+        key,
+        hasher.finish().as_bytes(),
+        lastmodified.as_bytes(),
+        "str",
+    )
+    .map_err(|e| super::error::SopsError::internal(f, e))?;
+    Ok((lastmodified, mac_env))
+}
+
 /// Now, as sops writes it: UTC, whole seconds, `Z`.
 pub(crate) fn now_lastmodified() -> String {
     format_go_rfc3339(OffsetDateTime::now_utc())

@@ -80,14 +80,7 @@ pub fn encrypt_new_named(
             }
         }
     }
-    let lastmodified = mac::now_lastmodified();
-    let mac_env = cipher::encrypt(
-        key,
-        hasher.finish().as_bytes(),
-        lastmodified.as_bytes(),
-        "str",
-    )
-    .map_err(|e| SopsError::internal(f, e))?;
+    let (lastmodified, mac_env) = mac::seal_now(key, hasher, f)?;
     let mut meta: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, (r, rec)) in recipients.iter().zip(&parsed).enumerate() {
         let env = keys::wrap_data_key(&data_key, &**rec).map_err(|e| SopsError::internal(f, e))?;

@@ -287,6 +287,18 @@ mod tests {
     }
 
     /// A journal dir holding a journal, its pointer marked for `guarded` in `dirs`.
+    /// A temp dir with a guarded compose.env and the pending/legacy dirs inside it.
+    fn a_host() -> (tempfile::TempDir, PathBuf, Dirs) {
+        let d = tempfile::tempdir().unwrap();
+        let guarded = d.path().join("compose.env");
+        std::fs::write(&guarded, b"X=1\n").unwrap();
+        let dirs = Dirs {
+            pending: d.path().join("var-lib/pending"),
+            legacy: d.path().join("run-lock"),
+        };
+        (d, guarded, dirs)
+    }
+
     fn pending_journal(root: &Path, dirs: &Dirs, guarded: &Path) -> PathBuf {
         let jd = root.join("state-a/journal");
         std::fs::create_dir_all(&jd).unwrap();
@@ -297,13 +309,7 @@ mod tests {
 
     #[test]
     fn a_reboot_that_empties_the_lock_dir_keeps_the_pending_pointer() {
-        let d = tempfile::tempdir().unwrap();
-        let guarded = d.path().join("compose.env");
-        std::fs::write(&guarded, b"X=1\n").unwrap();
-        let dirs = Dirs {
-            pending: d.path().join("var-lib/pending"),
-            legacy: d.path().join("run-lock"),
-        };
+        let (d, guarded, dirs) = a_host();
         // The run also held its flocks in the lock dir.
         let _ = RunLock::acquire(&dirs.legacy.join("k.lock")).unwrap();
         let jd = pending_journal(d.path(), &dirs, &guarded);
@@ -327,13 +333,7 @@ mod tests {
 
     #[test]
     fn pointers_an_older_build_left_in_the_lock_dir_are_still_read_and_cleared() {
-        let d = tempfile::tempdir().unwrap();
-        let guarded = d.path().join("compose.env");
-        std::fs::write(&guarded, b"X=1\n").unwrap();
-        let dirs = Dirs {
-            pending: d.path().join("var-lib/pending"),
-            legacy: d.path().join("run-lock"),
-        };
+        let (d, guarded, dirs) = a_host();
         let old_build = Dirs {
             pending: dirs.legacy.clone(),
             legacy: dirs.legacy.clone(),

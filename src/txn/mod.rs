@@ -117,6 +117,16 @@ mod tests {
         ]
     }
 
+    fn a_journal() -> Journal {
+        new_journal(
+            "rotate",
+            "db-password",
+            std::path::Path::new(""),
+            serde_json::Value::Null,
+            plan(),
+        )
+    }
+
     fn run(fail_apply: Option<&str>, fail_undo: Option<&str>) -> (Outcome, Script, Journal) {
         let d = tempfile::tempdir().unwrap();
         let mut planes = Script {
@@ -125,13 +135,7 @@ mod tests {
             dir: d.path().to_path_buf(),
             ..Default::default()
         };
-        let j = new_journal(
-            "rotate",
-            "db-password",
-            std::path::Path::new(""),
-            serde_json::Value::Null,
-            plan(),
-        );
+        let j = a_journal();
         j.persist(d.path()).unwrap();
         let mut lines = Lines::default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -227,13 +231,7 @@ mod tests {
     #[test]
     fn resumed_journal_skips_done_steps() {
         let d = tempfile::tempdir().unwrap();
-        let mut j = new_journal(
-            "rotate",
-            "db-password",
-            std::path::Path::new(""),
-            serde_json::Value::Null,
-            plan(),
-        );
+        let mut j = a_journal();
         j.steps[0].status = StepStatus::Done;
         j.steps[1].status = StepStatus::Done;
         j.persist(d.path()).unwrap();
@@ -263,13 +261,7 @@ mod tests {
     ) -> (Result<Outcome>, Script, Journal) {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("journal");
-        let mut j = new_journal(
-            "rotate",
-            "db-password",
-            std::path::Path::new(""),
-            serde_json::Value::Null,
-            plan(),
-        );
+        let mut j = a_journal();
         for r in j.steps.iter_mut().take(done) {
             r.status = StepStatus::Done;
         }
@@ -361,13 +353,7 @@ mod tests {
     #[test]
     fn clear_removes_the_journal_last_and_committed_is_all_done() {
         let d = tempfile::tempdir().unwrap();
-        let mut j = new_journal(
-            "rotate",
-            "db-password",
-            std::path::Path::new(""),
-            serde_json::Value::Null,
-            plan(),
-        );
+        let mut j = a_journal();
         assert!(!j.is_committed());
         for r in &mut j.steps {
             r.status = StepStatus::Done;
@@ -385,13 +371,7 @@ mod tests {
     fn journal_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let j = new_journal(
-            "rotate",
-            "db-password",
-            std::path::Path::new(""),
-            serde_json::Value::Null,
-            plan(),
-        );
+        let j = a_journal();
         j.persist(&d.path().join("journal")).unwrap();
         let md = std::fs::metadata(Journal::path(&d.path().join("journal"))).unwrap();
         assert_eq!(md.permissions().mode() & 0o777, 0o600);

@@ -177,13 +177,22 @@ impl Campaign {
                 let lost = *landed.lock().unwrap()
                     && after.env.is_ok()
                     && after.env_value("KOMODO_TITLE") != Some(val.as_str());
-                // The foreign edit changes compose.env: judge values, not bytes.
+                // The foreign edit changes compose.env: judge values, not bytes; and its
+                // KOMODO_TITLE is the colleague's (kept by the undo's inverse edit, issue 18),
+                // so the run is judged on every other value.
+                let mut judged = after.clone();
+                if let (Ok(a), Ok(b)) = (&mut judged.env, &before.env) {
+                    match b.get("KOMODO_TITLE") {
+                        Some(t) => a.insert("KOMODO_TITLE".into(), t.clone()),
+                        None => a.remove("KOMODO_TITLE"),
+                    };
+                }
                 let mut v = judge(
                     Cmd::Rotate,
                     std::slice::from_ref(kind),
                     &r,
                     before,
-                    &after,
+                    &judged,
                     true,
                 );
                 v.retain(|x| !x.contains("compose.env's values") || r.code != Some(3));

@@ -1,0 +1,141 @@
+//! git's side of the inverse edit (issue 18): when `git revert` of our commit would conflict
+//! (commits followed ours that edited compose.env: every sops edit rewrites `sops_mac` and
+//! `sops_lastmodified`, so a revert under a colleague's `sops set` always conflicts), the undo
+//! makes a new commit on top of HEAD that sets only the run's keys back to their old values
+//! (`inverse`): a revert by value. It does so only while HEAD's copy holds what the run wrote
+//! under each run key; a run key someone else changed is a conflict naming the file and the key.
+//! The rollback proof then asks the run's keys, not the bytes, to agree with HEAD's.
+
+use super::inverse::{self, RunKey};
+use super::run::{GitTarget, RunContext};
+use super::value::Staged;
+use crate::error::{Error, Result};
+use crate::git::pull::identical_to;
+use crate::git::Repo;
+use crate::sops::{Identities, SopsFile};
+use crate::txn::{Journal, Step};
+use std::path::Path;
+
+/// What git's undo needs to set the run's keys back by value: the identities that open
+/// compose.env and the staged old/new values.
+pub struct Values<'a> {
+    pub ids: &'a Identities,
+    pub staged: &'a Staged,
+}
+
+fn run_keys(v: &Values<'_>, j: &Journal, dir: &Path) -> Result<Option<Vec<RunKey>>> {
+    let ctx = RunContext::of(j)?;
+    inverse::of_run(dir, v.ids, v.staged, j, &ctx)
+}
+
+/// compose.env as commit `rev` has it, parsed; None when `rev` lacks it.
+fn at(repo: &Repo, rev: &str, t: &GitTarget) -> Result<Option<SopsFile>> {
+    let Some(bytes) = repo.blob(rev, &t.path)? else {
+        return Ok(None);
+    };
+    let name = format!("{}:{}", rev, t.path);
+    Ok(Some(SopsFile::parse(bytes, &name)?))
+}
+
+/// Refuses (naming the file and the key) when `rev`'s copy holds a third value under a run key:
+/// a revert by value would not apply. Nothing is touched.
+pub fn check(
+    repo: &Repo,
+    rev: &str,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+) -> Result<()> {
+    let (Some(keys), Some(f)) = (run_keys(v, j, dir)?, at(repo, rev, t)?) else {
+        return Ok(());
+    };
+    inverse::needs_set_back(f.name(), &f.decrypt(v.ids)?, &keys).map(|_| ())
+}
+
+/// A commit on top of HEAD that sets the run's keys back to their old values in compose.env;
+/// None when HEAD's copy holds them already. The caller holds compose.env's lock. The work tree's
+/// file must hold HEAD's bytes (else committing it would take an uncommitted edit along: the undo
+/// fails naming the file, the edit kept); a commit that fails leaves the file's bytes as they were.
+pub fn commit_by_value(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+    message: &str,
+) -> Result<Option<String>> {
+    let (Some(keys), Some(head)) = (run_keys(v, j, dir)?, at(repo, "HEAD", t)?) else {
+        return Ok(None);
+    };
+    if inverse::set_back_bytes(&head, v.ids, &keys)?.is_none() {
+        return Ok(None);
+    }
+    let file = t.worktree.join(&t.path);
+    if !identical_to(repo, "HEAD", &t.path, &file)? {
+        return Err(Error::Precondition(format!(
+            "{} has uncommitted changes beside HEAD's copy: the git undo (a commit setting the run's keys back) would take them along, so nothing was committed and the edit is kept; commit or discard it (`git -C {} diff -- {}`), then run `komodo-rotate resume`",
+            file.display(),
+            t.worktree.display(),
+            t.path
+        )));
+    }
+    let before = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    inverse::set_back(&file, v.ids, &keys)?;
+    match repo.commit_file(&t.path, message) {
+        Ok(id) => Ok(Some(id)),
+        Err(e) => {
+            let _ = repo.unstage(&t.path);
+            crate::fsutil::write_atomic(&file, &before, crate::fsutil::Mode::KeepOr0600)
+                .map_err(|e| Error::io(&file, e))?;
+            Err(e.into())
+        }
+    }
+}
+
+/// After a rollback: compose.env in the work tree holds HEAD's bytes, or at least HEAD's values
+/// under every key the run's write-env steps set (another key's uncommitted edit is someone
+/// else's, kept).
+pub fn env_agrees_with_head(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    ids: &Identities,
+) -> std::result::Result<(), String> {
+    let file = t.worktree.join(&t.path);
+    if identical_to(repo, "HEAD", &t.path, &file).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let differs = || format!("{} in {} differs from HEAD's", t.path, t.worktree.display());
+    let ctx = RunContext::of(j).map_err(|e| e.to_string())?;
+    let mut keys: Vec<String> = j
+        .steps
+        .iter()
+        .map(|r| &r.step)
+        .filter(|s: &&Step| s.is(super::steps::WRITE_ENV))
+        .flat_map(|s| inverse::step_key_names(s, &ctx))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Err(differs());
+    }
+    let head = at(repo, "HEAD", t)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(differs)?
+        .decrypt(ids)
+        .map_err(|e| e.to_string())?;
+    let now = SopsFile::load(&file)
+        .and_then(|f| f.decrypt(ids))
+        .map_err(|e| e.to_string())?;
+    if inverse::same_values(&head, &now, &keys) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} in {} differs from HEAD's under {}",
+            t.path,
+            t.worktree.display(),
+            keys.join(", ")
+        ))
+    }
+}

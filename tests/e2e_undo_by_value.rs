@@ -1,0 +1,260 @@
+//! The inverse edit (issue 18): an undo that meets compose.env changed after the run wrote it
+//! sets only the run's keys back to their old values on top of the file as it is, and git's undo
+//! makes a commit on top that does the same (a revert by value), where restoring bytes or
+//! `git revert` would refuse or conflict. One test per shape the random campaign locked out on
+//! (seeds 989915275, 374415312), plus the real conflict (someone changed the run's own key).
+//! Real git (bare origin, host, a colleague's clone), real `sops set` for the colleague's edits,
+//! real `sops decrypt` for every outcome. The undos run in the runner's order: git-push,
+//! git-commit, write-env.
+
+mod git_support;
+mod sops_cli;
+
+use git_support::*;
+use komodo_rotate::config::Config;
+use komodo_rotate::planes::git_inverse::Values;
+use komodo_rotate::planes::git_steps;
+use komodo_rotate::planes::live::{undo_write_env, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
+use komodo_rotate::planes::steps;
+use komodo_rotate::planes::RunContext;
+use komodo_rotate::secret::Secret;
+use komodo_rotate::sops::{encrypt_new, Identities, SopsFile};
+use komodo_rotate::txn::{new_journal, Journal};
+use secrecy::ExposeSecret;
+use std::path::{Path, PathBuf};
+
+const REL: &str = "services/komodo/compose.env";
+const KEY: &str = "KOMODO_JWT_SECRET";
+
+struct Run {
+    f: Fixture,
+    cfg: Config,
+    j: Journal,
+    dir: PathBuf,
+    ids: Identities,
+    key_file: PathBuf,
+    staged: Staged,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// `key`'s value in `bytes` (a compose.env), by the real `sops decrypt`.
+fn sops_get(bytes: &[u8], age_key: &Path, key: &str) -> Option<String> {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("compose.env");
+    std::fs::write(&p, bytes).unwrap();
+    sops_cli::get_at(&p, age_key, key)
+}
+
+/// Push or commit mode; compose.env a real sops file holding OLD under KEY, committed and pushed;
+/// write-env has written NEW (recorded as write-env records it) and git-commit committed it.
+fn after_commit(git_section: &str) -> Run {
+    let f = Fixture::new();
+    for d in [&f.host, &f.pipeline] {
+        git_ok(d, &["config", "user.name", "komodo-rotate test"]);
+        git_ok(d, &["config", "user.email", "t@example.invalid"]);
+    }
+    let id = age::x25519::Identity::generate();
+    let key_file = f.tmp.path().join("age.key");
+    std::fs::write(&key_file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let ids = Identities::from_key_file(&key_file).unwrap();
+    let plain = format!("KOMODO_TITLE=before\n{KEY}=OLD-jwt\n");
+    let env = f.host.join(REL);
+    std::fs::write(
+        &env,
+        encrypt_new(plain.as_bytes(), &[id.to_public().to_string()]).unwrap(),
+    )
+    .unwrap();
+    git_ok(&f.host, &["commit", "-q", "-am", "a real sops file"]);
+    git_ok(&f.host, &["push", "-q", "origin", "main"]);
+    f.write_config(git_section);
+    let cfg = Config::load(Some(&f.config)).unwrap();
+    let target = git_steps::preflight(&cfg).unwrap();
+    let ctx = RunContext {
+        compose_env: env.clone(),
+        env_key: KEY.into(),
+        git: target,
+        ..RunContext::default()
+    };
+    let mut plan = vec![steps::write_env(), steps::git_commit()];
+    if git_section.is_empty() {
+        plan.push(steps::git_push());
+    }
+    let j = new_journal("rotate", "jwt-secret", &env, ctx.to_value(), plan);
+    let dir = f.tmp.path().join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let staged = Staged {
+        old: Secret::new("OLD-jwt".into()),
+        new: Secret::new("NEW-jwt".into()),
+    };
+    // write-env, as it records itself.
+    let before = std::fs::read(&env).unwrap();
+    let new = SopsFile::load(&env)
+        .unwrap()
+        .with_values(&ids, &[(KEY, &staged.new)])
+        .unwrap();
+    std::fs::write(dir.join(PREV_ENV_FILE), &before).unwrap();
+    std::fs::write(dir.join(WRITTEN_ENV_FILE), sha256_hex(&new)).unwrap();
+    std::fs::write(&env, &new).unwrap();
+    let r = Run {
+        f,
+        cfg,
+        j,
+        dir,
+        ids,
+        key_file,
+        staged,
+    };
+    git_steps::apply(&steps::git_commit(), &r.j, &r.cfg, &r.dir).unwrap();
+    r
+}
+
+impl Run {
+    fn env(&self) -> PathBuf {
+        self.f.host.join(REL)
+    }
+    fn values(&self) -> Values<'_> {
+        Values {
+            ids: &self.ids,
+            staged: &self.staged,
+        }
+    }
+    fn undo_git(&self, s: komodo_rotate::txn::Step) -> komodo_rotate::error::Result<()> {
+        git_steps::undo(&s, &self.j, &self.cfg, &self.dir, &self.values())
+    }
+    fn undo_write_env(&self) -> komodo_rotate::error::Result<()> {
+        let ctx = RunContext::of(&self.j).unwrap();
+        undo_write_env(
+            &steps::write_env(),
+            &ctx,
+            &self.staged,
+            &self.ids,
+            &self.dir,
+        )
+    }
+    /// The whole rollback as the runner orders it.
+    fn roll_back(&self) -> komodo_rotate::error::Result<()> {
+        if self.j.steps.iter().any(|r| r.step.is(steps::GIT_PUSH)) {
+            self.undo_git(steps::git_push())?;
+        }
+        self.undo_git(steps::git_commit())?;
+        self.undo_write_env()
+    }
+    /// A colleague's commit in their clone: `sops set` of `key`, pushed to origin.
+    fn colleague_pushes(&self, key: &str, value: &str) {
+        let c = &self.f.pipeline;
+        git_ok(c, &["pull", "-q", "--ff-only"]);
+        sops_cli::set_at(&c.join(REL), &self.key_file, key, value);
+        git_ok(c, &["commit", "-q", "-am", "colleague's edit"]);
+        git_ok(c, &["push", "-q", "origin", "main"]);
+    }
+    /// The operator's own edit on the host, committed (not pushed).
+    fn operator_commits(&self, key: &str, value: &str) {
+        sops_cli::set_at(&self.env(), &self.key_file, key, value);
+        git_ok(&self.f.host, &["commit", "-q", "-am", "operator's edit"]);
+    }
+    fn at(&self, dir: &Path, rev: &str, key: &str) -> Option<String> {
+        let o = git(dir, &["show", &format!("{rev}:{REL}")]);
+        assert!(o.status.success());
+        sops_get(&o.stdout, &self.key_file, key)
+    }
+    fn work_tree(&self, key: &str) -> Option<String> {
+        sops_get(&std::fs::read(self.env()).unwrap(), &self.key_file, key)
+    }
+}
+
+/// Seed 989915275's shape (commit mode): our local commit sits under the operator's commits that
+/// edited compose.env, so `git revert` conflicts on the MAC lines. The undo commits the run's key
+/// back on top; the operator's edit stays, in HEAD and the work tree; the proof agrees.
+#[test]
+fn our_commit_under_the_operators_commits_is_undone_by_value() {
+    let r = after_commit("[git]\nmode = \"commit\"\n");
+    r.operator_commits("KOMODO_TITLE", "operator-1");
+    r.operator_commits("OTHER", "operator-2");
+    let head = r.f.head(&r.f.host);
+    r.roll_back().unwrap();
+    assert_ne!(r.f.head(&r.f.host), head, "a commit on top, none rewritten");
+    assert_eq!(
+        git_ok(&r.f.host, &["rev-parse", "HEAD^"]),
+        head,
+        "the operator's commits stay in the history"
+    );
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "OTHER").as_deref(),
+        Some("operator-2")
+    );
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    // A replay (resume after a kill) changes nothing.
+    let after = r.f.head(&r.f.host);
+    r.roll_back().unwrap();
+    assert_eq!(r.f.head(&r.f.host), after);
+}
+
+/// Push mode: ours reached origin, a colleague pushed a `sops set` of another key on top. The
+/// push undo commits the run's key back on top of origin's branch and pushes it.
+#[test]
+fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
+    let r = after_commit("");
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    r.colleague_pushes("KOMODO_TITLE", "colleague");
+    r.roll_back().unwrap();
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
+        Some("colleague")
+    );
+    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+}
+
+/// Seed 374415312's shape: a colleague's `sops set` of another key landed in the work tree after
+/// our commit (HEAD is still ours). The commit is dropped; write-env's undo sets the run's key
+/// back over their edit, which stays (theirs to commit); the proof accepts the difference from
+/// HEAD because the run's key agrees with HEAD's.
+#[test]
+fn a_colleagues_edit_after_our_commit_stays_and_the_run_key_goes_back() {
+    let r = after_commit("[git]\nmode = \"commit\"\n");
+    sops_cli::set_at(&r.env(), &r.key_file, "KOMODO_TITLE", "theirs");
+    r.roll_back().unwrap();
+    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(r.work_tree("KOMODO_TITLE").as_deref(), Some("theirs"));
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    // Once they commit it, the repo is clean.
+    git_ok(&r.f.host, &["commit", "-q", "-am", "colleague's title"]);
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+}
+
+/// The real conflict: someone else committed a third value of the run's own key on top. The
+/// undo fails naming the file and the key; HEAD, origin and the work tree stay as they were.
+#[test]
+fn someone_elses_value_of_the_run_key_is_a_conflict_named_and_kept() {
+    let r = after_commit("");
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    r.colleague_pushes(KEY, "THIRD");
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    let bytes = std::fs::read(r.env()).unwrap();
+    let e = r.undo_git(steps::git_push()).unwrap_err().to_string();
+    assert!(
+        e.contains(REL) && e.contains(KEY) && e.contains("conflict"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("THIRD") && !e.contains("NEW-jwt"),
+        "no value in the message: {e}"
+    );
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+    assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("THIRD"));
+}
