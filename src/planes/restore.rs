@@ -141,8 +141,8 @@ impl LivePlanes<'_> {
     }
 
     /// A container an undo put back on its old values does not settle. As the old-state proof
-    /// judges it: for a run with a database, while change-db's undo is still to come Mongo may
-    /// hold NEW, so a holder back on OLD is rejected by it (a database signature in its log):
+    /// judges it: for a run with a database, while the store step's undo (change-db, change-pg) is still to
+    /// come the database may hold NEW, so a holder back on OLD is rejected by it (a database signature in its log):
     /// that is the rollback in progress, left to the old-state proof, which waits for the holder
     /// once Mongo is back on OLD. Otherwise a cause outside the run's kind is noted (exit 7,
     /// [`outside_or`](Self::outside_or)), and anything else is `err` (exit 5).
@@ -153,10 +153,15 @@ impl LivePlanes<'_> {
         container: &str,
         err: Error,
     ) -> Result<()> {
-        let db_undo_to_come = matches!(
-            j.status_of(&super::steps::change_db()),
-            Some(s) if s != StepStatus::Pending && s != StepStatus::Undone
-        );
+        // change-db (Mongo) or change-pg (FerretDB's role verifier): the store's step.
+        let db_undo_to_come = [super::steps::change_db(), super::steps::change_pg()]
+            .iter()
+            .any(|step| {
+                matches!(
+                    j.status_of(step),
+                    Some(s) if s != StepStatus::Pending && s != StepStatus::Undone
+                )
+            });
         if ctx.has_store() && db_undo_to_come {
             let logs = self
                 .engine
@@ -165,7 +170,7 @@ impl LivePlanes<'_> {
                 .unwrap_or_default();
             if match_signature(&logs).is_some() {
                 eprintln!(
-                    "komodo-rotate: {container} is back on the old value but the database still holds the new one until change-db is undone; the old-state proof waits for it"
+                    "komodo-rotate: {container} is back on the old value but the database still holds the new one until its change is undone; the old-state proof waits for it"
                 );
                 return Ok(());
             }
