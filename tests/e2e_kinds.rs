@@ -309,7 +309,9 @@ fn env_only_kinds_rotate_end_to_end_and_refuse_what_they_cannot_prove() {
 
 /// The generic matrices (tests/e2e_support/matrix.rs) for one env-only kind, on a stack of its
 /// own, then kills inside the steps named by `inside` (see `matrix::run_kills_inside_at`).
-fn matrices(kind: &str, key: &str, project: &str, inside: &[&str]) {
+/// `every_row`: the whole fault and kill matrix; else one row per rollback and resume branch
+/// ([`BRANCH_FAULTS`], [`BRANCH_KILLS`]).
+fn matrices(kind: &str, key: &str, project: &str, inside: &[&str], every_row: bool) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let rt = rt();
     let Some(f) = rt.block_on(fixture(&format!("matrices {kind}"), project)) else {
@@ -324,7 +326,14 @@ fn matrices(kind: &str, key: &str, project: &str, inside: &[&str]) {
         args: &["--secret", kind],
         decider: "write-env",
     };
-    matrix::run(s, &k, &agreed);
+    if every_row {
+        matrix::run(s, &k, &agreed);
+    } else {
+        let core = format!("after:recreate:{project}_core_1");
+        let mut faults: Vec<&str> = BRANCH_FAULTS.to_vec();
+        faults.push(&core);
+        matrix::run_some(s, &k, Some(&faults), Some(BRANCH_KILLS), &agreed);
+    }
     matrix::run_kills_inside_at(s, &k, Some(inside), &agreed);
 }
 
@@ -332,9 +341,17 @@ fn matrices(kind: &str, key: &str, project: &str, inside: &[&str]) {
 /// before write-env applies, and inside the rollback: every env-only branch of resume.
 const EVERY_PLANE_STEP: &[&str] = &["write-env", "recreate:"];
 /// The same branches with the decider's inside kill only: webhook-secret and `env:KEY` run the
-/// code of jwt-secret's steps (an env-only key, the same holders), whose recreates are killed
-/// inside already; this keeps their matrices off the suite's critical path.
+/// code of jwt-secret's steps (one module, `kinds::env_only`: an env-only key, the same
+/// holders), whose every row runs in jwt-secret's matrices; this keeps their matrices off the
+/// suite's critical path.
 const EACH_RESUME_BRANCH: &[&str] = &["write-env"];
+/// Their fault rows: a failure before compose.env changes, right after it changed, after a
+/// holder was recreated (added with the project's container name) and in the last step; each
+/// rolls back a different set of undos.
+const BRANCH_FAULTS: &[&str] = &["before:write-env", "after:write-env", "before:commit"];
+/// Their kill rows: resume rolls back (compose.env not yet NEW), forward (NEW, holders not yet
+/// recreated), and finds the run committed.
+const BRANCH_KILLS: &[&str] = &["after:snapshot", "after:write-env", "after:commit"];
 
 #[test]
 fn jwt_secret_fault_and_sigkill_matrices_from_its_step_list() {
@@ -343,6 +360,7 @@ fn jwt_secret_fault_and_sigkill_matrices_from_its_step_list() {
         "KOMODO_JWT_SECRET",
         "krt-kinds-matrix",
         EVERY_PLANE_STEP,
+        true,
     );
 }
 
@@ -353,6 +371,7 @@ fn webhook_secret_fault_and_sigkill_matrices_from_its_step_list() {
         "KOMODO_WEBHOOK_SECRET",
         "krt-kinds-matrix-wh",
         EACH_RESUME_BRANCH,
+        false,
     );
 }
 
@@ -363,5 +382,6 @@ fn env_key_fault_and_sigkill_matrices_from_its_step_list() {
         REHEARSAL_TOKEN_KEY,
         "krt-kinds-matrix-env",
         EACH_RESUME_BRANCH,
+        false,
     );
 }
