@@ -42,7 +42,7 @@ fn a_db_rollback_whose_core_restore_meets_mongo_still_on_new_ends_at_exit_4() {
     let res = tool(s, &["resume"], &[("FAILPOINTS", "before:commit=return")]);
     assert_eq!(res.code, Some(4), "{}", res.text());
     assert!(
-        res.stderr.contains("until change-db is undone"),
+        res.stderr.contains("until its change is undone"),
         "the gate's failure was left to the proof: {}",
         res.text()
     );
