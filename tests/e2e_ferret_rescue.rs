@@ -46,6 +46,24 @@ fn ferret_rescue_first_init_drift_asks_rolls_back_exactly_resumes_and_ends_at_ve
     let first = role_secret(&pg);
     let ids0 = ids(s);
 
+    // compose.env's value not URL-safe (compose would put it raw into ferretdb's URL): refused
+    // before anything, even with --yes; the value named by its key only.
+    let unsafe_pw = komodo_rotate::secret::Secret::new(format!("{}/@:x", b.expose()));
+    sops_set(s, PW, &unsafe_pw);
+    let r = tool(s, &["rescue", "--yes"], &[]);
+    assert_eq!(r.code, Some(3), "{}", r.text());
+    assert!(
+        r.stderr.contains("outside A-Za-z0-9-._~") && r.stderr.contains("nothing was changed"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        role_secret(&pg) == first,
+        "the role's stored secret is untouched"
+    );
+    assert_eq!(ids(s), ids0, "no container was recreated");
+    sops_set(s, PW, &b);
+
     // No terminal, no --yes: refused, nothing changed.
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(3), "{}", r.text());

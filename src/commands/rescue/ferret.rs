@@ -21,7 +21,7 @@ use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY, POSTGRE
 use crate::error::{Error, Result};
 use crate::mongo::Target;
 use crate::planes::execute::{self, Direction, Live};
-use crate::planes::ferret::FerretPlane;
+use crate::planes::ferret::{url_safe, FerretPlane};
 use crate::planes::ferret_read::{psql, role_state, url_password, url_user};
 use crate::planes::holders::holds;
 use crate::planes::live::Staged;
@@ -82,6 +82,15 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
         return Err(refuse(format!(
             "{}'s {FERRETDB_URL_KEY} logs in as {u:?}, not as compose.env's username {user:?}",
             f.ferretdb.name
+        )));
+    }
+    // Komodo's compose file interpolates the password raw into ferretdb's URL: a value outside
+    // the URL's unreserved letters would make the next `compose up` write a URL that does not
+    // parse (rotate refuses such a new value for the same reason).
+    if !url_safe(desired.expose()) {
+        return Err(refuse(format!(
+            "compose.env's {} has characters outside A-Za-z0-9-._~, which Komodo's compose file puts raw into ferretdb's {FERRETDB_URL_KEY}, where it does not parse: set a URL-safe value (`sops set`) and run rescue again",
+            keys.compose_password_key
         )));
     }
     let pg = psql(&dk.engine, f);
