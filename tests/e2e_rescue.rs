@@ -6,6 +6,10 @@
 //! - A db-password run killed after change-db (Mongo on its NEW, a journal pending), then a hand
 //!   edit and a redeploy: rescue takes the pending run over (audit record), logs in with the
 //!   journal's sealed NEW, and ends at verify 0.
+//! - A pending db-password run and Mongo on a third password: rescue refuses (3) with the journal
+//!   where it was; `rescue --reset-auth --yes` takes the run over and ends at verify 0.
+//! - A pending jwt-secret run beside a hand-edited DB password: rescue finishes the JWT run first
+//!   (as resume does), then rescues; verify 0 right after (the campaign's seed 275392833).
 //! - `rescue --reset-auth` when Mongo is on a password nobody knows: its fault and SIGKILL
 //!   matrices (`e2e_support::reset_auth`), each ending at verify 0.
 
