@@ -6,6 +6,10 @@
 //! - A db-password run killed after change-db (Mongo on its NEW, a journal pending), then a hand
 //!   edit and a redeploy: rescue takes the pending run over (audit record), logs in with the
 //!   journal's sealed NEW, and ends at verify 0.
+//! - A pending db-password run and Mongo on a third password: rescue refuses (3) with the journal
+//!   where it was; `rescue --reset-auth --yes` takes the run over and ends at verify 0.
+//! - A pending jwt-secret run beside a hand-edited DB password: rescue finishes the JWT run first
+//!   (as resume does), then rescues; verify 0 right after (the campaign's seed 275392833).
 //! - `rescue --reset-auth` when Mongo is on a password nobody knows: its fault and SIGKILL
 //!   matrices (`e2e_support::reset_auth`), each ending at verify 0.
 
@@ -128,9 +132,10 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
 }
 
 /// Issue 18 item 5, the chain of runbooks: a pending db-password run and Mongo on a third
-/// password. resume cannot decide; rescue finds nothing but takes the run over, which opens the
-/// last resort (its effect, compose.env's value set in Mongo, is made here by hand); the
-/// runbook's closing rescue and verify end at 0.
+/// password. resume cannot decide; rescue finds nothing and refuses (3) with the journal where
+/// it was (a refusal changes nothing: the campaign's seed 3182008924 saw exit 3 after the
+/// journal had moved); the last resort, `rescue --reset-auth --yes`, takes the run over when it
+/// acts and ends at verify 0.
 #[test]
 fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,24 +174,32 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
     );
     assert!(journal.exists(), "resume keeps the journal");
 
+    let kept = std::fs::read(&journal).unwrap();
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(3), "{}", r.text());
     assert!(
-        r.stderr.contains("no known password logs in") && r.stderr.contains("taken over"),
+        r.stderr.contains("no known password logs in")
+            && r.stderr.contains(&run_id)
+            && r.stderr.contains("rescue --reset-auth"),
         "{}",
         r.text()
     );
-    assert!(!journal.exists(), "the pending run was taken over");
+    assert!(
+        std::fs::read(&journal).is_ok_and(|now| now == kept),
+        "exit 3: the pending run's journal is where it was"
+    );
+    assert!(!s.dir.join("state/taken-over").exists());
+
+    // no-password-survives.md: rescue --reset-auth takes the run over and sets compose.env's.
+    let _rm = reset_auth::RemoveThrowaway(reset_auth::throwaway(s));
+    let desired = env_value(s, PW_KEY);
+    let r = reset_auth::reset(s, "");
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(r.stderr.contains("took over"), "{}", r.text());
     assert!(s
         .dir
         .join(format!("state/taken-over/{run_id}/current.json"))
         .exists());
-
-    // no-password-survives.md's set-password: Mongo gets compose.env's value.
-    let desired = env_value(s, PW_KEY);
-    reset_auth::set_mongo_password(s, &third, &desired);
-    let r = tool(s, &["rescue"], &[]);
-    assert_eq!(r.code, Some(0), "{}", r.text());
     rescued_to(&f, &rt, &desired);
     let audit = std::fs::read_to_string(s.dir.join("state/audit.log")).unwrap();
     assert!(
@@ -196,6 +209,60 @@ fn a_pending_run_and_mongo_on_a_third_password_end_at_verify_0() {
         "{audit}"
     );
     assert_no_leak(&[&third, &staged.new], &s.dir.join("state"));
+}
+
+/// The campaign's seed 275392833: a jwt-secret run killed after write-env (compose.env holds
+/// its NEW, core and periphery the OLD: a journal pending) and the DB password edited by hand
+/// (Mongo rejects compose.env's). rescue must not take the JWT run over and leave its split
+/// behind an exit 0: it finishes it first as resume does (forward: compose.env holds NEW), then
+/// rescues the DB password; verify 0 right after.
+#[test]
+fn rescue_finishes_a_pending_env_only_run_before_it_acts() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with(
+        "rescue_env_only",
+        "krt-rescue-envonly",
+        |_| {},
+    )) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    const JWT: &str = "KOMODO_JWT_SECRET";
+    let old_jwt = env_value(s, JWT);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "jwt-secret"],
+        &[("FAILPOINTS", "after:write-env=return(crash)")],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let new_jwt = env_value(s, JWT);
+    assert!(!new_jwt.ct_eq(&old_jwt), "write-env ran");
+    let hand = Secret::generate().unwrap();
+    sops_set_by_hand(s, PW_KEY, &hand);
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    // Exit 0 means verify 0 right after (before the fix: verify 1, the JWT split).
+    rescued_to(&f, &rt, &hand);
+    assert!(r.stderr.contains("finishing it first"), "{}", r.text());
+    for c in [&s.core, &s.periphery] {
+        let v = e2e_support::referee::docker_env(c, JWT);
+        assert!(
+            v.is_some_and(|v| v.ct_eq(&new_jwt)),
+            "{c} holds compose.env's new JWT"
+        );
+    }
+    assert!(
+        !s.dir.join("state/taken-over").exists(),
+        "an env-only run is finished, not taken over"
+    );
+    assert_no_leak(
+        &[&old_jwt, &new_jwt, &hand, &s.env_password],
+        &s.dir.join("state"),
+    );
 }
 
 /// Issue 20 item 4: `rescue --reset-auth` refuses without consent, then its fault matrix (each

@@ -55,9 +55,10 @@ pub(super) struct Candidate {
 
 async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
-    // A pending run of this deployment is taken over (runbooks/no-password-survives.md's way
-    // out): its sealed OLD and NEW are candidates, and it is replaced only once rescue is
-    // about to act. Any other pending run still refuses.
+    // A pending run of this deployment is ended only once rescue is about to act
+    // (takeover::end_pending: a db-password run taken over, its sealed OLD and NEW among the
+    // candidates; an env-only kind's run finished first as resume does). A refusal leaves it
+    // where it was. Any other pending run still refuses.
     // A reset-auth a kill interrupted is finished first (throw-away removed, mongo started):
     // this run then recreates every holder and proves the planes agree.
     let recovered = reset_auth::recover(cfg).await?;
@@ -186,14 +187,16 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 }
                 Err(none) => {
                     // No value logs in, the pending run's own included: its resume cannot
-                    // decide either. Taking it over (journal kept) opens the last resort.
+                    // decide either. A refusal changes nothing, the journal included (the
+                    // campaign's seed 3182008924 saw exit 3 after the journal had moved):
+                    // `rescue --reset-auth` takes the run over once it acts.
                     if let Some(p) = &pending {
-                        takeover::take_over(cfg, p, "no known password logs in to MongoDB")?;
                         return Err(Error::Precondition(format!(
-                            "{}; the pending run {} was taken over (its journal kept in {}), so `rescue --reset-auth` is open; nothing else was changed",
-                            none.replace("; nothing was changed", ""),
+                            "{}; the pending {} run {} stays in {}: `rescue --reset-auth` takes it over when it acts",
+                            none,
+                            p.command,
                             p.run_id,
-                            takeover::archive_dir(cfg, p).display()
+                            cfg.journal_dir().display()
                         )));
                     }
                     return Err(Error::Precondition(none));
@@ -235,11 +238,12 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     if needs_reset {
         reset_auth::ask(args.yes, &dk.mongo.name)?;
         if let Some(p) = pending.take() {
-            takeover::take_over(
+            takeover::end_pending(
                 cfg,
                 &p,
                 "no known password logs in; rescue --reset-auth sets compose.env's",
-            )?;
+            )
+            .await?;
         }
         reset_auth::reset(cfg, &dk.engine, &dk.mongo, &target, &desired).await?;
         if reset_auth::wait_answering(&target, &desired).await? != LoginOutcome::Accepted {
@@ -264,11 +268,12 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         pg: None,
     };
     if let Some(p) = &pending {
-        takeover::take_over(
+        takeover::end_pending(
             cfg,
             p,
             "interrupted; rescue makes the planes agree on compose.env's value",
-        )?;
+        )
+        .await?;
     }
     let mut journal = new_journal(
         "rescue",

@@ -23,7 +23,7 @@ async fn resume(cfg: &Config) -> Result<i32> {
     let _lock = RunLock::acquire_guarding(&cfg.lock_path(), &cfg.compose_env)?;
     crate::planes::leftovers::remove_committed(cfg).await?;
     let dir = cfg.journal_dir();
-    let Some(mut journal) = Journal::load_pending(&dir)? else {
+    let Some(journal) = Journal::load_pending(&dir)? else {
         println!("nothing to resume: no interrupted run in {}", dir.display());
         return Ok(0);
     };
@@ -47,6 +47,14 @@ async fn resume(cfg: &Config) -> Result<i32> {
         );
         return Ok(0);
     }
+    finish(cfg, journal).await
+}
+
+/// Decides and ends the pending run `journal` of this deployment (forward or back, as
+/// DESIGN.md's table says), under the caller's run lock. Also `rescue`'s way to end a pending
+/// run of an env-only kind before it acts (the campaign's seed 275392833).
+pub(crate) async fn finish(cfg: &Config, mut journal: Journal) -> Result<i32> {
+    let dir = cfg.journal_dir();
     // Once the interrupted run changed something, an error before the decision leaves the
     // planes as unproven as the crash did: exit 5, never 3.
     let progressed = journal

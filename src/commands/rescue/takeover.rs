@@ -44,7 +44,8 @@ pub(super) fn tool_records(
     pending: Option<&Journal>,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
-    if let Some(j) = pending {
+    // Another kind's values (a pending jwt-secret run's) are no DB password candidates.
+    if let Some(j) = pending.filter(|j| j.secret == KIND) {
         let path = Journal::path(&cfg.journal_dir());
         match j.sealed_secrets.as_deref().map(|s| Staged::open(s, ids)) {
             Some(Ok(staged)) => {
@@ -118,6 +119,40 @@ pub(super) fn take_over(cfg: &Config, j: &Journal, why: &str) -> Result<()> {
         cfg.audit_log().display(),
         to.display()
     );
+    Ok(())
+}
+
+/// How rescue ends the pending run `j` once it is about to act (never on a refusal: exit 3
+/// leaves the journal where it was). A run with a store (db-password: Mongo) is taken over
+/// ([`take_over`]): its sealed values are rescue's candidates and rescue's own run makes Mongo,
+/// compose.env and the holders agree. A run of an env-only kind (jwt-secret, webhook-secret,
+/// passkey, `env:KEY`) splits keys no rescue step touches: it is finished first exactly as
+/// `resume` finishes it (compose.env decides: forward when it holds the run's NEW, else back),
+/// so rescue's exit 0 still means every plane agrees (the campaign's seed 275392833 saw rescue
+/// exit 0 with the JWT split). `Ok(())`: the run is ended (committed, rolled back, or its kind
+/// agreed beside the DB problem rescue is about to cure: resume's 0, 4 or 7); an `Err` is the
+/// finish's own (exit 5: the journal is kept and the message names the split).
+pub(super) async fn end_pending(cfg: &Config, j: &Journal, why: &str) -> Result<()> {
+    let ctx = crate::planes::RunContext::of(j)?;
+    if ctx.has_store() {
+        return take_over(cfg, j, why);
+    }
+    eprintln!(
+        "komodo-rotate: the pending {} run {} is of an env-only kind ({}): finishing it first as `resume` does",
+        j.command, j.run_id, j.secret
+    );
+    let code = crate::commands::resume::finish(cfg, j.clone()).await?;
+    if ![exit::OK, exit::ROLLED_BACK, exit::UNHEALTHY_ELSEWHERE].contains(&code) {
+        return Err(Error::RollbackIncomplete {
+            step: "rescue".into(),
+            cause: format!(
+                "finishing the pending {} run {} ended with exit {code}",
+                j.command, j.run_id
+            ),
+            undo_failure: "rescue did not act; the journal is kept".into(),
+            runbook: crate::planes::execute::RUNBOOK_INTERRUPTED.into(),
+        });
+    }
     Ok(())
 }
 

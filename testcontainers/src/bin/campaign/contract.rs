@@ -144,7 +144,17 @@ pub fn judge(
                 // another kind) is not the run's, as for exit 4; one in its own keys always is.
                 let own: Vec<&str> = match cmd {
                     Cmd::Rotate => kinds.iter().flat_map(|k| kind_keys(k)).collect(),
-                    Cmd::Rescue => vec![db_key()],
+                    // rescue answers for the DB password and for the pending run it ends (the
+                    // campaign's seed 275392833: rescue 0 beside a JWT run's split).
+                    Cmd::Rescue => std::iter::once(db_key())
+                        .chain(
+                            before
+                                .journal_kind
+                                .as_deref()
+                                .map(kind_keys)
+                                .unwrap_or_default(),
+                        )
+                        .collect(),
                     _ => before
                         .journal_kind
                         .as_deref()

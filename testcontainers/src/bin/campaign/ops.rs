@@ -31,14 +31,21 @@ impl Campaign {
         let after = self.referee.look();
         let mut v = judge(cmd, kinds, &r, before, &after, false);
         v.extend(leaks(&self.referee.secrets, Some(&r), &self.referee.dir));
-        if cmd == Cmd::Rotate && r.code == Some(0) && v.is_empty() {
-            // verify 0 right after a committed rotation.
+        if cmd != Cmd::Verify && cmd != Cmd::RepoUnblock && r.code == Some(0) && v.is_empty() {
+            // verify 0 right after a rotate, rescue or resume exit 0 (issue 19's contract).
             let vr = self.tool.run(&["verify"], &[], None, None);
             // verify 0 when the referee sees nothing; drift the world made before the run (in
             // another kind's keys) may remain, and then verify says 1, as judged for verify.
             let want = if after.drift().is_empty() { 0 } else { 1 };
-            if vr.code != Some(want) {
-                v.push(format!("verify {:?} right after rotate exit 0", vr.code));
+            // 3 (unknown) only while Mongo does not answer, as judged for verify.
+            let unknown =
+                vr.code == Some(3) && after.mongo == crate::referee::MongoView::Unreachable;
+            if vr.code != Some(want) && !unknown {
+                v.push(format!(
+                    "verify {:?} right after {cmd:?} exit 0 (the referee sees {:?})",
+                    vr.code,
+                    after.drift()
+                ));
             }
             return (r, v, after).also(vr);
         }
@@ -195,7 +202,24 @@ impl Campaign {
                     &judged,
                     true,
                 );
-                v.retain(|x| !x.contains("compose.env's values") || r.code != Some(3));
+                // The colleague's KOMODO_TITLE is theirs and must survive (checked above): a
+                // rollback (4) is "as before" when nothing but it differs (random seed
+                // 3544153401, op 21: exit 4 with every secret back, the title kept).
+                let only_title = match (&before.env, &after.env) {
+                    (Ok(a), Ok(b)) => {
+                        let rest = |m: &std::collections::BTreeMap<String, String>| {
+                            m.iter()
+                                .filter(|(k, _)| k.as_str() != "KOMODO_TITLE")
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect::<Vec<_>>()
+                        };
+                        rest(a) == rest(b)
+                    }
+                    _ => false,
+                };
+                v.retain(|x| {
+                    !x.contains("compose.env's values") || r.code != Some(3) && !only_title
+                });
                 // The colleague's edit landed after the run's git-commit: the work tree differs
                 // from HEAD by their key, which is theirs to commit (they do, below). The run's
                 // own promise is that HEAD and origin hold its new values: checked with git and

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 impl Campaign {
     /// The tool's own recovery, as the runbooks say: resume a pending journal, rescue a DB
-    /// split, `docker-compose up -d` holders drifted from compose.env, `repo unblock` and the
+    /// split (`rescue --reset-auth --yes` when rescue names it: no known password logs in),
+    /// `docker-compose up -d` holders drifted from compose.env, `repo unblock` and the
     /// blocked-pull runbook's hand steps for the checkout; until verify exits 0 (at most 8
     /// rounds; a run `resume` cannot end twice goes to `rescue`, as
     /// runbooks/interrupted-run.md says). Never a hand edit of compose.env or a journal.
@@ -47,11 +48,11 @@ impl Campaign {
                 // runbooks/interrupted-run.md: "`rescue` is the way to end a run `resume`
                 // cannot" (it takes the pending run over).
                 resume_failed = 0;
-                runs.push(self.tool.run(&["rescue"], &[], None, None));
+                self.runbook_rescue(&mut runs);
             } else if v.env.is_err() {
                 break;
             } else if db {
-                runs.push(self.tool.run(&["rescue"], &[], None, None));
+                self.runbook_rescue(&mut runs);
             } else if holders {
                 let n = self.world.compose_up(false);
                 eprintln!("campaign: recovery: docker-compose up -d: {n}");
@@ -73,6 +74,20 @@ impl Campaign {
         let ok = r.code == Some(0);
         runs.push(r);
         (ok, runs, v)
+    }
+
+    /// `rescue`; when it finds no password that logs in and points at the last resort,
+    /// runbooks/no-password-survives.md as written: `rescue --reset-auth --yes`.
+    fn runbook_rescue(&mut self, runs: &mut Vec<Run>) {
+        let r = self.tool.run(&["rescue"], &[], None, None);
+        let last_resort = r.code == Some(3) && r.stderr.contains("rescue --reset-auth");
+        runs.push(r);
+        if last_resort {
+            runs.push(
+                self.tool
+                    .run(&["rescue", "--reset-auth", "--yes"], &[], None, None),
+            );
+        }
     }
 
     pub(crate) fn report(
