@@ -4,6 +4,7 @@
 //! live. There is no overlap: Mongo keeps one password per user.
 
 use super::{refuse_clear_text, Ask, Plan};
+use crate::config::Config;
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
@@ -12,6 +13,7 @@ use crate::planes::ferret::FerretPlane;
 use crate::planes::holders::holds;
 use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
 use crate::secret::Secret;
+use crate::txn::Step;
 
 pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
     // Every Komodo generation this tool detects keeps its DB password in compose.env; the
@@ -53,19 +55,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
     }
-    for name in holders {
-        // Checks leftovers and that the image is present locally; changes nothing.
-        Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
-    }
-    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
-    // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
-    // key, a rule it cannot honour) fails here, before Mongo is touched.
-    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
-    env.file.with_values(&env.ids, &edit)?;
-    for k in &env_keys {
-        refuse_clear_text(loaded, k)?;
-    }
-    carriers_hold_old(loaded, &old)?;
+    holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Holders outside the roles (a `backup` service reading compose.env, a sidecar's
     // `MONGO_URL`): recreated with the roles when plain or in a URI, else refused by name.
     let (foreign, container_keys, forms) = keys.with_foreign(&dk.others, &old)?;
@@ -73,12 +63,11 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         Recreate::prepare(&dk.engine, &f.name, EnvPatch::new(), 0).await?;
     }
 
-    // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
-    let write_env = match env_keys.as_slice() {
-        [_] => steps::write_env(),
-        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
-    };
-    let mut plan = vec![steps::snapshot(), steps::change_db(), write_env];
+    let mut plan = vec![
+        steps::snapshot(),
+        steps::change_db(),
+        write_env_step(&env_keys),
+    ];
     // Files before the recreates, so each new container reads NEW at its start.
     plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
@@ -104,10 +93,41 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     })
 }
 
+/// The read-only checks both variants make once the live credential accepts OLD: every role
+/// holder can be recreated (leftovers, image present locally), compose.env can be rewritten (the
+/// edit write-env will make, made in memory now: a file it would refuse fails here, before the
+/// database is touched), no password key is kept in clear text, and every carrier holds OLD.
+pub(super) async fn holders_and_carriers_ready(
+    cfg: &Config,
+    loaded: &Loaded,
+    env_keys: &[String],
+    old: &Secret,
+) -> Result<()> {
+    for name in &loaded.holders {
+        Recreate::prepare(&loaded.dk.engine, name, EnvPatch::new(), 0).await?;
+    }
+    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
+    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), old)).collect();
+    loaded.env.file.with_values(&loaded.env.ids, &edit)?;
+    for k in env_keys {
+        refuse_clear_text(loaded, k)?;
+    }
+    carriers_hold_old(loaded, old)
+}
+
+/// The write-env step for the compose.env keys holding the password. One key: the plain step
+/// (the run's env_key); several: each named, rewritten in one edit.
+pub(super) fn write_env_step(env_keys: &[String]) -> Step {
+    match env_keys {
+        [_] => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    }
+}
+
 /// Every plain, URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
 /// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
 /// container or file and the key, never a value.
-pub(super) fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
+fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
     let keys = &loaded.keys;
     plain_copies_hold_old(loaded.dk.dependants(), keys, old)?;
     for c in loaded.dk.dependants() {

@@ -8,8 +8,8 @@
 //! postgres's own `POSTGRES_PASSWORD` is read only by initdb on an empty data dir: it is not
 //! recreated (a restart of the database for nothing); the next `docker compose up -d` does it.
 
-use super::db_password::carriers_hold_old;
-use super::{refuse_clear_text, Ask, Plan};
+use super::db_password::{holders_and_carriers_ready, write_env_step};
+use super::{Ask, Plan};
 use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY};
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
@@ -94,16 +94,7 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
     }
 
     Recreate::prepare(&dk.engine, &f.ferretdb.name, EnvPatch::new(), 0).await?;
-    for name in holders {
-        Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
-    }
-    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
-    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
-    env.file.with_values(&env.ids, &edit)?;
-    for k in &env_keys {
-        refuse_clear_text(loaded, k)?;
-    }
-    carriers_hold_old(loaded, &old)?;
+    holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Other holders (plain or in a URI): recreated after core and periphery. postgres and
     // ferretdb are FerretDB's own parts, handled above.
     let others: Vec<ContainerInfo> = dk
@@ -119,11 +110,11 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
     container_keys.insert(f.ferretdb.name.clone(), vec![FERRETDB_URL_KEY.to_string()]);
     forms.insert(FERRETDB_URL_KEY.to_string(), FORM_URI.to_string());
 
-    let write_env = match env_keys.as_slice() {
-        [_] => steps::write_env(),
-        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
-    };
-    let mut plan = vec![steps::snapshot(), steps::change_pg(), write_env];
+    let mut plan = vec![
+        steps::snapshot(),
+        steps::change_pg(),
+        write_env_step(&env_keys),
+    ];
     plan.extend(keys.files.iter().map(|c| steps::write_file(&c.host_path)));
     // ferretdb first: its URL is read once, and every client's login runs on its pool.
     plan.push(steps::recreate(&f.ferretdb.name));
