@@ -10,10 +10,11 @@ use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::carriers::file_value;
 use crate::planes::ferret::FerretPlane;
-use crate::planes::holders::holds;
-use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
+use crate::planes::holders::{holds, Foreign};
+use crate::planes::{steps, DbPasswordKeys, Loaded, PgRole, RunContext};
 use crate::secret::Secret;
 use crate::txn::Step;
+use std::collections::BTreeMap;
 
 pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
     // Every Komodo generation this tool detects keeps its DB password in compose.env; the
@@ -58,10 +59,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Holders outside the roles (a `backup` service reading compose.env, a sidecar's
     // `MONGO_URL`): recreated with the roles when plain or in a URI, else refused by name.
-    let (foreign, container_keys, forms) = keys.with_foreign(&dk.others, &old)?;
-    for f in &foreign {
-        Recreate::prepare(&dk.engine, &f.name, EnvPatch::new(), 0).await?;
-    }
+    let (foreign, container_keys, forms) = foreign_ready(loaded, &dk.others, &old).await?;
 
     let mut plan = vec![
         steps::snapshot(),
@@ -75,17 +73,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     plan.push(steps::commit());
     Ok(Plan {
         steps: plan,
-        context: RunContext {
-            compose_env: cfg.compose_env.clone(),
-            env_key: keys.compose_password_key.clone(),
-            mongo_user: user.clone(),
-            container_keys,
-            forms,
-            files: keys.files.clone(),
-            run: crate::planes::run::RunKind::Rotation,
-            git: None,
-            pg: None,
-        },
+        context: rotation_context(cfg, loaded, container_keys, forms, None),
         old,
         new,
         before: Vec::new(),
@@ -113,6 +101,50 @@ pub(super) async fn holders_and_carriers_ready(
         refuse_clear_text(loaded, k)?;
     }
     carriers_hold_old(loaded, old)
+}
+
+/// What [`DbPasswordKeys::with_foreign`] finds: the holders outside the roles, and the run's
+/// container keys and forms with theirs added.
+type WithForeign = (
+    Vec<Foreign>,
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, String>,
+);
+
+/// The holders among `others` outside the roles holding OLD (plain or in a URI, else refused
+/// by name), each checked recreatable (leftovers, image present); changes nothing.
+pub(super) async fn foreign_ready(
+    loaded: &Loaded,
+    others: &[ContainerInfo],
+    old: &Secret,
+) -> Result<WithForeign> {
+    let found = loaded.keys.with_foreign(others, old)?;
+    for f in &found.0 {
+        Recreate::prepare(&loaded.dk.engine, &f.name, EnvPatch::new(), 0).await?;
+    }
+    Ok(found)
+}
+
+/// The context of a db-password rotation on either variant (`pg`: FerretDB's role, `None` on
+/// MongoDB).
+pub(super) fn rotation_context(
+    cfg: &Config,
+    loaded: &Loaded,
+    container_keys: BTreeMap<String, Vec<String>>,
+    forms: BTreeMap<String, String>,
+    pg: Option<PgRole>,
+) -> RunContext {
+    RunContext {
+        compose_env: cfg.compose_env.clone(),
+        env_key: loaded.keys.compose_password_key.clone(),
+        mongo_user: loaded.user.clone(),
+        container_keys,
+        forms,
+        files: loaded.keys.files.clone(),
+        run: crate::planes::run::RunKind::Rotation,
+        git: None,
+        pg,
+    }
 }
 
 /// The write-env step for the compose.env keys holding the password. One key: the plain step
