@@ -8,7 +8,7 @@ use crate::docker::Engine;
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
-use crate::planes::holders::holds;
+use crate::planes::holders::differing;
 use crate::planes::live::Staged;
 use crate::planes::{steps, EnvPlane, Loaded, RunContext};
 use crate::secret::Secret;
@@ -136,12 +136,9 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             let stale: Vec<String> = dk
                 .dependants()
                 .filter(|c| {
-                    keys.containers.get(&c.name).is_some_and(|ks| {
-                        ks.iter().any(|k| {
-                            let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
-                            c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
-                        })
-                    })
+                    keys.containers
+                        .get(&c.name)
+                        .is_some_and(|ks| !differing(c, ks, &keys.forms, &desired).is_empty())
                 })
                 .map(|c| c.name.clone())
                 .collect();
