@@ -4,15 +4,17 @@
 
 use crate::cli::RescueArgs;
 use crate::config::Config;
+use crate::docker::Engine;
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
-use crate::planes::holders::holds;
+use crate::planes::holders::differing;
 use crate::planes::live::Staged;
-use crate::planes::{steps, Loaded, RunContext};
+use crate::planes::{steps, EnvPlane, Loaded, RunContext};
 use crate::secret::Secret;
 use crate::txn::lock::RunLock;
-use crate::txn::new_journal;
+use crate::txn::{new_journal, Step};
+use std::io::{BufRead, Write};
 
 mod candidates;
 mod ferret;
@@ -134,12 +136,9 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             let stale: Vec<String> = dk
                 .dependants()
                 .filter(|c| {
-                    keys.containers.get(&c.name).is_some_and(|ks| {
-                        ks.iter().any(|k| {
-                            let form = keys.forms.get(k).map(String::as_str).unwrap_or("plain");
-                            c.env_value(k).is_some_and(|v| !holds(form, k, v, &desired))
-                        })
-                    })
+                    keys.containers
+                        .get(&c.name)
+                        .is_some_and(|ks| !differing(c, ks, &keys.forms, &desired).is_empty())
                 })
                 .map(|c| c.name.clone())
                 .collect();
@@ -275,6 +274,29 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         )
         .await?;
     }
+    let code = run_forward(cfg, &env, dk.engine.clone(), target, &context, plan, staged).await?;
+    if code == crate::error::exit::OK {
+        if recovered || needs_reset {
+            reset_auth::finish(cfg)?;
+        }
+        println!(
+            "rescued: MongoDB, compose.env and the containers agree on compose.env's password"
+        );
+    }
+    Ok(code)
+}
+
+/// Journals a db-password rescue (OLD and NEW sealed to compose.env's recipients) and runs it
+/// forward, on either variant; the run's exit code.
+async fn run_forward(
+    cfg: &Config,
+    env: &EnvPlane,
+    engine: Engine,
+    target: Target,
+    context: &RunContext,
+    plan: Vec<Step>,
+    staged: Staged,
+) -> Result<i32> {
     let mut journal = new_journal(
         "rescue",
         "db-password",
@@ -287,19 +309,22 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     let live = Live {
         cfg,
         ids: &env.ids,
-        engine: dk.engine.clone(),
+        engine,
         target,
     };
-    let code = execute::execute(live, journal, staged, Direction::Forward).await?;
-    if code == crate::error::exit::OK {
-        if recovered || needs_reset {
-            reset_auth::finish(cfg)?;
-        }
-        println!(
-            "rescued: MongoDB, compose.env and the containers agree on compose.env's password"
-        );
-    }
-    Ok(code)
+    execute::execute(live, journal, staged, Direction::Forward).await
+}
+
+/// Asks `question` on stderr and reads the answer from stdin: `true` for a yes.
+fn confirmed(question: &str) -> Result<bool> {
+    eprint!("komodo-rotate: {question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Precondition(format!("reading the answer from stdin: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 /// Tries each distinct candidate once; the first Mongo accepts is OLD (inner `Err`: none does,

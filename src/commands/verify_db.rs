@@ -106,14 +106,7 @@ pub(super) async fn compare(
             );
             continue;
         }
-        let differing: Vec<&String> = ks
-            .iter()
-            .filter(|k| {
-                let form = keys.forms.get(*k).map(String::as_str).unwrap_or("plain");
-                c.env_value(k)
-                    .is_some_and(|v| !crate::planes::holders::holds(form, k, v, &desired))
-            })
-            .collect();
+        let differing = crate::planes::holders::differing(c, &ks, &keys.forms, &desired);
         if differing.is_empty() {
             m.push_kind(
                 DB,

@@ -9,7 +9,7 @@ use crate::text::one_line;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings,
-    NetworkConnectRequest,
+    ImageInspect, NetworkConnectRequest,
 };
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -238,8 +238,13 @@ impl Engine {
 
     /// The image's ID if `image` (a name or an ID) is present locally.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.inspect_image_opt(image).await?.and_then(|i| i.id))
+    }
+
+    /// The engine's inspection of `image` (a name or an ID); `None` when it is not present.
+    async fn inspect_image_opt(&self, image: &str) -> Result<Option<ImageInspect>, DockerError> {
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(i.id),
+            Ok(i) => Ok(Some(i)),
             Err(e) => {
                 let e = api("inspect image", image, e);
                 if e.is_not_found() {

@@ -285,15 +285,10 @@ impl Recreate {
         last: RecreateStep,
         gate: &HealthGate,
     ) -> Result<(), DockerError> {
-        let first = match self.state().await? {
-            RecreateState::Untouched { .. } => RecreateStep::CreateNext,
-            RecreateState::NextCreated { .. } => {
-                self.connect_missing_networks(&self.next_name()).await?;
-                RecreateStep::StopOriginal
-            }
-            RecreateState::Parked => RecreateStep::PromoteNext,
-            RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
-            RecreateState::Committed => {
+        let state = self.state().await?;
+        let first = match (self.step_on_from(&state).await?, state) {
+            (Some(first), _) => first,
+            (None, RecreateState::Committed) => {
                 // `<name>` is not the original: ours, committed, or somebody else's (a concurrent
                 // `docker compose up`). Either way it must hold the new value and pass the gate.
                 let now = ContainerInfo::load(&self.engine, self.name()).await?;
@@ -308,15 +303,17 @@ impl Recreate {
                 }
                 return Ok(());
             }
-            RecreateState::PrevOnly => {
+            (None, RecreateState::PrevOnly) => {
                 return Err(self.err(format!(
                     "cannot finish: the replacement is gone and only {} is left; undo instead",
                     self.prev_name()
                 )))
             }
-            RecreateState::Inconsistent(s) => {
+            (None, RecreateState::Inconsistent(s)) => {
                 return Err(self.err(format!("cannot finish from an unknown state: {s}")))
             }
+            // Not reached: step_on_from leads on from every other state.
+            (None, other) => return Err(self.err(format!("cannot finish from state {other:?}"))),
         };
         for step in RecreateStep::ALL {
             if step >= first && step <= last {
@@ -324,6 +321,27 @@ impl Recreate {
             }
         }
         Ok(())
+    }
+
+    /// The first step that drives the recreate on from `state` (a created replacement is first
+    /// connected to the networks it misses); `None` where no step leads on (committed, only
+    /// `<name>-prev` left, inconsistent).
+    async fn step_on_from(
+        &self,
+        state: &RecreateState,
+    ) -> Result<Option<RecreateStep>, DockerError> {
+        Ok(Some(match state {
+            RecreateState::Untouched { .. } => RecreateStep::CreateNext,
+            RecreateState::NextCreated { .. } => {
+                self.connect_missing_networks(&self.next_name()).await?;
+                RecreateStep::StopOriginal
+            }
+            RecreateState::Parked => RecreateStep::PromoteNext,
+            RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
+            RecreateState::Committed | RecreateState::PrevOnly | RecreateState::Inconsistent(_) => {
+                return Ok(None)
+            }
+        }))
     }
 
     /// When somebody else replaced `<name>` with a container that lacks the patch (the state

@@ -4,14 +4,17 @@
 //! live. There is no overlap: Mongo keeps one password per user.
 
 use super::{refuse_clear_text, Ask, Plan};
+use crate::config::Config;
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::carriers::file_value;
 use crate::planes::ferret::FerretPlane;
-use crate::planes::holders::holds;
-use crate::planes::{steps, DbPasswordKeys, Loaded, RunContext};
+use crate::planes::holders::{holds, Foreign};
+use crate::planes::{steps, DbPasswordKeys, Loaded, PgRole, RunContext};
 use crate::secret::Secret;
+use crate::txn::Step;
+use std::collections::BTreeMap;
 
 pub fn available(loaded: &Loaded) -> std::result::Result<(), String> {
     // Every Komodo generation this tool detects keeps its DB password in compose.env; the
@@ -53,32 +56,16 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         }
         LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
     }
-    for name in holders {
-        // Checks leftovers and that the image is present locally; changes nothing.
-        Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
-    }
-    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
-    // The edit write-env will make, made in memory now: a file it would refuse (a duplicated
-    // key, a rule it cannot honour) fails here, before Mongo is touched.
-    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
-    env.file.with_values(&env.ids, &edit)?;
-    for k in &env_keys {
-        refuse_clear_text(loaded, k)?;
-    }
-    carriers_hold_old(loaded, &old)?;
+    holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Holders outside the roles (a `backup` service reading compose.env, a sidecar's
     // `MONGO_URL`): recreated with the roles when plain or in a URI, else refused by name.
-    let (foreign, container_keys, forms) = keys.with_foreign(&dk.others, &old)?;
-    for f in &foreign {
-        Recreate::prepare(&dk.engine, &f.name, EnvPatch::new(), 0).await?;
-    }
+    let (foreign, container_keys, forms) = foreign_ready(loaded, &dk.others, &old).await?;
 
-    // One key: the plain step (the run's env_key); several: each named, rewritten in one edit.
-    let write_env = match env_keys.as_slice() {
-        [_] => steps::write_env(),
-        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
-    };
-    let mut plan = vec![steps::snapshot(), steps::change_db(), write_env];
+    let mut plan = vec![
+        steps::snapshot(),
+        steps::change_db(),
+        write_env_step(&env_keys),
+    ];
     // Files before the recreates, so each new container reads NEW at its start.
     plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
     plan.extend(holders.iter().map(|c| steps::recreate(c)));
@@ -86,17 +73,7 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     plan.push(steps::commit());
     Ok(Plan {
         steps: plan,
-        context: RunContext {
-            compose_env: cfg.compose_env.clone(),
-            env_key: keys.compose_password_key.clone(),
-            mongo_user: user.clone(),
-            container_keys,
-            forms,
-            files: keys.files.clone(),
-            run: crate::planes::run::RunKind::Rotation,
-            git: None,
-            pg: None,
-        },
+        context: rotation_context(cfg, loaded, container_keys, forms, None),
         old,
         new,
         before: Vec::new(),
@@ -104,10 +81,85 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     })
 }
 
+/// The read-only checks both variants make once the live credential accepts OLD: every role
+/// holder can be recreated (leftovers, image present locally), compose.env can be rewritten (the
+/// edit write-env will make, made in memory now: a file it would refuse fails here, before the
+/// database is touched), no password key is kept in clear text, and every carrier holds OLD.
+pub(super) async fn holders_and_carriers_ready(
+    cfg: &Config,
+    loaded: &Loaded,
+    env_keys: &[String],
+    old: &Secret,
+) -> Result<()> {
+    for name in &loaded.holders {
+        Recreate::prepare(&loaded.dk.engine, name, EnvPatch::new(), 0).await?;
+    }
+    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
+    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), old)).collect();
+    loaded.env.file.with_values(&loaded.env.ids, &edit)?;
+    for k in env_keys {
+        refuse_clear_text(loaded, k)?;
+    }
+    carriers_hold_old(loaded, old)
+}
+
+/// What [`DbPasswordKeys::with_foreign`] finds: the holders outside the roles, and the run's
+/// container keys and forms with theirs added.
+type WithForeign = (
+    Vec<Foreign>,
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, String>,
+);
+
+/// The holders among `others` outside the roles holding OLD (plain or in a URI, else refused
+/// by name), each checked recreatable (leftovers, image present); changes nothing.
+pub(super) async fn foreign_ready(
+    loaded: &Loaded,
+    others: &[ContainerInfo],
+    old: &Secret,
+) -> Result<WithForeign> {
+    let found = loaded.keys.with_foreign(others, old)?;
+    for f in &found.0 {
+        Recreate::prepare(&loaded.dk.engine, &f.name, EnvPatch::new(), 0).await?;
+    }
+    Ok(found)
+}
+
+/// The context of a db-password rotation on either variant (`pg`: FerretDB's role, `None` on
+/// MongoDB).
+pub(super) fn rotation_context(
+    cfg: &Config,
+    loaded: &Loaded,
+    container_keys: BTreeMap<String, Vec<String>>,
+    forms: BTreeMap<String, String>,
+    pg: Option<PgRole>,
+) -> RunContext {
+    RunContext {
+        compose_env: cfg.compose_env.clone(),
+        env_key: loaded.keys.compose_password_key.clone(),
+        mongo_user: loaded.user.clone(),
+        container_keys,
+        forms,
+        files: loaded.keys.files.clone(),
+        run: crate::planes::run::RunKind::Rotation,
+        git: None,
+        pg,
+    }
+}
+
+/// The write-env step for the compose.env keys holding the password. One key: the plain step
+/// (the run's env_key); several: each named, rewritten in one edit.
+pub(super) fn write_env_step(env_keys: &[String]) -> Step {
+    match env_keys {
+        [_] => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    }
+}
+
 /// Every plain, URI and file carrier holds OLD now (so the rollback can prove "all old" again) and
 /// every carrier file can be replaced keeping its owner and mode. Read-only; a refusal names the
 /// container or file and the key, never a value.
-pub(super) fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
+fn carriers_hold_old(loaded: &Loaded, old: &Secret) -> Result<()> {
     let keys = &loaded.keys;
     plain_copies_hold_old(loaded.dk.dependants(), keys, old)?;
     for c in loaded.dk.dependants() {

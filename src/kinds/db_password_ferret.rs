@@ -8,16 +8,18 @@
 //! postgres's own `POSTGRES_PASSWORD` is read only by initdb on an empty data dir: it is not
 //! recreated (a restart of the database for nothing); the next `docker compose up -d` does it.
 
-use super::db_password::carriers_hold_old;
-use super::{refuse_clear_text, Ask, Plan};
+use super::db_password::{
+    foreign_ready, holders_and_carriers_ready, rotation_context, write_env_step,
+};
+use super::{Ask, Plan};
 use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY};
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::ferret::{url_safe, ContainerPsql, FerretPlane};
 use crate::planes::holders::holds;
-use crate::planes::run::{RunKind, FORM_URI};
-use crate::planes::{steps, PgRole, RunContext};
+use crate::planes::run::FORM_URI;
+use crate::planes::{steps, PgRole};
 use crate::postgres::Role;
 use crate::secret::Secret;
 
@@ -94,16 +96,7 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
     }
 
     Recreate::prepare(&dk.engine, &f.ferretdb.name, EnvPatch::new(), 0).await?;
-    for name in holders {
-        Recreate::prepare(&dk.engine, name, EnvPatch::new(), 0).await?;
-    }
-    crate::fsutil::check_dir_writable(&cfg.compose_env)?;
-    let edit: Vec<(&str, &Secret)> = env_keys.iter().map(|k| (k.as_str(), &old)).collect();
-    env.file.with_values(&env.ids, &edit)?;
-    for k in &env_keys {
-        refuse_clear_text(loaded, k)?;
-    }
-    carriers_hold_old(loaded, &old)?;
+    holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Other holders (plain or in a URI): recreated after core and periphery. postgres and
     // ferretdb are FerretDB's own parts, handled above.
     let others: Vec<ContainerInfo> = dk
@@ -112,18 +105,15 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
         .filter(|c| c.name != f.postgres.name && c.name != f.ferretdb.name)
         .cloned()
         .collect();
-    let (foreign, mut container_keys, mut forms) = keys.with_foreign(&others, &old)?;
-    for c in &foreign {
-        Recreate::prepare(&dk.engine, &c.name, EnvPatch::new(), 0).await?;
-    }
+    let (foreign, mut container_keys, mut forms) = foreign_ready(loaded, &others, &old).await?;
     container_keys.insert(f.ferretdb.name.clone(), vec![FERRETDB_URL_KEY.to_string()]);
     forms.insert(FERRETDB_URL_KEY.to_string(), FORM_URI.to_string());
 
-    let write_env = match env_keys.as_slice() {
-        [_] => steps::write_env(),
-        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
-    };
-    let mut plan = vec![steps::snapshot(), steps::change_pg(), write_env];
+    let mut plan = vec![
+        steps::snapshot(),
+        steps::change_pg(),
+        write_env_step(&env_keys),
+    ];
     plan.extend(keys.files.iter().map(|c| steps::write_file(&c.host_path)));
     // ferretdb first: its URL is read once, and every client's login runs on its pool.
     plan.push(steps::recreate(&f.ferretdb.name));
@@ -140,22 +130,18 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
     }
     Ok(Plan {
         steps: plan,
-        context: RunContext {
-            compose_env: cfg.compose_env.clone(),
-            env_key: keys.compose_password_key.clone(),
-            mongo_user: user.clone(),
+        context: rotation_context(
+            cfg,
+            loaded,
             container_keys,
             forms,
-            files: keys.files.clone(),
-            run: RunKind::Rotation,
-            git: None,
-            pg: Some(PgRole {
+            Some(PgRole {
                 postgres: f.postgres.name.clone(),
                 ferretdb: f.ferretdb.name.clone(),
                 admin,
                 role: user.clone(),
             }),
-        },
+        ),
         old,
         new,
         before: vec![format!(

@@ -69,6 +69,23 @@ pub fn holds(form: &str, key: &str, value: &Secret, want: &Secret) -> bool {
     }
 }
 
+/// The keys of `ks` whose value in `c` does not hold `want`, each in its form from `forms`
+/// (plain when unnamed); a key `c` does not set is not counted. verify's env rows and the
+/// MongoDB rescue's stale holders read this one comparison.
+pub fn differing<'k>(
+    c: &ContainerInfo,
+    ks: &'k [String],
+    forms: &BTreeMap<String, String>,
+    want: &Secret,
+) -> Vec<&'k String> {
+    ks.iter()
+        .filter(|k| {
+            let form = forms.get(*k).map(String::as_str).unwrap_or("plain");
+            c.env_value(k).is_some_and(|v| !holds(form, k, v, want))
+        })
+        .collect()
+}
+
 /// A container outside the roles carrying a secret, and how each of its keys holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Foreign {
@@ -233,6 +250,28 @@ mod tests {
     use super::*;
 
     const PW: &str = "s3cret-pass-w0rd";
+
+    #[test]
+    fn differing_names_the_keys_off_the_value_in_their_form_and_skips_unset_ones() {
+        let ks: Vec<String> = ["A", "URL", "UNSET"].map(String::from).to_vec();
+        let forms = BTreeMap::from([("URL".to_string(), FORM_URI.to_string())]);
+        let want = Secret::new(PW.into());
+        let url = format!("mongodb://u:{PW}@mongo:27017");
+        let c = container("core", &[("A", PW), ("URL", &url)]);
+        assert!(differing(&c, &ks, &forms, &want).is_empty());
+        let c = container(
+            "core",
+            &[("A", "other"), ("URL", "mongodb://u:x@mongo:27017")],
+        );
+        assert_eq!(differing(&c, &ks, &forms, &want), vec!["A", "URL"]);
+        // The URL's form matters: read plainly, the same value is off.
+        assert_eq!(
+            differing(&c, &ks, &BTreeMap::new(), &want),
+            vec!["A", "URL"]
+        );
+        let c = container("core", &[("A", PW), ("URL", &url)]);
+        assert_eq!(differing(&c, &ks, &BTreeMap::new(), &want), vec!["URL"]);
+    }
 
     fn others() -> Vec<ContainerInfo> {
         vec![

@@ -14,13 +14,13 @@
 //! When no candidate matches, the same path overwrites an unknown credential: it says so and
 //! asks (or `--yes`); without a terminal and without `--yes` it refuses (exit 3).
 
-use super::{takeover, Candidate};
+use super::{confirmed, run_forward, takeover, Candidate};
 use crate::cli::RescueArgs;
 use crate::config::Config;
 use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY, POSTGRES_USER_KEY};
 use crate::error::{Error, Result};
 use crate::mongo::Target;
-use crate::planes::execute::{self, Direction, Live};
+use crate::planes::execute;
 use crate::planes::ferret::{url_safe, FerretPlane};
 use crate::planes::ferret_read::{psql, role_state, url_password, url_user};
 use crate::planes::holders::holds;
@@ -29,8 +29,8 @@ use crate::planes::run::{PgRole, RunKind, FORM_URI};
 use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, RunContext};
 use crate::postgres::{Stored, Verifier};
 use crate::secret::Secret;
-use crate::txn::{new_journal, Journal};
-use std::io::{BufRead, IsTerminal, Write};
+use crate::txn::Journal;
+use std::io::IsTerminal;
 
 /// What the common pre-flight of `rescue` found.
 pub(super) struct Ask<'a> {
@@ -258,22 +258,7 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
             "interrupted; rescue makes the planes agree on compose.env's value",
         )?;
     }
-    let mut journal = new_journal(
-        "rescue",
-        "db-password",
-        &cfg.compose_env,
-        context.to_value(),
-        plan,
-    );
-    journal.sealed_secrets = Some(staged.seal(&env.file.recipients())?);
-    journal.persist(&cfg.journal_dir())?;
-    let live = Live {
-        cfg,
-        ids: &env.ids,
-        engine: dk.engine.clone(),
-        target,
-    };
-    let code = execute::execute(live, journal, staged, Direction::Forward).await?;
+    let code = run_forward(cfg, env, dk.engine.clone(), target, &context, plan, staged).await?;
     if code == crate::error::exit::OK {
         println!(
             "rescued: PostgreSQL's role {user}, compose.env, ferretdb's URL and the containers agree on compose.env's password"
@@ -327,16 +312,9 @@ fn consent(yes: bool, user: &str, postgres: &str) -> Result<()> {
             "no known password matches role {user}'s verifier in {postgres}; setting it to compose.env's value needs consent and stdin is not a terminal: pass --yes"
         )));
     }
-    eprint!(
-        "komodo-rotate: set role {user}'s verifier in {postgres} to compose.env's password? [y/N] "
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::Precondition(format!("reading the answer from stdin: {e}")))?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    if confirmed(&format!(
+        "set role {user}'s verifier in {postgres} to compose.env's password?"
+    ))? {
         return Ok(());
     }
     Err(refuse(format!(

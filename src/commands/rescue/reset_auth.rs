@@ -21,7 +21,7 @@ use crate::mongo::{login_works, LoginOutcome, MongoAdmin, Target};
 use crate::secret::Secret;
 use crate::txn::failpoint::failpoint;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -63,16 +63,9 @@ pub(super) fn ask(yes: bool, mongo: &str) -> Result<()> {
     if yes {
         return Ok(());
     }
-    eprint!(
-        "komodo-rotate: no known password logs in. Stop {mongo}, set its root password to compose.env's value through a throw-away container on its volume, and start it again? [y/N] "
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::Precondition(format!("reading the answer from stdin: {e}")))?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    if super::confirmed(&format!(
+        "no known password logs in. Stop {mongo}, set its root password to compose.env's value through a throw-away container on its volume, and start it again?"
+    ))? {
         return Ok(());
     }
     Err(Error::Precondition(format!(

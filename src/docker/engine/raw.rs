@@ -129,21 +129,13 @@ impl Engine {
     /// The platform of a local image, `os/arch[/variant]` as the create request's `platform`
     /// takes it; `None` when the image is not present or the engine does not say.
     pub async fn image_platform(&self, image: &str) -> Result<Option<String>, DockerError> {
-        match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(platform_of(
+        Ok(self.inspect_image_opt(image).await?.and_then(|i| {
+            platform_of(
                 i.os.as_deref(),
                 i.architecture.as_deref(),
                 i.variant.as_deref(),
-            )),
-            Err(e) => {
-                let e = api("inspect image", image, e);
-                if e.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+            )
+        }))
     }
 }
 

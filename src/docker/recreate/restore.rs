@@ -11,7 +11,7 @@
 use super::super::engine::Engine;
 use super::super::inspect::{ContainerInfo, RunState};
 use super::super::DockerError;
-use super::{settle, EnvPatch, HealthGate, Recreate, RecreateState, RecreateStep, Snapshot};
+use super::{settle, EnvPatch, HealthGate, Recreate, RecreateStep, Snapshot};
 use super::{NEXT_SUFFIX, PREV_SUFFIX};
 
 /// Which side of a step a hook of [`Recreate::finish_observed`] is called on.
@@ -38,15 +38,8 @@ impl Recreate {
     where
         F: FnMut(Around, RecreateStep) -> Result<(), DockerError>,
     {
-        let first = match self.state().await? {
-            RecreateState::Untouched { .. } => RecreateStep::CreateNext,
-            RecreateState::NextCreated { .. } => {
-                self.connect_missing_networks(&self.next_name()).await?;
-                RecreateStep::StopOriginal
-            }
-            RecreateState::Parked => RecreateStep::PromoteNext,
-            RecreateState::Swapped { .. } => RecreateStep::StartReplacement,
-            _ => return self.finish(gate).await,
+        let Some(first) = self.step_on_from(&self.state().await?).await? else {
+            return self.finish(gate).await;
         };
         for step in RecreateStep::ALL.into_iter().filter(|s| *s >= first) {
             at(Around::Before, step)?;
