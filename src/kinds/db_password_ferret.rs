@@ -8,7 +8,7 @@
 //! postgres's own `POSTGRES_PASSWORD` is read only by initdb on an empty data dir: it is not
 //! recreated (a restart of the database for nothing); the next `docker compose up -d` does it.
 
-use super::db_password::{
+use super::db_password_shared::{
     foreign_ready, holders_and_carriers_ready, rotation_context, write_env_step,
 };
 use super::{Ask, Plan};

@@ -8,6 +8,7 @@
 
 mod db_password;
 mod db_password_ferret;
+mod db_password_shared;
 mod env_key;
 mod env_only;
 mod jwt_secret;
