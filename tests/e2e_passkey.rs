@@ -457,7 +457,9 @@ fn passkey_fault_and_sigkill_matrices_from_its_step_list() {
         args: &["--secret", "passkey"],
         decider: "send-new/write-env",
     };
-    e2e_support::matrix::run(s, &k, &agreed);
+    // One row per rollback and resume branch (the suite's longest test ran all 24 rows in 285 s):
+    // the runner and the write-env/recreate steps are jwt-secret's, whose matrix keeps every row.
+    e2e_support::matrix::run_branches(s, &k, &agreed);
     // Kills inside the steps that reach resume's env-only branches (the matrix is the suite's
     // longest test, so not inside all six plane steps): inside accept-both's periphery recreate
     // (a plane changed, compose.env's KOMODO_PASSKEY not NEW yet: back), inside send-new's

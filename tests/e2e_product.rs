@@ -458,9 +458,10 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
     e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }
 
-/// The generic matrices (tests/e2e_support/matrix.rs) over db-password's step list: every step
-/// fails before and after it ran (exit 4, all old), and a SIGKILL after staging and after every
-/// step is resumed (Mongo decides: all new from change-db on, else all old).
+/// The generic matrices (tests/e2e_support/matrix.rs) over db-password's step list, one row per
+/// rollback and resume branch (`run_branches`): every step fails before it ran (exit 4, all old),
+/// and a SIGKILL after staging, on each side of change-db, before and after the commit is resumed
+/// (Mongo decides: all new from change-db on, else all old).
 #[test]
 fn db_password_fault_and_sigkill_matrices_from_its_step_list() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -477,12 +478,12 @@ fn db_password_fault_and_sigkill_matrices_from_its_step_list() {
         args: &["--secret", "db-password"],
         decider: "change-db",
     };
-    e2e_support::matrix::run(s, &k, &agreed);
+    e2e_support::matrix::run_branches(s, &k, &agreed);
 }
 
 /// Kills inside db-password's steps (between a plane's change and the journal's record of it,
 /// before the decider touches Mongo, inside the rollback), each resumed by the branch of
-/// resume's decision table it reaches (tests/e2e_support/matrix.rs `run_kills_inside`); then a
+/// resume's decision table it reaches (tests/e2e_support/matrix.rs `run_kills_inside_at`); then a
 /// kill inside change-db with Mongo stopped, and with Mongo on a third password, before resume:
 /// the two branches where resume cannot decide (tests/e2e_support/undecided.rs).
 #[test]
@@ -501,7 +502,10 @@ fn db_password_kills_inside_steps_reach_each_resume_branch() {
         args: &["--secret", "db-password"],
         decider: "change-db",
     };
-    e2e_support::matrix::run_kills_inside(s, &k, &agreed);
+    // Inside the decider (Mongo on NEW, unrecorded: forward) and the step after it (compose.env
+    // NEW, unrecorded: forward); inside the snapshot nothing changed, and the recreates' partial
+    // states are docker_recreate's and the env-only kinds' rows.
+    e2e_support::matrix::run_kills_inside_at(s, &k, Some(&["change-db", "write-env"]), &agreed);
     // Resume's two branches that need more than a kill: Mongo stopped, Mongo on a third value.
     let seen = e2e_support::undecided::run(s, &agreed);
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();

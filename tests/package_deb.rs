@@ -7,10 +7,6 @@ mod package_support;
 use package_support::*;
 use std::collections::BTreeMap;
 
-/// Image packages: man-db for `man -w`, systemd for `systemd-analyze verify` and `systemctl
-/// is-enabled`. Nothing else the package needs: its Depends must be in minbase already.
-const PACKAGES: &[&str] = &["man-db", "systemd"];
-
 /// The sections a script printed after `=== NAME` lines.
 fn sections(out: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -32,7 +28,10 @@ fn setup(test: &str) -> Option<(Built, String)> {
     if !engine(test) {
         return None;
     }
-    let image = debian_image("package", PACKAGES);
+    // testcontainers/debian-images.list's `package`: minbase plus man-db for `man -w` and systemd
+    // for `systemd-analyze verify` and `systemctl is-enabled`. Nothing else the package needs: its
+    // Depends must be in minbase already.
+    let image = debian_image("package");
     Some((built, image))
 }
 

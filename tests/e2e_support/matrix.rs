@@ -14,7 +14,8 @@
 //! - Then `verify` finds the planes agreeing (exit 0), and the hygiene scan (`leak`) finds no
 //!   value (those seen, the stack's own, and every value the runs staged, from their journals)
 //!   anywhere the runs wrote.
-//! - `run_kills_inside`: kills inside steps, see there.
+//! - `run_branches`: one row per rollback and resume branch; `run_kills_inside_at`: kills inside
+//!   steps, see there.
 //!
 //! `agreed` is the caller's: every caller reads the planes through outside tools (`referee`).
 
@@ -55,6 +56,36 @@ pub fn step_names(s: &Stack, args: &[&str]) -> Vec<String> {
 /// plane holds, or panics naming the split.
 pub fn run(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
     run_some(s, kind, None, None, agreed)
+}
+
+/// The rows of `run` that reach each rollback and each of `resume`'s branches, for a kind whose
+/// matrix is on the suite's critical path (passkey, db-password; jwt-secret keeps every row of
+/// the same runner and step code):
+/// - a fault before every step: each rolls back a different set of undos, with the failed step
+///   recorded in flight and never applied (`after:X` rolls back the same set as `before:` the
+///   step after X, with nothing in flight);
+/// - kills after staging (nothing done: back), after the step before the decider (back, a plane
+///   changed), after the decider (forward, the rest of the steps still to run), before the
+///   commit (forward, every plane changed) and after it (committed: only the journal to clear).
+pub fn run_branches(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
+    let steps = step_names(s, kind.args);
+    let decider = steps
+        .iter()
+        .position(|n| n == kind.decider)
+        .unwrap_or_else(|| panic!("no step {} in {steps:?}", kind.decider));
+    let faults: Vec<String> = steps.iter().map(|n| format!("before:{n}")).collect();
+    let mut kills = vec!["after:stage".to_string()];
+    let mut at = vec![
+        decider.saturating_sub(1),
+        decider,
+        steps.len() - 2,
+        steps.len() - 1,
+    ];
+    at.dedup();
+    kills.extend(at.iter().map(|&i| format!("after:{}", steps[i])));
+    let faults: Vec<&str> = faults.iter().map(String::as_str).collect();
+    let kills: Vec<&str> = kills.iter().map(String::as_str).collect();
+    run_some(s, kind, Some(&faults), Some(&kills), agreed)
 }
 
 /// `run` with only some rows (a suite with a tight time budget): `faults` the failpoints of the
@@ -231,14 +262,11 @@ pub fn journal_status(journal: &std::path::Path, i: usize) -> String {
 ///
 /// (Resume's two branches that need more than a kill, Mongo unreachable and Mongo accepting
 /// neither value, are reached after a kill inside change-db by `undecided`.)
-pub fn run_kills_inside(s: &Stack, kind: &Kind, agreed: &dyn Fn(&str) -> Secret) {
-    run_kills_inside_at(s, kind, None, agreed)
-}
-
-/// `run_kills_inside`, killing inside only the steps whose names start with one of `only`
-/// (`None`: every step but the commit), e.g. `["write-env", "recreate:"]` for the steps that
+///
+/// `only` names the steps to kill inside (each entry starts a step's name and must match one;
+/// `None`: every step but the commit), e.g. `["write-env", "recreate:"]` for the steps that
 /// change a plane; the kill before the decider applies and the kill inside the rollback always
-/// run. Each entry of `only` must match a step.
+/// run.
 pub fn run_kills_inside_at(
     s: &Stack,
     kind: &Kind,

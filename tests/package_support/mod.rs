@@ -126,17 +126,15 @@ pub fn engine(test: &str) -> bool {
     ok
 }
 
-/// The tag of a bookworm minbase image with `packages` (testcontainers/debian-image builds it
-/// once; a lock keeps two tests from building the same one at once).
-pub fn debian_image(name: &str, packages: &[&str]) -> String {
+/// The tag of the bookworm minbase image NAME of `testcontainers/debian-images.list` (built
+/// once, by scripts/test before its build or by the first test that asks; the script keeps two
+/// callers from building the same one at once).
+pub fn debian_image(name: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testcontainers/debian-image");
-    let out = Command::new("flock")
-        .arg(std::env::temp_dir().join("komodo-rotate-debian-image.lock"))
-        .arg(&script)
+    let out = Command::new(&script)
         .arg(name)
-        .args(packages)
         .output()
-        .expect("run flock testcontainers/debian-image");
+        .expect("run testcontainers/debian-image");
     assert!(
         out.status.success(),
         "debian-image {name}: {}",

@@ -1,7 +1,7 @@
 //! The FerretDB variant's images, made without a registry:
 //!
 //! - PostgreSQL: Debian's `postgresql-15` in a real Debian image (`testcontainers/debian-image
-//!   postgres postgresql-15`, mmdebstrap + docker import), plus one layer with our entrypoint
+//!   postgres`, mmdebstrap + docker import), plus one layer with our entrypoint
 //!   (`testcontainers/postgres/docker-entrypoint.sh`, the official image's first-init semantics).
 //!   Tagged `ghcr.io/ferretdb/postgres-documentdb:komodo-rehearsal-pg15-<hash>`, the hash over the
 //!   base tag (itself a hash of its inputs), the entrypoint and the Dockerfile: built once, then
@@ -55,18 +55,18 @@ pub fn postgres_tag_for(base: &str) -> String {
     format!("komodo-rehearsal-pg15-{}", &hex::encode(h.finalize())[..12])
 }
 
-/// Runs `testcontainers/debian-image postgres postgresql-15` (reused when built) for the base
-/// tag.
+/// Runs `testcontainers/debian-image postgres` (Debian's postgresql-15, as
+/// `testcontainers/debian-images.list` says; reused when built) for the base tag.
 fn debian_base() -> Result<String, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian-image");
     let out = std::process::Command::new(&script)
-        .args(["postgres", "postgresql-15"])
+        .arg("postgres")
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("{}: {e}", script.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "{} postgres postgresql-15: {}: {}",
+            "{} postgres: {}: {}",
             script.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
