@@ -54,6 +54,12 @@ fn sops_get(bytes: &[u8], age_key: &Path, key: &str) -> Option<String> {
 /// Push or commit mode; compose.env a real sops file holding OLD under KEY, committed and pushed;
 /// write-env has written NEW (recorded as write-env records it) and git-commit committed it.
 fn after_commit(git_section: &str) -> Run {
+    after_commit_setting(git_section, &[KEY])
+}
+
+/// [`after_commit`] with write-env setting each of `keys` to NEW (a key other than KEY is absent
+/// before the run: the run adds it).
+fn after_commit_setting(git_section: &str, keys: &[&str]) -> Run {
     let f = Fixture::new();
     for d in [&f.host, &f.pipeline] {
         git_ok(d, &["config", "user.name", "komodo-rotate test"]);
@@ -81,7 +87,11 @@ fn after_commit(git_section: &str) -> Run {
         git: target,
         ..RunContext::default()
     };
-    let mut plan = vec![steps::write_env(), steps::git_commit()];
+    let write_env = match keys {
+        [k] if *k == KEY => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    };
+    let mut plan = vec![write_env, steps::git_commit()];
     if git_section.is_empty() {
         plan.push(steps::git_push());
     }
@@ -94,9 +104,10 @@ fn after_commit(git_section: &str) -> Run {
     };
     // write-env, as it records itself.
     let before = std::fs::read(&env).unwrap();
+    let set: Vec<(&str, &Secret)> = keys.iter().map(|k| (*k, &staged.new)).collect();
     let new = SopsFile::load(&env)
         .unwrap()
-        .with_values(&ids, &[(KEY, &staged.new)])
+        .with_values(&ids, &set)
         .unwrap();
     std::fs::write(dir.join(PREV_ENV_FILE), &before).unwrap();
     std::fs::write(dir.join(WRITTEN_ENV_FILE), sha256_hex(&new)).unwrap();
@@ -132,7 +143,7 @@ impl Run {
     fn undo_write_env(&self) -> komodo_rotate::error::Result<()> {
         let ctx = RunContext::of(&self.j).unwrap();
         undo_write_env(
-            &steps::write_env(),
+            &self.j.steps[0].step,
             &ctx,
             &self.staged,
             &self.ids,
@@ -285,4 +296,25 @@ fn someone_elses_value_of_the_run_key_is_a_conflict_named_and_kept() {
     assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
     assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("THIRD"));
     assert!(r.kept.take().is_empty(), "nothing set back, nothing told");
+}
+
+/// A key the run added (absent before it), and the operator's commit of another key on top: the
+/// revert by value removes the added key and sets KEY back, the operator's edit stays; the real
+/// `sops` reads the result (MAC over what is left) and the rollback proof accepts it.
+#[test]
+fn a_key_the_run_added_is_removed_by_value_and_the_operators_edit_stays() {
+    let r = after_commit_setting("[git]\nmode = \"commit\"\n", &[KEY, "NEWKEY"]);
+    assert_eq!(r.work_tree("NEWKEY").as_deref(), Some("NEW-jwt"));
+    r.operator_commits("KOMODO_TITLE", "operator-1");
+    r.roll_back().unwrap();
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(r.at(&r.f.host, "HEAD", "NEWKEY"), None);
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    let told = r.told(&["KOMODO_TITLE"], true);
+    assert_eq!(told.removed, ["NEWKEY"]);
 }

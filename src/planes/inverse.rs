@@ -5,8 +5,9 @@
 //! new MAC), written atomically with a compare-and-swap. Every other key's edit is kept.
 //!
 //! It sets a key back only while the key still holds what the run wrote (or already the old
-//! value). A run key that holds a third value was changed by someone else: a real conflict, the
-//! undo fails naming the file and the key (exit 5), their edit kept.
+//! value); a key the run added is removed (the file as it is, minus that key). A run key that
+//! holds a third value was changed by someone else: a real conflict, the undo fails naming the
+//! file and the key (exit 5), their edit kept.
 //!
 //! Used by write-env's undo (the work tree file) and git's undo (a new commit on top of HEAD that
 //! sets the keys back: a revert by value, where `git revert` would conflict on the MAC lines).
@@ -145,12 +146,6 @@ pub fn needs_set_back(file: &str, now: &Decrypted, keys: &[RunKey]) -> Result<bo
                 k.key, k.key
             )));
         }
-        if k.old.is_none() {
-            return Err(Error::Precondition(format!(
-                "{file}: {} was added by this run and a sops edit cannot remove it while other edits are kept; remove it with `sops unset`, then run `komodo-rotate resume`",
-                k.key
-            )));
-        }
         needed = true;
     }
     Ok(needed)
@@ -178,8 +173,9 @@ fn others_changed(edit: &RunEdit, now: &Decrypted) -> Vec<String> {
     out
 }
 
-/// `file`'s bytes with every run key set back to its old value (same data key and recipients,
-/// new MAC), and what the set-back kept; None when they all hold it already.
+/// `file`'s bytes with every run key set back to its old value, a key the run added removed
+/// (same data key and recipients, new MAC), and what the set-back kept; None when they all
+/// hold their old values (or, added, are absent) already.
 pub fn set_back_bytes(
     file: &SopsFile,
     ids: &Identities,
@@ -194,14 +190,24 @@ pub fn set_back_bytes(
         .iter()
         .filter_map(|k| k.old.as_ref().map(|o| (k.key.as_str(), o)))
         .collect();
+    // A key the run added (absent before it) and holding the run's value: removed.
+    let removes: Vec<&str> = edit
+        .keys
+        .iter()
+        .filter(|k| k.old.is_none() && now.get(&k.key).is_some())
+        .map(|k| k.key.as_str())
+        .collect();
     let kept = KeptEdit {
         file: file.name().to_string(),
         commit: None,
         set_back: pairs.iter().map(|(k, _)| k.to_string()).collect(),
-        removed: Vec::new(),
+        removed: removes.iter().map(|k| k.to_string()).collect(),
         kept: others_changed(edit, &now),
     };
-    Ok(Some((file.with_values(ids, &pairs)?, kept)))
+    Ok(Some((
+        file.with_values_removing(ids, &pairs, &removes)?,
+        kept,
+    )))
 }
 
 /// Sets the run's keys back in the file at `path` as it is now (the caller holds compose.env's
@@ -386,7 +392,7 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), bytes);
         }
         let plain = "KOMODO_JWT_SECRET=THIRD\n";
-        put(&path, &r, &plain);
+        put(&path, &r, plain);
         let bytes = std::fs::read(&path).unwrap();
         let conflict = edit(
             &ids,
@@ -410,7 +416,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("compose.env");
         let now = "KOMODO_TITLE=theirs\nKOMODO_JWT_SECRET=NEW-jwt\nADDED=secret-a\nSAME=s\n";
-        put(&path, &r, &now);
+        put(&path, &r, now);
         let run = edit(
             &ids,
             &r,
@@ -450,5 +456,51 @@ mod tests {
         sink.note(git.clone());
         assert_eq!(sink.take(), [git]);
         assert!(sink.take().is_empty());
+    }
+
+    /// A key the run added (absent before it) is removed by the set-back, as `sops unset` would,
+    /// with every other edit kept and the MAC over what is left; a replay is a no-op.
+    #[test]
+    fn a_key_the_run_added_is_removed_and_other_edits_stay() {
+        let (ids, r) = ids_and_recipient();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("compose.env");
+        let before = "KOMODO_TITLE=t0\nKOMODO_JWT_SECRET=OLD-jwt\n";
+        for (keys, back) in [
+            (
+                vec![
+                    key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt"),
+                    key("NEWKEY", None, "NEW-n"),
+                ],
+                vec!["KOMODO_JWT_SECRET".to_string()],
+            ),
+            (vec![key("NEWKEY", None, "NEW-n")], vec![]),
+        ] {
+            let jwt = if back.is_empty() {
+                "OLD-jwt"
+            } else {
+                "NEW-jwt"
+            };
+            put(
+                &path,
+                &r,
+                &format!("KOMODO_TITLE=theirs\nKOMODO_JWT_SECRET={jwt}\nNEWKEY=NEW-n\nLATER=x\n"),
+            );
+            let run = edit(&ids, &r, before, keys);
+            let kept = set_back(&path, &ids, &run).unwrap().expect("set back");
+            assert_eq!(kept.set_back, back);
+            assert_eq!(kept.removed, ["NEWKEY"]);
+            assert_eq!(kept.kept, ["KOMODO_TITLE", "LATER"]);
+            assert!(kept_line(&kept).contains("removed (this run had added them): NEWKEY"));
+            let f = SopsFile::load(&path).unwrap();
+            let now = f.decrypt(&ids).unwrap();
+            assert_eq!(now.keys(), ["KOMODO_TITLE", "KOMODO_JWT_SECRET", "LATER"]);
+            assert_eq!(now.get("KOMODO_JWT_SECRET").unwrap().expose(), "OLD-jwt");
+            assert_eq!(now.get("KOMODO_TITLE").unwrap().expose(), "theirs");
+            assert_eq!(f.recipients(), vec![r.clone()]);
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(set_back(&path, &ids, &run).unwrap().is_none(), "a replay");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
     }
 }
