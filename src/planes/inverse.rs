@@ -142,7 +142,7 @@ pub fn needs_set_back(file: &str, now: &Decrypted, keys: &[RunKey]) -> Result<bo
         }
         if !is.as_ref().is_some_and(|v| v.ct_eq(&k.new)) {
             return Err(Error::Precondition(format!(
-                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Decide which value {} must hold, set it with sops, then run `komodo-rotate rescue` (runbooks/interrupted-run.md)",
+                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Set {} with sops (a db-password run: the value it must hold, then `komodo-rotate rescue`; another kind: the run's old value, then `komodo-rotate resume`), see runbooks/interrupted-run.md",
                 k.key, k.key
             )));
         }
