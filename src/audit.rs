@@ -27,6 +27,27 @@ pub struct AuditRecord {
     /// compose.env's canonical path; absent in records written before deployments were named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// Each undo that set the run's keys back by value over a later edit of the file, keeping it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_edits: Vec<KeptEdit>,
+}
+
+/// An undo by value (`planes::inverse`): compose.env held an edit made after the run wrote it,
+/// so the undo set only the run's keys back on top of it. Key names only, never a value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct KeptEdit {
+    /// The file set back (compose.env's path; for git's undo, the path in the work tree).
+    pub file: String,
+    /// git's undo: the commit that sets the keys back on top of HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The run's keys set back to their old values.
+    pub set_back: Vec<String>,
+    /// The run's keys removed: the run had added them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// Other keys that differ from what the run wrote (added, changed or removed since): kept.
+    pub kept: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,7 +82,14 @@ impl AuditRecord {
             error,
             deployment: (!j.guarded.as_os_str().is_empty())
                 .then(|| crate::config::deployment_of(&j.guarded)),
+            kept_edits: Vec::new(),
         }
+    }
+
+    /// The record with the undos by value the run made.
+    pub fn with_kept_edits(mut self, kept: Vec<KeptEdit>) -> Self {
+        self.kept_edits = kept;
+        self
     }
 }
 
@@ -202,5 +230,34 @@ mod tests {
         // A log only ever written for one deployment keeps its older records.
         let own = vec![rec(None, "legacy"), rec(Some(a), "a1")];
         assert_eq!(ids(of_deployment(own, a)), ["legacy", "a1"]);
+    }
+
+    /// An undo by value is in the record (`kept_edits`: file, keys set back, keys kept), names
+    /// only; a record without one has no such field, and older lines still read.
+    #[test]
+    fn an_undo_by_value_is_recorded_by_key_names() {
+        let plain = AuditRecord {
+            outcome: "rolled-back".into(),
+            exit_code: 4,
+            ..rec(None, "r")
+        };
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("kept_edits"));
+        let kept = KeptEdit {
+            file: "/srv/komodo/compose.env".into(),
+            commit: None,
+            set_back: vec!["KOMODO_JWT_SECRET".into()],
+            removed: vec![],
+            kept: vec!["KOMODO_TITLE".into()],
+        };
+        let rec = plain.with_kept_edits(vec![kept.clone()]);
+        let line = serde_json::to_string(&rec).unwrap();
+        assert!(
+            line.contains(r#""kept_edits":[{"file":"/srv/komodo/compose.env","set_back":["KOMODO_JWT_SECRET"],"kept":["KOMODO_TITLE"]}]"#),
+            "{line}"
+        );
+        let back: AuditRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.kept_edits, [kept]);
     }
 }

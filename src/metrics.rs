@@ -268,6 +268,7 @@ mod tests {
             }],
             error: None,
             deployment: None,
+            kept_edits: Vec::new(),
         }
     }
 

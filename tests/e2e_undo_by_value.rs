@@ -11,8 +11,9 @@ mod git_support;
 mod sops_cli;
 
 use git_support::*;
+use komodo_rotate::audit::KeptEdit;
 use komodo_rotate::config::Config;
-use komodo_rotate::planes::git_inverse::Values;
+use komodo_rotate::planes::git_inverse::{kept_line, KeptEdits, Values};
 use komodo_rotate::planes::git_steps;
 use komodo_rotate::planes::live::{undo_write_env, Staged, PREV_ENV_FILE, WRITTEN_ENV_FILE};
 use komodo_rotate::planes::steps;
@@ -34,6 +35,7 @@ struct Run {
     ids: Identities,
     key_file: PathBuf,
     staged: Staged,
+    kept: KeptEdits,
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -52,6 +54,12 @@ fn sops_get(bytes: &[u8], age_key: &Path, key: &str) -> Option<String> {
 /// Push or commit mode; compose.env a real sops file holding OLD under KEY, committed and pushed;
 /// write-env has written NEW (recorded as write-env records it) and git-commit committed it.
 fn after_commit(git_section: &str) -> Run {
+    after_commit_setting(git_section, &[KEY])
+}
+
+/// [`after_commit`] with write-env setting each of `keys` to NEW (a key other than KEY is absent
+/// before the run: the run adds it).
+fn after_commit_setting(git_section: &str, keys: &[&str]) -> Run {
     let f = Fixture::new();
     for d in [&f.host, &f.pipeline] {
         git_ok(d, &["config", "user.name", "komodo-rotate test"]);
@@ -79,7 +87,11 @@ fn after_commit(git_section: &str) -> Run {
         git: target,
         ..RunContext::default()
     };
-    let mut plan = vec![steps::write_env(), steps::git_commit()];
+    let write_env = match keys {
+        [k] if *k == KEY => steps::write_env(),
+        all => all.iter().fold(steps::write_env(), |s, k| s.with(k, "new")),
+    };
+    let mut plan = vec![write_env, steps::git_commit()];
     if git_section.is_empty() {
         plan.push(steps::git_push());
     }
@@ -92,9 +104,10 @@ fn after_commit(git_section: &str) -> Run {
     };
     // write-env, as it records itself.
     let before = std::fs::read(&env).unwrap();
+    let set: Vec<(&str, &Secret)> = keys.iter().map(|k| (*k, &staged.new)).collect();
     let new = SopsFile::load(&env)
         .unwrap()
-        .with_values(&ids, &[(KEY, &staged.new)])
+        .with_values(&ids, &set)
         .unwrap();
     std::fs::write(dir.join(PREV_ENV_FILE), &before).unwrap();
     std::fs::write(dir.join(WRITTEN_ENV_FILE), sha256_hex(&new)).unwrap();
@@ -107,6 +120,7 @@ fn after_commit(git_section: &str) -> Run {
         ids,
         key_file,
         staged,
+        kept: KeptEdits::default(),
     };
     git_steps::apply(&steps::git_commit(), &r.j, &r.cfg, &r.dir).unwrap();
     r
@@ -120,6 +134,7 @@ impl Run {
         Values {
             ids: &self.ids,
             staged: &self.staged,
+            kept: &self.kept,
         }
     }
     fn undo_git(&self, s: komodo_rotate::txn::Step) -> komodo_rotate::error::Result<()> {
@@ -128,11 +143,12 @@ impl Run {
     fn undo_write_env(&self) -> komodo_rotate::error::Result<()> {
         let ctx = RunContext::of(&self.j).unwrap();
         undo_write_env(
-            &steps::write_env(),
+            &self.j.steps[0].step,
             &ctx,
             &self.staged,
             &self.ids,
             &self.dir,
+            &self.kept,
         )
     }
     /// The whole rollback as the runner orders it.
@@ -164,6 +180,23 @@ impl Run {
     fn work_tree(&self, key: &str) -> Option<String> {
         sops_get(&std::fs::read(self.env()).unwrap(), &self.key_file, key)
     }
+    /// The undo by value was told (the stderr line and the audit record's `kept_edits` both come
+    /// from this record): the file, the run's key set back, the other keys kept; no value.
+    fn told(&self, kept: &[&str], by_commit: bool) -> KeptEdit {
+        let all = self.kept.take();
+        assert_eq!(all.len(), 1, "one undo by value");
+        let e = all.into_iter().next().unwrap();
+        assert_eq!(e.file, self.env().display().to_string());
+        assert_eq!(e.set_back, [KEY]);
+        assert_eq!(e.kept, kept);
+        assert_eq!(e.commit.is_some(), by_commit);
+        let line = kept_line(&e);
+        assert!(line.contains(REL) && line.contains(KEY), "{line}");
+        for v in ["OLD-jwt", "NEW-jwt", "operator-", "colleague", "theirs"] {
+            assert!(!line.contains(v), "a value in: {line}");
+        }
+        e
+    }
 }
 
 /// Seed 989915275's shape (commit mode): our local commit sits under the operator's commits that
@@ -193,10 +226,13 @@ fn our_commit_under_the_operators_commits_is_undone_by_value() {
     );
     assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
-    // A replay (resume after a kill) changes nothing.
+    let told = r.told(&["KOMODO_TITLE", "OTHER"], true);
+    assert_eq!(told.commit, Some(r.f.head(&r.f.host)));
+    // A replay (resume after a kill) changes nothing, and tells nothing new.
     let after = r.f.head(&r.f.host);
     r.roll_back().unwrap();
     assert_eq!(r.f.head(&r.f.host), after);
+    assert!(r.kept.take().is_empty());
 }
 
 /// Push mode: ours reached origin, a colleague pushed a `sops set` of another key on top. The
@@ -216,6 +252,7 @@ fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
     assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
     assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    r.told(&["KOMODO_TITLE"], true);
 }
 
 /// Seed 374415312's shape: a colleague's `sops set` of another key landed in the work tree after
@@ -231,6 +268,7 @@ fn a_colleagues_edit_after_our_commit_stays_and_the_run_key_goes_back() {
     assert_eq!(r.work_tree("KOMODO_TITLE").as_deref(), Some("theirs"));
     assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    r.told(&["KOMODO_TITLE"], false);
     // Once they commit it, the repo is clean.
     git_ok(&r.f.host, &["commit", "-q", "-am", "colleague's title"]);
     assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
@@ -257,4 +295,26 @@ fn someone_elses_value_of_the_run_key_is_a_conflict_named_and_kept() {
     assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
     assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
     assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("THIRD"));
+    assert!(r.kept.take().is_empty(), "nothing set back, nothing told");
+}
+
+/// A key the run added (absent before it), and the operator's commit of another key on top: the
+/// revert by value removes the added key and sets KEY back, the operator's edit stays; the real
+/// `sops` reads the result (MAC over what is left) and the rollback proof accepts it.
+#[test]
+fn a_key_the_run_added_is_removed_by_value_and_the_operators_edit_stays() {
+    let r = after_commit_setting("[git]\nmode = \"commit\"\n", &[KEY, "NEWKEY"]);
+    assert_eq!(r.work_tree("NEWKEY").as_deref(), Some("NEW-jwt"));
+    r.operator_commits("KOMODO_TITLE", "operator-1");
+    r.roll_back().unwrap();
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(r.at(&r.f.host, "HEAD", "NEWKEY"), None);
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    let told = r.told(&["KOMODO_TITLE"], true);
+    assert_eq!(told.removed, ["NEWKEY"]);
 }

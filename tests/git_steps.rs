@@ -77,9 +77,11 @@ impl Run {
             old: komodo_rotate::secret::Secret::new("o".into()),
             new: komodo_rotate::secret::Secret::new("n".into()),
         };
+        let kept = komodo_rotate::planes::git_inverse::KeptEdits::default();
         let v = komodo_rotate::planes::git_inverse::Values {
             ids: &ids,
             staged: &staged,
+            kept: &kept,
         };
         git_steps::undo(&s, &self.j, &self.cfg, &self.dir, &v)
     }

@@ -31,6 +31,8 @@ pub struct LivePlanes<'a> {
     /// Containers that do not settle for a reason outside the run's kind (one line each,
     /// container and cause, never a value): the run ends on its own kind, with exit 7.
     pub outside: std::sync::Mutex<Vec<String>>,
+    /// The undos by value (`inverse`): each told on stderr, all in the run's audit record.
+    pub kept: super::inverse::KeptEdits,
 }
 
 impl LivePlanes<'_> {

@@ -80,6 +80,7 @@ pub async fn execute(
         staged,
         journal_dir: dir.clone(),
         outside: Default::default(),
+        kept: Default::default(),
     };
     let mut progress = StderrProgress::new(crate::output::quiet());
     let mut runner = Runner::new(dir.clone(), journal, &mut planes, &mut progress);
@@ -143,7 +144,8 @@ pub async fn execute(
     };
     if let Err(e) = audit::append(
         &live.cfg.audit_log(),
-        &AuditRecord::from_journal(&journal, label, code, err_line),
+        &AuditRecord::from_journal(&journal, label, code, err_line)
+            .with_kept_edits(planes.kept.take()),
     ) {
         eprintln!("komodo-rotate: warning: audit log: {e}");
     }

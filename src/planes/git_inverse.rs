@@ -6,7 +6,9 @@
 //! under each run key; a run key someone else changed is a conflict naming the file and the key.
 //! The rollback proof then asks the run's keys, not the bytes, to agree with HEAD's.
 
-use super::inverse::{self, RunKey};
+use super::inverse::{self, KeptEdit, RunEdit};
+/// The undos by value of a run and their line (the sink in [`Values`]), for the callers outside.
+pub use super::inverse::{kept_line, KeptEdits};
 use super::run::{GitTarget, RunContext};
 use super::value::Staged;
 use crate::error::{Error, Result};
@@ -17,13 +19,14 @@ use crate::txn::{Journal, Step};
 use std::path::Path;
 
 /// What git's undo needs to set the run's keys back by value: the identities that open
-/// compose.env and the staged old/new values.
+/// compose.env and the staged old/new values; where a set-back is told (`kept`).
 pub struct Values<'a> {
     pub ids: &'a Identities,
     pub staged: &'a Staged,
+    pub kept: &'a inverse::KeptEdits,
 }
 
-fn run_keys(v: &Values<'_>, j: &Journal, dir: &Path) -> Result<Option<Vec<RunKey>>> {
+fn run_keys(v: &Values<'_>, j: &Journal, dir: &Path) -> Result<Option<RunEdit>> {
     let ctx = RunContext::of(j)?;
     inverse::of_run(dir, v.ids, v.staged, j, &ctx)
 }
@@ -50,7 +53,7 @@ pub fn check(
     let (Some(keys), Some(f)) = (run_keys(v, j, dir)?, at(repo, rev, t)?) else {
         return Ok(());
     };
-    inverse::needs_set_back(f.name(), &f.decrypt(v.ids)?, &keys).map(|_| ())
+    inverse::needs_set_back(f.name(), &f.decrypt(v.ids)?, &keys.keys).map(|_| ())
 }
 
 /// A commit on top of HEAD that sets the run's keys back to their old values in compose.env;
@@ -81,9 +84,17 @@ pub fn commit_by_value(
         )));
     }
     let before = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    inverse::set_back(&file, v.ids, &keys)?;
+    let kept = inverse::set_back(&file, v.ids, &keys)?;
     match repo.commit_file(&t.path, message) {
-        Ok(id) => Ok(Some(id)),
+        Ok(id) => {
+            if let Some(k) = kept {
+                v.kept.note(KeptEdit {
+                    commit: Some(id.clone()),
+                    ..k
+                });
+            }
+            Ok(Some(id))
+        }
         Err(e) => {
             let _ = repo.unstage(&t.path);
             crate::fsutil::write_atomic(&file, &before, crate::fsutil::Mode::KeepOr0600)

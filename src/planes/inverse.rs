@@ -5,8 +5,9 @@
 //! new MAC), written atomically with a compare-and-swap. Every other key's edit is kept.
 //!
 //! It sets a key back only while the key still holds what the run wrote (or already the old
-//! value). A run key that holds a third value was changed by someone else: a real conflict, the
-//! undo fails naming the file and the key (exit 5), their edit kept.
+//! value); a key the run added is removed (the file as it is, minus that key). A run key that
+//! holds a third value was changed by someone else: a real conflict, the undo fails naming the
+//! file and the key (exit 5), their edit kept.
 //!
 //! Used by write-env's undo (the work tree file) and git's undo (a new commit on top of HEAD that
 //! sets the keys back: a revert by value, where `git revert` would conflict on the MAC lines).
@@ -14,6 +15,7 @@
 use super::run::RunContext;
 use super::steps;
 use super::value::{eval_set, Staged};
+pub use crate::audit::KeptEdit;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::sops::{write_verified_checked, Decrypted, Identities, SopsFile};
@@ -26,6 +28,13 @@ pub struct RunKey {
     pub key: String,
     pub old: Option<Secret>,
     pub new: Secret,
+}
+
+/// What a run (or one write-env step) did to compose.env: its keys, and the file as it was
+/// before (decrypted), against which every other key's later edit is told apart.
+pub struct RunEdit {
+    pub keys: Vec<RunKey>,
+    before: Decrypted,
 }
 
 /// What write-env `step` sets: its `set` evaluated, or (no `set`) the run's key to NEW.
@@ -69,38 +78,36 @@ pub fn of_step(
     staged: &Staged,
     ids: &Identities,
     prev: &Path,
-) -> Result<Option<Vec<RunKey>>> {
+) -> Result<Option<RunEdit>> {
     let Some(was) = before(prev, ids)? else {
         return Ok(None);
     };
-    Ok(Some(
-        step_values(step, ctx, staged)?
-            .into_iter()
-            .map(|(key, new)| RunKey {
-                old: was.get(&key),
-                key,
-                new,
-            })
-            .collect(),
-    ))
+    let keys = step_values(step, ctx, staged)?
+        .into_iter()
+        .map(|(key, new)| RunKey {
+            old: was.get(&key),
+            key,
+            new,
+        })
+        .collect();
+    Ok(Some(RunEdit { keys, before: was }))
 }
 
 /// The keys the whole run set in compose.env: each key's old value from the first write-env that
-/// saved the file before setting it, its new value from the last write-env setting it. None: no
-/// write-env wrote.
+/// saved the file before setting it, its new value from the last write-env setting it; the file
+/// before the run from the first write-env that saved it. None: no write-env wrote.
 pub fn of_run(
     journal_dir: &Path,
     ids: &Identities,
     staged: &Staged,
     j: &Journal,
     ctx: &RunContext,
-) -> Result<Option<Vec<RunKey>>> {
+) -> Result<Option<RunEdit>> {
     let mut out: Vec<RunKey> = Vec::new();
-    let mut wrote = false;
+    let mut first: Option<Decrypted> = None;
     for r in j.steps.iter().filter(|r| r.step.is(steps::WRITE_ENV)) {
         let prev = journal_dir.join(super::layout::prev_file(&r.step));
         let was = before(&prev, ids)?;
-        wrote |= was.is_some();
         for (key, new) in step_values(&r.step, ctx, staged)? {
             match out.iter_mut().find(|k| k.key == key) {
                 Some(k) => k.new = new,
@@ -111,8 +118,11 @@ pub fn of_run(
                 }),
             }
         }
+        if first.is_none() {
+            first = was;
+        }
     }
-    Ok(wrote.then_some(out))
+    Ok(first.map(|before| RunEdit { keys: out, before }))
 }
 
 /// Whether `now` needs the set-back: false when every run key holds its old value already. A
@@ -132,14 +142,8 @@ pub fn needs_set_back(file: &str, now: &Decrypted, keys: &[RunKey]) -> Result<bo
         }
         if !is.as_ref().is_some_and(|v| v.ct_eq(&k.new)) {
             return Err(Error::Precondition(format!(
-                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Decide which value {} must hold, set it with sops, then run `komodo-rotate rescue` (runbooks/interrupted-run.md)",
+                "{file}: {} was changed by someone else after this run wrote it (it holds neither the run's value nor the old one): a real conflict, not set back; their edit is kept. Set {} with sops (a db-password run: the value it must hold, then `komodo-rotate rescue`; another kind: the run's old value, then `komodo-rotate resume`), see runbooks/interrupted-run.md",
                 k.key, k.key
-            )));
-        }
-        if k.old.is_none() {
-            return Err(Error::Precondition(format!(
-                "{file}: {} was added by this run and a sops edit cannot remove it while other edits are kept; remove it with `sops unset`, then run `komodo-rotate resume`",
-                k.key
             )));
         }
         needed = true;
@@ -147,31 +151,72 @@ pub fn needs_set_back(file: &str, now: &Decrypted, keys: &[RunKey]) -> Result<bo
     Ok(needed)
 }
 
-/// `file`'s bytes with every run key set back to its old value (same data key and recipients,
-/// new MAC), or None when they all hold it already.
+/// The keys other than the run's whose value in `now` differs from the file before the run
+/// (added, changed or removed since: what the run wrote held their old values). Names only.
+fn others_changed(edit: &RunEdit, now: &Decrypted) -> Vec<String> {
+    let mut names: Vec<String> = now.keys();
+    names.extend(edit.before.keys());
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if out.contains(&n) || edit.keys.iter().any(|k| k.key == n) {
+            continue;
+        }
+        let same = match (now.get(&n), edit.before.get(&n)) {
+            (Some(a), Some(b)) => a.ct_eq(&b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// `file`'s bytes with every run key set back to its old value, a key the run added removed
+/// (same data key and recipients, new MAC), and what the set-back kept; None when they all
+/// hold their old values (or, added, are absent) already.
 pub fn set_back_bytes(
     file: &SopsFile,
     ids: &Identities,
-    keys: &[RunKey],
-) -> Result<Option<Vec<u8>>> {
+    edit: &RunEdit,
+) -> Result<Option<(Vec<u8>, KeptEdit)>> {
     let now = file.decrypt(ids)?;
-    if !needs_set_back(file.name(), &now, keys)? {
+    if !needs_set_back(file.name(), &now, &edit.keys)? {
         return Ok(None);
     }
-    let pairs: Vec<(&str, &Secret)> = keys
+    let pairs: Vec<(&str, &Secret)> = edit
+        .keys
         .iter()
         .filter_map(|k| k.old.as_ref().map(|o| (k.key.as_str(), o)))
         .collect();
-    Ok(Some(file.with_values(ids, &pairs)?))
+    // A key the run added (absent before it) and holding the run's value: removed.
+    let removes: Vec<&str> = edit
+        .keys
+        .iter()
+        .filter(|k| k.old.is_none() && now.get(&k.key).is_some())
+        .map(|k| k.key.as_str())
+        .collect();
+    let kept = KeptEdit {
+        file: file.name().to_string(),
+        commit: None,
+        set_back: pairs.iter().map(|(k, _)| k.to_string()).collect(),
+        removed: removes.iter().map(|k| k.to_string()).collect(),
+        kept: others_changed(edit, &now),
+    };
+    Ok(Some((
+        file.with_values_removing(ids, &pairs, &removes)?,
+        kept,
+    )))
 }
 
 /// Sets the run's keys back in the file at `path` as it is now (the caller holds compose.env's
 /// lock). Compare-and-swap: the file must still hold the bytes read, right before the rename.
-/// Whether it wrote.
-pub fn set_back(path: &Path, ids: &Identities, keys: &[RunKey]) -> Result<bool> {
+/// What it kept when it wrote; None when the keys held their old values already.
+pub fn set_back(path: &Path, ids: &Identities, edit: &RunEdit) -> Result<Option<KeptEdit>> {
     let file = SopsFile::load(path)?;
-    let Some(bytes) = set_back_bytes(&file, ids, keys)? else {
-        return Ok(false);
+    let Some((bytes, kept)) = set_back_bytes(&file, ids, edit)? else {
+        return Ok(None);
     };
     write_verified_checked(path, &bytes, ids, &mut |at| {
         if std::fs::read(at)? != file.bytes() {
@@ -181,7 +226,56 @@ pub fn set_back(path: &Path, ids: &Identities, keys: &[RunKey]) -> Result<bool> 
         }
         Ok(())
     })?;
-    Ok(true)
+    Ok(Some(KeptEdit {
+        file: path.display().to_string(),
+        ..kept
+    }))
+}
+
+/// The operator's line for an undo by value (stderr, beside the audit record's `kept_edits`):
+/// the file, the run's keys set back, and the other keys whose edits were kept. Names only.
+pub fn kept_line(e: &KeptEdit) -> String {
+    let mut s = format!(
+        "{} was edited after this run wrote it: the undo set only this run's keys back to their old values, on top of that edit",
+        e.file
+    );
+    if let Some(c) = &e.commit {
+        s.push_str(&format!(" (git commit {c})"));
+    }
+    if !e.set_back.is_empty() {
+        s.push_str(&format!("; set back: {}", e.set_back.join(", ")));
+    }
+    if !e.removed.is_empty() {
+        s.push_str(&format!(
+            "; removed (this run had added them): {}",
+            e.removed.join(", ")
+        ));
+    }
+    if e.kept.is_empty() {
+        s.push_str("; the other changes were kept (no other key differs from what the run wrote: the file was re-encrypted or rewritten)");
+    } else {
+        s.push_str(&format!(
+            "; the other changes were kept, these keys differ from what the run wrote: {}",
+            e.kept.join(", ")
+        ));
+    }
+    s
+}
+
+/// The undos by value of one run, each told on stderr as it happens and kept for the audit
+/// record.
+#[derive(Default)]
+pub struct KeptEdits(std::sync::Mutex<Vec<KeptEdit>>);
+
+impl KeptEdits {
+    pub fn note(&self, e: KeptEdit) {
+        eprintln!("komodo-rotate: warning: {}", kept_line(&e));
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+    }
+
+    pub fn take(&self) -> Vec<KeptEdit> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// `a` and `b` (two decryptions of compose.env) hold the same value under each of `keys`.
@@ -214,6 +308,25 @@ mod tests {
         }
     }
 
+    /// `path` now holds `plain` (dotenv), encrypted to `r`.
+    fn put(path: &Path, r: &str, plain: &str) {
+        std::fs::write(
+            path,
+            encrypt_new(plain.as_bytes(), &[r.to_string()]).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The run's edit: `keys`, over a file that held `before` (plaintext dotenv).
+    fn edit(ids: &Identities, r: &str, before: &str, keys: Vec<RunKey>) -> RunEdit {
+        let bytes = encrypt_new(before.as_bytes(), &[r.to_string()]).unwrap();
+        let before = SopsFile::parse(bytes, "before")
+            .unwrap()
+            .decrypt(ids)
+            .unwrap();
+        RunEdit { keys, before }
+    }
+
     fn get(path: &Path, ids: &Identities, k: &str) -> Option<String> {
         SopsFile::load(path)
             .unwrap()
@@ -241,13 +354,25 @@ mod tests {
             for i in 0..others {
                 plain.push_str(&format!("K{i}=colleague-{case}-{i}\n"));
             }
-            std::fs::write(
-                &path,
-                encrypt_new(plain.as_bytes(), std::slice::from_ref(&r)).unwrap(),
-            )
-            .unwrap();
-            let keys = [key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt")];
-            assert!(set_back(&path, &ids, &keys).unwrap());
+            put(&path, &r, &plain);
+            let keys = edit(
+                &ids,
+                &r,
+                "KOMODO_TITLE=before\nKOMODO_JWT_SECRET=OLD-jwt\n",
+                vec![key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt")],
+            );
+            let kept = set_back(&path, &ids, &keys).unwrap().expect("set back");
+            let colleague: Vec<String> = (0..others).map(|i| format!("K{i}")).collect();
+            assert_eq!(
+                kept,
+                KeptEdit {
+                    file: path.display().to_string(),
+                    commit: None,
+                    set_back: vec!["KOMODO_JWT_SECRET".into()],
+                    removed: vec![],
+                    kept: colleague,
+                }
+            );
             assert_eq!(
                 get(&path, &ids, "KOMODO_JWT_SECRET").as_deref(),
                 Some("OLD-jwt")
@@ -260,23 +385,122 @@ mod tests {
             }
             assert_eq!(SopsFile::load(&path).unwrap().recipients(), vec![r.clone()]);
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!set_back(&path, &ids, &keys).unwrap(), "already old: no-op");
+            assert!(
+                set_back(&path, &ids, &keys).unwrap().is_none(),
+                "already old: no-op"
+            );
             assert_eq!(std::fs::read(&path).unwrap(), bytes);
         }
         let plain = "KOMODO_JWT_SECRET=THIRD\n";
-        std::fs::write(
-            &path,
-            encrypt_new(plain.as_bytes(), std::slice::from_ref(&r)).unwrap(),
-        )
-        .unwrap();
+        put(&path, &r, plain);
         let bytes = std::fs::read(&path).unwrap();
-        let e = set_back(&path, &ids, &[key("KOMODO_JWT_SECRET", Some("O"), "N")])
-            .unwrap_err()
-            .to_string();
+        let conflict = edit(
+            &ids,
+            &r,
+            "KOMODO_JWT_SECRET=O\n",
+            vec![key("KOMODO_JWT_SECRET", Some("O"), "N")],
+        );
+        let e = set_back(&path, &ids, &conflict).unwrap_err().to_string();
         assert!(
             e.contains("compose.env") && e.contains("KOMODO_JWT_SECRET") && e.contains("conflict"),
             "{e}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
+    }
+
+    /// The operator's line and the audit record name the file, the run's keys set back and the
+    /// other keys whose edits were kept (changed, added or removed since), never a value.
+    #[test]
+    fn the_undo_by_value_says_which_keys_went_back_and_which_edits_were_kept() {
+        let (ids, r) = ids_and_recipient();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("compose.env");
+        let now = "KOMODO_TITLE=theirs\nKOMODO_JWT_SECRET=NEW-jwt\nADDED=secret-a\nSAME=s\n";
+        put(&path, &r, now);
+        let run = edit(
+            &ids,
+            &r,
+            "KOMODO_TITLE=t0\nKOMODO_JWT_SECRET=OLD-jwt\nGONE=secret-g\nSAME=s\n",
+            vec![key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt")],
+        );
+        let kept = set_back(&path, &ids, &run).unwrap().expect("set back");
+        assert_eq!(kept.set_back, ["KOMODO_JWT_SECRET"]);
+        assert_eq!(kept.kept, ["KOMODO_TITLE", "ADDED", "GONE"]);
+        let line = kept_line(&kept);
+        for want in [
+            path.display().to_string().as_str(),
+            "set back: KOMODO_JWT_SECRET",
+            "kept",
+            "KOMODO_TITLE, ADDED, GONE",
+        ] {
+            assert!(line.contains(want), "{want:?} missing: {line}");
+        }
+        let json = serde_json::to_string(&kept).unwrap();
+        for secret in ["theirs", "NEW-jwt", "OLD-jwt", "secret-a", "secret-g", "t0"] {
+            assert!(
+                !line.contains(secret) && !json.contains(secret),
+                "{line} {json}"
+            );
+        }
+        let git = KeptEdit {
+            commit: Some("abc123".into()),
+            kept: vec![],
+            ..kept
+        };
+        let line = kept_line(&git);
+        assert!(
+            line.contains("git commit abc123") && line.contains("no other key differs"),
+            "{line}"
+        );
+        let sink = KeptEdits::default();
+        sink.note(git.clone());
+        assert_eq!(sink.take(), [git]);
+        assert!(sink.take().is_empty());
+    }
+
+    /// A key the run added (absent before it) is removed by the set-back, as `sops unset` would,
+    /// with every other edit kept and the MAC over what is left; a replay is a no-op.
+    #[test]
+    fn a_key_the_run_added_is_removed_and_other_edits_stay() {
+        let (ids, r) = ids_and_recipient();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("compose.env");
+        let before = "KOMODO_TITLE=t0\nKOMODO_JWT_SECRET=OLD-jwt\n";
+        for (keys, back) in [
+            (
+                vec![
+                    key("KOMODO_JWT_SECRET", Some("OLD-jwt"), "NEW-jwt"),
+                    key("NEWKEY", None, "NEW-n"),
+                ],
+                vec!["KOMODO_JWT_SECRET".to_string()],
+            ),
+            (vec![key("NEWKEY", None, "NEW-n")], vec![]),
+        ] {
+            let jwt = if back.is_empty() {
+                "OLD-jwt"
+            } else {
+                "NEW-jwt"
+            };
+            put(
+                &path,
+                &r,
+                &format!("KOMODO_TITLE=theirs\nKOMODO_JWT_SECRET={jwt}\nNEWKEY=NEW-n\nLATER=x\n"),
+            );
+            let run = edit(&ids, &r, before, keys);
+            let kept = set_back(&path, &ids, &run).unwrap().expect("set back");
+            assert_eq!(kept.set_back, back);
+            assert_eq!(kept.removed, ["NEWKEY"]);
+            assert_eq!(kept.kept, ["KOMODO_TITLE", "LATER"]);
+            assert!(kept_line(&kept).contains("removed (this run had added them): NEWKEY"));
+            let f = SopsFile::load(&path).unwrap();
+            let now = f.decrypt(&ids).unwrap();
+            assert_eq!(now.keys(), ["KOMODO_TITLE", "KOMODO_JWT_SECRET", "LATER"]);
+            assert_eq!(now.get("KOMODO_JWT_SECRET").unwrap().expose(), "OLD-jwt");
+            assert_eq!(now.get("KOMODO_TITLE").unwrap().expose(), "theirs");
+            assert_eq!(f.recipients(), vec![r.clone()]);
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(set_back(&path, &ids, &run).unwrap().is_none(), "a replay");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
     }
 }

@@ -137,6 +137,7 @@ impl Planes for LivePlanes<'_> {
                 let v = super::git_inverse::Values {
                     ids: self.ids,
                     staged: &self.staged,
+                    kept: &self.kept,
                 };
                 super::git_steps::undo(step, j, self.cfg, &self.journal_dir, &v)
             }
@@ -167,6 +168,7 @@ impl Planes for LivePlanes<'_> {
                 &self.staged,
                 self.ids,
                 &self.journal_dir,
+                &self.kept,
             ),
             steps::RECREATE => self.undo_recreate(step, &ctx, j).await,
             other => Err(unknown(other)),

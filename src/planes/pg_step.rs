@@ -90,13 +90,14 @@ fn saved(journal_dir: &Path, ids: &Identities) -> Result<Option<Secret>> {
     };
     let bytes = sealed::open(&armored, ids)
         .map_err(|e| Error::Precondition(format!("{}: {e}", path.display())))?;
-    let text = String::from_utf8(bytes.expose_secret().to_vec()).map_err(|_| {
+    // `Secret::from_utf8` zeroizes the copy when it is not UTF-8 (the error holds the bytes).
+    let text = Secret::from_utf8(bytes.expose_secret().to_vec()).map_err(|_| {
         Error::Precondition(format!(
             "{}: not a stored PostgreSQL secret",
             path.display()
         ))
     })?;
-    Ok(Some(Secret::new(text)))
+    Ok(Some(text))
 }
 
 pub(super) async fn undo(p: &LivePlanes<'_>, ctx: &RunContext) -> Result<()> {

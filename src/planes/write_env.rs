@@ -79,13 +79,15 @@ fn env_lock(path: &Path) -> Result<fsutil::EnvLock> {
 /// exactly what it wrote: those bytes are put back. Holding anything else (an edit made since:
 /// another key set with `sops set`, committed or not): the step's keys are set back to their old
 /// values on top of the file as it is, every other edit kept; a run key someone else changed is a
-/// conflict, the undo fails naming the file and the key (exit 5), the edit kept.
+/// conflict, the undo fails naming the file and the key (exit 5), the edit kept. A set-back is
+/// told to the operator and kept for the audit record (`kept`).
 pub fn undo_write_env(
     step: &Step,
     ctx: &RunContext,
     staged: &super::value::Staged,
     ids: &Identities,
     journal_dir: &Path,
+    kept: &inverse::KeptEdits,
 ) -> Result<()> {
     let prev = journal_dir.join(prev_file(step));
     let path = &ctx.compose_env;
@@ -103,11 +105,15 @@ pub fn undo_write_env(
     if super::context::wrote_exactly(journal_dir, step, &now)? {
         return fsutil::write_atomic(path, &old, Mode::KeepOr0600).map_err(|e| Error::io(path, e));
     }
-    let Some(keys) = inverse::of_step(step, ctx, staged, ids, &prev)? else {
+    let Some(edit) = inverse::of_step(step, ctx, staged, ids, &prev)? else {
         return Ok(());
     };
-    inverse::set_back(path, ids, &keys)
-        .map(|_| ())
+    inverse::set_back(path, ids, &edit)
+        .map(|done| {
+            if let Some(e) = done {
+                kept.note(e);
+            }
+        })
         .map_err(|e| match e {
             Error::Precondition(m) => {
                 Error::Precondition(format!("{m}; the original is in {}", prev.display()))
@@ -190,6 +196,7 @@ mod tests {
         ids: Identities,
         recipient: String,
         staged: Staged,
+        kept: inverse::KeptEdits,
     }
 
     impl Fix {
@@ -216,6 +223,7 @@ mod tests {
                 ids,
                 recipient,
                 staged,
+                kept: Default::default(),
             }
         }
         fn enc(&self, plain: &str) -> Vec<u8> {
@@ -234,6 +242,7 @@ mod tests {
                 &self.staged,
                 &self.ids,
                 &self.jd,
+                &self.kept,
             )
         }
         fn get(&self, k: &str) -> Option<String> {
@@ -314,7 +323,7 @@ mod tests {
             std::fs::write(jd.join(written_file(step)), sha256_hex(after.as_bytes())).unwrap();
         }
         std::fs::write(env, b"P2").unwrap();
-        let undo = |s: &Step| undo_write_env(s, &f.ctx, &f.staged, &f.ids, jd);
+        let undo = |s: &Step| undo_write_env(s, &f.ctx, &f.staged, &f.ids, jd, &f.kept);
         undo(&two).unwrap();
         assert_eq!(std::fs::read(env).unwrap(), b"P1");
         undo(&one).unwrap();

@@ -46,7 +46,20 @@ impl SopsFile {
         changes: &[(&str, &Secret)],
     ) -> Result<Vec<u8>, SopsError> {
         let dec = self.decrypt(ids)?;
-        self.edit(&dec, changes, None)
+        self.edit(&dec, changes, &[], None)
+    }
+
+    /// [`SopsFile::with_values`] that also drops the lines of `removes` (as `sops unset` does:
+    /// the key and its value gone, the MAC over what is left). A key to remove that appears
+    /// several times is refused, as a key to set is; one that is absent is nothing to do.
+    pub fn with_values_removing(
+        &self,
+        ids: &Identities,
+        changes: &[(&str, &Secret)],
+        removes: &[&str],
+    ) -> Result<Vec<u8>, SopsError> {
+        let dec = self.decrypt(ids)?;
+        self.edit(&dec, changes, removes, None)
     }
 
     /// [`SopsFile::with_values`], with the new bytes verified in memory as [`write_verified`]
@@ -62,7 +75,7 @@ impl SopsFile {
         changes: &[(&str, &Secret)],
     ) -> Result<VerifiedEdit, SopsError> {
         let dec = self.decrypt(ids)?;
-        let bytes = self.edit(&dec, changes, None)?;
+        let bytes = self.edit(&dec, changes, &[], None)?;
         let known: Known = dec
             .items
             .iter()
@@ -133,7 +146,7 @@ impl SopsFile {
                 keys::wrap_data_key(&new_key, &*rec).map_err(|e| SopsError::internal(f, e))?;
             envelopes.push((*line, env));
         }
-        self.edit(&dec, changes, Some((new_key, envelopes)))
+        self.edit(&dec, changes, &[], Some((new_key, envelopes)))
     }
 
     /// The key of a pair line as written (empty for other lines, which metadata never points at).
@@ -144,15 +157,25 @@ impl SopsFile {
         }
     }
 
-    /// The one rewrite routine. `rekey`: a new data key and, per `enc` line, its new envelope.
+    /// The one rewrite routine. `removes`: keys whose lines are dropped. `rekey`: a new data key
+    /// and, per `enc` line, its new envelope.
     fn edit(
         &self,
         dec: &Decrypted,
         changes: &[(&str, &Secret)],
+        removes: &[&str],
         rekey: Option<Rekey>,
     ) -> Result<Vec<u8>, SopsError> {
         let f = &self.name;
         validate_changes(f, &self.meta.rule, changes)?;
+        if let Some(k) = removes
+            .iter()
+            .find(|k| changes.iter().any(|(c, _)| c == *k))
+        {
+            return Err(SopsError::Usage(format!(
+                "{f}: key {k} is both set and removed in one edit"
+            )));
+        }
         let (key, envelopes) = match &rekey {
             Some((k, e)) => (k.expose_secret(), e.as_slice()),
             None => (dec.data_key.expose_secret(), &[][..]),
@@ -160,6 +183,7 @@ impl SopsFile {
         let rekeying = rekey.is_some();
         // Replacement text per line index (without the LF).
         let mut replace: Vec<Option<Vec<u8>>> = vec![None; self.lines.len()];
+        let mut dropped = vec![false; self.lines.len()];
         let mut hasher = MacHasher::new(self.meta.mac_only_encrypted);
         let mut pending: Vec<(&str, &Secret)> = changes.to_vec();
         for item in &dec.items {
@@ -174,22 +198,17 @@ impl SopsFile {
                         replace[item.line] = Some([b"#", enc.as_bytes()].concat());
                     }
                 }
+                Some(k) if removes.iter().any(|r| r.as_bytes() == k.as_slice()) => {
+                    once(dec, k, f, "remove it: remove the duplicates first")?;
+                    // Gone from the file, so from the MAC too.
+                    dropped[item.line] = true;
+                }
                 Some(k) => {
                     let change = pending
                         .iter()
                         .position(|(ck, _)| ck.as_bytes() == k.as_slice());
                     if let Some(pos) = change {
-                        let occurrences = dec
-                            .items
-                            .iter()
-                            .filter(|x| x.key.as_ref() == Some(k))
-                            .count();
-                        if occurrences > 1 {
-                            let k = String::from_utf8_lossy(k);
-                            return Err(SopsError::Usage(format!(
-                                "{f}: key {k} appears {occurrences} times; refusing to set it (deliberately unlike `sops set`, which changes the first while docker compose uses the last, so a rotation would leave them split): remove the duplicates first"
-                            )));
-                        }
+                        once(dec, k, f, "set it (deliberately unlike `sops set`, which changes the first while docker compose uses the last, so a rotation would leave them split): remove the duplicates first")?;
                         let (_, v) = pending.remove(pos);
                         let plain = v.expose().as_bytes();
                         replace[item.line] = Some(render_pair(key, k, plain, item.by_rule, f)?);
@@ -224,11 +243,18 @@ impl SopsFile {
             replace[*line] = Some([self.key_text(*line), b"=", &dotenv::escape(env)].concat());
         }
 
-        let insert_after = self.lines.iter().rposition(|l| match &l.kind {
-            LineKind::Blank => false,
-            LineKind::Comment { .. } => true,
-            LineKind::Pair { key, .. } => !self.bytes[key.clone()].starts_with(metadata::PREFIX),
-        });
+        let insert_after = self
+            .lines
+            .iter()
+            .enumerate()
+            .rposition(|(idx, l)| match &l.kind {
+                _ if dropped[idx] => false,
+                LineKind::Blank => false,
+                LineKind::Comment { .. } => true,
+                LineKind::Pair { key, .. } => {
+                    !self.bytes[key.clone()].starts_with(metadata::PREFIX)
+                }
+            });
         let mut out = Vec::with_capacity(self.bytes.len() + 256 * (appended.len() + 1));
         if insert_after.is_none() {
             for a in &appended {
@@ -237,6 +263,9 @@ impl SopsFile {
             }
         }
         for (idx, line) in self.lines.iter().enumerate() {
+            if dropped[idx] {
+                continue;
+            }
             match &replace[idx] {
                 Some(r) => out.extend_from_slice(r),
                 None => out.extend_from_slice(&self.bytes[line.span.clone()]),
@@ -257,6 +286,22 @@ impl SopsFile {
         }
         Ok(out)
     }
+}
+
+/// Refuses to `what` key `k` of file `f` when it appears more than once in `dec`.
+fn once(dec: &Decrypted, k: &[u8], f: &str, what: &str) -> Result<(), SopsError> {
+    let occurrences = dec
+        .items
+        .iter()
+        .filter(|x| x.key.as_deref() == Some(k))
+        .count();
+    if occurrences > 1 {
+        let k = String::from_utf8_lossy(k);
+        return Err(SopsError::Usage(format!(
+            "{f}: key {k} appears {occurrences} times; refusing to {what}"
+        )));
+    }
+    Ok(())
 }
 
 /// `KEY=...` for a value: empty stays empty, clear stays clear (escaped), else a fresh envelope.
