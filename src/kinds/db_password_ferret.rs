@@ -17,7 +17,7 @@ use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::ferret::{url_safe, ContainerPsql, FerretPlane};
-use crate::planes::holders::holds;
+use crate::planes::holders::{stand, Stand};
 use crate::planes::run::FORM_URI;
 use crate::planes::{steps, PgRole};
 use crate::postgres::Role;
@@ -65,16 +65,16 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
         )));
     }
     // ferretdb's URL carries it (its pool logs in with it).
-    match f.ferretdb.env_value(FERRETDB_URL_KEY) {
-        Some(u) if holds(FORM_URI, FERRETDB_URL_KEY, u, &old) => {}
-        Some(_) => {
+    match stand(f.ferretdb, FERRETDB_URL_KEY, FORM_URI, &old) {
+        Stand::Holds => {}
+        Stand::Differs => {
             return Err(Error::Precondition(format!(
                 "{}: the URL in {FERRETDB_URL_KEY} does not carry {}'s password (drift); nothing was changed. Run `komodo-rotate rescue`",
                 f.ferretdb.name,
                 env.file.name()
             )))
         }
-        None => {
+        Stand::Unset => {
             return Err(nothing(format!(
                 "{} has no {FERRETDB_URL_KEY}",
                 f.ferretdb.name
