@@ -1,18 +1,46 @@
 //! What both variants' `db-password` plans share (`db_password` for MongoDB,
 //! `db_password_ferret` for FerretDB): the read-only checks once the live credential accepts
-//! OLD, the holders outside the roles, the write-env step and the run's context. Both plan
+//! OLD (and the checks before: OLD itself, a login with it), the holders outside the roles, the
+//! write-env step and the run's context. Both plan
 //! modules import this one and neither imports the other's helpers, so the two stay one-way.
 
 use super::refuse_clear_text;
 use crate::config::Config;
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
+use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::holders::{compare, file_stands, Foreign, KeyStand, Stand};
 use crate::planes::run::{FORM_PLAIN, FORM_URI};
 use crate::planes::{steps, DbPasswordKeys, Loaded, PgRole, RunContext};
 use crate::secret::Secret;
 use crate::txn::Step;
 use std::collections::BTreeMap;
+
+/// compose's reading of the DB password (OLD) and every compose.env key holding it, once no
+/// carrier is one the plan cannot patch (a split between naming generations is refused here, by
+/// name).
+pub(super) fn old_and_env_keys(loaded: &Loaded) -> Result<(Secret, Vec<String>)> {
+    loaded.keys.refuse_unpatched()?;
+    loaded.keys.env_password_keys(&loaded.env)
+}
+
+/// A client logs in with OLD now (`through`: "to MongoDB", "through ferretdb"); a refusal means
+/// the planes have drifted (exit 3, `rescue` named).
+pub(super) async fn old_logs_in(loaded: &Loaded, old: &Secret, through: &str) -> Result<()> {
+    match login_works(&loaded.target, old).await {
+        LoginOutcome::Accepted => Ok(()),
+        LoginOutcome::Rejected => Err(Error::Precondition(format!(
+            "{}'s {} does not log in {through} at {} as {}: the planes have drifted; nothing was changed. Run `komodo-rotate rescue`",
+            loaded.env.file.name(),
+            loaded.keys.compose_password_key,
+            loaded.target.server(),
+            loaded.user
+        ))),
+        LoginOutcome::Unreachable(r) => {
+            Err(Error::Precondition(format!("{r}; nothing was changed")))
+        }
+    }
+}
 
 /// The read-only checks both variants make once the live credential accepts OLD: every role
 /// holder can be recreated (leftovers, image present locally), compose.env can be rewritten (the
