@@ -57,12 +57,6 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     plan.extend(loaded.holders.iter().map(|c| steps::recreate(c)));
     plan.extend(foreign.iter().map(|f| steps::recreate(&f.name)));
     plan.push(steps::commit());
-    Ok(Plan {
-        steps: plan,
-        context: rotation_context(cfg, loaded, container_keys, forms, None),
-        old,
-        new,
-        before: Vec::new(),
-        after: Vec::new(),
-    })
+    let context = rotation_context(cfg, loaded, container_keys, forms, None);
+    Ok(Plan::new(plan, context, old, new))
 }

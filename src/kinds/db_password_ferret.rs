@@ -116,28 +116,18 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
             f.postgres.name, f.postgres.name
         ));
     }
-    Ok(Plan {
-        steps: plan,
-        context: rotation_context(
-            cfg,
-            loaded,
-            container_keys,
-            forms,
-            Some(PgRole {
-                postgres: f.postgres.name.clone(),
-                ferretdb: f.ferretdb.name.clone(),
-                admin,
-                role: user.clone(),
-            }),
-        ),
-        old,
-        new,
-        before: vec![format!(
-            "{} and core restart: FerretDB's clients reconnect; logins between the role's change and the recreates are refused",
-            f.ferretdb.name
-        )],
-        after,
-    })
+    let pg = PgRole {
+        postgres: f.postgres.name.clone(),
+        ferretdb: f.ferretdb.name.clone(),
+        admin,
+        role: user.clone(),
+    };
+    let context = rotation_context(cfg, loaded, container_keys, forms, Some(pg));
+    let before = vec![format!(
+        "{} and core restart: FerretDB's clients reconnect; logins between the role's change and the recreates are refused",
+        f.ferretdb.name
+    )];
+    Ok(Plan::new(plan, context, old, new).with_notes(before, after))
 }
 
 #[cfg(test)]
