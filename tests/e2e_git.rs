@@ -47,25 +47,7 @@ fn sops_at(file: &Path, age_key: &Path) -> Option<Secret> {
 
 /// The real Go sops's value of `key` in `file`.
 fn sops_value(file: &Path, key: &str, age_key: &Path) -> Option<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new("sops")
-        .args([
-            "decrypt",
-            "--input-type",
-            "dotenv",
-            "--output-type",
-            "dotenv",
-        ])
-        .arg(file)
-        .env("SOPS_AGE_KEY_FILE", age_key)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("HOME", home.path())
-        .env("XDG_CONFIG_HOME", home.path())
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    e2e_support::stack_sops::get_at(file, age_key, key)
 }
 
 /// What the deploy pipeline runs on the host: `sops exec-file` (real sops) decrypts the

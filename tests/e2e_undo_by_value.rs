@@ -8,7 +8,8 @@
 //! git-commit, write-env.
 
 mod git_support;
-mod sops_cli;
+#[path = "common/stack_sops.rs"]
+mod stack_sops;
 
 use git_support::*;
 use komodo_rotate::audit::KeptEdit;
@@ -48,7 +49,7 @@ fn sops_get(bytes: &[u8], age_key: &Path, key: &str) -> Option<String> {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("compose.env");
     std::fs::write(&p, bytes).unwrap();
-    sops_cli::get_at(&p, age_key, key)
+    stack_sops::get_at(&p, age_key, key)
 }
 
 /// Push or commit mode; compose.env a real sops file holding OLD under KEY, committed and pushed;
@@ -163,13 +164,13 @@ impl Run {
     fn colleague_pushes(&self, key: &str, value: &str) {
         let c = &self.f.pipeline;
         git_ok(c, &["pull", "-q", "--ff-only"]);
-        sops_cli::set_at(&c.join(REL), &self.key_file, key, value);
+        stack_sops::set_at(&c.join(REL), &self.key_file, key, value);
         git_ok(c, &["commit", "-q", "-am", "colleague's edit"]);
         git_ok(c, &["push", "-q", "origin", "main"]);
     }
     /// The operator's own edit on the host, committed (not pushed).
     fn operator_commits(&self, key: &str, value: &str) {
-        sops_cli::set_at(&self.env(), &self.key_file, key, value);
+        stack_sops::set_at(&self.env(), &self.key_file, key, value);
         git_ok(&self.f.host, &["commit", "-q", "-am", "operator's edit"]);
     }
     fn at(&self, dir: &Path, rev: &str, key: &str) -> Option<String> {
@@ -262,7 +263,7 @@ fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
 #[test]
 fn a_colleagues_edit_after_our_commit_stays_and_the_run_key_goes_back() {
     let r = after_commit("[git]\nmode = \"commit\"\n");
-    sops_cli::set_at(&r.env(), &r.key_file, "KOMODO_TITLE", "theirs");
+    stack_sops::set_at(&r.env(), &r.key_file, "KOMODO_TITLE", "theirs");
     r.roll_back().unwrap();
     assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
     assert_eq!(r.work_tree("KOMODO_TITLE").as_deref(), Some("theirs"));

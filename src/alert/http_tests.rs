@@ -16,6 +16,11 @@ fn ev(code: i32) -> Event {
     Event::new("rotate", code, vec!["change-db: failed".into()])
 }
 
+/// The test event POSTed to `url` as JSON, with the default timeout.
+async fn post(url: &str) -> Result<u16, String> {
+    send(url, &ev(4), Format::Json, TIMEOUT).await
+}
+
 /// Reads one request (head and Content-Length body); returns its head.
 async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> String {
     let mut buf = Vec::new();
@@ -94,7 +99,7 @@ fn displays_scheme_and_host_only() {
 async fn posts_once_and_reads_the_status() {
     let (port, server) = serve(vec![NO_CONTENT.into()]).await;
     let url = format!("http://127.0.0.1:{port}/hook/{TOKEN}");
-    let code = send(&url, &ev(4), Format::Json, TIMEOUT).await.unwrap();
+    let code = post(&url).await.unwrap();
     assert_eq!(code, 204);
     let heads = server.await.unwrap();
     assert_eq!(heads.len(), 1);
@@ -142,7 +147,7 @@ async fn a_non_2xx_answer_is_a_failure_naming_the_host() {
     ])
     .await;
     let url = format!("http://127.0.0.1:{port}/hook/{TOKEN}");
-    let e = send(&url, &ev(4), Format::Json, TIMEOUT).await.unwrap_err();
+    let e = post(&url).await.unwrap_err();
     assert_eq!(
         e,
         format!("webhook http://127.0.0.1:{port} answered HTTP 500")
@@ -157,7 +162,7 @@ async fn failures_name_the_host_not_the_token() {
     let port = l.local_addr().unwrap().port();
     drop(l);
     let url = format!("http://127.0.0.1:{port}/{TOKEN}");
-    let e = send(&url, &ev(4), Format::Json, TIMEOUT).await.unwrap_err();
+    let e = post(&url).await.unwrap_err();
     assert!(
         e.contains("127.0.0.1") && e.contains("cannot connect") && !e.contains(TOKEN),
         "{e}"
@@ -206,37 +211,22 @@ fn run_child(test: &str, role: &str, env: &[(&str, String)]) -> std::process::Ou
 async fn proxies_from_the_environment() {
     if std::env::var(CHILD).as_deref() == Ok("proxy") {
         // Only the proxy can reach a name under .invalid.
-        let code = send(
-            &format!("http://webhook.invalid/hook/{TOKEN}"),
-            &ev(4),
-            Format::Json,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let code = post(&format!("http://webhook.invalid/hook/{TOKEN}"))
+            .await
+            .unwrap();
         assert_eq!(code, 204);
         // https goes through CONNECT; this proxy refuses it.
-        let e = send(
-            &format!("https://webhook.invalid/{TOKEN}"),
-            &ev(4),
-            Format::Json,
-            TIMEOUT,
-        )
-        .await
-        .unwrap_err();
+        let e = post(&format!("https://webhook.invalid/{TOKEN}"))
+            .await
+            .unwrap_err();
         assert!(
             e.starts_with("webhook https://webhook.invalid") && !e.contains(TOKEN),
             "{e}"
         );
         // NO_PROXY: sent directly, so the name does not resolve.
-        let e = send(
-            &format!("http://direct.invalid/{TOKEN}"),
-            &ev(4),
-            Format::Json,
-            TIMEOUT,
-        )
-        .await
-        .unwrap_err();
+        let e = post(&format!("http://direct.invalid/{TOKEN}"))
+            .await
+            .unwrap_err();
         assert!(!e.contains(TOKEN), "{e}");
         return;
     }
@@ -328,14 +318,9 @@ async fn tls_server(dir: &std::path::Path, answers: usize) -> (u16, tokio::task:
 async fn a_private_ca_from_the_system_store_is_trusted() {
     let role = std::env::var(CHILD).unwrap_or_default();
     if let Some(port) = role.strip_prefix("tls:") {
-        let code = send(
-            &format!("https://localhost:{port}/{TOKEN}"),
-            &ev(4),
-            Format::Json,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let code = post(&format!("https://localhost:{port}/{TOKEN}"))
+            .await
+            .unwrap();
         assert_eq!(code, 204);
         return;
     }
@@ -350,14 +335,9 @@ async fn a_private_ca_from_the_system_store_is_trusted() {
     }
     let (port, server) = tls_server(dir.path(), 2).await;
     // Not in the system store: refused, and the message says why without the token.
-    let e = send(
-        &format!("https://localhost:{port}/{TOKEN}"),
-        &ev(4),
-        Format::Json,
-        TIMEOUT,
-    )
-    .await
-    .unwrap_err();
+    let e = post(&format!("https://localhost:{port}/{TOKEN}"))
+        .await
+        .unwrap_err();
     assert!(
         e.contains("TLS") && e.contains(&format!("https://localhost:{port}")) && !e.contains(TOKEN),
         "{e}"

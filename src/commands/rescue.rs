@@ -8,7 +8,7 @@ use crate::docker::Engine;
 use crate::error::{Error, Result};
 use crate::mongo::{login_works, LoginOutcome, Target};
 use crate::planes::execute::{self, Direction, Live};
-use crate::planes::holders::differing;
+use crate::planes::holders::{compare, Stand};
 use crate::planes::live::Staged;
 use crate::planes::{steps, EnvPlane, Loaded, RunContext};
 use crate::secret::Secret;
@@ -132,13 +132,15 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     let (old, plan) = match first {
         LoginOutcome::Accepted => {
             // Mongo already agrees with compose.env: only containers holding a stale value
-            // need a recreate.
+            // need a recreate (a key set to another value; an unset one is not stale).
             let stale: Vec<String> = dk
                 .dependants()
                 .filter(|c| {
-                    keys.containers
-                        .get(&c.name)
-                        .is_some_and(|ks| !differing(c, ks, &keys.forms, &desired).is_empty())
+                    keys.containers.get(&c.name).is_some_and(|ks| {
+                        compare(c, ks, &keys.forms, &desired)
+                            .iter()
+                            .any(|k| k.stand == Stand::Differs)
+                    })
                 })
                 .map(|c| c.name.clone())
                 .collect();

@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::mongo::{login_works, LoginOutcome};
+use crate::planes::holders::{self, file_stands, Stand};
 use crate::planes::{mongo_target, DbPasswordKeys, DockerPlane, EnvPlane};
 use crate::report::{Matrix, Status};
 
@@ -106,7 +107,12 @@ pub(super) async fn compare(
             );
             continue;
         }
-        let differing = crate::planes::holders::differing(c, &ks, &keys.forms, &desired);
+        // Drift is a key set to another value; a key the container does not set is not.
+        let differing: Vec<&str> = holders::compare(c, &ks, &keys.forms, &desired)
+            .into_iter()
+            .filter(|k| k.stand == Stand::Differs)
+            .map(|k| k.key)
+            .collect();
         if differing.is_empty() {
             m.push_kind(
                 DB,
@@ -121,11 +127,7 @@ pub(super) async fn compare(
                 Status::Drift,
                 format!(
                     "{} differ from compose.env (recreate needed)",
-                    differing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    differing.join(", ")
                 ),
             );
         }
@@ -139,7 +141,7 @@ pub(super) async fn compare(
         .filter(|c| ferret.as_ref().is_none_or(|f| f.postgres.name != c.name))
         .cloned()
         .collect();
-    for f in crate::planes::holders::foreign(&others, &desired) {
+    for f in holders::foreign(&others, &desired) {
         let (status, what) = if f.patchable() {
             (
                 Status::Ok,
@@ -163,24 +165,13 @@ pub(super) async fn compare(
     }
     for f in &keys.files {
         let at = format!("file {}", f.host_path.display());
-        match crate::planes::carriers::file_value(f) {
-            Ok(v) if v.ct_eq(&desired) => m.push(
-                at,
-                Status::Ok,
-                format!(
-                    "{} (read by {}) matches compose.env",
-                    f.key,
-                    f.readers.join(", ")
-                ),
-            ),
+        let read_by = format!("{} (read by {})", f.key, f.readers.join(", "));
+        match file_stands(f, &desired) {
+            Ok(Stand::Holds) => m.push(at, Status::Ok, format!("{read_by} matches compose.env")),
             Ok(_) => m.push(
                 at,
                 Status::Drift,
-                format!(
-                    "{} (read by {}) differs from compose.env",
-                    f.key,
-                    f.readers.join(", ")
-                ),
+                format!("{read_by} differs from compose.env"),
             ),
             Err(e) => m.push(at, Status::Drift, e),
         }

@@ -4,11 +4,11 @@
 //! live. There is no overlap: Mongo keeps one password per user.
 
 use super::db_password_shared::{
-    foreign_ready, holders_and_carriers_ready, rotation_context, write_env_step,
+    foreign_ready, holders_and_carriers_ready, old_and_env_keys, old_logs_in, rotation_context,
+    write_env_step,
 };
 use super::{Ask, Plan};
 use crate::error::{Error, Result};
-use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::ferret::FerretPlane;
 use crate::planes::{steps, Loaded};
 
@@ -34,28 +34,12 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     let Ask {
         cfg, loaded, new, ..
     } = ask;
-    let (env, dk, keys) = (&loaded.env, &loaded.dk, &loaded.keys);
-    let (user, target, holders) = (&loaded.user, &loaded.target, &loaded.holders);
-    keys.refuse_unpatched()?;
-    // compose's reading of the password, and every compose.env key holding it (a split
-    // between naming generations is refused here, by name).
-    let (old, env_keys) = keys.env_password_keys(env)?;
-    match login_works(target, &old).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => {
-            return Err(Error::Precondition(format!(
-                "{}'s {} does not log in to MongoDB at {} as {user}: the planes have drifted; run `komodo-rotate rescue`",
-                env.file.name(),
-                keys.compose_password_key,
-                target.server()
-            )))
-        }
-        LoginOutcome::Unreachable(r) => return Err(Error::Precondition(r)),
-    }
+    let (old, env_keys) = old_and_env_keys(loaded)?;
+    old_logs_in(loaded, &old, "to MongoDB").await?;
     holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
     // Holders outside the roles (a `backup` service reading compose.env, a sidecar's
     // `MONGO_URL`): recreated with the roles when plain or in a URI, else refused by name.
-    let (foreign, container_keys, forms) = foreign_ready(loaded, &dk.others, &old).await?;
+    let (foreign, container_keys, forms) = foreign_ready(loaded, &loaded.dk.others, &old).await?;
 
     let mut plan = vec![
         steps::snapshot(),
@@ -63,16 +47,16 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
         write_env_step(&env_keys),
     ];
     // Files before the recreates, so each new container reads NEW at its start.
-    plan.extend(keys.files.iter().map(|f| steps::write_file(&f.host_path)));
-    plan.extend(holders.iter().map(|c| steps::recreate(c)));
+    plan.extend(
+        loaded
+            .keys
+            .files
+            .iter()
+            .map(|f| steps::write_file(&f.host_path)),
+    );
+    plan.extend(loaded.holders.iter().map(|c| steps::recreate(c)));
     plan.extend(foreign.iter().map(|f| steps::recreate(&f.name)));
     plan.push(steps::commit());
-    Ok(Plan {
-        steps: plan,
-        context: rotation_context(cfg, loaded, container_keys, forms, None),
-        old,
-        new,
-        before: Vec::new(),
-        after: Vec::new(),
-    })
+    let context = rotation_context(cfg, loaded, container_keys, forms, None);
+    Ok(Plan::new(plan, context, old, new))
 }

@@ -9,15 +9,15 @@
 //! recreated (a restart of the database for nothing); the next `docker compose up -d` does it.
 
 use super::db_password_shared::{
-    foreign_ready, holders_and_carriers_ready, rotation_context, write_env_step,
+    foreign_ready, holders_and_carriers_ready, old_and_env_keys, old_logs_in, rotation_context,
+    write_env_step,
 };
 use super::{Ask, Plan};
 use crate::docker::generation::{FERRETDB_URL_KEY, POSTGRES_PASSWORD_KEY};
 use crate::docker::{ContainerInfo, EnvPatch, Recreate};
 use crate::error::{Error, Result};
-use crate::mongo::{login_works, LoginOutcome};
 use crate::planes::ferret::{url_safe, ContainerPsql, FerretPlane};
-use crate::planes::holders::holds;
+use crate::planes::holders::{stand, Stand};
 use crate::planes::run::FORM_URI;
 use crate::planes::{steps, PgRole};
 use crate::postgres::Role;
@@ -37,11 +37,10 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
     let Ask {
         cfg, loaded, new, ..
     } = ask;
-    let (env, dk, keys) = (&loaded.env, &loaded.dk, &loaded.keys);
-    let (user, target, holders) = (&loaded.user, &loaded.target, &loaded.holders);
-    keys.refuse_unpatched()?;
-    let (old, env_keys) = keys.env_password_keys(env)?;
+    let (old, env_keys) = old_and_env_keys(loaded)?;
     refuse_url_unsafe(&new)?;
+    let (env, dk, keys) = (&loaded.env, &loaded.dk, &loaded.keys);
+    let (user, holders) = (&loaded.user, &loaded.holders);
     let nothing = |e: String| Error::Precondition(format!("{e}; nothing was changed"));
 
     // The role's verifier takes compose.env's password (offline: no login needed).
@@ -65,16 +64,16 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
         )));
     }
     // ferretdb's URL carries it (its pool logs in with it).
-    match f.ferretdb.env_value(FERRETDB_URL_KEY) {
-        Some(u) if holds(FORM_URI, FERRETDB_URL_KEY, u, &old) => {}
-        Some(_) => {
+    match stand(f.ferretdb, FERRETDB_URL_KEY, FORM_URI, &old) {
+        Stand::Holds => {}
+        Stand::Differs => {
             return Err(Error::Precondition(format!(
                 "{}: the URL in {FERRETDB_URL_KEY} does not carry {}'s password (drift); nothing was changed. Run `komodo-rotate rescue`",
                 f.ferretdb.name,
                 env.file.name()
             )))
         }
-        None => {
+        Stand::Unset => {
             return Err(nothing(format!(
                 "{} has no {FERRETDB_URL_KEY}",
                 f.ferretdb.name
@@ -82,18 +81,7 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
         }
     }
     // And a client logs in through ferretdb with it now.
-    match login_works(target, &old).await {
-        LoginOutcome::Accepted => {}
-        LoginOutcome::Rejected => {
-            return Err(Error::Precondition(format!(
-                "{}'s {} does not log in through ferretdb at {} as {user}: the planes have drifted; nothing was changed. Run `komodo-rotate rescue`",
-                env.file.name(),
-                keys.compose_password_key,
-                target.server()
-            )))
-        }
-        LoginOutcome::Unreachable(r) => return Err(nothing(r)),
-    }
+    old_logs_in(loaded, &old, "through ferretdb").await?;
 
     Recreate::prepare(&dk.engine, &f.ferretdb.name, EnvPatch::new(), 0).await?;
     holders_and_carriers_ready(cfg, loaded, &env_keys, &old).await?;
@@ -128,28 +116,18 @@ pub async fn plan(ask: Ask<'_>, f: FerretPlane<'_>) -> Result<Plan> {
             f.postgres.name, f.postgres.name
         ));
     }
-    Ok(Plan {
-        steps: plan,
-        context: rotation_context(
-            cfg,
-            loaded,
-            container_keys,
-            forms,
-            Some(PgRole {
-                postgres: f.postgres.name.clone(),
-                ferretdb: f.ferretdb.name.clone(),
-                admin,
-                role: user.clone(),
-            }),
-        ),
-        old,
-        new,
-        before: vec![format!(
-            "{} and core restart: FerretDB's clients reconnect; logins between the role's change and the recreates are refused",
-            f.ferretdb.name
-        )],
-        after,
-    })
+    let pg = PgRole {
+        postgres: f.postgres.name.clone(),
+        ferretdb: f.ferretdb.name.clone(),
+        admin,
+        role: user.clone(),
+    };
+    let context = rotation_context(cfg, loaded, container_keys, forms, Some(pg));
+    let before = vec![format!(
+        "{} and core restart: FerretDB's clients reconnect; logins between the role's change and the recreates are refused",
+        f.ferretdb.name
+    )];
+    Ok(Plan::new(plan, context, old, new).with_notes(before, after))
 }
 
 #[cfg(test)]

@@ -157,17 +157,11 @@ pub async fn plan(
     plan.push(steps::commit());
     let mut forms = BTreeMap::new();
     by_value::add_to_context(&foreign, &mut container_keys, &mut forms);
-    Ok(Plan {
-        steps: plan,
-        context: RunContext {
-            forms,
-            ..RunContext::env_only(&cfg.compose_env, key, container_keys)
-        },
-        old,
-        new,
-        before,
-        after,
-    })
+    let context = RunContext {
+        forms,
+        ..RunContext::env_only(&cfg.compose_env, key, container_keys)
+    };
+    Ok(Plan::new(plan, context, old, new).with_notes(before, after))
 }
 
 #[cfg(test)]

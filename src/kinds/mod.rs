@@ -144,6 +144,29 @@ pub struct Plan {
     pub after: Vec<String>,
 }
 
+impl Plan {
+    /// `steps` from OLD to NEW with the run's `context`, and no notes for the operator.
+    pub fn new(steps: Vec<Step>, context: RunContext, old: Secret, new: Secret) -> Plan {
+        Plan {
+            steps,
+            context,
+            old,
+            new,
+            before: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+
+    /// With notes printed before the run starts and after a commit.
+    pub fn with_notes(self, before: Vec<String>, after: Vec<String>) -> Plan {
+        Plan {
+            before,
+            after,
+            ..self
+        }
+    }
+}
+
 impl Kind {
     /// The kind `rotate` runs when none is named (the first row of [`NAMED`]).
     pub fn db_password() -> Kind {

@@ -323,20 +323,12 @@ pub async fn plan(ask: Ask<'_>) -> Result<Plan> {
     }
     plan.push(steps::commit());
 
-    let mut before = Vec::new();
-    let mut after = Vec::new();
-    if !remotes.is_empty() {
-        before.push(remote_warning(remotes));
-        after.push(remote_warning(remotes));
+    let context = RunContext::env_only(&cfg.compose_env, CORE_KEY, container_keys);
+    let plan = Plan::new(plan, context, old, new);
+    if remotes.is_empty() {
+        return Ok(plan);
     }
-    Ok(Plan {
-        steps: plan,
-        context: RunContext::env_only(&cfg.compose_env, CORE_KEY, container_keys),
-        old,
-        new,
-        before,
-        after,
-    })
+    Ok(plan.with_notes(vec![remote_warning(remotes)], vec![remote_warning(remotes)]))
 }
 
 #[cfg(test)]

@@ -9,8 +9,14 @@
 //! becomes a holder of the run, recreated, proven and undone like core. The third cannot be
 //! patched faithfully, so the pre-flight refuses it by name (exit 3, nothing changed) and
 //! `verify` shows it as DRIFT. Names only, never a value.
+//!
+//! The DB drift comparison is here too, once: [`compare`] says of each key a holder is known to
+//! carry whether it holds a wanted value in its form, differs, or is unset ([`file_stands`] for
+//! a carrier file); verify, both rescues and the rotation's pre-flight each apply their own
+//! policy to that result.
 
-use super::run::{FORM_FILE, FORM_URI};
+use super::carriers::file_value;
+use super::run::{CarrierFile, FORM_FILE, FORM_PLAIN, FORM_URI};
 use crate::docker::{uri, ContainerInfo};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -34,7 +40,7 @@ impl Held {
     /// The run-context form of a patchable holding (`plain` or `uri`); `None` for [`Held::Inside`].
     pub fn form(self) -> Option<&'static str> {
         match self {
-            Held::Plain => Some("plain"),
+            Held::Plain => Some(FORM_PLAIN),
             Held::Uri => Some(FORM_URI),
             Held::Inside => None,
         }
@@ -69,21 +75,71 @@ pub fn holds(form: &str, key: &str, value: &Secret, want: &Secret) -> bool {
     }
 }
 
-/// The keys of `ks` whose value in `c` does not hold `want`, each in its form from `forms`
-/// (plain when unnamed); a key `c` does not set is not counted. verify's env rows and the
-/// MongoDB rescue's stale holders read this one comparison.
-pub fn differing<'k>(
+/// The form of `key` in a run's `forms` map: `plain` unless it names another.
+pub fn form_of<'f>(forms: &'f BTreeMap<String, String>, key: &str) -> &'f str {
+    forms.get(key).map(String::as_str).unwrap_or(FORM_PLAIN)
+}
+
+/// How one key of a holder stands against a wanted value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stand {
+    /// It holds the value in its form (a `file`-form key: it is set; its file is compared by
+    /// [`file_stands`]).
+    Holds,
+    /// It is set to something else.
+    Differs,
+    /// The holder does not set it.
+    Unset,
+}
+
+/// One key of a holder, its form, and how it stands against the wanted value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStand<'k> {
+    pub key: &'k str,
+    pub form: &'k str,
+    pub stand: Stand,
+}
+
+/// The one DB drift comparison: each key of `ks` in the container `c` against `want`, in its
+/// form from `forms` (plain when unnamed). Every caller applies its own policy to the result:
+/// verify's env rows and the MongoDB rescue count `Differs`, the FerretDB rescue also `Unset`,
+/// the rotation's pre-flight refuses a plain `Differs` and a URI that does not hold.
+pub fn compare<'k>(
     c: &ContainerInfo,
     ks: &'k [String],
-    forms: &BTreeMap<String, String>,
+    forms: &'k BTreeMap<String, String>,
     want: &Secret,
-) -> Vec<&'k String> {
+) -> Vec<KeyStand<'k>> {
     ks.iter()
-        .filter(|k| {
-            let form = forms.get(*k).map(String::as_str).unwrap_or("plain");
-            c.env_value(k).is_some_and(|v| !holds(form, k, v, want))
+        .map(|k| {
+            let form = form_of(forms, k);
+            KeyStand {
+                key: k,
+                form,
+                stand: stand(c, k, form, want),
+            }
         })
         .collect()
+}
+
+/// [`compare`] of one key in a given form.
+pub fn stand(c: &ContainerInfo, key: &str, form: &str, want: &Secret) -> Stand {
+    match c.env_value(key) {
+        None => Stand::Unset,
+        Some(v) if holds(form, key, v, want) => Stand::Holds,
+        Some(_) => Stand::Differs,
+    }
+}
+
+/// A carrier file against `want`: its password (or its URI's) holds it or differs; an error
+/// (unreadable, not in the key's form) names the file, never a value.
+pub fn file_stands(f: &CarrierFile, want: &Secret) -> std::result::Result<Stand, String> {
+    let now = file_value(f)?;
+    Ok(if now.ct_eq(want) {
+        Stand::Holds
+    } else {
+        Stand::Differs
+    })
 }
 
 /// A container outside the roles carrying a secret, and how each of its keys holds it.
@@ -165,7 +221,7 @@ pub fn patchable(
             continue;
         }
         for (k, h) in &f.keys {
-            let run_form = forms.get(k).map(String::as_str).unwrap_or("plain");
+            let run_form = form_of(forms, k);
             if role_keys.contains(k) && h.form() != Some(run_form) {
                 refused.push(format!(
                     "{} carries it under {k} as a {} value, which core or periphery carry as a {run_form} value",
@@ -245,179 +301,5 @@ pub(crate) fn test_container(name: &str, env: &[(&str, &str)]) -> ContainerInfo 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_container as container;
-    use super::*;
-
-    const PW: &str = "s3cret-pass-w0rd";
-
-    #[test]
-    fn differing_names_the_keys_off_the_value_in_their_form_and_skips_unset_ones() {
-        let ks: Vec<String> = ["A", "URL", "UNSET"].map(String::from).to_vec();
-        let forms = BTreeMap::from([("URL".to_string(), FORM_URI.to_string())]);
-        let want = Secret::new(PW.into());
-        let url = format!("mongodb://u:{PW}@mongo:27017");
-        let c = container("core", &[("A", PW), ("URL", &url)]);
-        assert!(differing(&c, &ks, &forms, &want).is_empty());
-        let c = container(
-            "core",
-            &[("A", "other"), ("URL", "mongodb://u:x@mongo:27017")],
-        );
-        assert_eq!(differing(&c, &ks, &forms, &want), vec!["A", "URL"]);
-        // The URL's form matters: read plainly, the same value is off.
-        assert_eq!(
-            differing(&c, &ks, &BTreeMap::new(), &want),
-            vec!["A", "URL"]
-        );
-        let c = container("core", &[("A", PW), ("URL", &url)]);
-        assert_eq!(differing(&c, &ks, &BTreeMap::new(), &want), vec!["URL"]);
-    }
-
-    fn others() -> Vec<ContainerInfo> {
-        vec![
-            container(
-                "komodo-backup-1",
-                &[("KOMODO_DATABASE_PASSWORD", PW), ("X", "y")],
-            ),
-            container(
-                "komodo-sidecar-1",
-                &[(
-                    "MONGO_URL",
-                    "mongodb://admin:s3cret%2Dpass-w0rd@mongo:27017/",
-                )],
-            ),
-            container("komodo-other-1", &[("X", "s3cret")]),
-        ]
-    }
-
-    #[test]
-    fn values_are_held_plainly_in_a_uri_or_inside_and_compared_in_their_form() {
-        let want = Secret::new(PW.into());
-        let s = |v: &str| Secret::new(v.into());
-        assert_eq!(how("K", &s(PW), &want), Some(Held::Plain));
-        assert_eq!(
-            how("U", &s("mongodb://a:s3cret-pass-w0rd@h/?x=1"), &want),
-            Some(Held::Uri)
-        );
-        assert_eq!(
-            how("T", &s("--password=s3cret-pass-w0rd"), &want),
-            Some(Held::Inside)
-        );
-        assert_eq!(how("K", &s("other"), &want), None);
-        // A short value is only compared whole, never searched for inside others.
-        assert_eq!(how("K", &s("xabcx"), &s("abc")), None);
-        assert_eq!(how("K", &s(""), &s("")), None);
-        let new = s("N3w");
-        let k = "KOMODO_DATABASE_URI";
-        assert!(holds(FORM_URI, k, &s("mongodb://a:N3w@h/?x=1"), &new));
-        assert!(!holds("plain", k, &s("mongodb://a:N3w@h/?x=1"), &new));
-        assert!(!holds(FORM_URI, k, &s("mongodb://a:old@h"), &new));
-        assert!(!holds(FORM_URI, k, &s("mongodb://h"), &new));
-        assert!(holds("plain", "P", &new, &new));
-        assert!(holds(FORM_FILE, "P_FILE", &s("/run/x"), &new));
-    }
-
-    #[test]
-    fn holders_outside_the_roles_are_found_by_value_and_named() {
-        let pw = Secret::new(PW.into());
-        let others = others();
-        let found = foreign(&others, &pw);
-        assert_eq!(
-            found,
-            vec![
-                Foreign {
-                    name: "komodo-backup-1".into(),
-                    keys: vec![("KOMODO_DATABASE_PASSWORD".into(), Held::Plain)]
-                },
-                Foreign {
-                    name: "komodo-sidecar-1".into(),
-                    keys: vec![("MONGO_URL".into(), Held::Uri)]
-                },
-            ]
-        );
-        let e = refuse_foreign(&others, &pw, "the DB password")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("komodo-backup-1 (KOMODO_DATABASE_PASSWORD), komodo-sidecar-1 (MONGO_URL)"),
-            "{e}"
-        );
-        assert!(!e.contains("s3cret"), "{e}");
-        refuse_foreign(&others[2..], &pw, "the DB password").unwrap();
-    }
-
-    #[test]
-    fn plain_and_uri_holders_are_patched_other_forms_refused_by_name() {
-        let pw = Secret::new(PW.into());
-        let role_keys = vec!["KOMODO_DATABASE_PASSWORD".to_string()];
-        let found = patchable(
-            &others(),
-            &pw,
-            "the DB password",
-            &role_keys,
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        let (mut ck, mut forms) = (BTreeMap::new(), BTreeMap::new());
-        add_to_context(&found, &mut ck, &mut forms);
-        assert_eq!(
-            ck,
-            BTreeMap::from([
-                (
-                    "komodo-backup-1".to_string(),
-                    vec!["KOMODO_DATABASE_PASSWORD".to_string()]
-                ),
-                (
-                    "komodo-sidecar-1".to_string(),
-                    vec!["MONGO_URL".to_string()]
-                ),
-            ])
-        );
-        assert_eq!(
-            forms,
-            BTreeMap::from([("MONGO_URL".to_string(), FORM_URI.to_string())])
-        );
-        // Inside a command line: refused by container and key.
-        let inside = [container(
-            "komodo-dump-1",
-            &[("ARGS", "--password=s3cret-pass-w0rd --gzip")],
-        )];
-        let e = patchable(&inside, &pw, "the DB password", &role_keys, &forms)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("komodo-dump-1 carries it inside ARGS"), "{e}");
-        assert!(
-            e.contains("nothing was changed") && !e.contains("s3cret"),
-            "{e}"
-        );
-        // A key the roles carry in another form: which form a patch gives it is ambiguous.
-        let clash = [container(
-            "komodo-backup-1",
-            &[(
-                "KOMODO_DATABASE_PASSWORD",
-                "mongodb://u:s3cret-pass-w0rd@mongo/",
-            )],
-        )];
-        let e = patchable(&clash, &pw, "the DB password", &role_keys, &forms)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("komodo-backup-1 carries it under KOMODO_DATABASE_PASSWORD as a uri value"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn rescue_candidates_are_uri_passwords_and_named_keys_never_shown() {
-        let c = candidates(&others(), &["KOMODO_DATABASE_PASSWORD"]);
-        let sources: Vec<&str> = c.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(
-            sources,
-            [
-                "komodo-backup-1 KOMODO_DATABASE_PASSWORD",
-                "komodo-sidecar-1 MONGO_URL"
-            ]
-        );
-        assert!(c.iter().all(|(_, v)| v.expose() == PW));
-    }
-}
+#[path = "holders_tests.rs"]
+mod tests;

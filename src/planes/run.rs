@@ -140,6 +140,7 @@ pub struct PgRole {
     pub role: String,
 }
 
+pub const FORM_PLAIN: &str = "plain";
 pub const FORM_URI: &str = "uri";
 pub const FORM_FILE: &str = "file";
 
@@ -193,7 +194,10 @@ impl RunContext {
 
     /// The form of `key` (`plain` unless `forms` says otherwise).
     pub fn form(&self, key: &str) -> &str {
-        self.forms.get(key).map(String::as_str).unwrap_or("plain")
+        self.forms
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or(FORM_PLAIN)
     }
 
     /// The carrier file written by the `write-file` step on `target`.

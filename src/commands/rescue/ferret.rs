@@ -23,7 +23,7 @@ use crate::mongo::Target;
 use crate::planes::execute;
 use crate::planes::ferret::{url_safe, FerretPlane};
 use crate::planes::ferret_read::{psql, role_state, url_password, url_user};
-use crate::planes::holders::holds;
+use crate::planes::holders::{compare, Stand};
 use crate::planes::live::Staged;
 use crate::planes::run::{PgRole, RunKind, FORM_URI};
 use crate::planes::{steps, DbPasswordKeys, DockerPlane, EnvPlane, RunContext};
@@ -150,16 +150,14 @@ pub(super) async fn rescue(a: Ask<'_>, f: &FerretPlane<'_>) -> Result<i32> {
             None => (desired.clone(), true, true),
         }
     };
+    // Stale: a key that does not hold compose.env's value, unset included (ferretdb's URL is
+    // always read as a URI).
+    let mut read_forms = forms.clone();
+    read_forms.insert(FERRETDB_URL_KEY.to_string(), FORM_URI.to_string());
     let stale = |c: &crate::docker::ContainerInfo, ks: &[String]| {
-        ks.iter().any(|k| {
-            let form = forms.get(k).map(String::as_str).unwrap_or("plain");
-            let form = if k == FERRETDB_URL_KEY {
-                FORM_URI
-            } else {
-                form
-            };
-            c.env_value(k).is_none_or(|v| !holds(form, k, v, &desired))
-        })
+        compare(c, ks, &read_forms, &desired)
+            .iter()
+            .any(|k| k.stand != Stand::Holds)
     };
     let mut recreate: Vec<String> = Vec::new();
     if set_verifier {
