@@ -130,7 +130,9 @@ pub fn write_verified(path: &Path, bytes: &[u8], ids: &Identities) -> Result<Dec
 
 /// Writes an edit verified in memory ([`SopsFile::with_values_verified`]): one atomic replace
 /// (one fsync of the file, one of the directory), then the file is read back and compared byte
-/// for byte with the verified buffer; on any difference the previous content is put back.
+/// for byte with the verified buffer. On a difference the previous content is put back only when
+/// what is there is no SOPS file (damage); a SOPS file there is another writer's (a `sops set`
+/// that landed right after the rename), and it is kept: the caller's undo edits it by value.
 pub fn write_edit(path: &Path, edit: VerifiedEdit) -> Result<Decrypted, SopsError> {
     write_edit_checked(path, edit, &mut |_| Ok(()))
 }
@@ -184,6 +186,16 @@ fn write_edit_checked(
     match check {
         Ok(d) => Ok(d),
         Err(e) => {
+            let now = std::fs::read(path).ok();
+            let another_writers = now
+                .as_deref()
+                .is_some_and(|b| SopsFile::parse(b.to_vec(), &name).is_ok());
+            if another_writers {
+                return Err(SopsError::integrity(
+                    &name,
+                    "changed while it was written: another writer's SOPS file is there now, kept",
+                ));
+            }
             if let Some(prev) = previous {
                 // Best effort: the error we return is the verification failure either way.
                 let _ = fsutil::write_atomic(path, &prev, fsutil::Mode::KeepOr0600);
@@ -192,3 +204,7 @@ fn write_edit_checked(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
