@@ -45,7 +45,7 @@ fn image() -> Option<String> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testcontainers/debian-image");
     let out = Command::new(script)
-        .args(["postgres", "postgresql-15"])
+        .arg("postgres") // testcontainers/debian-images.list: Debian's postgresql-15
         .output()
         .expect("debian-image");
     if !out.status.success() {

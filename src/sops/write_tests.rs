@@ -75,5 +75,9 @@ fn damage_found_at_read_back_puts_the_previous_content_back() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("read back different bytes"), "{e}");
-    assert_eq!(std::fs::read(&junk).unwrap(), before, "the previous content is back");
+    assert_eq!(
+        std::fs::read(&junk).unwrap(),
+        before,
+        "the previous content is back"
+    );
 }
