@@ -56,6 +56,14 @@ fn hand_edit_and_redeploy(f: &Fixture, rt: &tokio::runtime::Runtime, args: &[&st
     hand
 }
 
+/// The run id of the journal pending in the stack's state_dir.
+fn pending_run_id(s: &Stack) -> String {
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("state/journal/current.json")).unwrap())
+            .unwrap();
+    j["run_id"].as_str().unwrap().to_string()
+}
+
 fn rescued_to(f: &Fixture, rt: &tokio::runtime::Runtime, hand: &Secret) {
     let s = &f.stack;
     let v = tool(s, &["verify"], &[]);
@@ -111,13 +119,7 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
         &[("FAILPOINTS", "after:change-db=return(crash)")],
     );
     assert_eq!(r.signal, Some(9), "{}", r.text());
-    let run_id = {
-        let j: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(s.dir.join("state/journal/current.json")).unwrap(),
-        )
-        .unwrap();
-        j["run_id"].as_str().unwrap().to_string()
-    };
+    let run_id = pending_run_id(s);
     let hand = hand_edit_and_redeploy(&f, &rt, &["up", "-d", "--no-deps", "core", "periphery"]);
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
@@ -158,13 +160,7 @@ fn rescue_repairs_a_recreate_the_pending_run_left_half_done() {
     let prev = format!("{}-prev", s.core);
     let parked = |name: &str| rt.block_on(f.engine.try_inspect(name)).unwrap().is_some();
     assert!(parked(&prev), "core's original is parked as {prev}");
-    let run_id = {
-        let j: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(s.dir.join("state/journal/current.json")).unwrap(),
-        )
-        .unwrap();
-        j["run_id"].as_str().unwrap().to_string()
-    };
+    let run_id = pending_run_id(s);
     // Mongo holds the run's NEW, which only the pending journal knows; compose.env another.
     let hand = Secret::generate().unwrap();
     sops_set_by_hand(s, PW_KEY, &hand);
