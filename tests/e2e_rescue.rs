@@ -6,6 +6,8 @@
 //! - A db-password run killed after change-db (Mongo on its NEW, a journal pending), then a hand
 //!   edit and a redeploy: rescue takes the pending run over (audit record), logs in with the
 //!   journal's sealed NEW, and ends at verify 0.
+//! - A db-password run killed inside its recreate of core (`-prev` beside it), then a hand edit:
+//!   rescue puts core's original back, takes the run over and ends at verify 0 (issue 19).
 //! - A pending db-password run and Mongo on a third password: rescue refuses (3) with the journal
 //!   where it was; `rescue --reset-auth --yes` takes the run over and ends at verify 0.
 //! - A pending jwt-secret run beside a hand-edited DB password: rescue finishes the JWT run first
@@ -52,6 +54,14 @@ fn hand_edit_and_redeploy(f: &Fixture, rt: &tokio::runtime::Runtime, args: &[&st
     ))
     .expect("core crash-loops on the hand-edited DB password");
     hand
+}
+
+/// The run id of the journal pending in the stack's state_dir.
+fn pending_run_id(s: &Stack) -> String {
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("state/journal/current.json")).unwrap())
+            .unwrap();
+    j["run_id"].as_str().unwrap().to_string()
 }
 
 fn rescued_to(f: &Fixture, rt: &tokio::runtime::Runtime, hand: &Secret) {
@@ -109,13 +119,7 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
         &[("FAILPOINTS", "after:change-db=return(crash)")],
     );
     assert_eq!(r.signal, Some(9), "{}", r.text());
-    let run_id = {
-        let j: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(s.dir.join("state/journal/current.json")).unwrap(),
-        )
-        .unwrap();
-        j["run_id"].as_str().unwrap().to_string()
-    };
+    let run_id = pending_run_id(s);
     let hand = hand_edit_and_redeploy(&f, &rt, &["up", "-d", "--no-deps", "core", "periphery"]);
     let r = tool(s, &["rescue"], &[]);
     assert_eq!(r.code, Some(0), "{}", r.text());
@@ -126,6 +130,59 @@ fn rescue_takes_over_a_pending_run_and_logs_in_with_its_sealed_new() {
         audit
             .lines()
             .any(|l| l.contains(&run_id) && l.contains("taken-over-by-rescue")),
+        "{audit}"
+    );
+    assert_no_leak(&[&hand, &s.env_password], &s.dir.join("state"));
+}
+
+/// Issue 19 (the campaign's seed 143024129): a db-password run killed inside its recreate of
+/// core (core replaced, its original parked as `-prev`, Mongo on the run's NEW), then a hand
+/// edit of the DB password. rescue's own recreate of core used to refuse on the `-prev` (exit 3
+/// every time, while resume may be stuck on a real conflict: a lockout). Now rescue puts core's
+/// original back (audit record), takes the run over and ends at verify 0, nothing left over.
+#[test]
+fn rescue_repairs_a_recreate_the_pending_run_left_half_done() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = rt();
+    require_failpoints();
+    let Some(f) = rt.block_on(fixture_with("rescue_partial", "krt-rescue-part", |_| {})) else {
+        return;
+    };
+    let s = &f.stack;
+    shorten_health_timeout(s);
+    let fp = format!("after:recreate:{}=return(crash)", s.core);
+    let r = tool(
+        s,
+        &["rotate", "--secret", "db-password"],
+        &[("FAILPOINTS", &fp)],
+    );
+    assert_eq!(r.signal, Some(9), "{}", r.text());
+    let prev = format!("{}-prev", s.core);
+    let parked = |name: &str| rt.block_on(f.engine.try_inspect(name)).unwrap().is_some();
+    assert!(parked(&prev), "core's original is parked as {prev}");
+    let run_id = pending_run_id(s);
+    // Mongo holds the run's NEW, which only the pending journal knows; compose.env another.
+    let hand = Secret::generate().unwrap();
+    sops_set_by_hand(s, PW_KEY, &hand);
+
+    let r = tool(s, &["rescue"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.text());
+    assert!(
+        r.stderr.contains("half done") && r.stderr.contains("took over"),
+        "{}",
+        r.text()
+    );
+    rescued_to(&f, &rt, &hand);
+    for c in [&s.core, &s.periphery] {
+        for leftover in [format!("{c}-prev"), format!("{c}-next")] {
+            assert!(!parked(&leftover), "{leftover} left over");
+        }
+    }
+    let audit = std::fs::read_to_string(s.dir.join("state/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&run_id) && l.contains("recreate-undone-by-rescue")),
         "{audit}"
     );
     assert_no_leak(&[&hand, &s.env_password], &s.dir.join("state"));

@@ -115,6 +115,13 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         };
         return ferret::rescue(ask, f).await;
     }
+    // A recreate the pending run left half done (`-next`/`-prev` beside a container it
+    // recreates): put back to its original when the run is taken over, so rescue's own
+    // recreate of it can act (issue 19). Read-only here.
+    let partial = match &pending {
+        Some(p) => crate::planes::partial::find(cfg, &env.ids, &dk.engine, p).await?,
+        None => Vec::new(),
+    };
     if args.yes && !args.reset_auth {
         return Err(Error::Usage(
             "--yes on a MongoDB deployment is consent for --reset-auth: pass both, or neither"
@@ -144,11 +151,20 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 })
                 .map(|c| c.name.clone())
                 .collect();
-            let stale = if recovered {
+            let mut stale = if recovered {
                 all_holders.clone()
             } else {
                 stale
             };
+            // A half-done recreate is put back to the original (an old value): recreated too.
+            for p in partial
+                .iter()
+                .filter(|p| all_holders.iter().any(|h| h == p.name()))
+            {
+                if !stale.iter().any(|c| c == p.name()) {
+                    stale.push(p.name().to_string());
+                }
+            }
             if stale.is_empty() {
                 // Nothing for rescue to do, so nothing to take over: a pending run is resume's
                 // (exit 3 naming it), never hidden behind "nothing to rescue" (the campaign's
@@ -224,6 +240,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
         .iter()
         .filter(|s| s.is(steps::RECREATE))
         .filter_map(|s| s.target.as_deref())
+        .filter(|c| !partial.iter().any(|p| p.name() == *c))
     {
         crate::docker::Recreate::prepare(&dk.engine, container, crate::docker::EnvPatch::new(), 0)
             .await?;
@@ -231,6 +248,12 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
     if args.dry_run {
         if needs_reset {
             reset_auth::print_plan(&dk.mongo.name);
+        }
+        for p in &partial {
+            println!(
+                "first, the pending run's half-done recreate of {}",
+                p.describe()
+            );
         }
         steps::print_plan(&plan);
         println!("pre-flight: ok; nothing changed (--dry-run)");
@@ -243,6 +266,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
                 cfg,
                 &p,
                 "no known password logs in; rescue --reset-auth sets compose.env's",
+                &partial,
             )
             .await?;
         }
@@ -273,6 +297,7 @@ async fn rescue(cfg: &Config, args: &RescueArgs, prior: Option<Secret>) -> Resul
             cfg,
             p,
             "interrupted; rescue makes the planes agree on compose.env's value",
+            &partial,
         )
         .await?;
     }

@@ -51,18 +51,7 @@ impl LivePlanes<'_> {
 
     /// The journaled snapshot of `container`, if the snapshot step took one.
     pub(super) fn load_snapshot(&self, container: &str) -> Result<Option<Snapshot>> {
-        let p = self.snapshot_path(container);
-        let armored = match std::fs::read_to_string(&p) {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&p, e)),
-        };
-        let bytes = sealed::open(&armored, self.ids)
-            .map_err(|e| Error::Precondition(format!("{}: {e}", p.display())))?;
-        let snap: Snapshot = serde_json::from_slice(bytes.expose_secret()).map_err(|_| {
-            Error::Precondition(format!("{}: not a container snapshot", p.display()))
-        })?;
-        Ok(Some(snap))
+        load_sealed_snapshot(&self.snapshot_path(container), self.ids)
     }
 
     /// Seals `snap` into the journal directory under `key` (a container name, or
@@ -136,6 +125,23 @@ impl LivePlanes<'_> {
     pub(super) fn recipients(&self, ctx: &RunContext) -> Result<Vec<String>> {
         Ok(SopsFile::load(&ctx.compose_env)?.recipients())
     }
+}
+
+/// The sealed snapshot at `p` (a journal dir's `snapshot_file`), if there is one.
+pub(super) fn load_sealed_snapshot(
+    p: &std::path::Path,
+    ids: &Identities,
+) -> Result<Option<Snapshot>> {
+    let armored = match std::fs::read_to_string(p) {
+        Ok(a) => a,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(p, e)),
+    };
+    let bytes = sealed::open(&armored, ids)
+        .map_err(|e| Error::Precondition(format!("{}: {e}", p.display())))?;
+    let snap: Snapshot = serde_json::from_slice(bytes.expose_secret())
+        .map_err(|_| Error::Precondition(format!("{}: not a container snapshot", p.display())))?;
+    Ok(Some(snap))
 }
 
 /// The recreate steps of `j` on the same container as `step`, before it (a multi-phase plan

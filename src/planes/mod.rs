@@ -16,6 +16,7 @@ pub mod last_value;
 pub mod layout;
 pub mod leftovers;
 pub mod live;
+pub mod partial;
 pub mod password_keys;
 pub mod pg_step;
 mod proof;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::planes::last_value;
 use crate::planes::live::Staged;
+use crate::planes::partial::PartialRecreate;
 use crate::sops::Identities;
 use crate::txn::Journal;
 use std::path::Path;
@@ -125,16 +126,24 @@ pub(super) fn take_over(cfg: &Config, j: &Journal, why: &str) -> Result<()> {
 /// How rescue ends the pending run `j` once it is about to act (never on a refusal: exit 3
 /// leaves the journal where it was). A run with a store (db-password: Mongo) is taken over
 /// ([`take_over`]): its sealed values are rescue's candidates and rescue's own run makes Mongo,
-/// compose.env and the holders agree. A run of an env-only kind (jwt-secret, webhook-secret,
+/// compose.env and the holders agree. A recreate of it a kill left half done (`partial`, found
+/// by `planes::partial::find`) is first put back to its original, each recorded in the audit
+/// log (issue 19: rescue's own recreate would otherwise refuse on the `-prev`/`-next`). A run of an env-only kind (jwt-secret, webhook-secret,
 /// passkey, `env:KEY`) splits keys no rescue step touches: it is finished first exactly as
 /// `resume` finishes it (compose.env decides: forward when it holds the run's NEW, else back),
 /// so rescue's exit 0 still means every plane agrees (the campaign's seed 275392833 saw rescue
 /// exit 0 with the JWT split). `Ok(())`: the run is ended (committed, rolled back, or its kind
 /// agreed beside the DB problem rescue is about to cure: resume's 0, 4 or 7); an `Err` is the
 /// finish's own (exit 5: the journal is kept and the message names the split).
-pub(super) async fn end_pending(cfg: &Config, j: &Journal, why: &str) -> Result<()> {
+pub(super) async fn end_pending(
+    cfg: &Config,
+    j: &Journal,
+    why: &str,
+    partial: &[PartialRecreate],
+) -> Result<()> {
     let ctx = crate::planes::RunContext::of(j)?;
     if ctx.has_store() {
+        crate::planes::partial::repair(cfg, j, partial).await?;
         return take_over(cfg, j, why);
     }
     eprintln!(
