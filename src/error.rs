@@ -49,6 +49,11 @@ pub enum Error {
     },
     #[error("another run holds the lock {}", path.display())]
     Locked { path: PathBuf },
+    /// A step's failure that proves the step changed nothing (its one changing command never
+    /// left: the server could not be reached, or refused the login first). The runner keeps such
+    /// a step out of the rollback when this attempt was its first ([`Error::untouched`]).
+    #[error(transparent)]
+    Untouched(Box<Error>),
     /// `source`, raised where something may already have changed ([`Error::with_changed`]):
     /// its exit code follows from `changed`, and its "nothing was changed" claim is dropped.
     #[error("{}{note}", cause_after(*changed, source))]
@@ -115,6 +120,7 @@ impl Error {
     pub fn changed(&self) -> Changed {
         match self {
             Error::Changed { changed, .. } => *changed,
+            Error::Untouched(e) => e.changed(),
             Error::RolledBack { .. } => Changed::Yes,
             Error::RollbackIncomplete { .. } => Changed::Unknown,
             _ => Changed::No,
@@ -156,7 +162,7 @@ impl Error {
     /// The code of this kind of failure when nothing changed before it.
     fn refusal_code(&self) -> i32 {
         match self {
-            Error::Changed { source, .. } => source.refusal_code(),
+            Error::Changed { source, .. } | Error::Untouched(source) => source.refusal_code(),
             Error::Usage(_) | Error::Config { .. } => exit::USAGE,
             Error::Sops(e) if e.is_usage() => exit::USAGE,
             Error::Mongo(e) if e.is_usage() => exit::USAGE,
@@ -170,6 +176,16 @@ impl Error {
             Error::RollbackIncomplete { .. } => exit::ROLLBACK_INCOMPLETE,
             Error::Locked { .. } => exit::LOCKED,
         }
+    }
+
+    /// `e`, raised by a step that proved it changed nothing (see [`Error::Untouched`]).
+    pub fn untouched(e: impl Into<Error>) -> Error {
+        Error::Untouched(Box::new(e.into()))
+    }
+
+    /// Whether this failure proves its step changed nothing.
+    pub fn proves_untouched(&self) -> bool {
+        matches!(self, Error::Untouched(_))
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

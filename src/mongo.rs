@@ -188,6 +188,10 @@ impl MongoAdmin {
             });
         };
         if let Err(e) = result {
+            if matches!(*e.kind, ErrorKind::ServerSelection { .. }) {
+                // No server was selected, so the command never left (`runCommand` is not retried).
+                return Err(self.target.unreachable(&e, Some(new)));
+            }
             return Err(MongoError::Command {
                 server: self.target.server.clone(),
                 user: user.to_owned(),

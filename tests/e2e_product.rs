@@ -507,7 +507,11 @@ fn db_password_kills_inside_steps_reach_each_resume_branch() {
     // states are docker_recreate's and the env-only kinds' rows.
     e2e_support::matrix::run_kills_inside_at(s, &k, Some(&["change-db", "write-env"]), &agreed);
     // Resume's two branches that need more than a kill: Mongo stopped, Mongo on a third value.
-    let seen = e2e_support::undecided::run(s, &agreed);
+    let mut seen = e2e_support::undecided::run(s, &agreed);
+    // A fresh run whose change-db finds Mongo stopped: proven untouched, rolled back (exit 4).
+    seen.extend(e2e_support::unreached::mongo_stopped_before_change_db(
+        s, &agreed,
+    ));
     let refs: Vec<&Secret> = seen.iter().chain([&s.passkey]).collect();
     e2e_support::leak::assert_no_leak_anywhere(s, &refs, &[]);
 }

@@ -38,6 +38,18 @@ impl MongoError {
     pub fn is_usage(&self) -> bool {
         matches!(self, MongoError::InvalidTarget(_))
     }
+
+    /// Whether this error came before any command that changes something was sent: the URI,
+    /// the login or the server selection failed. A failed or unanswered `updateUser`, or a
+    /// failed proof after it, is not.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            MongoError::InvalidTarget(_)
+                | MongoError::Rejected { .. }
+                | MongoError::Unreachable { .. }
+        )
+    }
 }
 
 /// One line from a driver error, with the secret masked should a server ever echo it (the whole

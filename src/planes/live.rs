@@ -10,7 +10,7 @@ pub use super::write_env::{backups, prune_backups, undo_write_env};
 use crate::docker::{DockerError, Recreate, RecreateStep, Snapshot};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
-use crate::mongo::{login_works, LoginOutcome, MongoAdmin};
+use crate::mongo::{login_works, LoginOutcome, MongoAdmin, MongoError};
 use crate::txn::failpoint::failpoint;
 use crate::txn::{sealed, Journal, Planes, Step};
 use zeroize::Zeroizing;
@@ -41,12 +41,14 @@ impl Planes for LivePlanes<'_> {
                 if login_works(&self.target, &self.staged.new).await == LoginOutcome::Accepted {
                     return Ok(());
                 }
-                let admin = MongoAdmin::connect(&self.target, &self.staged.old).await?;
+                let admin = MongoAdmin::connect(&self.target, &self.staged.old)
+                    .await
+                    .map_err(untouched_if_never_sent)?;
                 let r = admin
                     .change_password(&ctx.mongo_user, &self.staged.new)
                     .await;
                 admin.close().await;
-                Ok(r?)
+                r.map_err(untouched_if_never_sent)
             }
             steps::CHANGE_PG => super::pg_step::apply(self, &ctx).await,
             steps::WRITE_ENV => {
@@ -233,4 +235,14 @@ fn unknown(kind: &str) -> Error {
     Error::Precondition(format!(
         "the journal names a step kind this build does not know ({kind}); resume it with the build that started the run"
     ))
+}
+
+/// change-db's failure, marked untouched when Mongo never got the `updateUser` (only its read-only
+/// login check ran before).
+fn untouched_if_never_sent(e: MongoError) -> Error {
+    if e.never_sent() {
+        Error::untouched(e)
+    } else {
+        e.into()
+    }
 }

@@ -63,7 +63,11 @@ pub(super) async fn apply(p: &LivePlanes<'_>, ctx: &RunContext) -> Result<()> {
     let pg = pg_of(ctx)?;
     let psql = psql(&p.engine, pg);
     let role = role(&psql, pg);
-    let (stored, v) = role.verifier().await.map_err(pg_err)?;
+    // A failed read changed nothing: the role is only written further down.
+    let (stored, v) = role
+        .verifier()
+        .await
+        .map_err(|e| Error::untouched(pg_err(e)))?;
     if v.accepts(&p.staged.new) {
         return Ok(());
     }

@@ -4,7 +4,8 @@
 //!   compose.env (the real file, not the journal) decrypts to NEW, Mongo accepts NEW and rejects
 //!   OLD, and every holder container running now, looked up again by compose labels (not by the
 //!   journal's names), holds NEW, settles and, for core, serves HTTP.
-//! - [`old_state_is_back`], after a rollback: Mongo accepts OLD, compose.env holds OLD, no
+//! - [`old_state_is_back`], after a rollback: Mongo accepts OLD (or, unreachable, was never
+//!   changed by the run: its store step still pending), compose.env holds OLD, no
 //!   `-next`/`-prev` is left, and for a rotation every holder holds OLD, settles and (core)
 //!   serves, waiting at most the health timeout (the undo order restarts core while Mongo still
 //!   holds NEW, so core may restart-loop until change-db is undone). A rescue started from a
@@ -188,6 +189,9 @@ pub(super) async fn old_state_is_back(
         match login_works(&p.target, &p.staged.old).await {
             LoginOutcome::Accepted => {}
             LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
+            // This run never changed the store (its step never began, or failed proving it sent
+            // nothing): it holds what the pre-flight logged in with. A rejection still fails.
+            LoginOutcome::Unreachable(_) if store_never_applied(j) => {}
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
@@ -288,6 +292,15 @@ pub(super) async fn old_state_is_back(
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Whether no store step of `j` (change-db, change-pg) ever began or was proven untouched: each
+/// is still pending (`txn::runner` puts an untouched first attempt back to pending).
+fn store_never_applied(j: &Journal) -> bool {
+    j.steps.iter().all(|r| {
+        !(r.step.is(super::steps::CHANGE_DB) || r.step.is(super::steps::CHANGE_PG))
+            || r.status == crate::txn::StepStatus::Pending
+    })
 }
 
 /// Whether a recreate step of `name` in `j` began (applied, in flight, failed or undone).

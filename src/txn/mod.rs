@@ -58,6 +58,8 @@ mod tests {
         journal_seen_in_flight: Vec<bool>,
         /// After applying this step, the journal dir stops being writable (a full disk).
         break_journal_after: Option<String>,
+        /// This step fails proving it changed nothing (its server could not be reached).
+        untouched_apply: Option<String>,
     }
 
     /// Makes `dir` unwritable for the journal the way a failed disk would: the directory (and
@@ -80,6 +82,11 @@ mod tests {
             self.log.push(format!("apply {step}"));
             if self.fail_apply.as_deref() == Some(&step.name()) {
                 return Err(crate::Error::Precondition(format!("boom in {step}")));
+            }
+            if self.untouched_apply.as_deref() == Some(&step.name()) {
+                return Err(crate::Error::untouched(crate::Error::Precondition(
+                    format!("unreachable in {step}"),
+                )));
             }
             if self.break_journal_after.as_deref() == Some(&step.name()) {
                 break_journal_dir(&self.dir);
@@ -250,6 +257,64 @@ mod tests {
         ));
         assert_eq!(planes.log[0], "apply write-env");
         assert_eq!(lines.0[0], "[3/6] write-env ...");
+    }
+
+    /// Runs the plan from `j` with `step` failing untouched; returns the outcome, the planes and
+    /// the journal on disk.
+    fn run_untouched(j: Journal, step: &str) -> (Outcome, Script, Journal) {
+        let d = tempfile::tempdir().unwrap();
+        j.persist(d.path()).unwrap();
+        let mut planes = Script {
+            untouched_apply: Some(step.into()),
+            dir: d.path().to_path_buf(),
+            ..Default::default()
+        };
+        let mut lines = Lines::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut runner = Runner::new(d.path().to_path_buf(), j, &mut planes, &mut lines);
+        let out = rt.block_on(runner.run()).unwrap();
+        let on_disk = Journal::load_pending(d.path()).unwrap().unwrap();
+        (out, planes, on_disk)
+    }
+
+    #[test]
+    fn a_step_proven_untouched_on_its_first_attempt_is_left_out_of_the_rollback() {
+        let (out, p, j) = run_untouched(a_journal(), "change-db");
+        assert_eq!(
+            p.log,
+            ["apply snapshot", "apply change-db", "undo snapshot"],
+            "an untouched step has nothing to undo"
+        );
+        match &out {
+            Outcome::RolledBack { step, cause } => {
+                assert_eq!(step, "change-db");
+                assert!(cause.contains("unreachable"), "{cause}");
+            }
+            o => panic!("{o:?}"),
+        }
+        let r = &j.steps[1];
+        assert_eq!(r.status, StepStatus::Pending);
+        assert!(r.error.as_deref().unwrap_or("").contains("unreachable"));
+    }
+
+    #[test]
+    fn a_step_an_earlier_process_started_is_undone_whatever_this_attempt_proves() {
+        // An earlier process died with change-db in flight: it may have changed Mongo then.
+        let mut j = a_journal();
+        j.steps[0].status = StepStatus::Done;
+        j.steps[1].status = StepStatus::InFlight;
+        let (out, p, j) = run_untouched(j, "change-db");
+        assert_eq!(
+            p.log,
+            ["apply change-db", "undo change-db", "undo snapshot"]
+        );
+        assert!(matches!(out, Outcome::RolledBack { .. }), "{out:?}");
+        assert_eq!(
+            j.status_of(&Step::new("change-db")),
+            Some(StepStatus::Undone)
+        );
     }
 
     /// Runs the plan with the journal dir breaking after `break_after` (or, with `None`, before

@@ -97,6 +97,8 @@ impl<'a, P: Planes, G: Progress> Runner<'a, P, G> {
             }
             let step = self.journal.steps[i].step.clone();
             let name = step.name();
+            // A step no process has started yet: its failure can prove it changed nothing.
+            let first_attempt = self.journal.steps[i].status == StepStatus::Pending;
             let changed_before = self.may_have_changed();
             if let Err(e) = self.set(i, StepStatus::InFlight, None, None) {
                 if !changed_before {
@@ -142,7 +144,15 @@ impl<'a, P: Planes, G: Progress> Runner<'a, P, G> {
                 }
                 Err(e) => {
                     let cause = e.to_string();
-                    self.set_or_note(i, StepStatus::Failed, Some(cause.clone()), Some(ms));
+                    // Proven untouched on its first attempt: the step stays pending and the
+                    // rollback leaves it out. A step an earlier process started may have changed
+                    // something then, whatever this attempt proves, so its undo still runs.
+                    let status = if first_attempt && e.proves_untouched() {
+                        StepStatus::Pending
+                    } else {
+                        StepStatus::Failed
+                    };
+                    self.set_or_note(i, status, Some(cause.clone()), Some(ms));
                     self.progress.step_finished(i, total, &name, "FAILED", ms);
                     return self.roll_back(i, name, cause).await;
                 }

@@ -15,6 +15,7 @@ pub mod reset_auth;
 #[path = "../common/stack_sops.rs"]
 pub mod stack_sops;
 pub mod undecided;
+pub mod unreached;
 
 /// The real Go sops decrypts compose.env: its value of `key`, as written in the file.
 pub use stack_sops::sops_get;
