@@ -14,6 +14,8 @@
 //!
 //! Under `CI=true` a missing sops fails the test instead of skipping it.
 
+#[path = "common/shared.rs"]
+mod shared;
 #[path = "common/sops_oracle.rs"]
 mod sops_oracle;
 
@@ -681,21 +683,7 @@ fn random_files_behave_like_sops() {
 }
 
 fn differential_dir() -> PathBuf {
-    let beside =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sops-vectors/differential");
-    if beside.is_dir() {
-        return beside;
-    }
-    if let Some(s) = std::env::var_os("KOMODO_ROTATE_SHARED") {
-        let p = PathBuf::from(s).join("sops-vectors/differential");
-        if p.is_dir() {
-            return p;
-        }
-    }
-    panic!(
-        "differential vectors not found: expected {} or $KOMODO_ROTATE_SHARED/sops-vectors/differential",
-        beside.display()
-    );
+    shared::sops_vectors("differential")
 }
 
 /// What the README row of each folder asks of us.

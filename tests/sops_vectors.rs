@@ -10,21 +10,11 @@ use komodo_rotate::secret::{secret_bytes, Secret};
 use komodo_rotate::sops::{Identities, SopsError, SopsFile};
 use std::path::PathBuf;
 
+#[path = "common/shared.rs"]
+mod shared;
+
 fn vectors() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sops-vectors");
-    if beside.is_dir() {
-        return beside;
-    }
-    if let Some(s) = std::env::var_os("KOMODO_ROTATE_SHARED") {
-        let p = PathBuf::from(s).join("sops-vectors");
-        if p.is_dir() {
-            return p;
-        }
-    }
-    panic!(
-        "sops vectors not found: expected {} or $KOMODO_ROTATE_SHARED/sops-vectors",
-        beside.display()
-    );
+    shared::sops_vectors("")
 }
 
 fn read(rel: &str) -> Vec<u8> {
