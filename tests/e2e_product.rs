@@ -373,11 +373,7 @@ fn fault_matrix_real_faults_and_nothing_is_split() {
     };
     assert_eq!(r.code, Some(3), "{}", r.text());
     // The pre-flight's refusal says what is true: nothing changed.
-    assert!(
-        r.stderr.contains("nothing was changed"),
-        "{}",
-        r.text()
-    );
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.text());
     assert!(after.ct_eq(&before));
     rows.push(Row {
         fault: "mongo container stopped".into(),

@@ -135,14 +135,19 @@ mod tests {
     }
 
     fn run(fail_apply: Option<&str>, fail_undo: Option<&str>) -> (Outcome, Script, Journal) {
-        let d = tempfile::tempdir().unwrap();
-        let mut planes = Script {
+        let planes = Script {
             fail_apply: fail_apply.map(Into::into),
             fail_undo: fail_undo.map(Into::into),
-            dir: d.path().to_path_buf(),
             ..Default::default()
         };
-        let j = a_journal();
+        run_from(a_journal(), planes)
+    }
+
+    /// Runs `j` (persisted first) on `planes` in a fresh dir; returns the outcome, the planes and
+    /// the journal on disk.
+    fn run_from(j: Journal, mut planes: Script) -> (Outcome, Script, Journal) {
+        let d = tempfile::tempdir().unwrap();
+        planes.dir = d.path().to_path_buf();
         j.persist(d.path()).unwrap();
         let mut lines = Lines::default();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -259,24 +264,13 @@ mod tests {
         assert_eq!(lines.0[0], "[3/6] write-env ...");
     }
 
-    /// Runs the plan from `j` with `step` failing untouched; returns the outcome, the planes and
-    /// the journal on disk.
+    /// Runs the plan from `j` with `step` failing untouched.
     fn run_untouched(j: Journal, step: &str) -> (Outcome, Script, Journal) {
-        let d = tempfile::tempdir().unwrap();
-        j.persist(d.path()).unwrap();
-        let mut planes = Script {
+        let planes = Script {
             untouched_apply: Some(step.into()),
-            dir: d.path().to_path_buf(),
             ..Default::default()
         };
-        let mut lines = Lines::default();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mut runner = Runner::new(d.path().to_path_buf(), j, &mut planes, &mut lines);
-        let out = rt.block_on(runner.run()).unwrap();
-        let on_disk = Journal::load_pending(d.path()).unwrap().unwrap();
-        (out, planes, on_disk)
+        run_from(j, planes)
     }
 
     #[test]
