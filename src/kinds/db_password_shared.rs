@@ -36,9 +36,11 @@ pub(super) async fn old_logs_in(loaded: &Loaded, old: &Secret, through: &str) ->
             loaded.target.server(),
             loaded.user
         ))),
-        LoginOutcome::Unreachable(r) => {
-            Err(Error::Precondition(format!("{r}; nothing was changed")))
-        }
+        LoginOutcome::Unreachable(r) => Err(Error::Precondition(format!(
+            "the login {through} at {} as {} got no answer: {r}; nothing was changed",
+            loaded.target.server(),
+            loaded.user
+        ))),
     }
 }
 
