@@ -207,7 +207,10 @@ pub fn judge(
                 }
                 if !after.git.env_uncommitted && after.git.unpushed_env == 0 {
                 } else {
-                    v.push("rotate exit 0 but compose.env is not committed and pushed".into());
+                    v.push(format!(
+                        "rotate exit 0 but compose.env is not committed and pushed (work tree differs from HEAD: {}, commits of it not on origin: {})",
+                        after.git.env_uncommitted, after.git.unpushed_env
+                    ));
                 }
             }
         }

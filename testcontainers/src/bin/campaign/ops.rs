@@ -227,16 +227,40 @@ impl Campaign {
                 if r.code == Some(0) && after.git.unpushed_env == 0 {
                     let dir = self.referee.dir.clone();
                     let key = self.referee.age_key();
-                    let ours_committed = ["HEAD", "origin/main"].iter().all(|rev| {
-                        crate::referee::sops_decrypt_rev(&dir, rev, &key).is_ok_and(|c| {
-                            crate::referee::kind_keys(kind).iter().all(|k| {
-                                c.contains_key(*k)
-                                    && c.get(*k).map(String::as_str) == after.env_value(k)
-                            })
-                        })
-                    });
-                    if ours_committed {
+                    // Why a revision does not hold the run's values (names and fingerprints
+                    // only), for the violation's report (seed 2796689006, op 25, not replayed).
+                    let why_not: Vec<String> = ["HEAD", "origin/main"]
+                        .iter()
+                        .filter_map(
+                            |rev| match crate::referee::sops_decrypt_rev(&dir, rev, &key) {
+                                Err(e) => Some(format!("{rev}: {e}")),
+                                Ok(c) => {
+                                    let off: Vec<String> = crate::referee::kind_keys(kind)
+                                        .iter()
+                                        .filter(|k| {
+                                            c.get(**k).map(String::as_str) != after.env_value(k)
+                                        })
+                                        .map(|k| {
+                                            let fp = |v: Option<&str>| {
+                                                v.map(crate::referee::fp)
+                                                    .unwrap_or_else(|| "unset".into())
+                                            };
+                                            format!(
+                                                "{k} {} there, {} in the work tree",
+                                                fp(c.get(*k).map(String::as_str)),
+                                                fp(after.env_value(k))
+                                            )
+                                        })
+                                        .collect();
+                                    (!off.is_empty()).then(|| format!("{rev}: {}", off.join(", ")))
+                                }
+                            },
+                        )
+                        .collect();
+                    if why_not.is_empty() {
                         v.retain(|x| !x.contains("is not committed and pushed"));
+                    } else {
+                        v.push(format!("not the run's values: {}", why_not.join("; ")));
                     }
                 }
                 if lost {

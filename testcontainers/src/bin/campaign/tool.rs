@@ -162,10 +162,14 @@ impl Tool {
         };
         let during = during.map(std::thread::spawn);
         let hung = Arc::new(AtomicBool::new(false));
+        // The tool bounds each wait by its health timeout, per kind: a call naming several
+        // kinds may take each one's time (seed 2135982605: three kinds beside a core
+        // crash-looping for another reason, each proof waiting out the 60 s gate, passed 240 s).
+        let kinds = args.iter().filter(|a| **a == "--secret").count().max(1) as u64;
         let killer = {
             let (done, hung) = (done.clone(), hung.clone());
             std::thread::spawn(move || {
-                let limit = Duration::from_secs(240);
+                let limit = Duration::from_secs(240 * kinds);
                 let t = Instant::now();
                 while !done.load(Ordering::Relaxed) {
                     let el = t.elapsed();
