@@ -259,7 +259,7 @@ impl Campaign {
                         .collect();
                     if why_not.is_empty() {
                         v.retain(|x| !x.contains("is not committed and pushed"));
-                    } else {
+                    } else if v.iter().any(|x| x.contains("is not committed and pushed")) {
                         v.push(format!("not the run's values: {}", why_not.join("; ")));
                     }
                 }
