@@ -191,7 +191,7 @@ pub(super) async fn old_state_is_back(
             LoginOutcome::Rejected => return Err("Mongo does not accept the old password".into()),
             // This run never changed the store (its step never began, or failed proving it sent
             // nothing): it holds what the pre-flight logged in with. A rejection still fails.
-            LoginOutcome::Unreachable(_) if store_never_applied(j) => {}
+            LoginOutcome::Unreachable(_) if super::steps::store_never_applied(j) => {}
             LoginOutcome::Unreachable(r) => return Err(r),
         }
     }
@@ -231,7 +231,7 @@ pub(super) async fn old_state_is_back(
         // Without a snapshot a rescue never reached them, unless a recreate of it began: then
         // the snapshot went missing, and what it held cannot be proven back.
         if !rotation && snap.is_none() {
-            if touched(j, name) {
+            if super::steps::recreate_began(j, name) {
                 problems.push(format!(
                     "{name} was recreated, but its snapshot {} is missing",
                     p.snapshot_path(name).display()
@@ -292,24 +292,6 @@ pub(super) async fn old_state_is_back(
     } else {
         Err(problems.join("; "))
     }
-}
-
-/// Whether no store step of `j` (change-db, change-pg) ever began or was proven untouched: each
-/// is still pending (`txn::runner` puts an untouched first attempt back to pending).
-fn store_never_applied(j: &Journal) -> bool {
-    j.steps.iter().all(|r| {
-        !(r.step.is(super::steps::CHANGE_DB) || r.step.is(super::steps::CHANGE_PG))
-            || r.status == crate::txn::StepStatus::Pending
-    })
-}
-
-/// Whether a recreate step of `name` in `j` began (applied, in flight, failed or undone).
-fn touched(j: &Journal, name: &str) -> bool {
-    j.steps.iter().any(|r| {
-        r.step.is(super::steps::RECREATE)
-            && r.step.target.as_deref() == Some(name)
-            && r.status != crate::txn::StepStatus::Pending
-    })
 }
 
 /// compose.env, read from disk, holds `want` under the run's key.

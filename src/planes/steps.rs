@@ -110,6 +110,24 @@ pub fn print_plan(steps: &[Step]) {
 }
 
 /// A journal of `plan` for unit tests of the per-phase naming (a passkey run's shape).
+/// Whether no store step of `j` (change-db, change-pg) ever began or was proven untouched: each
+/// is still pending (`txn::runner` puts an untouched first attempt back to pending).
+pub(super) fn store_never_applied(j: &crate::txn::Journal) -> bool {
+    j.steps.iter().all(|r| {
+        !(r.step.is(CHANGE_DB) || r.step.is(CHANGE_PG))
+            || r.status == crate::txn::StepStatus::Pending
+    })
+}
+
+/// Whether a recreate step of `name` in `j` began (applied, in flight, failed or undone).
+pub(super) fn recreate_began(j: &crate::txn::Journal, name: &str) -> bool {
+    j.steps.iter().any(|r| {
+        r.step.is(RECREATE)
+            && r.step.target.as_deref() == Some(name)
+            && r.status != crate::txn::StepStatus::Pending
+    })
+}
+
 #[cfg(test)]
 pub(crate) fn passkey_journal(plan: &[Step]) -> crate::txn::Journal {
     crate::txn::new_journal(
