@@ -17,6 +17,7 @@ pub mod http;
 pub mod image;
 pub mod imitation;
 pub mod passkeys;
+mod ports;
 pub mod real;
 pub mod tar;
 mod teardown;
@@ -31,6 +32,7 @@ use files::{
 pub use image::{
     busybox_image, core_image, mongo_image, mongo_standin_tag, periphery_image, standin_tag,
 };
+pub(crate) use ports::free_loopback_port;
 pub use teardown::{down, status};
 use wait::wait_tcp;
 pub use wait::{wait_crash_loop, wait_healthy};
@@ -215,15 +217,6 @@ pub fn container_name(project: &str, service: &str) -> String {
     format!("{}_{service}_1", compose_project_name(project))
 }
 
-/// A port free on 127.0.0.1 right now (the kernel picks it; the window before the engine binds
-/// it is a few milliseconds).
-pub(crate) fn free_loopback_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
-}
-
 /// Brings the stack up with `docker-compose` (replacing any earlier one of the same project)
 /// and waits until core is healthy, or, with `drift`, until it is crash-looping.
 ///
@@ -232,7 +225,20 @@ pub(crate) fn free_loopback_port() -> Result<u16, String> {
 /// redeployed (`up -d --no-deps core periphery`), so mongo's init env still says A.
 /// With `pipeline`, the redeploy is `up -d` of the whole file (a deploy pipeline's), which
 /// recreates mongo as well: its init env says B too, and A survives nowhere.
+///
+/// A host port taken by another container between its pick and `up` (see [`ports`]) makes
+/// `up` start over with new ports, twice at most.
 pub async fn up(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
+    let mut attempt = 1;
+    loop {
+        match up_once(engine, opts).await {
+            Err(e) if attempt < 3 && ports::is_port_taken(&e) => attempt += 1,
+            r => return r,
+        }
+    }
+}
+
+async fn up_once(engine: &Engine, opts: &StackOptions) -> Result<Stack, String> {
     // A bad image variable stops `up` before anything (an earlier stack included) is touched.
     let images = opts.resolved_images()?;
     images.check_present(engine).await?;
