@@ -319,3 +319,94 @@ fn a_key_the_run_added_is_removed_by_value_and_the_operators_edit_stays() {
     let told = r.told(&["KOMODO_TITLE"], true);
     assert_eq!(told.removed, ["NEWKEY"]);
 }
+
+/// The push undo's first try made its revert and recorded it, but the revert never reached
+/// origin (a pre-push hook refuses once here; in the campaign a SIGKILL), and a colleague pushed
+/// a `sops set` of another key meanwhile. The state of the campaign's lockout (seed 1093341921,
+/// op 55): that revert's push is refused on every try (origin changed compose.env since its
+/// base), so resume ended 5 for ever.
+fn revert_made_then_a_colleague_pushes() -> (Run, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let r = after_commit("");
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    let hook = r.f.host.join(".git/hooks/pre-push");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nrm -f \"$0\"\necho refused once >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = r.undo_git(steps::git_push()).unwrap_err().to_string();
+    let revert = r.f.head(&r.f.host);
+    assert_eq!(
+        std::fs::read_to_string(r.dir.join(git_steps::REVERT_ID_FILE))
+            .unwrap()
+            .trim(),
+        revert,
+        "the revert was made and recorded before its push failed: {e}"
+    );
+    r.colleague_pushes("KOMODO_TITLE", "colleague");
+    (r, revert)
+}
+
+/// The resume after that state: the unpushed revert is dropped and the run's key is set back
+/// by value on top of the colleague's commit, pushed; their title stays.
+fn resume_ends_with_the_key_back_on_top_of_the_colleagues_commit(r: &Run, revert: &str) {
+    r.roll_back().unwrap();
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
+        Some("colleague")
+    );
+    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    let gone = git(&r.f.host, &["merge-base", "--is-ancestor", revert, "HEAD"]);
+    assert!(!gone.status.success(), "the stale revert left in history");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    r.told(&["KOMODO_TITLE"], true);
+    // A replay (resume after a kill at the end) changes nothing more.
+    let after = r.f.head(&r.f.origin);
+    r.roll_back().unwrap();
+    assert_eq!(r.f.head(&r.f.origin), after);
+}
+
+#[test]
+fn an_unpushed_revert_under_a_colleagues_push_is_made_again_on_top_of_it() {
+    let (r, revert) = revert_made_then_a_colleague_pushes();
+    resume_ends_with_the_key_back_on_top_of_the_colleagues_commit(&r, &revert);
+}
+
+/// A kill inside that drop: HEAD is off the revert already, the work tree still holds the
+/// revert's bytes, and `git-revert.id` is still recorded. The resume finishes the drop.
+#[test]
+fn a_kill_inside_the_drop_of_the_unpushed_revert_is_finished_by_the_resume() {
+    let (r, revert) = revert_made_then_a_colleague_pushes();
+    git_ok(&r.f.host, &["reset", "-q", "--soft", "HEAD^"]);
+    git_ok(&r.f.host, &["reset", "-q", "HEAD", "--", REL]);
+    assert_eq!(
+        r.work_tree(KEY).as_deref(),
+        Some("OLD-jwt"),
+        "the revert's bytes"
+    );
+    resume_ends_with_the_key_back_on_top_of_the_colleagues_commit(&r, &revert);
+}
+
+/// An edit made in the work tree after the unpushed revert (another key, uncommitted) is not
+/// taken away: the undo fails naming the file and says what to do; HEAD, origin and the file as
+/// they were.
+#[test]
+fn an_edit_after_the_unpushed_revert_is_kept_and_named() {
+    let (r, _revert) = revert_made_then_a_colleague_pushes();
+    stack_sops::set_at(&r.env(), &r.key_file, "OTHER", "theirs");
+    let bytes = std::fs::read(r.env()).unwrap();
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    let e = r.undo_git(steps::git_push()).unwrap_err().to_string();
+    assert!(
+        e.contains(REL) && e.contains("changed after this run's revert") && !e.contains('\n'),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+}

@@ -324,11 +324,13 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
             // Only the remote can say whether ours reached it: unreachable = not proven.
             repo.fetch(remote)?;
             let tracking = format!("refs/remotes/{remote}/{branch}");
-            if let Some(rev) = read_id(dir, REVERT_ID_FILE)? {
-                if repo.is_ancestor(&rev, &tracking)? {
-                    return Ok(());
-                }
-            } else {
+            let recorded = read_id(dir, REVERT_ID_FILE)?;
+            let push_recorded = match &recorded {
+                Some(rev) if repo.is_ancestor(rev, &tracking)? => return Ok(()),
+                Some(rev) => !drop_stale_revert(&repo, t, j, dir, rev, &tracking)?,
+                None => false,
+            };
+            if !push_recorded {
                 // Ours on the remote branch, by trailer: after a rebase-and-retry or a rewording
                 // hook the recorded id is stale, and "not there" would leave NEW on the remote.
                 let Some(id) = ours_in(&repo, j, &tracking)? else {
@@ -354,6 +356,55 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
         }
         _ => Ok(()),
     }
+}
+
+/// A revert this run made and recorded (`git-revert.id`) that never reached the remote branch,
+/// while the branch moved on with commits changing the env file (a colleague's `sops set` pushed
+/// between our revert and its push, or while the run lay killed): its push is refused on every
+/// try, its base being stale (the campaign's lockout, seed 1093341921). It is local only, so it
+/// is dropped from HEAD and the work tree's copy goes back to HEAD's; the undo then reverts again
+/// on top of the remote branch. False, nothing touched, when its push can still go through (the
+/// branch moved without touching the file: the push's retry rebases) or commits sit on top of it.
+fn drop_stale_revert(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    rev: &str,
+    tracking: &str,
+) -> Result<bool> {
+    if repo.commits_touching(&format!("{rev}..{tracking}"), &t.path)? == 0 {
+        return Ok(false);
+    }
+    let file = t.worktree.join(&t.path);
+    let _lock = EnvLock::acquire(&file, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(&file, e))?;
+    if repo.head()?.as_deref() == Some(rev) {
+        if !repo.is_ancestor(&format!("{rev}^"), tracking)? {
+            return Ok(false);
+        }
+        if !identical_to(repo, "HEAD", &t.path, &file)? {
+            return Err(Error::Precondition(format!(
+                "{} changed after this run's revert commit {}, which the remote refused (the branch moved on): the git undo cannot make it again on top of the branch without taking that edit away; keep a copy of the change, put the revert's copy back (`git -C {} checkout HEAD -- {}`), run `komodo-rotate resume`, then make the change again",
+                file.display(),
+                &rev[..rev.len().min(12)],
+                t.worktree.display(),
+                t.path
+            )));
+        }
+        repo.undo_commit(rev, &t.path, &undo_message(j))?;
+    } else if repo.is_ancestor(rev, "HEAD")? {
+        return Ok(false);
+    }
+    // A kill after the drop can leave the revert's bytes in the work tree: HEAD's back.
+    if identical_to(repo, rev, &t.path, &file)? && !identical_to(repo, "HEAD", &t.path, &file)? {
+        if let Some(bytes) = repo.blob("HEAD", &t.path)? {
+            fsutil::write_atomic(&file, &bytes, Mode::KeepOr0600)
+                .map_err(|e| Error::io(&file, e))?;
+        }
+    }
+    let p = dir.join(REVERT_ID_FILE);
+    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+    Ok(true)
 }
 
 /// Takes our commit `id` back on top of HEAD: `git revert` when it applies cleanly (no later
