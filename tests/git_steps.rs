@@ -703,3 +703,55 @@ fn git_commit_refuses_a_file_that_is_not_what_write_env_wrote() {
     r.apply(steps::git_commit()).unwrap();
     assert_ne!(r.f.head(&r.f.host), head);
 }
+
+/// git-commit's check of the file and git's own read of it are two reads, and a colleague's
+/// `sops set` takes no lock of ours: an edit landing between them went out under our trailer
+/// (found reading the code during the campaign). A `git` first on PATH that writes the
+/// colleague's bytes just before the real `git commit --only` reads the file makes that landing
+/// certain. The commit is taken back out (HEAD as before), the step fails naming the file, and
+/// the colleague's edit stays in the work tree.
+#[test]
+fn an_edit_landing_between_the_check_and_gits_read_is_taken_back_out_of_the_commit() {
+    let r = with_write_env("");
+    r.write_env(NEW);
+    let head = r.f.head(&r.f.host);
+    let theirs = format!("{NEW}OTHER=ciphertext-theirs\n");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = r.f.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let file = r.f.host.join(REL);
+    std::fs::write(
+        bin.join("git"),
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" commit \"*\"--only\"*) printf '%s' '{theirs}' > '{}';; esac\nexec {} \"$@\"\n",
+            file.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    let mut with = std::ffi::OsString::from(bin.as_os_str());
+    with.push(":");
+    with.push(&path);
+    std::env::set_var("PATH", &with);
+    let e = r.apply(steps::git_commit());
+    std::env::set_var("PATH", &path);
+    let e = e.unwrap_err().to_string();
+    assert!(
+        e.contains("changed under the run") && e.contains(REL) && !e.contains('\n'),
+        "{e}"
+    );
+    assert_eq!(r.f.head(&r.f.host), head, "the commit taken back out");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), theirs);
+    assert!(!r.dir.join(COMMIT_ID_FILE).exists());
+    let staged = git_ok(&r.f.host, &["diff", "--cached", "--name-only"]);
+    assert_eq!(staged, "", "nothing left staged");
+}

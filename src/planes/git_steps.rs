@@ -8,8 +8,9 @@
 //! then git-commit's (drop our commit while HEAD is still it, the work tree left as it is for
 //! write-env's undo; else a revert), then write-env's (old bytes back, equal to HEAD's). Our
 //! commit is found by its `Komodo-Rotate-Run` trailer, the recorded id only a fallback; a revert
-//! writes compose.env only over the bytes this run wrote (see `guard_work_tree`).
+//! writes compose.env only over the bytes this run wrote (see `git_guard.rs`).
 
+use super::git_guard::{committed_exactly_ours, guard_work_tree, refuse_foreign_bytes};
 use super::git_inverse::{self, Values};
 use super::run::{GitTarget, RunContext};
 use super::steps;
@@ -188,67 +189,6 @@ fn our_commit(repo: &Repo, j: &Journal, dir: &Path) -> Result<Option<String>> {
     read_id(dir, COMMIT_ID_FILE)
 }
 
-/// Before an undo puts HEAD's copy of the env file into the work tree (`revert_commit`): the
-/// file must hold HEAD's bytes already, or exactly what this run's last write-env wrote. Anything
-/// else is an edit made meanwhile (another key set with `sops set`): it is kept and the undo
-/// fails naming the file, so the rollback stops (exit 5). The returned lock is held through the
-/// revert, so no edit slips in between the check and git's write.
-fn guard_work_tree(
-    repo: &Repo,
-    t: &GitTarget,
-    j: &Journal,
-    dir: &Path,
-    ours: &str,
-) -> Result<EnvLock> {
-    let file = t.worktree.join(&t.path);
-    let lock = EnvLock::acquire(&file, fsutil::ENV_LOCK_WAIT).map_err(|e| Error::io(&file, e))?;
-    if identical_to(repo, "HEAD", &t.path, &file)? {
-        return Ok(lock);
-    }
-    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    let last_write = j
-        .steps
-        .iter()
-        .rev()
-        .find(|r| r.step.is(steps::WRITE_ENV))
-        .map(|r| &r.step);
-    if let Some(step) = last_write {
-        if super::context::wrote_exactly(dir, step, &bytes)? {
-            return Ok(lock);
-        }
-    }
-    Err(Error::Precondition(format!(
-        "{} changed under the run (it holds neither HEAD's bytes nor what this run wrote): the git undo did not restore it, so the edit made meanwhile is kept; to finish the rollback, keep a copy of that change, put back what the run committed (`git -C {} checkout {ours} -- {}`), run `komodo-rotate resume`, then make the change again",
-        file.display(),
-        t.worktree.display(),
-        t.path
-    )))
-}
-
-/// git-commit commits only what this run's last write-env wrote: a colleague's `sops set` that
-/// read the file before write-env and wrote it back after would otherwise go out under our
-/// trailer, and a rollback's revert would take their edit away with ours.
-fn refuse_foreign_bytes(t: &GitTarget, j: &Journal, dir: &Path) -> Result<()> {
-    let Some(step) = j
-        .steps
-        .iter()
-        .rev()
-        .find(|r| r.step.is(steps::WRITE_ENV))
-        .map(|r| &r.step)
-    else {
-        return Ok(());
-    };
-    let file = t.worktree.join(&t.path);
-    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    if super::context::wrote_exactly(dir, step, &bytes)? {
-        return Ok(());
-    }
-    Err(Error::Precondition(format!(
-        "{} changed under the run (it holds another edit than what this run wrote): not committed, the edit is kept",
-        file.display()
-    )))
-}
-
 /// Applies git-commit or git-push (other steps: nothing).
 pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
     let Some((t, repo)) = target(j, cfg)? else {
@@ -266,6 +206,11 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             }
             refuse_foreign_bytes(t, j, dir)?;
             let id = repo.commit_file(&t.path, &message(cfg, j))?;
+            // git read the file again after the check: an edit landing in between went in.
+            if let Err(e) = committed_exactly_ours(&repo, t, j, dir, &id) {
+                repo.undo_commit(&id, &t.path, &undo_message(j))?;
+                return Err(e);
+            }
             write_id(dir, COMMIT_ID_FILE, &id)
         }
         steps::GIT_PUSH => {

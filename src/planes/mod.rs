@@ -8,6 +8,7 @@ mod context;
 pub mod execute;
 pub mod ferret;
 pub mod ferret_read;
+mod git_guard;
 pub mod git_inverse;
 pub mod git_steps;
 pub mod holders;
