@@ -218,3 +218,52 @@ fn a_resume_that_cannot_decide_after_a_change_is_exit_5_not_3() {
     assert!(text(&o).contains("may be split"), "{}", text(&o));
     assert!(journal.exists(), "the journal is kept");
 }
+
+/// A journal whose every step is done (the process ended between the commit and clearing it):
+/// nothing of it is pending, so the next run clears it, and says so in one line naming the run
+/// (the campaign's seed 1096938132 saw it vanish without a word). Here a scheduled run that is
+/// not due: exit 0, the journal gone, the note on stderr.
+#[test]
+fn a_committed_journal_left_behind_is_cleared_with_a_note_naming_its_run() {
+    let d = tempfile::tempdir().unwrap();
+    let env = d.path().join("compose.env");
+    std::fs::write(&env, "KOMODO_DATABASE_PASSWORD=x\n").unwrap();
+    age_key(d.path());
+    let cfg = config(d.path(), "c.toml", "compose.env", "state");
+    let state = d.path().join("state");
+    let j = new_journal("rotate", "db-password", &env, Default::default(), vec![]);
+    audit::append(
+        &state.join("audit.log"),
+        &AuditRecord::from_journal(&j, "committed", 0, None),
+    )
+    .unwrap();
+    let journal = interrupted(&env, &state);
+    let mut left = komodo_rotate::txn::Journal::load_pending(&state.join("journal"))
+        .unwrap()
+        .unwrap();
+    for r in &mut left.steps {
+        r.status = StepStatus::Done;
+    }
+    left.persist(&state.join("journal")).unwrap();
+    let o = tool(
+        &[
+            "rotate",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--if-older-than",
+            "30d",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!journal.exists(), "cleared: {}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let note: Vec<&str> = err.lines().filter(|l| l.contains("left behind")).collect();
+    assert_eq!(note.len(), 1, "{err}");
+    assert!(
+        note[0].contains(&left.run_id)
+            && note[0].contains("db-password")
+            && note[0].contains("cleared"),
+        "{err}"
+    );
+}

@@ -200,7 +200,12 @@ fn clear_after(dir: &std::path::Path, code: i32, journal: &Journal) -> Result<()
 pub fn refuse_if_pending(cfg: &Config) -> Result<()> {
     if let Some(j) = Journal::load_pending(&cfg.journal_dir())? {
         if j.is_committed() && Journal::clear(&cfg.journal_dir()).is_ok() {
-            // A committed run whose clear had failed: nothing is pending.
+            // A committed run whose clear had failed (or whose process ended before it):
+            // nothing is pending, but the operator is told what was removed.
+            eprintln!(
+                "komodo-rotate: note: the journal of {} run {} ({}) was left behind after it committed; nothing of it was pending, so it was cleared",
+                j.command, j.run_id, j.secret
+            );
             return Ok(());
         }
         let inflight = j
