@@ -99,6 +99,14 @@ pub(super) async fn new_state_is_live(
         {
             continue;
         }
+        // Its recreate in this process found it unsettled for an outside cause after a whole
+        // health gate: the cause still in its log is enough, without waiting out a second gate.
+        if p.noted_outside(&c.name) {
+            if let Some(sig) = p.outside_cause(&ctx, &c.name).await {
+                outside.push((c.name.clone(), sig));
+                continue;
+            }
+        }
         if let Err(e) = settled_and_serving(p, core.as_deref(), c, &gate).await {
             match p.outside_cause(&ctx, &c.name).await {
                 Some(sig) => outside.push((c.name.clone(), sig)),

@@ -211,6 +211,13 @@ impl LivePlanes<'_> {
         match_signature(&logs)
     }
 
+    /// Whether this process noted `container` unsettled for an outside cause (its recreate).
+    pub(super) fn noted_outside(&self, container: &str) -> bool {
+        let prefix = format!("{container}: ");
+        let v = self.outside.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter().any(|l| l.starts_with(&prefix))
+    }
+
     pub(super) fn note_outside(&self, container: &str, sig: Signature) {
         let line = format!("{container}: {}", sig.describe());
         let mut v = self.outside.lock().unwrap_or_else(|e| e.into_inner());
