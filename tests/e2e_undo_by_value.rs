@@ -168,6 +168,21 @@ impl Run {
         git_ok(c, &["commit", "-q", "-am", "colleague's edit"]);
         git_ok(c, &["push", "-q", "origin", "main"]);
     }
+    /// After a push undo by value over a colleague's title: origin holds the run's key back
+    /// and their title, the host is on origin's commit, clean, its work tree on the old value.
+    fn key_back_on_origin_beside_the_colleagues_title(&self) {
+        assert_eq!(
+            self.at(&self.f.origin, "main", KEY).as_deref(),
+            Some("OLD-jwt")
+        );
+        assert_eq!(
+            self.at(&self.f.origin, "main", "KOMODO_TITLE").as_deref(),
+            Some("colleague")
+        );
+        assert_eq!(self.f.head(&self.f.host), self.f.head(&self.f.origin));
+        assert_eq!(self.work_tree(KEY).as_deref(), Some("OLD-jwt"));
+        assert_eq!(git_ok(&self.f.host, &["status", "--porcelain"]), "");
+    }
     /// The operator's own edit on the host, committed (not pushed).
     fn operator_commits(&self, key: &str, value: &str) {
         stack_sops::set_at(&self.env(), &self.key_file, key, value);
@@ -244,14 +259,7 @@ fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
     git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
     r.colleague_pushes("KOMODO_TITLE", "colleague");
     r.roll_back().unwrap();
-    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
-    assert_eq!(
-        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
-        Some("colleague")
-    );
-    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
-    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
-    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    r.key_back_on_origin_beside_the_colleagues_title();
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
     r.told(&["KOMODO_TITLE"], true);
 }
@@ -354,14 +362,7 @@ fn revert_made_then_a_colleague_pushes() -> (Run, String) {
 /// by value on top of the colleague's commit, pushed; their title stays.
 fn resume_ends_with_the_key_back_on_top_of_the_colleagues_commit(r: &Run, revert: &str) {
     r.roll_back().unwrap();
-    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
-    assert_eq!(
-        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
-        Some("colleague")
-    );
-    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
-    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
-    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    r.key_back_on_origin_beside_the_colleagues_title();
     let gone = git(&r.f.host, &["merge-base", "--is-ancestor", revert, "HEAD"]);
     assert!(!gone.status.success(), "the stale revert left in history");
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
