@@ -5,6 +5,7 @@
 
 mod contract;
 mod gen;
+mod keys;
 mod ops;
 mod recover;
 mod referee;
@@ -42,7 +43,7 @@ struct Args {
     /// of the seed's draw; `--ops N` then runs its first N.
     script: Option<(PathBuf, Vec<Op>)>,
     /// The rehearsal stack: `mongo` (Komodo v2 on MongoDB, the default) or `v1`.
-    variant: referee::Variant,
+    variant: keys::Variant,
 }
 
 fn parse() -> Result<Args, String> {
@@ -56,7 +57,7 @@ fn parse() -> Result<Args, String> {
         plan: false,
         cover: false,
         script: None,
-        variant: referee::Variant::Mongo,
+        variant: keys::Variant::Mongo,
     };
     let mut seed = None;
     let mut it = std::env::args().skip(1);
@@ -229,10 +230,10 @@ fn run(a: &Args, rt: &tokio::runtime::Runtime) -> Result<Outcome, String> {
         .to_path_buf();
     let engine = rt.block_on(Engine::connect()).map_err(|e| e.to_string())?;
     let mut opts = StackOptions::new(&project, &work.join("host"), &bin_dir);
-    referee::set_variant(a.variant);
+    keys::set_variant(a.variant);
     opts.generation = match a.variant {
-        referee::Variant::Mongo => stack::Generation::V2,
-        referee::Variant::V1 => stack::Generation::V1,
+        keys::Variant::Mongo => stack::Generation::V2,
+        keys::Variant::V1 => stack::Generation::V1,
     };
     eprintln!(
         "campaign: seed {}, {} ops, kinds {}, variant {:?}, tool {}",

@@ -125,9 +125,9 @@ impl Campaign {
             self.seed,
             i + 1,
             self.kinds.join(","),
-            match crate::referee::variant() {
-                crate::referee::Variant::Mongo => "mongo",
-                crate::referee::Variant::V1 => "v1",
+            match crate::keys::variant() {
+                crate::keys::Variant::Mongo => "mongo",
+                crate::keys::Variant::V1 => "v1",
             },
             if self.cover { " --cover" } else { "" },
             self.script
@@ -165,8 +165,8 @@ pub fn shrink(a: &Args, bad: u64) {
             &a.kinds.join(","),
             "--variant",
             match a.variant {
-                crate::referee::Variant::Mongo => "mongo",
-                crate::referee::Variant::V1 => "v1",
+                crate::keys::Variant::Mongo => "mongo",
+                crate::keys::Variant::V1 => "v1",
             },
         ]);
         if let Some(t) = &a.tool {
