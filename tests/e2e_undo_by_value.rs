@@ -61,6 +61,14 @@ fn after_commit(git_section: &str) -> Run {
 /// [`after_commit`] with write-env setting each of `keys` to NEW (a key other than KEY is absent
 /// before the run: the run adds it).
 fn after_commit_setting(git_section: &str, keys: &[&str]) -> Run {
+    let r = after_write_env(git_section, keys);
+    git_steps::apply(&steps::git_commit(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
+    r
+}
+
+/// As [`after_commit_setting`], but the run lies killed after write-env: NEW is in the work tree,
+/// uncommitted.
+fn after_write_env(git_section: &str, keys: &[&str]) -> Run {
     let f = Fixture::new();
     for d in [&f.host, &f.pipeline] {
         git_ok(d, &["config", "user.name", "komodo-rotate test"]);
@@ -113,7 +121,7 @@ fn after_commit_setting(git_section: &str, keys: &[&str]) -> Run {
     std::fs::write(dir.join(PREV_ENV_FILE), &before).unwrap();
     std::fs::write(dir.join(WRITTEN_ENV_FILE), sha256_hex(&new)).unwrap();
     std::fs::write(&env, &new).unwrap();
-    let r = Run {
+    Run {
         f,
         cfg,
         j,
@@ -122,9 +130,7 @@ fn after_commit_setting(git_section: &str, keys: &[&str]) -> Run {
         key_file,
         staged,
         kept: KeptEdits::default(),
-    };
-    git_steps::apply(&steps::git_commit(), &r.j, &r.cfg, &r.dir).unwrap();
-    r
+    }
 }
 
 impl Run {
@@ -256,7 +262,7 @@ fn our_commit_under_the_operators_commits_is_undone_by_value() {
 #[test]
 fn ours_on_origin_under_a_colleagues_push_is_undone_by_value_on_origin() {
     let r = after_commit("");
-    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
     r.colleague_pushes("KOMODO_TITLE", "colleague");
     r.roll_back().unwrap();
     r.key_back_on_origin_beside_the_colleagues_title();
@@ -288,7 +294,7 @@ fn a_colleagues_edit_after_our_commit_stays_and_the_run_key_goes_back() {
 #[test]
 fn someone_elses_value_of_the_run_key_is_a_conflict_named_and_kept() {
     let r = after_commit("");
-    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
     r.colleague_pushes(KEY, "THIRD");
     let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
     let bytes = std::fs::read(r.env()).unwrap();
@@ -336,7 +342,7 @@ fn a_key_the_run_added_is_removed_by_value_and_the_operators_edit_stays() {
 fn revert_made_then_a_colleague_pushes() -> (Run, String) {
     use std::os::unix::fs::PermissionsExt;
     let r = after_commit("");
-    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir).unwrap();
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
     let hook = r.f.host.join(".git/hooks/pre-push");
     std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
     std::fs::write(
@@ -410,4 +416,82 @@ fn an_edit_after_the_unpushed_revert_is_kept_and_named() {
     );
     assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
     assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+}
+
+/// The campaign's seed 1602271867 (op 55): a jwt-secret run lies killed after write-env, and the
+/// operator's hand edit of another key is committed with `commit -a` and pushed: that commit
+/// takes the run's uncommitted NEW along, to HEAD and to origin. Then a colleague pushes a
+/// compose.env edit, so pushing HEAD again is refused (stale base).
+fn swept_into_the_operators_pushed_commit(git_section: &str) -> Run {
+    let r = after_write_env(git_section, &[KEY]);
+    r.operator_commits("KOMODO_TITLE", "operator-1");
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("NEW-jwt"));
+    if git_section.is_empty() {
+        git_ok(&r.f.host, &["push", "-q", "origin", "main"]);
+        r.colleague_pushes("OTHER", "colleague");
+    }
+    r
+}
+
+/// The roll forward there: git-commit has nothing of its own to commit, and git-push is done
+/// because origin holds the run's value under its key, whoever committed it (it was refused, and
+/// the rollback that followed locked out: the proof compared the work tree set back by value with
+/// HEAD, which holds NEW, on every try).
+#[test]
+fn a_run_swept_into_the_operators_pushed_commit_is_pushed_when_origin_holds_it() {
+    let r = swept_into_the_operators_pushed_commit("");
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    git_steps::apply(&steps::git_commit(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("NEW-jwt"));
+    assert_eq!(
+        r.at(&r.f.origin, "main", "OTHER").as_deref(),
+        Some("colleague")
+    );
+}
+
+/// The rollback there (a later step failed): nothing carries our trailer, yet origin and HEAD
+/// hold NEW. The push undo sets the key back by value on top of origin's branch and pushes it;
+/// the operator's and the colleague's edits stay; the proof agrees; a replay changes nothing.
+#[test]
+fn a_run_swept_into_the_operators_pushed_commit_is_rolled_back_by_value_on_origin() {
+    let r = swept_into_the_operators_pushed_commit("");
+    r.roll_back().unwrap();
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    assert_eq!(
+        r.at(&r.f.origin, "main", "OTHER").as_deref(),
+        Some("colleague")
+    );
+    assert_eq!(r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    assert_eq!(r.work_tree(KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    r.told(&["KOMODO_TITLE", "OTHER"], true);
+    let after = r.f.head(&r.f.origin);
+    r.roll_back().unwrap();
+    assert_eq!(r.f.head(&r.f.origin), after);
+    assert!(r.kept.take().is_empty());
+}
+
+/// Commit mode: the operator's commit swept NEW into HEAD. git-commit's undo has no commit of
+/// ours to drop or revert, so it commits the key back by value on top; their edit stays.
+#[test]
+fn a_run_swept_into_the_operators_commit_is_rolled_back_by_value() {
+    let r = swept_into_the_operators_pushed_commit("[git]\nmode = \"commit\"\n");
+    let operators = r.f.head(&r.f.host);
+    r.roll_back().unwrap();
+    assert_eq!(git_ok(&r.f.host, &["rev-parse", "HEAD^"]), operators);
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    r.told(&["KOMODO_TITLE"], true);
 }

@@ -62,11 +62,18 @@ fn journal_for(f: Fixture, cfg: Config, target: Option<GitTarget>) -> Run {
 
 impl Run {
     fn apply(&self, s: Step) -> komodo_rotate::error::Result<()> {
-        git_steps::apply(&s, &self.j, &self.cfg, &self.dir)
+        self.with_values(|v| git_steps::apply(&s, &self.j, &self.cfg, &self.dir, v))
     }
     fn undo(&self, s: Step) -> komodo_rotate::error::Result<()> {
-        // These fixtures' env file is not a sops file: a revert that conflicts cannot fall back
-        // to the revert by value (tests/e2e_undo_by_value.rs covers that), so it fails as before.
+        self.with_values(|v| git_steps::undo(&s, &self.j, &self.cfg, &self.dir, v))
+    }
+    /// These fixtures' env file is not a sops file and their journal has no write-env: the git
+    /// steps' judgements by value (a revert by value, origin holding the run's values) have no
+    /// run keys to read (tests/e2e_undo_by_value.rs covers them), so they fail as before.
+    fn with_values<R>(
+        &self,
+        f: impl FnOnce(&komodo_rotate::planes::git_inverse::Values<'_>) -> R,
+    ) -> R {
         let id = age::x25519::Identity::generate();
         let ids = komodo_rotate::sops::Identities::from_key_text(
             secrecy::ExposeSecret::expose_secret(&id.to_string()),
@@ -83,7 +90,7 @@ impl Run {
             staged: &staged,
             kept: &kept,
         };
-        git_steps::undo(&s, &self.j, &self.cfg, &self.dir, &v)
+        f(&v)
     }
     fn write_env(&self, body: &str) {
         std::fs::write(self.f.host.join(REL), body).unwrap();

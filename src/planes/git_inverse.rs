@@ -40,6 +40,62 @@ fn at(repo: &Repo, rev: &str, t: &GitTarget) -> Result<Option<SopsFile>> {
     Ok(Some(SopsFile::parse(bytes, &name)?))
 }
 
+/// The run's keys and `rev`'s copy of compose.env decrypted; None when no write-env of the run
+/// wrote, `rev` lacks the file, or its copy does not open (judged as before: by the trailer).
+fn run_keys_at(
+    repo: &Repo,
+    rev: &str,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+) -> Result<Option<(RunEdit, crate::sops::Decrypted)>> {
+    let Some(keys) = run_keys(v, j, dir)? else {
+        return Ok(None);
+    };
+    let Some(bytes) = repo.blob(rev, &t.path)? else {
+        return Ok(None);
+    };
+    let name = format!("{}:{}", rev, t.path);
+    let opened = SopsFile::parse(bytes, &name).and_then(|f| f.decrypt(v.ids));
+    Ok(opened.ok().map(|d| (keys, d)))
+}
+
+/// Whether `rev`'s copy holds what the run wrote under every run key, whoever committed it: the
+/// run's write can go out under someone else's commit (an operator's `commit -a` while the run
+/// lay killed after write-env, the campaign's seed 1602271867), with no commit of ours to find.
+pub fn holds_run_values(
+    repo: &Repo,
+    rev: &str,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+) -> Result<bool> {
+    Ok(
+        run_keys_at(repo, rev, t, j, dir, v)?.is_some_and(|(e, now)| {
+            e.keys
+                .iter()
+                .all(|k| now.get(&k.key).is_some_and(|x| x.ct_eq(&k.new)))
+        }),
+    )
+}
+
+/// Whether `rev`'s copy holds what the run wrote under some run key and no third value under
+/// any: a commit by value there would take the run's write out. A third value (someone else's
+/// edit of a run key) is not: the undo leaves it, as it did before judging by value.
+pub fn holds_some_run_value(
+    repo: &Repo,
+    rev: &str,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+) -> Result<bool> {
+    Ok(run_keys_at(repo, rev, t, j, dir, v)?
+        .is_some_and(|(e, now)| inverse::needs_set_back(rev, &now, &e.keys).unwrap_or(false)))
+}
+
 /// Refuses (naming the file and the key) when `rev`'s copy holds a third value under a run key:
 /// a revert by value would not apply. Nothing is touched.
 pub fn check(

@@ -190,7 +190,7 @@ fn our_commit(repo: &Repo, j: &Journal, dir: &Path) -> Result<Option<String>> {
 }
 
 /// Applies git-commit or git-push (other steps: nothing).
-pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
+pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) -> Result<()> {
     let Some((t, repo)) = target(j, cfg)? else {
         return Ok(());
     };
@@ -221,7 +221,15 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path) -> Result<()> {
             // push took it along and the branch moved on since): done. Pushing HEAD again
             // would be refused as stale and roll back into a revert that conflicts.
             repo.fetch(remote)?;
-            if ours_in(&repo, j, &format!("refs/remotes/{remote}/{branch}"))?.is_some() {
+            let tracking = format!("refs/remotes/{remote}/{branch}");
+            if ours_in(&repo, j, &tracking)?.is_some() {
+                return Ok(());
+            }
+            // No commit of ours, but the run's write went out under someone else's (swept in by
+            // their `commit -a`): the remote branch holding the run's values is the push done.
+            if ours_in(&repo, j, "HEAD")?.is_none()
+                && git_inverse::holds_run_values(&repo, &tracking, t, j, dir, v)?
+            {
                 return Ok(());
             }
             // A retry replays only commits the remote lacks.
@@ -247,6 +255,11 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
                 return Ok(());
             }
             let Some(id) = our_commit(&repo, j, dir)? else {
+                // The run's write swept into someone else's commit: set back by value on top.
+                if git_inverse::holds_some_run_value(&repo, "HEAD", t, j, dir, v)? {
+                    let _lock = guard_work_tree(&repo, t, j, dir, "HEAD")?;
+                    git_inverse::commit_by_value(&repo, t, j, dir, v, &undo_message(j))?;
+                }
                 return Ok(());
             };
             if repo.head()?.as_deref() == Some(id.as_str()) {
@@ -278,19 +291,26 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
             if !push_recorded {
                 // Ours on the remote branch, by trailer: after a rebase-and-retry or a rewording
                 // hook the recorded id is stale, and "not there" would leave NEW on the remote.
-                let Some(id) = ours_in(&repo, j, &tracking)? else {
-                    return Ok(());
+                let made = match ours_in(&repo, j, &tracking)? {
+                    Some(id) => {
+                        let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
+                        // Before the fast-forward below moves the work tree: an undo that cannot
+                        // apply (a run key someone else changed) is refused with the file as is.
+                        if repo.revert_conflicts(&id, &tracking)?.is_some() {
+                            git_inverse::check(&repo, &tracking, t, j, dir, v)?;
+                        }
+                        fast_forward(&repo, &tracking)?;
+                        revert_or_by_value(&repo, t, j, dir, v, &id)?
+                    }
+                    // The run's write went out under someone else's commit: by value on top.
+                    None if git_inverse::holds_some_run_value(&repo, &tracking, t, j, dir, v)? => {
+                        let _lock = guard_work_tree(&repo, t, j, dir, "HEAD")?;
+                        fast_forward(&repo, &tracking)?;
+                        git_inverse::commit_by_value(&repo, t, j, dir, v, &undo_message(j))?
+                    }
+                    None => return Ok(()),
                 };
-                let _lock = guard_work_tree(&repo, t, j, dir, &id)?;
-                // Before the fast-forward below moves the work tree: an undo that cannot apply
-                // (a run key someone else changed) is refused with the file as it is now.
-                if repo.revert_conflicts(&id, &tracking)?.is_some() {
-                    git_inverse::check(&repo, &tracking, t, j, dir, v)?;
-                }
-                if repo.is_ancestor("HEAD", &tracking)? {
-                    repo.merge_ff_only(&tracking)?;
-                }
-                match revert_or_by_value(&repo, t, j, dir, v, &id)? {
+                match made {
                     Some(rev) => write_id(dir, REVERT_ID_FILE, &rev)?,
                     // The remote's copy holds the old values already: nothing to push.
                     None => return Ok(()),
@@ -301,6 +321,13 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
         }
         _ => Ok(()),
     }
+}
+
+fn fast_forward(repo: &Repo, tracking: &str) -> Result<()> {
+    if repo.is_ancestor("HEAD", tracking)? {
+        repo.merge_ff_only(tracking)?;
+    }
+    Ok(())
 }
 
 /// A revert this run made and recorded (`git-revert.id`) that never reached the remote branch,

@@ -87,7 +87,7 @@ impl Planes for LivePlanes<'_> {
             }
             steps::WRITE_FILE => self.write_file(step, &ctx),
             steps::GIT_COMMIT | steps::GIT_PUSH => {
-                super::git_steps::apply(step, j, self.cfg, &self.journal_dir)
+                super::git_steps::apply(step, j, self.cfg, &self.journal_dir, &self.git_values())
             }
             steps::COMMIT => {
                 // Proof first: a failure here is a failed step, and the run rolls back.
@@ -136,12 +136,7 @@ impl Planes for LivePlanes<'_> {
             steps::SNAPSHOT | steps::COMMIT => Ok(()),
             steps::WRITE_FILE => self.undo_write_file(step, &ctx).await,
             steps::GIT_COMMIT | steps::GIT_PUSH => {
-                let v = super::git_inverse::Values {
-                    ids: self.ids,
-                    staged: &self.staged,
-                    kept: &self.kept,
-                };
-                super::git_steps::undo(step, j, self.cfg, &self.journal_dir, &v)
+                super::git_steps::undo(step, j, self.cfg, &self.journal_dir, &self.git_values())
             }
             steps::CHANGE_DB => match login_works(&self.target, &self.staged.new).await {
                 LoginOutcome::Accepted => {
@@ -179,6 +174,15 @@ impl Planes for LivePlanes<'_> {
 }
 
 impl LivePlanes<'_> {
+    /// What the git steps need to judge compose.env by value (the run's keys, old and new).
+    fn git_values(&self) -> super::git_inverse::Values<'_> {
+        super::git_inverse::Values {
+            ids: self.ids,
+            staged: &self.staged,
+            kept: &self.kept,
+        }
+    }
+
     /// A parked original the commit could not remove: recorded, so verify names it and the next
     /// run removes it (planes::leftovers).
     async fn leave_leftover(&self, rec: &Recreate, e: Error) {
