@@ -194,6 +194,13 @@ impl Run {
         stack_sops::set_at(&self.env(), &self.key_file, key, value);
         git_ok(&self.f.host, &["commit", "-q", "-am", "operator's edit"]);
     }
+    /// A replay (resume after a kill at the end) moves nothing at `dir` and tells nothing new.
+    fn a_replay_changes_nothing(&self, dir: &Path) {
+        let after = self.f.head(dir);
+        self.roll_back().unwrap();
+        assert_eq!(self.f.head(dir), after);
+        assert!(self.kept.take().is_empty());
+    }
     fn at(&self, dir: &Path, rev: &str, key: &str) -> Option<String> {
         let o = git(dir, &["show", &format!("{rev}:{REL}")]);
         assert!(o.status.success());
@@ -250,11 +257,7 @@ fn our_commit_under_the_operators_commits_is_undone_by_value() {
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
     let told = r.told(&["KOMODO_TITLE", "OTHER"], true);
     assert_eq!(told.commit, Some(r.f.head(&r.f.host)));
-    // A replay (resume after a kill) changes nothing, and tells nothing new.
-    let after = r.f.head(&r.f.host);
-    r.roll_back().unwrap();
-    assert_eq!(r.f.head(&r.f.host), after);
-    assert!(r.kept.take().is_empty());
+    r.a_replay_changes_nothing(&r.f.host);
 }
 
 /// Push mode: ours reached origin, a colleague pushed a `sops set` of another key on top. The
@@ -472,10 +475,7 @@ fn a_run_swept_into_the_operators_pushed_commit_is_rolled_back_by_value_on_origi
     assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
     r.told(&["KOMODO_TITLE", "OTHER"], true);
-    let after = r.f.head(&r.f.origin);
-    r.roll_back().unwrap();
-    assert_eq!(r.f.head(&r.f.origin), after);
-    assert!(r.kept.take().is_empty());
+    r.a_replay_changes_nothing(&r.f.origin);
 }
 
 /// Commit mode: the operator's commit swept NEW into HEAD. git-commit's undo has no commit of
@@ -494,4 +494,97 @@ fn a_run_swept_into_the_operators_commit_is_rolled_back_by_value() {
     assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
     git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
     r.told(&["KOMODO_TITLE"], true);
+}
+
+/// The campaign's seed 4178972239: ours reached origin, then the operator committed an edit of
+/// another key on the host while the run lay pending (their push refused beside the journal, so
+/// it stays local), and a colleague pushed a compose.env edit. HEAD cannot reach origin's branch:
+/// pushing it (the undo's revert on top of the operator's commit) was refused as stale on every
+/// try, exit 5 for ever.
+fn ours_pushed_then_the_operator_commits_locally() -> Run {
+    let r = after_commit("");
+    git_steps::apply(&steps::git_push(), &r.j, &r.cfg, &r.dir, &r.values()).unwrap();
+    r.operator_commits("KOMODO_TITLE", "operator-1");
+    r
+}
+
+/// After the rollback of that shape: origin's branch has the run's key back on top of the
+/// colleague's commit (their edit kept, the operator's not pushed: theirs), the host's HEAD has
+/// it back on top of the operator's commit (still in its history, still unpushed), the work tree
+/// is clean and the proof agrees; a replay changes nothing.
+fn key_back_on_both_sides_of_the_divergence(r: &Run, colleague: &str, operators: &str) {
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.origin, "main", "OTHER").as_deref(),
+        Some("colleague")
+    );
+    assert_eq!(
+        r.at(&r.f.origin, "main", "KOMODO_TITLE").as_deref(),
+        Some("before")
+    );
+    assert_eq!(git_ok(&r.f.origin, &["rev-parse", "main^"]), colleague);
+    assert_eq!(r.at(&r.f.host, "HEAD", KEY).as_deref(), Some("OLD-jwt"));
+    assert_eq!(
+        r.at(&r.f.host, "HEAD", "KOMODO_TITLE").as_deref(),
+        Some("operator-1")
+    );
+    let kept = git(
+        &r.f.host,
+        &["merge-base", "--is-ancestor", operators, "HEAD"],
+    );
+    assert!(kept.status.success(), "the operator's commit left HEAD");
+    assert_eq!(git_ok(&r.f.host, &["status", "--porcelain"]), "");
+    git_steps::old_state_is_back(&r.j, &r.cfg, &r.ids).unwrap();
+    let told = r.kept.take();
+    assert!(
+        told.iter()
+            .any(|e| e.commit.as_deref() == Some(r.f.head(&r.f.origin).as_str())),
+        "the set-back on origin's branch is told: {told:?}"
+    );
+    for e in &told {
+        let line = kept_line(e);
+        for v in ["OLD-jwt", "NEW-jwt", "operator-", "colleague"] {
+            assert!(!line.contains(v), "a value in: {line}");
+        }
+    }
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    r.roll_back().unwrap();
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+}
+
+#[test]
+fn a_checkout_that_cannot_reach_the_moved_branch_sets_it_back_on_its_own() {
+    let r = ours_pushed_then_the_operator_commits_locally();
+    let operators = r.f.head(&r.f.host);
+    r.colleague_pushes("OTHER", "colleague");
+    let colleague = r.f.head(&r.f.origin);
+    r.roll_back().unwrap();
+    key_back_on_both_sides_of_the_divergence(&r, &colleague, &operators);
+}
+
+/// The state the campaign found: an earlier try had made its revert on top of the operator's
+/// commit and recorded it, and its push was refused (a pre-push hook refuses once here) before
+/// the colleague pushed. The resume sets origin's branch back on its own; the recorded revert
+/// stays HEAD's side.
+#[test]
+fn a_revert_recorded_on_top_of_the_operators_commit_is_not_pushed_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = ours_pushed_then_the_operator_commits_locally();
+    let operators = r.f.head(&r.f.host);
+    let hook = r.f.host.join(".git/hooks/pre-push");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(&hook, "#!/bin/sh\nrm -f \"$0\"\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.undo_git(steps::git_push()).unwrap_err();
+    let revert = r.f.head(&r.f.host);
+    assert_ne!(revert, operators, "the first try made its revert");
+    r.colleague_pushes("OTHER", "colleague");
+    let colleague = r.f.head(&r.f.origin);
+    r.roll_back().unwrap();
+    assert_eq!(
+        r.f.head(&r.f.host),
+        revert,
+        "the recorded revert is HEAD's side"
+    );
+    key_back_on_both_sides_of_the_divergence(&r, &colleague, &operators);
 }

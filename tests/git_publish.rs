@@ -15,6 +15,7 @@ use std::time::Duration;
 const REL: &str = "services/komodo/compose.env";
 const NEW: &str = "KOMODO_DB=ciphertext-NEW\n";
 const OLD: &str = "KOMODO_DB=ciphertext-1\n";
+const BACK: &str = "KOMODO_DB=ciphertext-set-back\n";
 
 fn repo(f: &Fixture) -> Repo {
     // Commits made by the library need an identity; the host's own config provides it.
@@ -215,4 +216,88 @@ fn push_dry_run_sees_a_moved_upstream() {
     r.commit_file(REL, "rotate").unwrap();
     let e = r.push_dry_run("origin", "main").unwrap_err().to_string();
     assert!(e.contains("push --dry-run"), "{e}");
+}
+
+/// `commit_on` (an undo setting origin's branch back while HEAD cannot reach it): a commit on
+/// top of a fetched remote branch with only compose.env changed (nested path, every other entry
+/// and the file's mode kept), made without moving HEAD or touching the index or the work tree;
+/// `push_rev` sends exactly it, and is refused (no force) once the branch moved on again. A path
+/// the commit lacks is refused by name, nothing made.
+#[test]
+fn a_commit_on_the_remote_branch_leaves_the_checkout_alone_and_is_pushed_as_is() {
+    let f = Fixture::new();
+    let r = repo(&f);
+    // The file's mode must be kept by the new tree.
+    git_ok(&f.host, &["update-index", "--chmod=+x", REL]);
+    git_ok(&f.host, &["commit", "-q", "-m", "executable env file"]);
+    git_ok(&f.host, &["push", "-q", "origin", "main"]);
+    let upstream = f.upstream_commit(&[("docs/readme.md", "theirs\n")], "colleague");
+    // The host's own commit, unpushed, and a staged and an unstaged change: none may move.
+    std::fs::write(f.host.join("mine.txt"), "local\n").unwrap();
+    git_ok(&f.host, &["add", "mine.txt"]);
+    git_ok(&f.host, &["commit", "-q", "-m", "operator's own"]);
+    std::fs::write(f.host.join("staged.txt"), "s\n").unwrap();
+    git_ok(&f.host, &["add", "staged.txt"]);
+    write_env(&f, "KOMODO_DB=uncommitted\n");
+    let (head, status) = (f.head(&f.host), git_ok(&f.host, &["status", "--porcelain"]));
+    r.fetch("origin").unwrap();
+    let id = r
+        .commit_on(
+            "refs/remotes/origin/main",
+            REL,
+            BACK.as_bytes(),
+            "set back\n\nK: v\n",
+        )
+        .unwrap();
+    assert_eq!(
+        (f.head(&f.host), git_ok(&f.host, &["status", "--porcelain"])),
+        (head.clone(), status)
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.host.join(REL)).unwrap(),
+        "KOMODO_DB=uncommitted\n"
+    );
+    assert_eq!(git_ok(&f.host, &["rev-parse", &format!("{id}^")]), upstream);
+    assert_eq!(
+        git_ok(&f.host, &["show", "--name-only", "--format=", &id]),
+        REL
+    );
+    assert_eq!(
+        git_ok(&f.host, &["show", &format!("{id}:{REL}")]) + "\n",
+        BACK
+    );
+    assert_eq!(
+        git_ok(&f.host, &["show", &format!("{id}:docs/readme.md")]),
+        "theirs"
+    );
+    let mode = git_ok(&f.host, &["ls-tree", &id, REL]);
+    assert!(mode.starts_with("100755 blob "), "{mode}");
+    assert_eq!(
+        git_ok(&f.host, &["log", "-1", "--format=%B", &id]),
+        "set back\n\nK: v"
+    );
+    r.push_rev(&id, "origin", "main").unwrap();
+    assert_eq!(f.head(&f.origin), id);
+    assert_eq!(f.head(&f.host), head, "the checkout's branch did not move");
+    // The branch moved on again: the same push is refused, origin untouched.
+    let other = r
+        .commit_on(&upstream, REL, NEW.as_bytes(), "stale\n")
+        .unwrap();
+    let e = r.push_rev(&other, "origin", "main").unwrap_err();
+    assert!(
+        matches!(&e, GitError::Refused(m) if m.contains("moved on")),
+        "{e}"
+    );
+    assert_eq!(f.head(&f.origin), id);
+    // A path the commit lacks: refused by name.
+    let e = r
+        .commit_on(
+            &upstream,
+            "services/none/compose.env",
+            OLD.as_bytes(),
+            "x\n",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("none"), "{e}");
 }

@@ -8,6 +8,7 @@
 //! configured `[git] network_timeout`), `GIT_OPTIONAL_LOCKS=0` when read-only, nothing secret in
 //! argv or env.
 
+pub mod detached;
 pub mod history;
 pub mod peek;
 pub mod publish;

@@ -155,8 +155,12 @@ impl Repo {
 
     /// `git push <remote> HEAD:refs/heads/<branch>` with the network deadline.
     pub fn push(&self, remote: &str, branch: &str) -> Result<(), PushFailure> {
-        let spec = format!("HEAD:refs/heads/{branch}");
-        let args = ["push", "--quiet", "--porcelain", remote, &spec];
+        self.push_spec(&format!("HEAD:refs/heads/{branch}"), remote)
+    }
+
+    /// `git push <remote> <spec>` with the network deadline.
+    pub(super) fn push_spec(&self, spec: &str, remote: &str) -> Result<(), PushFailure> {
+        let args = ["push", "--quiet", "--porcelain", remote, spec];
         let o = self
             .write_call(&args, None, true)
             .map_err(PushFailure::Other)?;

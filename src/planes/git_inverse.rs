@@ -40,76 +40,76 @@ fn at(repo: &Repo, rev: &str, t: &GitTarget) -> Result<Option<SopsFile>> {
     Ok(Some(SopsFile::parse(bytes, &name)?))
 }
 
-/// The run's keys and `rev`'s copy of compose.env decrypted; None when no write-env of the run
-/// wrote, `rev` lacks the file, or its copy does not open (judged as before: by the trailer).
-fn run_keys_at(
-    repo: &Repo,
-    rev: &str,
-    t: &GitTarget,
-    j: &Journal,
-    dir: &Path,
-    v: &Values<'_>,
-) -> Result<Option<(RunEdit, crate::sops::Decrypted)>> {
-    let Some(keys) = run_keys(v, j, dir)? else {
-        return Ok(None);
-    };
-    let Some(bytes) = repo.blob(rev, &t.path)? else {
-        return Ok(None);
-    };
-    let name = format!("{}:{}", rev, t.path);
-    let opened = SopsFile::parse(bytes, &name).and_then(|f| f.decrypt(v.ids));
-    Ok(opened.ok().map(|d| (keys, d)))
-}
-
-/// Whether `rev`'s copy holds what the run wrote under every run key, whoever committed it: the
+/// What a commit's copy of compose.env holds under the run's keys, whoever committed it: the
 /// run's write can go out under someone else's commit (an operator's `commit -a` while the run
 /// lay killed after write-env, the campaign's seed 1602271867), with no commit of ours to find.
-pub fn holds_run_values(
-    repo: &Repo,
-    rev: &str,
-    t: &GitTarget,
-    j: &Journal,
-    dir: &Path,
-    v: &Values<'_>,
-) -> Result<bool> {
-    Ok(
-        run_keys_at(repo, rev, t, j, dir, v)?.is_some_and(|(e, now)| {
-            e.keys
-                .iter()
-                .all(|k| now.get(&k.key).is_some_and(|x| x.ct_eq(&k.new)))
-        }),
-    )
+#[derive(Debug)]
+pub enum Held {
+    /// Every run key on what the run wrote.
+    AllRun,
+    /// Some run key on what the run wrote, none on a third value: a commit by value there
+    /// would take the run's write out.
+    SomeRun,
+    /// Every run key on its old value (or the run wrote nothing, or `rev` lacks the file).
+    NoRun,
+    /// The copy does not open (parse or decrypt): judged as before, by the trailer; an undo of
+    /// our own commit that must set keys back there fails naming it.
+    Unreadable(Error),
+    /// A run key on a third value: someone else's edit of it, a real conflict for an undo of
+    /// our own commit (the error names the copy and the key); left alone otherwise.
+    Third(Error),
 }
 
-/// Whether `rev`'s copy holds what the run wrote under some run key and no third value under
-/// any: a commit by value there would take the run's write out. A third value (someone else's
-/// edit of a run key) is not: the undo leaves it, as it did before judging by value.
-pub fn holds_some_run_value(
-    repo: &Repo,
-    rev: &str,
-    t: &GitTarget,
-    j: &Journal,
-    dir: &Path,
-    v: &Values<'_>,
-) -> Result<bool> {
-    Ok(run_keys_at(repo, rev, t, j, dir, v)?
-        .is_some_and(|(e, now)| inverse::needs_set_back(rev, &now, &e.keys).unwrap_or(false)))
+impl Held {
+    /// The run's write is there, under some key.
+    pub fn has_run_value(&self) -> bool {
+        matches!(self, Held::AllRun | Held::SomeRun)
+    }
+
+    /// A third value, or a copy that does not open, as the error naming it (an undo of our own
+    /// commit cannot set keys back there).
+    pub fn or_conflict(self) -> Result<Held> {
+        match self {
+            Held::Third(e) | Held::Unreadable(e) => Err(e),
+            h => Ok(h),
+        }
+    }
 }
 
-/// Refuses (naming the file and the key) when `rev`'s copy holds a third value under a run key:
-/// a revert by value would not apply. Nothing is touched.
-pub fn check(
+/// What `rev`'s copy holds under the run's keys.
+pub fn held_at(
     repo: &Repo,
     rev: &str,
     t: &GitTarget,
     j: &Journal,
     dir: &Path,
     v: &Values<'_>,
-) -> Result<()> {
-    let (Some(keys), Some(f)) = (run_keys(v, j, dir)?, at(repo, rev, t)?) else {
-        return Ok(());
+) -> Result<Held> {
+    let Some(bytes) = repo.blob(rev, &t.path)? else {
+        return Ok(Held::NoRun);
     };
-    inverse::needs_set_back(f.name(), &f.decrypt(v.ids)?, &keys.keys).map(|_| ())
+    let name = format!("{}:{}", rev, t.path);
+    let f = match SopsFile::parse(bytes, &name) {
+        Ok(f) => f,
+        Err(e) => return Ok(Held::Unreadable(e.into())),
+    };
+    let Some(e) = run_keys(v, j, dir)? else {
+        return Ok(Held::NoRun);
+    };
+    let now = match f.decrypt(v.ids) {
+        Ok(d) => d,
+        Err(e) => return Ok(Held::Unreadable(e.into())),
+    };
+    let all = e
+        .keys
+        .iter()
+        .all(|k| now.get(&k.key).is_some_and(|x| x.ct_eq(&k.new)));
+    Ok(match inverse::needs_set_back(&name, &now, &e.keys) {
+        _ if all => Held::AllRun,
+        Ok(true) => Held::SomeRun,
+        Ok(false) => Held::NoRun,
+        Err(e) => Held::Third(e),
+    })
 }
 
 /// A commit on top of HEAD that sets the run's keys back to their old values in compose.env;
@@ -158,6 +158,46 @@ pub fn commit_by_value(
             Err(e.into())
         }
     }
+}
+
+/// The remote branch (`tracking`, fetched) set back by value on its own: a commit on top of it
+/// with the run's keys on their old values, made without HEAD, the index or the work tree, and
+/// pushed. For a checkout that cannot reach the branch (its own commits on HEAD, the branch
+/// changed compose.env since): HEAD's side is git-commit's undo. `ours_there`: our commit is in
+/// the branch's history, so a third value under a run key is a conflict (named, nothing pushed);
+/// otherwise only a branch holding the run's values (swept in by someone's commit) is touched.
+/// The commit's id; None when the branch holds the old values already.
+#[allow(clippy::too_many_arguments)]
+pub fn set_back_on_remote(
+    repo: &Repo,
+    t: &GitTarget,
+    j: &Journal,
+    dir: &Path,
+    v: &Values<'_>,
+    (remote, branch, tracking): (&str, &str, &str),
+    ours_there: bool,
+    message: &str,
+) -> Result<Option<String>> {
+    let held = held_at(repo, tracking, t, j, dir, v)?;
+    if ours_there {
+        held.or_conflict()?;
+    } else if !held.has_run_value() {
+        return Ok(None);
+    }
+    let (Some(keys), Some(f)) = (run_keys(v, j, dir)?, at(repo, tracking, t)?) else {
+        return Ok(None);
+    };
+    let Some((bytes, kept)) = inverse::set_back_bytes(&f, v.ids, &keys)? else {
+        return Ok(None);
+    };
+    let id = repo.commit_on(tracking, &t.path, &bytes, message)?;
+    repo.push_rev(&id, remote, branch)?;
+    v.kept.note(KeptEdit {
+        file: t.worktree.join(&t.path).display().to_string(),
+        commit: Some(id.clone()),
+        ..kept
+    });
+    Ok(Some(id))
 }
 
 /// After a rollback: compose.env in the work tree holds HEAD's bytes, or at least HEAD's values

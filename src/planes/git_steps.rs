@@ -11,7 +11,7 @@
 //! writes compose.env only over the bytes this run wrote (see `git_guard.rs`).
 
 use super::git_guard::{committed_exactly_ours, guard_work_tree, refuse_foreign_bytes};
-use super::git_inverse::{self, Values};
+use super::git_inverse::{self, Held, Values};
 use super::run::{GitTarget, RunContext};
 use super::steps;
 use crate::config::{Config, GitMode};
@@ -228,7 +228,10 @@ pub fn apply(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>)
             // No commit of ours, but the run's write went out under someone else's (swept in by
             // their `commit -a`): the remote branch holding the run's values is the push done.
             if ours_in(&repo, j, "HEAD")?.is_none()
-                && git_inverse::holds_run_values(&repo, &tracking, t, j, dir, v)?
+                && matches!(
+                    git_inverse::held_at(&repo, &tracking, t, j, dir, v)?,
+                    Held::AllRun
+                )
             {
                 return Ok(());
             }
@@ -256,7 +259,7 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
             }
             let Some(id) = our_commit(&repo, j, dir)? else {
                 // The run's write swept into someone else's commit: set back by value on top.
-                if git_inverse::holds_some_run_value(&repo, "HEAD", t, j, dir, v)? {
+                if git_inverse::held_at(&repo, "HEAD", t, j, dir, v)?.has_run_value() {
                     let _lock = guard_work_tree(&repo, t, j, dir, "HEAD")?;
                     git_inverse::commit_by_value(&repo, t, j, dir, v, &undo_message(j))?;
                 }
@@ -288,6 +291,19 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
                 Some(rev) => !drop_stale_revert(&repo, t, j, dir, rev, &tracking)?,
                 None => false,
             };
+            // HEAD cannot reach the branch (commits of its own, unpushed, and the branch changed
+            // the file since): pushing HEAD is refused as stale on every try (the campaign's
+            // lockout, seed 4178972239). The branch is set back on its own; HEAD's side is
+            // git-commit's undo, or the revert recorded.
+            if !repo.is_ancestor("HEAD", &tracking)?
+                && repo.commits_touching(&format!("HEAD..{tracking}"), &t.path)? > 0
+            {
+                let ours_there = ours_in(&repo, j, &tracking)?.is_some();
+                let at = (remote.as_str(), branch.as_str(), tracking.as_str());
+                let m = undo_message(j);
+                git_inverse::set_back_on_remote(&repo, t, j, dir, v, at, ours_there, &m)?;
+                return Ok(());
+            }
             if !push_recorded {
                 // Ours on the remote branch, by trailer: after a rebase-and-retry or a rewording
                 // hook the recorded id is stale, and "not there" would leave NEW on the remote.
@@ -297,13 +313,15 @@ pub fn undo(step: &Step, j: &Journal, cfg: &Config, dir: &Path, v: &Values<'_>) 
                         // Before the fast-forward below moves the work tree: an undo that cannot
                         // apply (a run key someone else changed) is refused with the file as is.
                         if repo.revert_conflicts(&id, &tracking)?.is_some() {
-                            git_inverse::check(&repo, &tracking, t, j, dir, v)?;
+                            git_inverse::held_at(&repo, &tracking, t, j, dir, v)?.or_conflict()?;
                         }
                         fast_forward(&repo, &tracking)?;
                         revert_or_by_value(&repo, t, j, dir, v, &id)?
                     }
                     // The run's write went out under someone else's commit: by value on top.
-                    None if git_inverse::holds_some_run_value(&repo, &tracking, t, j, dir, v)? => {
+                    None if git_inverse::held_at(&repo, &tracking, t, j, dir, v)?
+                        .has_run_value() =>
+                    {
                         let _lock = guard_work_tree(&repo, t, j, dir, "HEAD")?;
                         fast_forward(&repo, &tracking)?;
                         git_inverse::commit_by_value(&repo, t, j, dir, v, &undo_message(j))?
