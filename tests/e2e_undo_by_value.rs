@@ -588,3 +588,24 @@ fn a_revert_recorded_on_top_of_the_operators_commit_is_not_pushed_again() {
     );
     key_back_on_both_sides_of_the_divergence(&r, &colleague, &operators);
 }
+
+/// The real conflict where the checkout cannot reach the branch: the colleague's push set the
+/// run's own key to a third value. The undo refuses naming the file and the key; origin, the
+/// host and the work tree stay as they were, nothing is told.
+#[test]
+fn a_third_value_on_the_unreachable_branch_is_a_conflict_named_and_kept() {
+    let r = ours_pushed_then_the_operator_commits_locally();
+    r.colleague_pushes(KEY, "THIRD");
+    let (host, origin) = (r.f.head(&r.f.host), r.f.head(&r.f.origin));
+    let bytes = std::fs::read(r.env()).unwrap();
+    let e = r.undo_git(steps::git_push()).unwrap_err().to_string();
+    assert!(
+        e.contains(REL) && e.contains(KEY) && e.contains("conflict"),
+        "{e}"
+    );
+    assert!(!e.contains("THIRD") && !e.contains("NEW-jwt"), "{e}");
+    assert_eq!((r.f.head(&r.f.host), r.f.head(&r.f.origin)), (host, origin));
+    assert_eq!(std::fs::read(r.env()).unwrap(), bytes);
+    assert_eq!(r.at(&r.f.origin, "main", KEY).as_deref(), Some("THIRD"));
+    assert!(r.kept.take().is_empty());
+}
